@@ -1,0 +1,386 @@
+// Package workflows holds the ServiceUpdate workflow and its public contract:
+// task queues, workflow, Update, query, activity and search-attribute names,
+// every payload, and the workflow-ID helper. Every other package refers to
+// these names through the constants here, never through string literals.
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Task queues.
+const (
+	// TaskQueue carries the workflow and every activity except the executor.
+	TaskQueue = "service-updates"
+	// ExecutorTaskQueue carries ApplyUpdate only, so a provider can host the
+	// executor in its own worker, next to its own tooling.
+	ExecutorTaskQueue = "service-update-executor"
+)
+
+// WorkflowType is the registered name of the ServiceUpdate workflow.
+const WorkflowType = "ServiceUpdate"
+
+// Temporal Update names (admin and operator actions that need an answer).
+const (
+	UpdateApprove    = "Approve"
+	UpdateReschedule = "Reschedule"
+	// UpdateSetAdmins refreshes the admin list of a running workflow; `starter
+	// load` sends it when an instance's admins change in the fleet file.
+	UpdateSetAdmins = "SetAdmins"
+)
+
+// QueryStatus returns a StatusView.
+const QueryStatus = "Status"
+
+// Activity names. Activities are registered under these names by the worker
+// and called by name from the workflow, so workflows never import activities.
+const (
+	ActivityRecordTransition = "RecordTransition"
+	ActivitySendNotice       = "SendNotice"
+	ActivityBookSlots        = "BookSlots"
+	ActivityReleaseSlots     = "ReleaseSlots"
+	ActivityRecordVersion    = "RecordInstanceVersion"
+	ActivityApplyUpdate      = "ApplyUpdate"
+)
+
+// Application error types returned by activities. The workflow matches on
+// them to answer an admin precisely; they are stable across releases.
+const (
+	ErrTypeSlotFull       = "SlotFull"
+	ErrTypeSlotNotOffered = "SlotNotOffered"
+	ErrTypeNotFound       = "NotFound"
+	ErrTypeNoRecipients   = "NoRecipients"
+	ErrTypeMailRejected   = "MailRejected"
+	ErrTypeUpdateFailed   = "UpdateFailed"
+	ErrTypeInvalidInput   = "InvalidInput"
+)
+
+// Search attributes kept current on every transition.
+var (
+	SearchAttrUpdateStatus   = temporal.NewSearchAttributeKeyKeyword("UpdateStatus")
+	SearchAttrInstanceID     = temporal.NewSearchAttributeKeyKeyword("InstanceId")
+	SearchAttrTenantID       = temporal.NewSearchAttributeKeyKeyword("TenantId")
+	SearchAttrTargetVersion  = temporal.NewSearchAttributeKeyKeyword("TargetVersion")
+	SearchAttrScheduledStart = temporal.NewSearchAttributeKeyTime("ScheduledStart")
+	SearchAttrMandatory      = temporal.NewSearchAttributeKeyBool("Mandatory")
+)
+
+// SearchAttributeKeys lists every custom search attribute, for registering
+// them with a server (`starter setup`) and for the compose/Makefile checks.
+var SearchAttributeKeys = []temporal.SearchAttributeKey{
+	SearchAttrUpdateStatus, SearchAttrInstanceID, SearchAttrTenantID,
+	SearchAttrTargetVersion, SearchAttrScheduledStart, SearchAttrMandatory,
+}
+
+// Status is the lifecycle state of one service update.
+type Status string
+
+const (
+	StatusScheduled         Status = "Scheduled"
+	StatusApproved          Status = "Approved"
+	StatusInProgress        Status = "InProgress"
+	StatusFallbackScheduled Status = "FallbackScheduled"
+	StatusSucceeded         Status = "Succeeded"
+	StatusFailed            Status = "Failed"
+	StatusNotApproved       Status = "NotApproved"
+	StatusCancelled         Status = "Cancelled"
+)
+
+// AllStatuses lists every status in lifecycle order (for CLI validation and
+// summaries).
+var AllStatuses = []Status{
+	StatusScheduled, StatusApproved, StatusInProgress, StatusFallbackScheduled,
+	StatusSucceeded, StatusFailed, StatusNotApproved, StatusCancelled,
+}
+
+// Terminal reports whether no further transition can follow s.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusNotApproved, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// NoticeKind names one communication of the schedule in DESIGN.md.
+// Reminders carry their offset: "reminder-30d"; offset 0 is NoticeDayOf.
+type NoticeKind string
+
+const (
+	NoticeScheduled   NoticeKind = "scheduled"
+	NoticeDayOf       NoticeKind = "day-of"
+	NoticeConfirmed   NoticeKind = "confirmed"
+	NoticeRescheduled NoticeKind = "rescheduled"
+	NoticeInProgress  NoticeKind = "in-progress"
+	NoticeSucceeded   NoticeKind = "succeeded"
+	NoticeFallback    NoticeKind = "fallback"
+	NoticeFailed      NoticeKind = "failed"
+	NoticeNotApproved NoticeKind = "not-approved"
+	NoticeCancelled   NoticeKind = "cancelled"
+)
+
+// reminderPrefix starts the kind of every reminder notice.
+const reminderPrefix = "reminder-"
+
+// ReminderKind names the reminder sent offset before the primary slot:
+// whole days as "reminder-30d", shorter offsets (compressed demo clocks) as
+// hours, minutes or seconds; offset 0 is the day-of notice.
+func ReminderKind(offset time.Duration) NoticeKind {
+	switch {
+	case offset <= 0:
+		return NoticeDayOf
+	case offset%(24*time.Hour) == 0:
+		return NoticeKind(fmt.Sprintf("%s%dd", reminderPrefix, offset/(24*time.Hour)))
+	case offset%time.Hour == 0:
+		return NoticeKind(fmt.Sprintf("%s%dh", reminderPrefix, offset/time.Hour))
+	case offset%time.Minute == 0:
+		return NoticeKind(fmt.Sprintf("%s%dm", reminderPrefix, offset/time.Minute))
+	default:
+		return NoticeKind(fmt.Sprintf("%s%ds", reminderPrefix, offset/time.Second))
+	}
+}
+
+// IsReminder reports whether k is a reminder (any offset, not day-of).
+func (k NoticeKind) IsReminder() bool { return strings.HasPrefix(string(k), reminderPrefix) }
+
+// SlotRole says which of an update's two slots is meant.
+type SlotRole string
+
+const (
+	SlotPrimary   SlotRole = "primary"
+	SlotSecondary SlotRole = "secondary"
+)
+
+// Attempt outcomes.
+const (
+	OutcomeSucceeded     = "succeeded"
+	OutcomeFailed        = "failed"
+	OutcomeWindowElapsed = "window-elapsed"
+	OutcomeCancelled     = "cancelled"
+)
+
+// Audit channels: how a transition was caused.
+const (
+	ChannelWorkflow = "workflow" // the workflow itself (timers, attempts)
+	ChannelUpdate   = "temporal-update"
+	ChannelOperator = "operator" // cancellation through Temporal
+)
+
+// ActorSystem is the audit actor for transitions nobody asked for.
+const ActorSystem = "system"
+
+// Defaults applied by the workflow when the input leaves them empty.
+var DefaultReminderOffsets = []time.Duration{
+	90 * 24 * time.Hour, 30 * 24 * time.Hour, 15 * 24 * time.Hour, 7 * 24 * time.Hour, 0,
+}
+
+const DefaultWindowLength = 12 * time.Hour
+
+// WorkflowID is the ID of the update of one instance to one target version,
+// so a rollout re-run never starts a second workflow for the same pair.
+func WorkflowID(instanceID, targetVersion string) string {
+	return "service-update:" + instanceID + ":" + targetVersion
+}
+
+// Instance is the part of an instance a running workflow needs.
+type Instance struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	TenantID string `json:"tenantId"`
+	Kind     string `json:"kind"`     // production | sandbox
+	Region   string `json:"region"`   // slots are offered per region
+	TimeZone string `json:"timeZone"` // IANA name, for rendering windows
+}
+
+// ReleaseOption is a release the update may target: the one first offered
+// and every later one an admin may choose instead.
+type ReleaseOption struct {
+	Version     string    `json:"version"`
+	PeriodStart time.Time `json:"periodStart"`
+	PeriodEnd   time.Time `json:"periodEnd"`
+}
+
+// Input starts a ServiceUpdate. It carries everything that must not change
+// under a running workflow; a new worker configuration never alters it.
+type Input struct {
+	Instance       Instance `json:"instance"`
+	Admins         []string `json:"admins"`
+	CurrentVersion string   `json:"currentVersion"`
+	TargetVersion  string   `json:"targetVersion"`
+	// Mandatory is set for instances two or more versions behind (n-2):
+	// the update runs without approval.
+	Mandatory      bool      `json:"mandatory"`
+	PrimaryStart   time.Time `json:"primaryStart"`
+	SecondaryStart time.Time `json:"secondaryStart"`
+	// Releases holds TargetVersion and every later release, oldest first;
+	// their periods bound the slots an admin may pick.
+	Releases        []ReleaseOption `json:"releases"`
+	ReminderOffsets []time.Duration `json:"reminderOffsets,omitempty"` // default DefaultReminderOffsets
+	WindowLength    time.Duration   `json:"windowLength,omitempty"`    // default DefaultWindowLength
+	// SecondaryMinGap is the least time between the end of the primary
+	// window and the start of the secondary slot.
+	SecondaryMinGap time.Duration `json:"secondaryMinGap,omitempty"`
+}
+
+// Result is what a closed workflow returns.
+type Result struct {
+	Status       Status    `json:"status"`
+	FinalVersion string    `json:"finalVersion"`
+	Attempts     []Attempt `json:"attempts"`
+}
+
+// ApproveInput is the Approve Update's payload.
+type ApproveInput struct {
+	Admin string `json:"admin"`
+	Note  string `json:"note,omitempty"`
+}
+
+// RescheduleInput is the Reschedule Update's payload. It implies approval.
+type RescheduleInput struct {
+	Admin          string    `json:"admin"`
+	PrimaryStart   time.Time `json:"primaryStart"`
+	SecondaryStart time.Time `json:"secondaryStart"`
+	TargetVersion  string    `json:"targetVersion,omitempty"` // empty keeps the current target
+}
+
+// SetAdminsInput is the SetAdmins Update's payload.
+type SetAdminsInput struct {
+	Admins []string `json:"admins"`
+}
+
+// Window is one update slot, in UTC and rendered in the instance's zone.
+type Window struct {
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	TimeZone   string    `json:"timeZone"`
+	LocalStart string    `json:"localStart"` // e.g. "2026-03-29 01:00 CET"
+	LocalEnd   string    `json:"localEnd"`
+}
+
+// Attempt is one execution of the update in a slot.
+type Attempt struct {
+	Slot     SlotRole  `json:"slot"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Outcome  string    `json:"outcome,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// NoticeRecord is a notice sent (or, in Upcoming, due).
+type NoticeRecord struct {
+	Kind NoticeKind `json:"kind"`
+	At   time.Time  `json:"at"`
+}
+
+// StatusView is the Status query's answer and what Approve, Reschedule and
+// SetAdmins return.
+type StatusView struct {
+	WorkflowID     string         `json:"workflowId"`
+	InstanceID     string         `json:"instanceId"`
+	InstanceName   string         `json:"instanceName"`
+	TenantID       string         `json:"tenantId"`
+	Admins         []string       `json:"admins"`
+	CurrentVersion string         `json:"currentVersion"`
+	OfferedVersion string         `json:"offeredVersion"` // the version the workflow was started for
+	TargetVersion  string         `json:"targetVersion"`
+	Mandatory      bool           `json:"mandatory"`
+	Status         Status         `json:"status"`
+	Primary        Window         `json:"primary"`
+	Secondary      Window         `json:"secondary"`
+	ReleasePeriod  ReleaseOption  `json:"releasePeriod"`
+	ApprovedBy     string         `json:"approvedBy,omitempty"`
+	ApprovedAt     time.Time      `json:"approvedAt,omitzero"`
+	Attempts       []Attempt      `json:"attempts"`
+	Notices        []NoticeRecord `json:"notices"`
+	Upcoming       []NoticeRecord `json:"upcoming"`
+}
+
+// RecordTransitionInput writes one audit row and refreshes the updates
+// projection from Snapshot, in one transaction.
+type RecordTransitionInput struct {
+	Actor    string     `json:"actor"`   // admin email, ActorSystem or "operator"
+	Channel  string     `json:"channel"` // one of the Channel constants
+	Action   string     `json:"action"`  // e.g. "approved", "rescheduled", "attempt-failed"
+	From     Status     `json:"from"`
+	Detail   string     `json:"detail,omitempty"`
+	Snapshot StatusView `json:"snapshot"`
+}
+
+// SendNoticeInput asks for one notice to every recipient its kind addresses.
+// The outbox is keyed by (WorkflowID, Kind, SlotStart), so a retried or
+// re-run activity sends once, while a reminder re-armed by a reschedule
+// (new SlotStart) is sent again.
+type SendNoticeInput struct {
+	WorkflowID string     `json:"workflowId"`
+	Kind       NoticeKind `json:"kind"`
+	// Offset is the reminder offset for reminder and day-of notices.
+	Offset    time.Duration `json:"offset,omitempty"`
+	SlotStart time.Time     `json:"slotStart"`
+	// Deadline is what the admin must act by (approval before the primary
+	// slot; reschedule before the release period ends).
+	Deadline time.Time  `json:"deadline"`
+	Update   StatusView `json:"update"`
+}
+
+// SendNoticeResult says what was sent.
+type SendNoticeResult struct {
+	Recipients int    `json:"recipients"`
+	Emailed    bool   `json:"emailed"`   // false in outbox mode or when the kind has no email
+	Alerted    bool   `json:"alerted"`   // an in-product alert was written
+	Duplicate  bool   `json:"duplicate"` // the outbox already had it sent
+	MessageID  string `json:"messageId,omitempty"`
+}
+
+// BookSlotsInput books (or rebooks) both slots of an update. Reservations
+// are keyed by (instance, offered version, role), so booking is idempotent
+// and rebooking releases the previous reservation in the same transaction.
+type BookSlotsInput struct {
+	WorkflowID string `json:"workflowId"`
+	InstanceID string `json:"instanceId"`
+	Region     string `json:"region"`
+	// OfferedVersion is the version the workflow was started for (part of
+	// its ID); TargetVersion is the release whose slots are booked, later
+	// when an admin chose a later target.
+	OfferedVersion string    `json:"offeredVersion"`
+	TargetVersion  string    `json:"targetVersion"`
+	PrimaryStart   time.Time `json:"primaryStart"`
+	SecondaryStart time.Time `json:"secondaryStart"`
+}
+
+// BookSlotsResult names the slot rows now reserved.
+type BookSlotsResult struct {
+	PrimarySlotID   int64 `json:"primarySlotId"`
+	SecondarySlotID int64 `json:"secondarySlotId"`
+}
+
+// ReleaseSlotsInput releases every reservation of an update.
+type ReleaseSlotsInput struct {
+	InstanceID     string `json:"instanceId"`
+	OfferedVersion string `json:"offeredVersion"`
+}
+
+// RecordVersionInput records the version an instance now runs.
+type RecordVersionInput struct {
+	InstanceID string `json:"instanceId"`
+	Version    string `json:"version"`
+}
+
+// ApplyUpdateInput runs the update of one instance inside one window.
+type ApplyUpdateInput struct {
+	WorkflowID     string    `json:"workflowId"`
+	InstanceID     string    `json:"instanceId"`
+	TenantID       string    `json:"tenantId"`
+	CurrentVersion string    `json:"currentVersion"`
+	TargetVersion  string    `json:"targetVersion"`
+	Attempt        SlotRole  `json:"attempt"`
+	WindowEnd      time.Time `json:"windowEnd"`
+}
+
+// ApplyUpdateResult is a successful execution's report.
+type ApplyUpdateResult struct {
+	Output string `json:"output,omitempty"` // last lines of the executor's output
+}
