@@ -274,6 +274,9 @@ type Attempt struct {
 type NoticeRecord struct {
 	Kind NoticeKind `json:"kind"`
 	At   time.Time  `json:"at"`
+	// Error is set when the notice could not be delivered (no recipient,
+	// rejected by the mail provider); the lifecycle goes on regardless.
+	Error string `json:"error,omitempty"`
 }
 
 // StatusView is the Status query's answer and what Approve, Reschedule and
@@ -308,6 +311,12 @@ type RecordTransitionInput struct {
 	From     Status     `json:"from"`
 	Detail   string     `json:"detail,omitempty"`
 	Snapshot StatusView `json:"snapshot"`
+}
+
+// RecordTransitionResult identifies the audit row written (or found, when a
+// retried activity had written it already).
+type RecordTransitionResult struct {
+	AuditID int64 `json:"auditId"`
 }
 
 // SendNoticeInput asks for one notice to every recipient its kind addresses.
@@ -363,10 +372,20 @@ type ReleaseSlotsInput struct {
 	OfferedVersion string `json:"offeredVersion"`
 }
 
+// ReleaseSlotsResult says how many reservations were released.
+type ReleaseSlotsResult struct {
+	Released int `json:"released"`
+}
+
 // RecordVersionInput records the version an instance now runs.
 type RecordVersionInput struct {
 	InstanceID string `json:"instanceId"`
 	Version    string `json:"version"`
+}
+
+// RecordVersionResult reports the version the instance ran before.
+type RecordVersionResult struct {
+	PreviousVersion string `json:"previousVersion"`
 }
 
 // ApplyUpdateInput runs the update of one instance inside one window.
