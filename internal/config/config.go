@@ -1,0 +1,295 @@
+// Package config is the one configuration of the worker and the starter:
+// environment variables only, read once in main with envconfig and passed
+// down. A bad value stops the program at start with one line that names the
+// variable, the value and what is accepted.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// Config holds every setting of the worker and the starter.
+//
+// Tags: `envconfig` names the variable, `default` is its value when unset
+// (fields without one take theirs from defaults(), which reads the contract
+// in package workflows), `desc` describes it for -h, and `accepted` says
+// what a valid value looks like, for the error when it is not one.
+type Config struct {
+	TemporalAddress   string `envconfig:"TEMPORAL_ADDRESS" default:"localhost:7233" desc:"Temporal frontend to connect to" accepted:"host:port, such as localhost:7233"`
+	TemporalNamespace string `envconfig:"TEMPORAL_NAMESPACE" default:"default" desc:"Temporal namespace of the workflows" accepted:"a non-empty namespace name"`
+	TaskQueue         string `envconfig:"TASK_QUEUE" desc:"task queue of the workflow and its activities (the executor has a fixed queue of its own)" accepted:"a non-empty task queue name"`
+
+	DatabaseURL string `envconfig:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/svcupdate?sslmode=disable" desc:"Postgres holding the fleet, slots, audit log and outbox" accepted:"a Postgres URL such as postgres://user:password@host:5432/database?sslmode=disable"`
+
+	SendGridAPIKey string `envconfig:"SENDGRID_API_KEY" secret:"true" desc:"SendGrid API key; empty keeps the mailer in outbox mode (mails are stored and logged, none sent)" accepted:"a SendGrid API key"`
+	SendGridHost   string `envconfig:"SENDGRID_HOST" default:"https://api.sendgrid.com" desc:"SendGrid API base URL (point it at a test server to capture mail)" accepted:"an http or https URL with a host, such as https://api.sendgrid.com"`
+	MailFrom       string `envconfig:"MAIL_FROM" default:"svcupdate <updates@example.com>" desc:"sender of every notice email" accepted:"an email address, optionally with a display name: \"svcupdate <updates@example.com>\""`
+
+	ReminderOffsets []time.Duration `envconfig:"REMINDER_OFFSETS" desc:"reminders before the primary slot for new updates; 0h is the day-of notice" accepted:"comma-separated non-negative durations, such as 2160h,720h,168h,0h"`
+	UpdateWindow    time.Duration   `envconfig:"UPDATE_WINDOW" desc:"length of each update window for new updates" accepted:"a positive duration, such as 12h or 90m"`
+	SecondaryMinGap time.Duration   `envconfig:"SECONDARY_MIN_GAP" default:"24h" desc:"least time between the end of the primary window and the secondary slot" accepted:"a non-negative duration, such as 24h"`
+
+	Executor          ExecutorKind      `envconfig:"EXECUTOR" default:"simulated" desc:"how ApplyUpdate runs an update: simulated or command" accepted:"simulated or command"`
+	ExecutorCommand   string            `envconfig:"EXECUTOR_COMMAND" desc:"program and arguments run by the command executor, split like a shell would (quotes, backslashes) but without a shell" accepted:"a program and its arguments, such as \"/opt/acme/update --verbose\"; required with EXECUTOR=command"`
+	ExecutorKillGrace time.Duration     `envconfig:"EXECUTOR_KILL_GRACE" default:"10s" desc:"time between SIGTERM and SIGKILL when an update command is stopped at the window's end" accepted:"a positive duration, such as 10s"`
+	SimulatedDuration time.Duration     `envconfig:"SIMULATED_DURATION" default:"30s" desc:"how long the simulated executor takes per update" accepted:"a non-negative duration, such as 30s"`
+	SimulatedFailures SimulatedFailures `envconfig:"SIMULATED_FAILURES" desc:"instances whose simulated update fails, and in which attempt" accepted:"comma-separated instance-id:primary|secondary|all, such as acme-prod:primary,acme-test:all"`
+
+	LogFormat LogFormat  `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json" accepted:"text or json"`
+	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"least level logged: debug, info, warn or error" accepted:"debug, info, warn or error"`
+
+	MetricsAddr       string        `envconfig:"METRICS_ADDR" default:":9090" desc:"address of the Prometheus /metrics endpoint; empty disables it" accepted:"host:port or :port, such as :9090, or empty"`
+	ConnectTimeout    time.Duration `envconfig:"CONNECT_TIMEOUT" default:"2m" desc:"how long to wait for Temporal and Postgres to come up at start" accepted:"a positive duration, such as 2m"`
+	WorkerStopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities finish before they are left to be retried" accepted:"a non-negative duration, such as 30s"`
+
+	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
+	ExecutorArgv []string `ignored:"true"`
+}
+
+// defaults holds the defaults that come from the workflow contract rather
+// than from a tag, so each value is written down once in the repository.
+func defaults() Config {
+	return Config{
+		TaskQueue:       workflows.TaskQueue,
+		ReminderOffsets: append([]time.Duration(nil), workflows.DefaultReminderOffsets...),
+		UpdateWindow:    workflows.DefaultWindowLength,
+	}
+}
+
+// ExecutorKind selects the ApplyUpdate implementation.
+type ExecutorKind string
+
+const (
+	// ExecutorSimulated waits SIMULATED_DURATION and fails as SIMULATED_FAILURES says.
+	ExecutorSimulated ExecutorKind = "simulated"
+	// ExecutorCommand runs EXECUTOR_COMMAND.
+	ExecutorCommand ExecutorKind = "command"
+)
+
+// Decode implements envconfig.Decoder.
+func (k *ExecutorKind) Decode(value string) error {
+	switch ExecutorKind(value) {
+	case ExecutorSimulated, ExecutorCommand:
+		*k = ExecutorKind(value)
+		return nil
+	}
+	return errors.New("unknown executor")
+}
+
+// LogFormat selects the slog handler.
+type LogFormat string
+
+const (
+	LogFormatText LogFormat = "text"
+	LogFormatJSON LogFormat = "json"
+)
+
+// Decode implements envconfig.Decoder.
+func (f *LogFormat) Decode(value string) error {
+	switch LogFormat(value) {
+	case LogFormatText, LogFormatJSON:
+		*f = LogFormat(value)
+		return nil
+	}
+	return errors.New("unknown log format")
+}
+
+// Error is a configuration value that cannot be used. Its message is one
+// line: the variable, its value (a password in a URL replaced by xxxxx) and
+// what is accepted.
+type Error struct {
+	Variable string
+	Value    string
+	Reason   string
+	Accepted string
+}
+
+func (e *Error) Error() string {
+	reason := ""
+	if e.Reason != "" {
+		reason = ": " + e.Reason
+	}
+	return fmt.Sprintf("invalid %s=%q%s (accepted: %s)", e.Variable, e.Value, reason, e.Accepted)
+}
+
+// Load reads the configuration from the environment and validates it.
+func Load() (Config, error) {
+	cfg := defaults()
+	if err := envconfig.Process("", &cfg); err != nil {
+		var parseErr *envconfig.ParseError
+		if errors.As(err, &parseErr) {
+			return Config{}, invalid(parseErr.KeyName, parseErr.Value, decodeReason(parseErr.Err))
+		}
+		return Config{}, fmt.Errorf("reading the environment: %w", err)
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decodeReason keeps what a Decode method of this package said about the
+// value and drops strconv's and time's restatements of it.
+func decodeReason(err error) string {
+	var specErr *failureSpecError
+	if errors.As(err, &specErr) {
+		return specErr.Error()
+	}
+	return ""
+}
+
+func (c *Config) validate() error {
+	if err := validateHostPort("TEMPORAL_ADDRESS", c.TemporalAddress, false); err != nil {
+		return err
+	}
+	for _, v := range []struct{ name, value string }{
+		{"TEMPORAL_NAMESPACE", c.TemporalNamespace},
+		{"TASK_QUEUE", c.TaskQueue},
+	} {
+		if strings.TrimSpace(v.value) == "" {
+			return invalid(v.name, v.value, "empty")
+		}
+	}
+	if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil || c.DatabaseURL == "" {
+		return invalid("DATABASE_URL", redactURL(c.DatabaseURL), "not a Postgres connection URL")
+	}
+	if u, err := url.Parse(c.SendGridHost); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid("SENDGRID_HOST", c.SendGridHost, "")
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		return invalid("MAIL_FROM", c.MailFrom, "not an email address")
+	}
+	if len(c.ReminderOffsets) == 0 {
+		return invalid("REMINDER_OFFSETS", "", "no offsets")
+	}
+	for _, offset := range c.ReminderOffsets {
+		if offset < 0 {
+			return invalid("REMINDER_OFFSETS", formatDurations(c.ReminderOffsets), "offset "+offset.String()+" is negative")
+		}
+	}
+	for _, d := range []struct {
+		name        string
+		value       time.Duration
+		zeroAllowed bool
+	}{
+		{"UPDATE_WINDOW", c.UpdateWindow, false},
+		{"SECONDARY_MIN_GAP", c.SecondaryMinGap, true},
+		{"EXECUTOR_KILL_GRACE", c.ExecutorKillGrace, false},
+		{"SIMULATED_DURATION", c.SimulatedDuration, true},
+		{"CONNECT_TIMEOUT", c.ConnectTimeout, false},
+		{"WORKER_STOP_TIMEOUT", c.WorkerStopTimeout, true},
+	} {
+		if d.value < 0 || (d.value == 0 && !d.zeroAllowed) {
+			return invalid(d.name, formatDuration(d.value), "")
+		}
+	}
+	if c.ExecutorCommand != "" {
+		argv, err := SplitCommand(c.ExecutorCommand)
+		if err != nil {
+			return invalid("EXECUTOR_COMMAND", c.ExecutorCommand, err.Error())
+		}
+		c.ExecutorArgv = argv
+	}
+	if c.Executor == ExecutorCommand && len(c.ExecutorArgv) == 0 {
+		return invalid("EXECUTOR_COMMAND", c.ExecutorCommand, "EXECUTOR=command needs a command")
+	}
+	if c.MetricsAddr != "" {
+		if err := validateHostPort("METRICS_ADDR", c.MetricsAddr, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateHostPort accepts host:port; with emptyHostAllowed also :port.
+func validateHostPort(name, value string, emptyHostAllowed bool) error {
+	host, port, err := net.SplitHostPort(value)
+	if err != nil {
+		return invalid(name, value, "not host:port")
+	}
+	if host == "" && !emptyHostAllowed {
+		return invalid(name, value, "no host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return invalid(name, value, "port is not a number from 0 to 65535")
+	}
+	return nil
+}
+
+// invalid builds the one-line error for variable name, reading what is
+// accepted from the field's tag.
+func invalid(name, value, reason string) *Error {
+	return &Error{Variable: name, Value: value, Reason: reason, Accepted: field(name).Tag.Get("accepted")}
+}
+
+// field returns the struct field of the variable name.
+func field(name string) reflect.StructField {
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("envconfig") == name {
+			return t.Field(i)
+		}
+	}
+	panic("config: no variable " + name)
+}
+
+// redactURL hides the password of a connection string, URL or keyword
+// form, even one too malformed to parse.
+func redactURL(raw string) string {
+	if scheme := strings.Index(raw, "://"); scheme >= 0 {
+		rest := raw[scheme+3:]
+		authority := rest
+		if slash := strings.IndexAny(rest, "/?#"); slash >= 0 {
+			authority = rest[:slash]
+		}
+		at := strings.LastIndex(authority, "@")
+		if at < 0 {
+			return raw
+		}
+		colon := strings.Index(authority[:at], ":")
+		if colon < 0 {
+			return raw
+		}
+		return raw[:scheme+3] + authority[:colon+1] + "xxxxx" + raw[scheme+3+at:]
+	}
+	return keywordPassword.ReplaceAllString(raw, "${1}xxxxx")
+}
+
+// keywordPassword matches the value of password= in a keyword/value
+// connection string, quoted or not.
+var keywordPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// LogValue implements slog.LogValuer so a logged Config shows what the
+// program runs with and never the SendGrid key or a database password.
+func (c Config) LogValue() slog.Value {
+	mailMode := "outbox"
+	if c.SendGridAPIKey != "" {
+		mailMode = "sendgrid"
+	}
+	return slog.GroupValue(
+		slog.String("temporalAddress", c.TemporalAddress),
+		slog.String("namespace", c.TemporalNamespace),
+		slog.String("taskQueue", c.TaskQueue),
+		slog.String("database", redactURL(c.DatabaseURL)),
+		slog.String("mail", mailMode),
+		slog.String("sendgridHost", c.SendGridHost),
+		slog.String("mailFrom", c.MailFrom),
+		slog.String("executor", string(c.Executor)),
+		slog.String("metricsAddr", c.MetricsAddr),
+	)
+}

@@ -1,0 +1,325 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// clearEnv unsets every variable of Config for the test, so the developer's
+// own environment cannot leak in; t.Setenv restores them afterwards.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, v := range Variables() {
+		t.Setenv(v.Name, "")
+		if err := os.Unsetenv(v.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load()
+	if err != nil {
+		t.Fatalf("Load with an empty environment: %v", err)
+	}
+	want := Config{
+		TemporalAddress:   "localhost:7233",
+		TemporalNamespace: "default",
+		TaskQueue:         workflows.TaskQueue,
+		DatabaseURL:       "postgres://postgres@127.0.0.1:5432/svcupdate?sslmode=disable",
+		SendGridHost:      "https://api.sendgrid.com",
+		MailFrom:          "svcupdate <updates@example.com>",
+		ReminderOffsets:   workflows.DefaultReminderOffsets,
+		UpdateWindow:      workflows.DefaultWindowLength,
+		SecondaryMinGap:   24 * time.Hour,
+		Executor:          ExecutorSimulated,
+		ExecutorKillGrace: 10 * time.Second,
+		SimulatedDuration: 30 * time.Second,
+		LogFormat:         LogFormatText,
+		LogLevel:          slog.LevelInfo,
+		MetricsAddr:       ":9090",
+		ConnectTimeout:    2 * time.Minute,
+		WorkerStopTimeout: 30 * time.Second,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadReadsEveryVariable(t *testing.T) {
+	clearEnv(t)
+	for name, value := range map[string]string{
+		"TEMPORAL_ADDRESS":    "temporal:7233",
+		"TEMPORAL_NAMESPACE":  "fleet",
+		"TASK_QUEUE":          "updates-eu",
+		"DATABASE_URL":        "postgres://svc:secret@db:5432/svc",
+		"SENDGRID_API_KEY":    "SG.key",
+		"SENDGRID_HOST":       "http://127.0.0.1:8025",
+		"MAIL_FROM":           "Ops <ops@acme.test>",
+		"REMINDER_OFFSETS":    "10m,5m,0s",
+		"UPDATE_WINDOW":       "90s",
+		"SECONDARY_MIN_GAP":   "0s",
+		"EXECUTOR":            "command",
+		"EXECUTOR_COMMAND":    `/opt/acme/update --note "two words" 'it''s'`,
+		"EXECUTOR_KILL_GRACE": "2s",
+		"SIMULATED_DURATION":  "0s",
+		"SIMULATED_FAILURES":  "acme-prod:primary, acme-test:all",
+		"LOG_FORMAT":          "json",
+		"LOG_LEVEL":           "debug",
+		"METRICS_ADDR":        "",
+		"CONNECT_TIMEOUT":     "5s",
+		"WORKER_STOP_TIMEOUT": "1m",
+	} {
+		t.Setenv(name, value)
+	}
+	cfg, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		TemporalAddress:   "temporal:7233",
+		TemporalNamespace: "fleet",
+		TaskQueue:         "updates-eu",
+		DatabaseURL:       "postgres://svc:secret@db:5432/svc",
+		SendGridAPIKey:    "SG.key",
+		SendGridHost:      "http://127.0.0.1:8025",
+		MailFrom:          "Ops <ops@acme.test>",
+		ReminderOffsets:   []time.Duration{10 * time.Minute, 5 * time.Minute, 0},
+		UpdateWindow:      90 * time.Second,
+		Executor:          ExecutorCommand,
+		ExecutorCommand:   `/opt/acme/update --note "two words" 'it''s'`,
+		ExecutorArgv:      []string{"/opt/acme/update", "--note", "two words", "its"},
+		ExecutorKillGrace: 2 * time.Second,
+		SimulatedFailures: SimulatedFailures{"acme-prod": FailPrimary, "acme-test": FailAll},
+		LogFormat:         LogFormatJSON,
+		LogLevel:          slog.LevelDebug,
+		ConnectTimeout:    5 * time.Second,
+		WorkerStopTimeout: time.Minute,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("loaded:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		variable string
+		// wantInMessage are fragments the one-line message must contain.
+		wantInMessage []string
+	}{
+		{"unparsable duration", map[string]string{"UPDATE_WINDOW": "twelve hours"}, "UPDATE_WINDOW",
+			[]string{`UPDATE_WINDOW="twelve hours"`, "a positive duration, such as 12h"}},
+		{"zero window", map[string]string{"UPDATE_WINDOW": "0s"}, "UPDATE_WINDOW", []string{`"0s"`}},
+		{"negative gap", map[string]string{"SECONDARY_MIN_GAP": "-1h"}, "SECONDARY_MIN_GAP", []string{`"-1h"`, "non-negative"}},
+		{"negative simulated duration", map[string]string{"SIMULATED_DURATION": "-5s"}, "SIMULATED_DURATION", []string{`"-5s"`}},
+		{"zero kill grace", map[string]string{"EXECUTOR_KILL_GRACE": "0s"}, "EXECUTOR_KILL_GRACE", []string{"positive"}},
+		{"zero connect timeout", map[string]string{"CONNECT_TIMEOUT": "0s"}, "CONNECT_TIMEOUT", []string{"positive"}},
+		{"negative stop timeout", map[string]string{"WORKER_STOP_TIMEOUT": "-1s"}, "WORKER_STOP_TIMEOUT", []string{`"-1s"`}},
+		{"unparsable offset", map[string]string{"REMINDER_OFFSETS": "720h,7d"}, "REMINDER_OFFSETS", []string{`"720h,7d"`, "comma-separated"}},
+		{"negative offset", map[string]string{"REMINDER_OFFSETS": "720h,-24h"}, "REMINDER_OFFSETS", []string{"offset -24h0m0s is negative"}},
+		{"no offsets", map[string]string{"REMINDER_OFFSETS": ""}, "REMINDER_OFFSETS", []string{"no offsets"}},
+		{"address without port", map[string]string{"TEMPORAL_ADDRESS": "localhost"}, "TEMPORAL_ADDRESS", []string{"not host:port", "localhost:7233"}},
+		{"address without host", map[string]string{"TEMPORAL_ADDRESS": ":7233"}, "TEMPORAL_ADDRESS", []string{"no host"}},
+		{"address with a bad port", map[string]string{"TEMPORAL_ADDRESS": "temporal:http"}, "TEMPORAL_ADDRESS", []string{"port is not a number"}},
+		{"empty namespace", map[string]string{"TEMPORAL_NAMESPACE": ""}, "TEMPORAL_NAMESPACE", []string{"empty"}},
+		{"empty task queue", map[string]string{"TASK_QUEUE": " "}, "TASK_QUEUE", []string{"empty"}},
+		{"malformed database URL", map[string]string{"DATABASE_URL": "postgres://u:hunter2@db:notaport/x"}, "DATABASE_URL",
+			[]string{"not a Postgres connection URL", "xxxxx"}},
+		{"malformed keyword connection string", map[string]string{"DATABASE_URL": "host=db password=hunter2 port=x"}, "DATABASE_URL",
+			[]string{"password=xxxxx"}},
+		{"empty database URL", map[string]string{"DATABASE_URL": ""}, "DATABASE_URL", []string{"not a Postgres connection URL"}},
+		{"SendGrid host without scheme", map[string]string{"SENDGRID_HOST": "api.sendgrid.com"}, "SENDGRID_HOST", []string{"http or https URL"}},
+		{"SendGrid host with another scheme", map[string]string{"SENDGRID_HOST": "ftp://api.sendgrid.com"}, "SENDGRID_HOST", []string{`"ftp://api.sendgrid.com"`}},
+		{"sender without address", map[string]string{"MAIL_FROM": "svcupdate"}, "MAIL_FROM", []string{"not an email address"}},
+		{"unknown executor", map[string]string{"EXECUTOR": "ansible"}, "EXECUTOR", []string{`EXECUTOR="ansible"`, "simulated or command"}},
+		{"command executor without command", map[string]string{"EXECUTOR": "command"}, "EXECUTOR_COMMAND", []string{"EXECUTOR=command needs a command"}},
+		{"command of blanks", map[string]string{"EXECUTOR": "command", "EXECUTOR_COMMAND": "   "}, "EXECUTOR_COMMAND", []string{"needs a command"}},
+		{"unterminated quote", map[string]string{"EXECUTOR_COMMAND": `update "--all`}, "EXECUTOR_COMMAND", []string{`unterminated " quote`}},
+		{"lone backslash", map[string]string{"EXECUTOR_COMMAND": `update \`}, "EXECUTOR_COMMAND", []string{"lone backslash"}},
+		{"failure without attempt", map[string]string{"SIMULATED_FAILURES": "acme-prod"}, "SIMULATED_FAILURES",
+			[]string{`item "acme-prod" has no :primary, :secondary or :all`, "instance-id:primary|secondary|all"}},
+		{"failure with unknown attempt", map[string]string{"SIMULATED_FAILURES": "acme-prod:tertiary"}, "SIMULATED_FAILURES",
+			[]string{`"tertiary" is not primary, secondary or all`}},
+		{"failure without instance", map[string]string{"SIMULATED_FAILURES": ":all"}, "SIMULATED_FAILURES", []string{"no instance ID"}},
+		{"instance listed twice", map[string]string{"SIMULATED_FAILURES": "a:primary,a:secondary"}, "SIMULATED_FAILURES", []string{"listed twice"}},
+		{"unknown log format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT", []string{"text or json"}},
+		{"unknown log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL", []string{"debug, info, warn or error"}},
+		{"metrics address without port", map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR", []string{"not host:port"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for name, value := range tt.env {
+				t.Setenv(name, value)
+			}
+			_, err := Load()
+			if err == nil {
+				t.Fatalf("Load accepted %v", tt.env)
+			}
+			var cfgErr *Error
+			if !errors.As(err, &cfgErr) {
+				t.Fatalf("error %q is %T, not *config.Error", err, err)
+			}
+			if cfgErr.Variable != tt.variable {
+				t.Errorf("error names %s, want %s", cfgErr.Variable, tt.variable)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") || strings.Contains(msg, "envconfig") {
+				t.Errorf("message is not one line of ours: %q", msg)
+			}
+			if !strings.HasPrefix(msg, "invalid "+tt.variable+"=") || !strings.Contains(msg, "(accepted: ") {
+				t.Errorf("message %q does not name the variable and what is accepted", msg)
+			}
+			for _, fragment := range tt.wantInMessage {
+				if !strings.Contains(msg, fragment) {
+					t.Errorf("message %q lacks %q", msg, fragment)
+				}
+			}
+			if strings.Contains(msg, "hunter2") {
+				t.Errorf("message %q shows a database password", msg)
+			}
+		})
+	}
+}
+
+func TestSimulatedFailuresFails(t *testing.T) {
+	var failures SimulatedFailures
+	if err := failures.Decode("a:primary,b:secondary,c:all,"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		instance string
+		attempt  workflows.SlotRole
+		want     bool
+	}{
+		{"a", workflows.SlotPrimary, true},
+		{"a", workflows.SlotSecondary, false},
+		{"b", workflows.SlotPrimary, false},
+		{"b", workflows.SlotSecondary, true},
+		{"c", workflows.SlotPrimary, true},
+		{"c", workflows.SlotSecondary, true},
+		{"d", workflows.SlotPrimary, false},
+	} {
+		if got := failures.Fails(tt.instance, tt.attempt); got != tt.want {
+			t.Errorf("Fails(%s, %s) = %v, want %v", tt.instance, tt.attempt, got, tt.want)
+		}
+	}
+	if got, want := failures.String(), "a:primary,b:secondary,c:all"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	for _, tt := range []struct {
+		command string
+		want    []string
+	}{
+		{"update", []string{"update"}},
+		{"  /bin/update   --all\t--fast ", []string{"/bin/update", "--all", "--fast"}},
+		{`sh -c 'exec update "$TARGET_VERSION" | tee log'`, []string{"sh", "-c", `exec update "$TARGET_VERSION" | tee log`}},
+		{`update --note "say \"hi\" \\ there"`, []string{"update", "--note", `say "hi" \ there`}},
+		{`update a\ b ""`, []string{"update", "a b", ""}},
+		{"", nil},
+	} {
+		got, err := SplitCommand(tt.command)
+		if err != nil {
+			t.Errorf("SplitCommand(%q): %v", tt.command, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("SplitCommand(%q) = %q, want %q", tt.command, got, tt.want)
+		}
+	}
+}
+
+func TestVariablesAndUsage(t *testing.T) {
+	vars := Variables()
+	byName := map[string]Variable{}
+	for _, v := range vars {
+		if v.Description == "" {
+			t.Errorf("%s has no description", v.Name)
+		}
+		byName[v.Name] = v
+	}
+	for name, wantDefault := range map[string]string{
+		"TEMPORAL_ADDRESS": "localhost:7233",
+		"TASK_QUEUE":       workflows.TaskQueue,
+		"REMINDER_OFFSETS": "2160h,720h,360h,168h,0s",
+		"UPDATE_WINDOW":    "12h",
+		"EXECUTOR":         "simulated",
+		"SENDGRID_API_KEY": "",
+	} {
+		v, ok := byName[name]
+		if !ok {
+			t.Errorf("Variables() lacks %s", name)
+			continue
+		}
+		if v.Default != wantDefault {
+			t.Errorf("%s default = %q, want %q", name, v.Default, wantDefault)
+		}
+	}
+	if !byName["SENDGRID_API_KEY"].Secret {
+		t.Error("SENDGRID_API_KEY is not marked secret")
+	}
+
+	var out bytes.Buffer
+	if err := PrintUsage(&out, "worker"); err != nil {
+		t.Fatal(err)
+	}
+	usage := out.String()
+	if !strings.HasPrefix(usage, "Usage of worker:") {
+		t.Errorf("usage does not name the program:\n%s", usage)
+	}
+	for _, v := range vars {
+		line := lineStarting(usage, v.Name+" ")
+		if line == "" {
+			t.Errorf("usage lacks %s:\n%s", v.Name, usage)
+			continue
+		}
+		if v.Default != "" && !strings.Contains(line, v.Default) {
+			t.Errorf("usage line %q lacks the default %q", line, v.Default)
+		}
+	}
+}
+
+func lineStarting(text, prefix string) string {
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestLogValueHidesSecrets(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SENDGRID_API_KEY", "SG.very-secret")
+	t.Setenv("DATABASE_URL", "postgres://svc:hunter2@db:5432/svc")
+	cfg, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("starting", "config", cfg)
+	for _, secret := range []string{"SG.very-secret", "hunter2"} {
+		if strings.Contains(logged.String(), secret) {
+			t.Errorf("log shows %q: %s", secret, logged.String())
+		}
+	}
+	for _, shown := range []string{"config.mail=sendgrid", "config.database=postgres://svc:xxxxx@db:5432/svc"} {
+		if !strings.Contains(logged.String(), shown) {
+			t.Errorf("log lacks %q: %s", shown, logged.String())
+		}
+	}
+}
