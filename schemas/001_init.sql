@@ -5,11 +5,17 @@
 CREATE TABLE releases (
     version      text PRIMARY KEY,
     name         text NOT NULL,
-    -- position in the version history; the highest is n, the newest
-    ordinal      integer NOT NULL UNIQUE,
+    -- position in the version history; the highest is n, the newest.
+    -- Eligibility counts positions (n-1, n-2), not the gaps between values.
+    ordinal      integer NOT NULL,
+    -- the window in which this release's slots lie; NULL for old releases
+    -- that are loaded only so the version order is known
     period_start timestamptz,
     period_end   timestamptz,
-    CHECK (period_end IS NULL OR period_start IS NULL OR period_end > period_start)
+    -- deferred so one fleet load can swap two releases' orders
+    CONSTRAINT releases_ordinal_key UNIQUE (ordinal) DEFERRABLE INITIALLY DEFERRED,
+    CHECK ((period_start IS NULL) = (period_end IS NULL)),
+    CHECK (period_end IS NULL OR period_end > period_start)
 );
 
 -- Update windows offered per release and region.
@@ -19,14 +25,15 @@ CREATE TABLE slots (
     region          text NOT NULL,
     starts_at       timestamptz NOT NULL,
     window_length   interval NOT NULL DEFAULT '12 hours' CHECK (window_length > interval '0'),
+    -- how many instances may update in this window; 0 withdraws the slot
     capacity        integer NOT NULL CHECK (capacity >= 0),
     -- reservations held in slot_bookings; changed only together with them,
     -- in one conditional statement, so it can never exceed capacity
     booked          integer NOT NULL DEFAULT 0,
-    CHECK (booked >= 0 AND booked <= capacity),
+    CONSTRAINT slots_booked_within_capacity CHECK (booked >= 0 AND booked <= capacity),
+    -- also the index for "slots of a release in a region, by start"
     UNIQUE (release_version, region, starts_at)
 );
-CREATE INDEX slots_region_start_idx ON slots (release_version, region, starts_at);
 
 CREATE TABLE tenants (
     id   text PRIMARY KEY,
@@ -40,6 +47,8 @@ CREATE TABLE instances (
     kind            text NOT NULL CHECK (kind IN ('production', 'sandbox')),
     region          text NOT NULL,
     time_zone       text NOT NULL, -- IANA name, validated by the loader
+    -- set by the fleet file when the instance is first loaded, then moved
+    -- forward by completed updates (RecordInstanceVersion)
     current_version text NOT NULL REFERENCES releases (version),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -79,18 +88,19 @@ CREATE TABLE updates (
     target_version  text NOT NULL,
     current_version text NOT NULL,
     mandatory       boolean NOT NULL,
-    status          text NOT NULL,
+    status          text NOT NULL, -- a workflows.Status
     primary_start   timestamptz NOT NULL,
     secondary_start timestamptz NOT NULL,
     approved_by     text,
     approved_at     timestamptz,
-    attempts        integer NOT NULL DEFAULT 0,
-    last_error      text,
+    attempts        integer NOT NULL DEFAULT 0, -- update executions so far (primary, secondary)
+    last_error      text, -- the latest failed attempt's error
     snapshot        jsonb NOT NULL, -- the workflow's last StatusView
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (instance_id, offered_version)
 );
-CREATE INDEX updates_status_idx ON updates (target_version, status);
+CREATE INDEX updates_offered_status_idx ON updates (offered_version, status);
+CREATE INDEX updates_target_status_idx ON updates (target_version, status);
 
 -- Append-only record of who did what, when, through which channel.
 CREATE TABLE audit_log (
@@ -102,13 +112,15 @@ CREATE TABLE audit_log (
     channel         text NOT NULL,
     action          text NOT NULL,
     detail          text,
-    before          jsonb,
-    after           jsonb,
+    -- the update's status before and after the transition (equal for
+    -- actions that change the schedule but not the status)
+    status_before   text NOT NULL,
+    status_after    text NOT NULL,
     -- activity identity (run ID + activity ID), so a retried activity
     -- writes its row once
     idempotency_key text NOT NULL UNIQUE
 );
-CREATE INDEX audit_log_workflow_idx ON audit_log (workflow_id, at);
+CREATE INDEX audit_log_workflow_idx ON audit_log (workflow_id, id);
 
 -- +goose StatementBegin
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
