@@ -173,6 +173,10 @@ const (
 // ActorSystem is the audit actor for transitions nobody asked for.
 const ActorSystem = "system"
 
+// ActorOperator is the audit actor for an operator's cancellation through
+// Temporal (which does not say who cancelled).
+const ActorOperator = "operator"
+
 // Defaults applied by the workflow when the input leaves them empty.
 var DefaultReminderOffsets = []time.Duration{
 	90 * 24 * time.Hour, 30 * 24 * time.Hour, 15 * 24 * time.Hour, 7 * 24 * time.Hour, 0,

@@ -1,0 +1,151 @@
+package workflows
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+)
+
+// fakeActivities stands in for the activities package: it records every
+// call and lets a test decide the outcome of the executor, the mailer and
+// the slot booking. Registered under the contract's activity names, so the
+// workflow cannot tell it from the real thing.
+type fakeActivities struct {
+	mu          sync.Mutex
+	transitions []RecordTransitionInput
+	notices     []SendNoticeInput
+	bookings    []BookSlotsInput
+	releases    []ReleaseSlotsInput
+	versions    []RecordVersionInput
+	applies     []ApplyUpdateInput
+	applyQueues []string
+
+	// Outcome hooks; nil means success.
+	applyUpdate func(ctx context.Context, in ApplyUpdateInput) error
+	sendNotice  func(in SendNoticeInput) error
+	bookSlots   func(in BookSlotsInput) error
+}
+
+// activityRegistrar is what both the test environment and a real worker offer.
+type activityRegistrar interface {
+	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
+}
+
+// register registers every fake except ApplyUpdate, which register
+// ExecutorOn puts on the executor's own worker.
+func (f *fakeActivities) register(r activityRegistrar) {
+	r.RegisterActivityWithOptions(f.RecordTransition, activity.RegisterOptions{Name: ActivityRecordTransition})
+	r.RegisterActivityWithOptions(f.SendNotice, activity.RegisterOptions{Name: ActivitySendNotice})
+	r.RegisterActivityWithOptions(f.BookSlots, activity.RegisterOptions{Name: ActivityBookSlots})
+	r.RegisterActivityWithOptions(f.ReleaseSlots, activity.RegisterOptions{Name: ActivityReleaseSlots})
+	r.RegisterActivityWithOptions(f.RecordInstanceVersion, activity.RegisterOptions{Name: ActivityRecordVersion})
+}
+
+func (f *fakeActivities) registerExecutor(r activityRegistrar) {
+	r.RegisterActivityWithOptions(f.ApplyUpdate, activity.RegisterOptions{Name: ActivityApplyUpdate})
+}
+
+func (f *fakeActivities) RecordTransition(_ context.Context, in RecordTransitionInput) (RecordTransitionResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transitions = append(f.transitions, in)
+	return RecordTransitionResult{AuditID: int64(len(f.transitions))}, nil
+}
+
+func (f *fakeActivities) SendNotice(_ context.Context, in SendNoticeInput) (SendNoticeResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notices = append(f.notices, in)
+	if f.sendNotice != nil {
+		if err := f.sendNotice(in); err != nil {
+			return SendNoticeResult{}, err
+		}
+	}
+	return SendNoticeResult{Recipients: 2, Emailed: true}, nil
+}
+
+func (f *fakeActivities) BookSlots(_ context.Context, in BookSlotsInput) (BookSlotsResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bookings = append(f.bookings, in)
+	if f.bookSlots != nil {
+		if err := f.bookSlots(in); err != nil {
+			return BookSlotsResult{}, err
+		}
+	}
+	return BookSlotsResult{PrimarySlotID: 1, SecondarySlotID: 2}, nil
+}
+
+func (f *fakeActivities) ReleaseSlots(_ context.Context, in ReleaseSlotsInput) (ReleaseSlotsResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.releases = append(f.releases, in)
+	return ReleaseSlotsResult{Released: 2}, nil
+}
+
+func (f *fakeActivities) RecordInstanceVersion(_ context.Context, in RecordVersionInput) (RecordVersionResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.versions = append(f.versions, in)
+	return RecordVersionResult{PreviousVersion: "9.1.0"}, nil
+}
+
+func (f *fakeActivities) ApplyUpdate(ctx context.Context, in ApplyUpdateInput) (ApplyUpdateResult, error) {
+	f.mu.Lock()
+	f.applies = append(f.applies, in)
+	f.applyQueues = append(f.applyQueues, activity.GetInfo(ctx).TaskQueue)
+	hook := f.applyUpdate
+	f.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx, in); err != nil {
+			return ApplyUpdateResult{}, err
+		}
+	}
+	return ApplyUpdateResult{Output: "updated to " + in.TargetVersion}, nil
+}
+
+// noticeKinds lists the kinds of every SendNotice call, in order.
+func (f *fakeActivities) noticeKinds() []NoticeKind {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kinds := make([]NoticeKind, len(f.notices))
+	for i, n := range f.notices {
+		kinds[i] = n.Kind
+	}
+	return kinds
+}
+
+// actions lists the audit actions recorded, in order.
+func (f *fakeActivities) actions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	actions := make([]string, len(f.transitions))
+	for i, tr := range f.transitions {
+		actions[i] = tr.Action
+	}
+	return actions
+}
+
+func (f *fakeActivities) lastTransition() RecordTransitionInput {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.transitions[len(f.transitions)-1]
+}
+
+func (f *fakeActivities) counts() (bookings, releases, versions, applies int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.bookings), len(f.releases), len(f.versions), len(f.applies)
+}
+
+// blockUntilCancelled is an executor that hangs until Temporal gives up on
+// it (window end) or cancels it.
+func blockUntilCancelled(ctx context.Context, _ ApplyUpdateInput) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// days is a readable duration for schedules.
+func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
