@@ -1,9 +1,19 @@
-.PHONY: help test vet workflowcheck
+.PHONY: help run test vet workflowcheck build worker dev-server migrate bench
 
 GO ?= go
+# The Temporal CLI (dev server + operator commands), built from the Go module
+# proxy so nothing has to be installed by hand.
+TEMPORAL_CLI_VERSION := v1.5.1
+TEMPORAL := bin/temporal
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+run: $(TEMPORAL) build ## the whole system and a demo rollout on a compressed clock (Ctrl-C stops it)
+	scripts/run-demo.sh
+
+test: vet workflowcheck $(TEMPORAL) ## vet, workflowcheck and every test with -race
+	$(GO) test -race -count=1 ./...
 
 vet: ## go vet every package
 	$(GO) vet ./...
@@ -11,5 +21,21 @@ vet: ## go vet every package
 workflowcheck: ## check workflow code for non-determinism
 	$(GO) tool workflowcheck ./workflows/...
 
-test: vet workflowcheck ## vet, workflowcheck and every test with -race
-	$(GO) test -race -count=1 ./...
+build: ## build bin/worker and bin/starter
+	$(GO) build -o bin/ ./worker ./starter
+
+worker: build ## run a worker with the configuration in the environment
+	bin/worker
+
+dev-server: $(TEMPORAL) ## a Temporal dev server (Web UI on :8233, state in .data/)
+	@mkdir -p .data
+	$(TEMPORAL) server start-dev --ui-port 8233 --db-filename .data/temporal.db
+
+migrate: build ## create the database at DATABASE_URL if missing and apply the migrations
+	bin/starter migrate --create-database
+
+bench: $(TEMPORAL) ## run every benchmark
+	$(GO) test -run '^$$' -bench . ./...
+
+$(TEMPORAL):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make run`: a Temporal dev server (unless one already answers), the schema,
+# the search attributes, a worker and the demo rollout, all on this machine.
+# Ctrl-C stops everything this script started; its state stays in .data/ so
+# a second run works and the Web UI keeps the earlier runs' workflows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-localhost:7233}"
+ui_url="http://localhost:8233"
+mkdir -p .data
+
+started=()
+stop_started() {
+  trap - EXIT INT TERM
+  for pid in "${started[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${started[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap stop_started EXIT
+trap 'echo; echo "stopping..."; exit 130' INT TERM
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local what=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "$what did not come up within ${seconds}s" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+server_healthy() { bin/temporal operator cluster health --address "$TEMPORAL_ADDRESS"; }
+
+if server_healthy >/dev/null 2>&1; then
+  echo "using the Temporal server already answering at $TEMPORAL_ADDRESS"
+else
+  echo "starting the Temporal dev server (log: .data/temporal.log)"
+  bin/temporal server start-dev --ui-port 8233 --db-filename .data/temporal.db \
+    --log-level warn >.data/temporal.log 2>&1 &
+  started+=($!)
+  if ! wait_for "the Temporal dev server" 60 server_healthy; then
+    tail -n 20 .data/temporal.log >&2
+    exit 1
+  fi
+fi
+
+bin/starter migrate --create-database
+bin/starter setup
+
+# Each run gets its own instance IDs, so workflow IDs of earlier runs (kept
+# in .data/temporal.db) never collide with this one's.
+run_id=$(date -u +%H%M%S)
+simulated_failures=$(bin/starter demo --run "$run_id" --print-simulated-failures)
+
+echo "starting the worker (log: .data/worker.log)"
+SIMULATED_FAILURES="$simulated_failures" SIMULATED_DURATION="${SIMULATED_DURATION:-15s}" \
+  METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9090}" \
+  bin/worker >.data/worker.log 2>&1 &
+started+=($!)
+
+bin/starter demo --run "$run_id"
+
+if [ -t 0 ]; then
+  echo
+  echo "The Web UI stays up at $ui_url; Ctrl-C stops the server and the worker."
+  wait "${started[@]}"
+fi
