@@ -127,6 +127,8 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, err)
 	}
 	instanceID := in.Update.InstanceID
+	// The instance row gives the zone windows are rendered in (StatusView
+	// carries none of its own) and proves the instance still exists.
 	var instanceName, timeZone string
 	err = n.pool.QueryRow(ctx, noticeSelectInstanceSQL, instanceID).Scan(&instanceName, &timeZone)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -191,6 +193,8 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 	if err := tx.QueryRow(ctx, outboxLockSQL, key...).Scan(&id, &state, &messageID); err != nil {
 		return result, fmt.Errorf("outbox: lock %q for %s: %w", in.Kind, in.WorkflowID, err)
 	}
+	// A rejected row is tried again: rejection is non-retryable, so only a
+	// deliberate re-run (after fixing an address or the sender) gets here.
 	if state == outboxStateSent || state == outboxStateStored {
 		n.count(ctx, in.Kind, outboxOutcomeDuplicate)
 		result.Duplicate, result.Emailed, result.MessageID = true, state == outboxStateSent, messageID

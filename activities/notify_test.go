@@ -360,6 +360,14 @@ func TestNotifyRecordsRejection(t *testing.T) {
 	if f.metrics.count(in.Kind, outboxOutcomeRejected) != 1 {
 		t.Errorf("metrics %v, want one rejected", f.metrics.counts)
 	}
+
+	// An operator's deliberate re-run after fixing the sender goes out.
+	if result := f.mustSend(in); !result.Emailed || result.Duplicate {
+		t.Errorf("re-run after the rejection: %+v, want it sent", result)
+	}
+	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].LastError != "" || rows[0].Attempts != 2 {
+		t.Errorf("outbox after the re-run: %+v, want the same row sent", rows)
+	}
 }
 
 // Concurrent executions of one notice (an attempt that timed out but still
