@@ -25,6 +25,10 @@ const (
 	actionSucceeded     = "succeeded"
 	actionFailed        = "failed"
 	actionCancelled     = "cancelled"
+)
+
+// The workflow's one metric: closed updates, tagged with their final status.
+const (
 	metricUpdatesClosed = "svcupdate_updates_completed"
 	metricTagOutcome    = "outcome"
 )
@@ -87,8 +91,8 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 		admins:         slices.Clone(in.Admins),
 		targetVersion:  in.TargetVersion,
 		release:        release,
-		primaryStart:   in.PrimaryStart,
-		secondaryStart: in.SecondaryStart,
+		primaryStart:   in.PrimaryStart.UTC(),
+		secondaryStart: in.SecondaryStart.UTC(),
 		reminders:      ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
@@ -238,9 +242,12 @@ func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) (bo
 	if err := w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: periodEnd}); err != nil {
 		return false, err
 	}
-	return workflow.AwaitWithTimeout(ctx, periodEnd.Sub(workflow.Now(ctx)), func() bool {
-		return w.status == StatusApproved
-	})
+	rescheduled := func() bool { return w.status == StatusApproved }
+	remaining := periodEnd.Sub(workflow.Now(ctx))
+	if remaining <= 0 { // the worker came back after the period ended
+		return rescheduled(), nil
+	}
+	return workflow.AwaitWithTimeout(ctx, remaining, rescheduled)
 }
 
 // execute runs the update in one slot and records the attempt. It reports

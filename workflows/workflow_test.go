@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/uber-go/tally/v4"
+	sdktally "go.temporal.io/sdk/contrib/tally"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 )
@@ -50,19 +52,22 @@ type scenario struct {
 	t       *testing.T
 	env     *testsuite.TestWorkflowEnvironment
 	fakes   *fakeActivities
+	metrics tally.TestScope
 	in      Input
 	updates int
 }
 
 func newScenario(t *testing.T) *scenario {
 	var ts testsuite.WorkflowTestSuite
+	metrics := tally.NewTestScope("", nil)
+	ts.SetMetricsHandler(sdktally.NewMetricsHandler(metrics))
 	env := ts.NewTestWorkflowEnvironment()
 	env.SetStartTime(scenarioStart)
 	env.RegisterWorkflow(ServiceUpdate)
 	fakes := &fakeActivities{}
 	fakes.register(env)
 	fakes.registerExecutor(env)
-	return &scenario{t: t, env: env, fakes: fakes, in: scenarioInput()}
+	return &scenario{t: t, env: env, fakes: fakes, metrics: metrics, in: scenarioInput()}
 }
 
 // at runs fn when the virtual clock reaches when.
@@ -115,6 +120,17 @@ func (s *scenario) run() (Result, error) {
 	var res Result
 	require.NoError(s.t, s.env.GetWorkflowResult(&res))
 	return res, nil
+}
+
+// completions reads the svcupdate_updates_completed counter by outcome.
+func (s *scenario) completions() map[string]int64 {
+	counts := map[string]int64{}
+	for _, c := range s.metrics.Snapshot().Counters() {
+		if c.Name() == metricUpdatesClosed {
+			counts[c.Tags()[metricTagOutcome]] += c.Value()
+		}
+	}
+	return counts
 }
 
 func reminders(offsets ...int) []NoticeKind {
@@ -172,6 +188,7 @@ func TestApproveThenSucceed(t *testing.T) {
 	require.Len(t, res.Attempts, 1)
 	assert.Equal(t, Attempt{Slot: SlotPrimary, Started: primaryStart, Finished: primaryStart, Outcome: OutcomeSucceeded}, res.Attempts[0])
 	assert.Equal(t, primaryStart, s.env.Now().UTC(), "the update runs at the primary start")
+	assert.Equal(t, map[string]int64{string(StatusSucceeded): 1}, s.completions())
 
 	assert.Equal(t, kinds(NoticeScheduled, NoticeConfirmed, reminders(90, 30, 15, 7), NoticeDayOf, NoticeInProgress, NoticeSucceeded), s.fakes.noticeKinds())
 	assert.Equal(t, []string{actionScheduled, actionApproved, actionStarted, actionSucceeded}, s.fakes.actions())
@@ -428,6 +445,7 @@ func TestUnapprovedUntilPeriodEndClosesNotApproved(t *testing.T) {
 
 	assert.Equal(t, StatusNotApproved, res.Status)
 	assert.Equal(t, "9.1.0", res.FinalVersion)
+	assert.Equal(t, map[string]int64{string(StatusNotApproved): 1}, s.completions())
 	assert.Empty(t, res.Attempts)
 	assert.Equal(t, release92.PeriodEnd, s.env.Now().UTC(), "open for a late reschedule until the period ends")
 	assert.Equal(t, kinds(NoticeScheduled, reminders(90, 30, 15, 7), NoticeNotApproved), s.fakes.noticeKinds())
@@ -493,6 +511,7 @@ func TestBothAttemptsFail(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, StatusFailed, res.Status)
+	assert.Equal(t, map[string]int64{string(StatusFailed): 1}, s.completions())
 	assert.Equal(t, "9.1.0", res.FinalVersion)
 	assert.Equal(t, secondaryStart, s.env.Now().UTC())
 	require.Len(t, res.Attempts, 2)
@@ -691,6 +710,7 @@ func assertCancelled(t *testing.T, s *scenario, err error, from Status, notices 
 	assert.Equal(t, ActorOperator, last.Actor)
 	assert.Equal(t, ChannelOperator, last.Channel)
 	assert.Equal(t, from, last.From)
+	assert.Equal(t, map[string]int64{string(StatusCancelled): 1}, s.completions())
 	assert.Equal(t, StatusCancelled, last.Snapshot.Status)
 	require.NotEmpty(t, s.fakes.releases)
 	assert.Equal(t, ReleaseSlotsInput{InstanceID: "inst-1", OfferedVersion: "9.2.0"}, s.fakes.releases[len(s.fakes.releases)-1])
