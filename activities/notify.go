@@ -124,7 +124,7 @@ ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
 func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput) (workflows.SendNoticeResult, error) {
 	spec, err := noticeValidate(in)
 	if err != nil {
-		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, err)
+		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
 	instanceID := in.Update.InstanceID
 	// The instance row gives the zone windows are rendered in (StatusView
@@ -156,7 +156,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 	if spec.Alert.applies(in) {
 		message, err := renderAlert(in, spec, timeZone)
 		if err != nil {
-			return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, err)
+			return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 		}
 		if _, err := n.pool.Exec(ctx, alertInsertSQL, instanceID, in.WorkflowID, string(in.Kind), in.SlotStart, spec.Audience.AlertAudience, message, n.now()); err != nil {
 			return result, fmt.Errorf("write in-product alert %q for instance %q: %w", in.Kind, instanceID, err)
@@ -170,7 +170,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 
 	email, err := renderEmail(in, spec, timeZone)
 	if err != nil {
-		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, err)
+		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
 	return n.sendThroughOutbox(ctx, in, recipients, email, result)
 }
