@@ -1,0 +1,67 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// TestDemoFleetParses renders the embedded demo fleet and parses it like
+// any fleet file, and checks that its compressed schedule lets every
+// scripted step happen: the slots start within minutes, the rescheduled
+// pair keeps the secondary gap, and the period covers every window.
+func TestDemoFleetParses(t *testing.T) {
+	now := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC)
+	run := newDemoRun("t1", now)
+	fl, err := run.fleet()
+	if err != nil {
+		t.Fatalf("the demo fleet is refused: %v", err)
+	}
+	if len(fl.Instances) != len(demoCast) {
+		t.Fatalf("%d instances, want %d", len(fl.Instances), len(demoCast))
+	}
+	for i, m := range demoCast {
+		if got, want := fl.Instances[i].ID, run.instanceID(m.instance); got != want {
+			t.Errorf("instance %d is %s, want %s", i, got, want)
+		}
+	}
+	release := fl.Releases[len(fl.Releases)-1]
+	if release.Version != demoVersion || len(release.Slots) != len(demoRegions)*demoSlotsPerRegion {
+		t.Fatalf("release %s with %d slots, want %s with %d", release.Version, len(release.Slots), demoVersion, len(demoRegions)*demoSlotsPerRegion)
+	}
+	for _, s := range release.Slots {
+		if lead := s.Start.Sub(now); lead < time.Minute || lead > 5*time.Minute {
+			t.Errorf("slot %s starts %s after the run starts, want within minutes", s.Start, lead)
+		}
+		if s.End().After(release.PeriodEnd) {
+			t.Errorf("slot %s ends after the release period (%s)", s.Start, release.PeriodEnd)
+		}
+	}
+	if gap := run.slot(2).Sub(run.slot(1).Add(demoWindow)); gap < demoSecondaryGap {
+		t.Errorf("the reschedule's secondary starts %s after its primary window, want at least %s", gap, demoSecondaryGap)
+	}
+	if first := run.slot(0).Sub(now); first < demoReminderOffsets[0] {
+		t.Errorf("the first slot is %s out, so the %s reminder is never sent", first, demoReminderOffsets[0])
+	}
+}
+
+func TestDemoSimulatedFailuresAreAValidWorkerSetting(t *testing.T) {
+	run := newDemoRun("t2", time.Now())
+	t.Setenv("SIMULATED_FAILURES", run.simulatedFailures())
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatalf("the worker would refuse SIMULATED_FAILURES=%s: %v", run.simulatedFailures(), err)
+	}
+	for _, m := range demoCast {
+		id := run.instanceID(m.instance)
+		wantPrimaryFails := m.action == demoApproveThenFail
+		if got := cfg.SimulatedFailures.Fails(id, workflows.SlotPrimary); got != wantPrimaryFails {
+			t.Errorf("%s: primary fails = %v, want %v", id, got, wantPrimaryFails)
+		}
+		if cfg.SimulatedFailures.Fails(id, workflows.SlotSecondary) {
+			t.Errorf("%s: the secondary attempt fails too, so the demo shows no fallback success", id)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// startTemporal starts a dev server from <repo>/bin/temporal (built by
+// `make test`) on a free port and points the starter at it and at a fresh
+// Postgres database.
+func startTemporal(t *testing.T) (client.Client, string) {
+	t.Helper()
+	exe, err := filepath.Abs(filepath.Join("..", "bin", "temporal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(exe); err != nil {
+		t.Fatalf("%s is missing: `make test` builds it (%v)", exe, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath: exe,
+		LogLevel:     "error",
+		Stdout:       io.Discard,
+		Stderr:       io.Discard,
+	})
+	if err != nil {
+		t.Fatalf("start the dev server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := server.Stop(); err != nil {
+			t.Logf("stop the dev server: %v", err)
+		}
+	})
+	dbURL := pgtest.NewDatabase(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", dbURL)
+	return server.Client(), dbURL
+}
+
+// mustRun runs the starter and fails the test on an error.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := runStarter(t, args...)
+	if err != nil {
+		t.Fatalf("starter %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// TestOperatorCommandsAgainstServers drives setup, migrate, load and
+// rollout against a real dev server and Postgres: each is idempotent, a
+// bad fleet file writes nothing, a dry run starts nothing, and a second
+// rollout starts nothing new. (Workflows run in the end-to-end test; here
+// no worker picks them up, so they stay Scheduled.)
+func TestOperatorCommandsAgainstServers(t *testing.T) {
+	c, dbURL := startTemporal(t)
+	ctx := context.Background()
+
+	out := mustRun(t, "setup")
+	for _, key := range workflows.SearchAttributeKeys {
+		if !strings.Contains(out, "registered search attribute "+key.GetName()+"\n") {
+			t.Errorf("first setup did not register %s:\n%s", key.GetName(), out)
+		}
+	}
+	if out := mustRun(t, "setup"); !strings.Contains(out, "already registered") {
+		t.Errorf("second setup: %q", out)
+	}
+	if out := mustRun(t, "migrate"); out != "schema up to date\n" {
+		t.Errorf("migrate on a migrated database: %q", out)
+	}
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	writeFile(t, bad, `{"releases": [{"version": "9.2.0", "name": "x", "order": 1}],
+		"tenants": [{"id": "acme", "name": "Acme"}],
+		"instances": [{"id": "acme-prod", "tenant": "nobody", "name": "Acme", "kind": "prod", "region": "emea",
+		               "timeZone": "Mars/Olympus", "version": "9.2.0", "admins": ["not an address"]}]}`)
+	_, errOut, err := runStarter(t, "load", bad)
+	if err == nil || !strings.Contains(err.Error(), "nothing was loaded") {
+		t.Fatalf("a bad fleet file was not refused: %v", err)
+	}
+	if problems := strings.Count(errOut, bad+": instances[0]."); problems < 4 {
+		t.Errorf("want every problem on its own line (tenant, kind, timeZone, admins), got:\n%s", errOut)
+	}
+	if n := countRows(t, dbURL, "releases"); n != 0 {
+		t.Errorf("a refused file wrote %d releases", n)
+	}
+
+	run := newDemoRun("it", time.Now())
+	data, err := run.fleetFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "fleet.json")
+	writeFile(t, good, string(data))
+	out = mustRun(t, "load", good)
+	if !strings.Contains(out, "instances  6         0        0") {
+		t.Errorf("load report:\n%s", out)
+	}
+
+	// The demo fleet's slots are a minute apart.
+	t.Setenv("SECONDARY_MIN_GAP", demoSecondaryGap.String())
+	out = mustRun(t, "rollout", "--version", demoVersion, "--dry-run")
+	if !strings.Contains(out, "would start 5") || !strings.Contains(out, "not eligible 1") {
+		t.Errorf("dry run:\n%s", out)
+	}
+	if n := countRows(t, dbURL, "slot_bookings"); n != 0 {
+		t.Errorf("a dry run booked %d slots", n)
+	}
+	if n := countWorkflows(t, c); n != 0 {
+		t.Errorf("a dry run started %d workflows", n)
+	}
+
+	out = mustRun(t, "rollout", "--version", demoVersion, "--concurrency", "3")
+	if !strings.Contains(out, "started 5, already running 0, not eligible 1, no capacity 0, failed 0") {
+		t.Errorf("first rollout:\n%s", out)
+	}
+	if n := countRows(t, dbURL, "slot_bookings"); n != 10 {
+		t.Errorf("%d slot bookings after starting 5 updates, want a primary and a secondary each", n)
+	}
+	out = mustRun(t, "rollout", "--version", demoVersion)
+	if !strings.Contains(out, "started 0, already running 5, not eligible 1") {
+		t.Errorf("second rollout:\n%s", out)
+	}
+	if n := countRows(t, dbURL, "slot_bookings"); n != 10 {
+		t.Errorf("%d slot bookings after a second rollout, want the same 10", n)
+	}
+
+	// Visibility is eventually consistent: wait for the five starts.
+	deadline := time.Now().Add(30 * time.Second)
+	for countWorkflows(t, c) < 5 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	out = mustRun(t, "list", "--version", demoVersion, "--status", "scheduled")
+	if !strings.Contains(out, "5 updates: Scheduled 5") {
+		t.Errorf("list:\n%s", out)
+	}
+	for _, m := range demoCast {
+		listed := strings.Contains(out, run.instanceID(m.instance)+" ")
+		if listed == (m.action == demoAlreadyCurrent) {
+			t.Errorf("%s listed = %v:\n%s", run.instanceID(m.instance), listed, out)
+		}
+	}
+	desc, err := c.DescribeWorkflow(ctx, workflows.WorkflowID(run.instanceID("contoso-prod"), demoVersion), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary, _ := desc.GetStaticSummary(); !strings.HasPrefix(summary, run.instanceID("contoso-prod")+": 9.1.0 → 9.2.0, needs approval, primary ") {
+		t.Errorf("Web UI summary = %q", summary)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func countRows(t *testing.T, dbURL, table string) int {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func countWorkflows(t *testing.T, c client.Client) int64 {
+	t.Helper()
+	resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
+		Query: "WorkflowType = '" + workflows.WorkflowType + "'",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetCount()
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/fleet"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+func runLoad(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("load")
+	if err := parseFlags(fs, e, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("load: name the fleet file: starter load FILE")
+	}
+	path := fs.Arg(0)
+	fl, err := fleet.ParseFile(path)
+	if err != nil {
+		return fleetRefused(e, path, err)
+	}
+	return loadFleet(ctx, e, fl)
+}
+
+// fleetRefused prints every problem of a refused fleet file, one a line
+// (the error's own message stops after the first fifty).
+func fleetRefused(e *env, path string, err error) error {
+	var invalid *fleet.ValidationError
+	if !errors.As(err, &invalid) {
+		return fmt.Errorf("%w; nothing was loaded", err)
+	}
+	for _, p := range invalid.Problems {
+		fmt.Fprintf(e.stderr, "%s: %s\n", path, p)
+	}
+	return fmt.Errorf("fleet file %s refused: %d problem(s) listed above; nothing was loaded", path, len(invalid.Problems))
+}
+
+// loadFleet upserts a parsed fleet and tells the running workflows of every
+// instance whose admins changed.
+func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
+	pool, err := e.postgres(ctx)
+	if err != nil {
+		return err
+	}
+	report, err := activities.NewStore(pool).UpsertFleet(ctx, fl)
+	if err != nil {
+		return fmt.Errorf("load fleet (nothing was written): %w", err)
+	}
+	writeLoadReport(e.stdout, report)
+	if len(report.AdminChanges) == 0 {
+		return nil
+	}
+	c, err := e.temporal(ctx)
+	if err != nil {
+		return fmt.Errorf("the fleet is loaded, but the running workflows of %d instance(s) with new admins were not told: %w",
+			len(report.AdminChanges), err)
+	}
+	var failed []error
+	for _, change := range report.AdminChanges {
+		if err := refreshAdmins(ctx, e, c, change); err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the fleet is loaded, but %d instance(s) kept their old admins in running workflows (run load again to retry): %w",
+			len(failed), errors.Join(failed...))
+	}
+	return nil
+}
+
+// writeLoadReport prints what a load changed, one line per kind of row.
+func writeLoadReport(w io.Writer, r activities.FleetLoadReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "loaded\tinserted\tupdated\tunchanged")
+	for _, row := range []struct {
+		what   string
+		counts activities.FleetLoadCounts
+	}{
+		{"releases", r.Releases}, {"slots", r.Slots}, {"tenants", r.Tenants}, {"instances", r.Instances},
+	} {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", row.what, row.counts.Inserted, row.counts.Updated, row.counts.Unchanged)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "recipients: %d added, %d removed; admins changed on %d instance(s)\n",
+		r.RecipientsAdded, r.RecipientsRemoved, len(r.AdminChanges))
+	for _, k := range r.KeptVersions {
+		fmt.Fprintf(w, "%s: kept version %s (the file says %s; a completed update recorded the newer one)\n",
+			k.InstanceID, k.CurrentVersion, k.FileVersion)
+	}
+}
+
+// refreshAdmins sends SetAdmins to every running update of one instance.
+func refreshAdmins(ctx context.Context, e *env, c client.Client, change activities.AdminChange) error {
+	running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: change.InstanceID, RunningOnly: true})
+	if err != nil {
+		return err
+	}
+	for _, u := range running {
+		if _, err := executeUpdate(ctx, c, u.WorkflowID, workflows.UpdateSetAdmins,
+			workflows.SetAdminsInput{Admins: change.Admins}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: admins now %v\n", u.WorkflowID, change.Admins)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+// Command starter is the CLI of operators and instance admins: it migrates
+// the schema, registers the search attributes, loads the fleet, rolls a
+// release out, approves, reschedules, inspects, lists and cancels updates,
+// and runs the demo behind `make run`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	temporallog "go.temporal.io/sdk/log"
+
+	"github.com/svcupdate/svcupdate/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starter: "+err.Error())
+		var usage *usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a mistake in the command line (exit status 2) rather than a
+// failure of the work asked for (exit status 1).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// command is one subcommand.
+type command struct {
+	name     string
+	synopsis string // flags and arguments, for -h
+	summary  string
+	run      func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists the subcommands in the order -h shows them. It is set in
+// init because the subcommands print their own usage from it.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"migrate", "[--create-database]", "apply the database migrations", runMigrate},
+		{"setup", "", "register the search attributes with the Temporal server", runSetup},
+		{"load", "FILE", "load (upsert) a fleet file: releases, slots, tenants, instances, recipients", runLoad},
+		{"rollout", "--version V [--concurrency N] [--dry-run]", "book slots and start an update for every eligible instance", runRollout},
+		{"approve", "--instance I --admin EMAIL [--version V]", "approve an instance's update as one of its admins", runApprove},
+		{"reschedule", "--instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]", "move an update to other slots (RFC 3339 times), optionally to a later version", runReschedule},
+		{"status", "--instance I [--version V] [--json]", "show one update: status, windows, attempts, notices", runStatus},
+		{"list", "[--version V] [--status S]", "list updates from Temporal visibility, with counts per status", runList},
+		{"cancel", "--instance I [--version V] [--reason R]", "cancel an update (its slots are released, admins told)", runCancel},
+		{"demo", "[--run ID]", "the demo behind `make run`: a small fleet through the whole lifecycle in minutes", runDemo},
+	}
+}
+
+// run executes the command line args (without the program name).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return usagef("no subcommand given")
+	}
+	name := args[0]
+	if name == "-h" || name == "-help" || name == "--help" || name == "help" {
+		printUsage(stdout)
+		return nil
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		cfg, err := config.Load()
+		if err != nil {
+			return err
+		}
+		e := &env{cfg: cfg, stdout: stdout, stderr: stderr}
+		defer e.close()
+		if err := c.run(ctx, e, args[1:]); !errors.Is(err, errHelpShown) {
+			return err
+		}
+		return nil
+	}
+	return usagef("unknown subcommand %q (one of: %s; see starter -h)", name, commandNames())
+}
+
+func commandNames() string {
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: starter SUBCOMMAND [flags]   (starter SUBCOMMAND -h for its flags)")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.synopsis, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	config.PrintUsage(w, "starter")
+}
+
+// newFlagSet returns a flag set that reports errors through parseFlags
+// instead of printing them.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// errHelpShown ends a subcommand after its -h was printed.
+var errHelpShown = errors.New("help shown")
+
+// parseFlags parses args, printing the subcommand's flags on -h, and turns a
+// parse error into one line that names the subcommand. maxArgs bounds the
+// positional arguments.
+func parseFlags(fs *flag.FlagSet, e *env, args []string, maxArgs int) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printFlags(fs, e.stdout)
+		return errHelpShown
+	}
+	if err != nil {
+		return usagef("%s: %v (see starter %s -h)", fs.Name(), err, fs.Name())
+	}
+	if fs.NArg() > maxArgs {
+		return usagef("%s: unexpected argument %q (see starter %s -h)", fs.Name(), fs.Arg(maxArgs), fs.Name())
+	}
+	return nil
+}
+
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	for _, c := range commands {
+		if c.name == fs.Name() {
+			fmt.Fprintf(w, "Usage: starter %s %s\n  %s\n\n", c.name, c.synopsis, c.summary)
+		}
+	}
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// required reports the first of the named flags left empty.
+func required(fs *flag.FlagSet, names ...string) error {
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() == "" {
+			return usagef("%s: --%s is required (see starter %s -h)", fs.Name(), name, fs.Name())
+		}
+	}
+	return nil
+}
+
+// env holds what subcommands share: the configuration, the output and the
+// connections, opened on first use and closed when the subcommand ends.
+type env struct {
+	cfg            config.Config
+	stdout, stderr io.Writer
+
+	temporalClient client.Client
+	pool           *pgxpool.Pool
+}
+
+// temporal returns the Temporal client, dialling on first use.
+func (e *env) temporal(ctx context.Context) (client.Client, error) {
+	if e.temporalClient != nil {
+		return e.temporalClient, nil
+	}
+	c, err := client.DialContext(ctx, e.clientOptions())
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (TEMPORAL_ADDRESS): %w", e.cfg.TemporalAddress, err)
+	}
+	e.temporalClient = c
+	return c, nil
+}
+
+func (e *env) clientOptions() client.Options {
+	// The SDK logs connection chatter at info; an operator only needs warnings.
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return client.Options{
+		HostPort:  e.cfg.TemporalAddress,
+		Namespace: e.cfg.TemporalNamespace,
+		Logger:    temporallog.NewStructuredLogger(logger),
+		Identity:  "starter@" + hostname(),
+	}
+}
+
+// temporalWhenUp is temporal, but waits up to CONNECT_TIMEOUT for a server
+// that is still starting (deployments start the setup beside the server).
+func (e *env) temporalWhenUp(ctx context.Context) (client.Client, error) {
+	var c client.Client
+	err := e.waitFor(ctx, "Temporal at "+e.cfg.TemporalAddress, func(ctx context.Context) (err error) {
+		c, err = e.temporal(ctx)
+		return err
+	})
+	return c, err
+}
+
+// waitFor retries attempt until it succeeds or CONNECT_TIMEOUT passes,
+// saying once on stderr what it waits for.
+func (e *env) waitFor(ctx context.Context, what string, attempt func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ConnectTimeout)
+	defer cancel()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for told := false; ; told = true {
+		err := attempt(ctx)
+		if err == nil {
+			return nil
+		}
+		var stop *permanentError
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		if !told {
+			fmt.Fprintf(e.stderr, "waiting up to %s (CONNECT_TIMEOUT) for %s: %v\n", e.cfg.ConnectTimeout, what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, e.cfg.ConnectTimeout, err)
+		case <-retry.C:
+		}
+	}
+}
+
+// permanentError ends waitFor at once: the server answered and said no.
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+
+// postgres returns the pool on DATABASE_URL, connecting on first use.
+func (e *env) postgres(ctx context.Context) (*pgxpool.Pool, error) {
+	if e.pool != nil {
+		return e.pool, nil
+	}
+	pool, err := pgxpool.New(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		err = fmt.Errorf("connect to Postgres (DATABASE_URL): %w", err)
+		if postgresAnswered(err) {
+			return nil, &permanentError{err}
+		}
+		return nil, err
+	}
+	e.pool = pool
+	return pool, nil
+}
+
+func (e *env) close() {
+	if e.temporalClient != nil {
+		e.temporalClient.Close()
+	}
+	if e.pool != nil {
+		e.pool.Close()
+	}
+}
+
+// postgresAnswered reports whether err came from a running server (wrong
+// password, no such database), which waiting will not change.
+func postgresAnswered(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/svcupdate/svcupdate/internal/config"
+)
+
+// runStarter runs the CLI in-process and returns its output and error.
+func runStarter(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestHelpListsSubcommandsAndVariables(t *testing.T) {
+	out, _, err := runStarter(t, "-h")
+	if err != nil {
+		t.Fatalf("starter -h: %v", err)
+	}
+	for _, c := range commands {
+		if !strings.Contains(out, "  "+c.name+" ") {
+			t.Errorf("starter -h does not list subcommand %s:\n%s", c.name, out)
+		}
+	}
+	for _, v := range config.Variables() {
+		if !strings.Contains(out, v.Name) {
+			t.Errorf("starter -h does not list variable %s", v.Name)
+		}
+	}
+}
+
+func TestSubcommandHelpShowsFlags(t *testing.T) {
+	out, _, err := runStarter(t, "reschedule", "-h")
+	if err != nil {
+		t.Fatalf("starter reschedule -h: %v", err)
+	}
+	for _, want := range []string{"Usage: starter reschedule", "-primary", "-secondary", "-target", "RFC 3339"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("starter reschedule -h lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestCommandLineMistakes checks that every mistake is caught before any
+// connection is made, as one line naming what is wrong.
+func TestCommandLineMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no subcommand given"},
+		{[]string{"deploy"}, `unknown subcommand "deploy" (one of: migrate, setup, load, rollout`},
+		{[]string{"rollout"}, "rollout: --version is required"},
+		{[]string{"rollout", "--version", "9.2.0", "--concurrency", "0"}, "--concurrency 0 is out of range (accepted: 1 to 1000)"},
+		{[]string{"rollout", "--version", "9.2.0", "--concurency", "4"}, "rollout: flag provided but not defined: -concurency"},
+		{[]string{"load"}, "load: name the fleet file: starter load FILE"},
+		{[]string{"load", "a.json", "b.json"}, `load: unexpected argument "b.json"`},
+		{[]string{"approve", "--instance", "acme-prod"}, "approve: --admin is required"},
+		{[]string{"approve", "--admin", "ann@acme.example"}, "approve: --instance is required"},
+		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "tomorrow"},
+			`reschedule: invalid value "tomorrow" for flag -primary: not an RFC 3339 time`},
+		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "2026-03-03T02:00:00+01:00"},
+			"reschedule: --secondary is required"},
+		{[]string{"list", "--status", "Done"}, `list: --status "Done" is not a status (accepted: Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled)`},
+		{[]string{"list", "--version", "9.2'--"}, "--version 9.2'--: quotes and backslashes are not allowed"},
+		{[]string{"status"}, "status: --instance is required"},
+		{[]string{"cancel", "--instance", "acme-prod", "--wait", "soon"}, `cancel: invalid value "soon" for flag -wait`},
+		{[]string{"demo", "--run", "a:b"}, `demo: --run "a:b": use letters, digits and dashes`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, _, err := runStarter(t, tc.args...)
+			var usage *usageError
+			if !errors.As(err, &usage) {
+				t.Fatalf("error = %v, want a usage error", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %q, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestBadConfigurationNamesTheVariable(t *testing.T) {
+	t.Setenv("TEMPORAL_ADDRESS", "localhost")
+	_, _, err := runStarter(t, "list")
+	if err == nil || !strings.Contains(err.Error(), `invalid TEMPORAL_ADDRESS="localhost"`) {
+		t.Fatalf("error = %v, want one naming TEMPORAL_ADDRESS", err)
+	}
+}

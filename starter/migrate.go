@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/svcupdate/svcupdate/schemas"
+)
+
+const (
+	// maintenanceDatabase is the database every Postgres server has, used
+	// to create the one DATABASE_URL names.
+	maintenanceDatabase = "postgres"
+	// pgDuplicateDatabase is SQLSTATE duplicate_database.
+	pgDuplicateDatabase = "42P04"
+)
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("migrate")
+	create := fs.Bool("create-database", false, "create the database DATABASE_URL names if it does not exist")
+	if err := parseFlags(fs, e, args, 0); err != nil {
+		return err
+	}
+	if *create {
+		if err := createDatabase(ctx, e); err != nil {
+			return err
+		}
+	}
+	if err := e.waitFor(ctx, "Postgres", func(ctx context.Context) error {
+		_, err := e.postgres(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	applied, err := schemas.Migrate(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(e.stdout, "schema up to date")
+		return nil
+	}
+	for _, a := range applied {
+		fmt.Fprintf(e.stdout, "applied migration %d (%s)\n", a.Version, a.Source)
+	}
+	return nil
+}
+
+// createDatabase creates the database of DATABASE_URL through the server's
+// maintenance database, unless it exists.
+func createDatabase(ctx context.Context, e *env) error {
+	target, err := pgx.ParseConfig(e.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	name := target.Database
+	if name == "" || name == maintenanceDatabase {
+		return nil
+	}
+	admin := target.Copy()
+	admin.Database = maintenanceDatabase
+	var conn *pgx.Conn
+	if err := e.waitFor(ctx, fmt.Sprintf("Postgres at %s:%d", target.Host, target.Port), func(ctx context.Context) error {
+		conn, err = pgx.ConnectConfig(ctx, admin)
+		if err != nil && postgresAnswered(err) {
+			return &permanentError{err}
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("connect to Postgres to create database %q: %w", name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %q: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgDuplicateDatabase {
+		return nil // created by a concurrent starter
+	}
+	if err != nil {
+		return fmt.Errorf("create database %q: %w", name, err)
+	}
+	fmt.Fprintf(e.stdout, "created database %s\n", name)
+	return nil
+}

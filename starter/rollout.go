@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+func runRollout(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("rollout")
+	version := fs.String("version", "", "the release to roll out (required)")
+	concurrency := fs.Int("concurrency", 16, "how many instances are booked and started at once")
+	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
+	if err := parseFlags(fs, e, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "version"); err != nil {
+		return err
+	}
+	if *concurrency < 1 || *concurrency > 1000 {
+		return usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
+	}
+	summary, err := rollout(ctx, e, rolloutPlan{
+		Version:         *version,
+		Concurrency:     *concurrency,
+		DryRun:          *dryRun,
+		ReminderOffsets: e.cfg.ReminderOffsets,
+		WindowLength:    e.cfg.UpdateWindow,
+		SecondaryMinGap: e.cfg.SecondaryMinGap,
+	})
+	if err != nil {
+		return err
+	}
+	if n := summary.count(outcomeFailed); n > 0 {
+		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", *version, n)
+	}
+	return nil
+}
+
+// rolloutPlan is what one rollout does.
+type rolloutPlan struct {
+	Version     string
+	Concurrency int
+	DryRun      bool
+	// The schedule of every update started, from the configuration
+	// (REMINDER_OFFSETS, UPDATE_WINDOW, SECONDARY_MIN_GAP) or the demo.
+	ReminderOffsets []time.Duration
+	WindowLength    time.Duration
+	SecondaryMinGap time.Duration
+	// Instances limits the rollout to these instance IDs (the demo's own);
+	// nil means the whole fleet.
+	Instances map[string]bool
+}
+
+// rolloutOutcome is what happened to one candidate.
+type rolloutOutcome int
+
+const (
+	outcomeStarted rolloutOutcome = iota
+	outcomeAlreadyRunning
+	outcomeNotEligible
+	outcomeNoCapacity
+	outcomeFailed
+	outcomePlanned // dry run: would be booked and started
+	outcomeCount
+)
+
+var outcomeNames = [outcomeCount]string{
+	outcomeStarted:        "started",
+	outcomeAlreadyRunning: "already running",
+	outcomeNotEligible:    "not eligible",
+	outcomeNoCapacity:     "no capacity",
+	outcomeFailed:         "failed",
+	outcomePlanned:        "would start",
+}
+
+// rolloutResult is one candidate's outcome and why.
+type rolloutResult struct {
+	InstanceID string
+	Outcome    rolloutOutcome
+	Detail     string
+}
+
+// rolloutSummary counts outcomes and keeps the reasons worth reading.
+type rolloutSummary struct {
+	mu      sync.Mutex
+	counts  [outcomeCount]int
+	details []rolloutResult // failures, no capacity, dry-run plans
+}
+
+func (s *rolloutSummary) add(r rolloutResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts[r.Outcome]++
+	switch r.Outcome {
+	case outcomeFailed, outcomeNoCapacity, outcomePlanned:
+		s.details = append(s.details, r)
+	}
+}
+
+func (s *rolloutSummary) count(o rolloutOutcome) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[o]
+}
+
+// write prints one line per noteworthy candidate, then the counts.
+func (s *rolloutSummary) write(w io.Writer, version string, dryRun bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.details {
+		fmt.Fprintf(w, "  %-32s %-12s %s\n", d.InstanceID, outcomeNames[d.Outcome], d.Detail)
+	}
+	total := 0
+	var parts []string
+	for o := range outcomeCount {
+		if (dryRun && o == outcomeStarted) || (!dryRun && o == outcomePlanned) {
+			continue // a dry run starts nothing; a real one plans nothing
+		}
+		total += s.counts[o]
+		parts = append(parts, fmt.Sprintf("%s %d", outcomeNames[o], s.counts[o]))
+	}
+	verb := "rollout"
+	if dryRun {
+		verb = "dry run (nothing booked, nothing started)"
+	}
+	fmt.Fprintf(w, "%s of %s, %d candidate(s): %s\n", verb, version, total, strings.Join(parts, ", "))
+}
+
+// rollout books slots for and starts the update of every eligible
+// candidate, Concurrency at a time, and prints the summary.
+func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, error) {
+	pool, err := e.postgres(ctx)
+	if err != nil {
+		return nil, err
+	}
+	store := activities.NewStore(pool)
+	candidates, err := store.RolloutCandidates(ctx, plan.Version)
+	if err != nil {
+		return nil, fmt.Errorf("find the candidates for %s: %w", plan.Version, err)
+	}
+	if plan.Instances != nil {
+		kept := candidates[:0]
+		for _, c := range candidates {
+			if plan.Instances[c.Instance.ID] {
+				kept = append(kept, c)
+			}
+		}
+		candidates = kept
+	}
+	c, err := e.temporal(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	var bar *progressbar.ProgressBar
+	if isTerminal(e.stdout) {
+		bar = progressbar.NewOptions(len(candidates),
+			progressbar.OptionSetWriter(e.stdout),
+			progressbar.OptionSetDescription("rollout "+plan.Version),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionClearOnFinish())
+	}
+	summary := &rolloutSummary{}
+	starter := &rolloutStarter{store: store, client: c, taskQueue: e.cfg.TaskQueue, plan: plan}
+	// Sandboxes take the earliest slots: every sandbox is booked before the
+	// first production instance.
+	for _, wave := range kindWaves(candidates) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(plan.Concurrency)
+		for _, candidate := range wave {
+			g.Go(func() error {
+				summary.add(starter.start(gctx, candidate))
+				if bar != nil {
+					_ = bar.Add(1) // drawing only: an error loses one redraw
+				}
+				return nil
+			})
+		}
+		_ = g.Wait() // every goroutine returns nil; outcomes are in the summary
+	}
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err := ctx.Err(); err != nil {
+		summary.write(e.stdout, plan.Version, plan.DryRun)
+		return summary, fmt.Errorf("rollout interrupted; run it again to continue: %w", err)
+	}
+	summary.write(e.stdout, plan.Version, plan.DryRun)
+	return summary, nil
+}
+
+// rolloutStarter starts the update of one candidate.
+type rolloutStarter struct {
+	store     *activities.Store
+	client    client.Client
+	taskQueue string
+	plan      rolloutPlan
+}
+
+func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandidate) rolloutResult {
+	result := rolloutResult{InstanceID: cand.Instance.ID}
+	if cand.Eligibility == activities.EligibilityNone {
+		result.Outcome, result.Detail = outcomeNotEligible, "runs "+cand.CurrentVersion
+		return result
+	}
+	id := workflows.WorkflowID(cand.Instance.ID, s.plan.Version)
+	// An update that exists, running or closed, is never booked again: a
+	// closed one has released its slots and must not take new ones.
+	if _, err := s.client.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+		result.Outcome = outcomeAlreadyRunning
+		return result
+	} else if !isNotFound(err) {
+		result.Outcome, result.Detail = outcomeFailed, "look up "+id+": "+err.Error()
+		return result
+	}
+	if s.plan.DryRun {
+		result.Outcome = outcomePlanned
+		result.Detail = fmt.Sprintf("%s %s in %s, %s → %s, %s", cand.Instance.Kind, cand.Instance.Name, cand.Instance.Region,
+			cand.CurrentVersion, s.plan.Version, cand.Eligibility)
+		return result
+	}
+	input, err := s.store.BookRolloutSlots(ctx, cand, s.plan.Version, s.plan.SecondaryMinGap, time.Now())
+	switch {
+	case errors.Is(err, activities.ErrNoCapacity):
+		result.Outcome, result.Detail = outcomeNoCapacity, err.Error()
+		return result
+	case errors.Is(err, activities.ErrNotEligible):
+		result.Outcome, result.Detail = outcomeNotEligible, err.Error()
+		return result
+	case err != nil:
+		result.Outcome, result.Detail = outcomeFailed, "book slots: "+err.Error()
+		return result
+	}
+	input.ReminderOffsets = s.plan.ReminderOffsets
+	if input.WindowLength == 0 {
+		input.WindowLength = s.plan.WindowLength
+	}
+	input.SecondaryMinGap = s.plan.SecondaryMinGap
+	_, err = s.client.ExecuteWorkflow(ctx, startOptions(id, s.taskQueue, input), workflows.WorkflowType, input)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &started):
+		result.Outcome = outcomeAlreadyRunning // a concurrent rollout started it
+	case err != nil:
+		result.Outcome, result.Detail = outcomeFailed, "start "+id+": "+err.Error()
+		// No workflow holds the reservations just made: give them back.
+		if _, releaseErr := s.store.ReleaseSlots(context.WithoutCancel(ctx), workflows.ReleaseSlotsInput{
+			InstanceID: cand.Instance.ID, OfferedVersion: s.plan.Version,
+		}); releaseErr != nil {
+			result.Detail += "; releasing its slots failed too: " + releaseErr.Error()
+		}
+	default:
+		result.Outcome = outcomeStarted
+	}
+	return result
+}
+
+// startOptions starts an update once per (instance, version), ever: a
+// second rollout is refused by Temporal rather than starting a duplicate.
+func startOptions(id, taskQueue string, in workflows.Input) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                taskQueue,
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrUpdateStatus.ValueSet(string(workflows.StatusScheduled)),
+			workflows.SearchAttrInstanceID.ValueSet(in.Instance.ID),
+			workflows.SearchAttrTenantID.ValueSet(in.Instance.TenantID),
+			workflows.SearchAttrTargetVersion.ValueSet(in.TargetVersion),
+			workflows.SearchAttrScheduledStart.ValueSet(in.PrimaryStart),
+			workflows.SearchAttrMandatory.ValueSet(in.Mandatory),
+		),
+		StaticSummary: updateSummaryLine(in),
+	}
+}
+
+// updateSummaryLine is the one-line summary the Web UI shows, e.g.
+// "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026 02:00 CET".
+func updateSummaryLine(in workflows.Input) string {
+	policy := "needs approval"
+	if in.Mandatory {
+		policy = "mandatory"
+	}
+	primary := in.PrimaryStart.UTC().Format(utcLayout)
+	if loc, err := time.LoadLocation(in.Instance.TimeZone); err == nil {
+		primary = in.PrimaryStart.In(loc).Format(localLayout)
+	}
+	return fmt.Sprintf("%s: %s → %s, %s, primary %s", in.Instance.ID, in.CurrentVersion, in.TargetVersion, policy, primary)
+}
+
+// kindWaves splits the candidates (sandboxes first, as RolloutCandidates
+// orders them) into runs of one kind.
+func kindWaves(candidates []activities.RolloutCandidate) [][]activities.RolloutCandidate {
+	var waves [][]activities.RolloutCandidate
+	for i, c := range candidates {
+		if i == 0 || c.Instance.Kind != candidates[i-1].Instance.Kind {
+			waves = append(waves, nil)
+		}
+		waves[len(waves)-1] = append(waves[len(waves)-1], c)
+	}
+	return waves
+}
+
+func isNotFound(err error) bool {
+	var notFound *serviceerror.NotFound
+	return errors.As(err, &notFound)
+}
+
+// isTerminal reports whether w is a terminal, where progress is drawn in
+// place; pipes and files get plain lines.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

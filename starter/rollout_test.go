@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
+	summary := &rolloutSummary{}
+	outcomes := map[rolloutOutcome]int{
+		outcomeStarted: 40, outcomeAlreadyRunning: 7, outcomeNotEligible: 5, outcomeNoCapacity: 2, outcomeFailed: 1,
+	}
+	var wg sync.WaitGroup
+	for outcome, n := range outcomes {
+		for i := range n {
+			wg.Go(func() {
+				r := rolloutResult{InstanceID: "i", Outcome: outcome}
+				if outcome == outcomeFailed {
+					r.InstanceID, r.Detail = "initech-prod", "start service-update:initech-prod:9.2.0: unavailable"
+				}
+				if outcome == outcomeNoCapacity && i == 0 {
+					r.InstanceID, r.Detail = "acme-prod", "no slot pair with free capacity"
+				}
+				summary.add(r)
+			})
+		}
+	}
+	wg.Wait()
+	for outcome, n := range outcomes {
+		if got := summary.count(outcome); got != n {
+			t.Errorf("%s: %d, want %d", outcomeNames[outcome], got, n)
+		}
+	}
+	var out bytes.Buffer
+	summary.write(&out, "9.2.0", false)
+	text := out.String()
+	for _, want := range []string{
+		"initech-prod", "failed", "unavailable", "acme-prod", "no capacity",
+		"rollout of 9.2.0, 55 candidate(s): started 40, already running 7, not eligible 5, no capacity 2, failed 1\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("summary lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "would start") {
+		t.Errorf("a real rollout's summary mentions the dry run:\n%s", text)
+	}
+}
+
+func TestDryRunSummary(t *testing.T) {
+	summary := &rolloutSummary{}
+	summary.add(rolloutResult{InstanceID: "acme-test", Outcome: outcomePlanned, Detail: "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional"})
+	summary.add(rolloutResult{InstanceID: "acme-prod", Outcome: outcomeAlreadyRunning})
+	var out bytes.Buffer
+	summary.write(&out, "9.2.0", true)
+	text := out.String()
+	for _, want := range []string{
+		"acme-test", "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional",
+		"dry run (nothing booked, nothing started) of 9.2.0, 2 candidate(s): already running 1, not eligible 0, no capacity 0, failed 0, would start 1",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("dry-run summary lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "started 0") {
+		t.Errorf("a dry run counts started updates:\n%s", text)
+	}
+}
+
+func TestKindWavesPutSandboxesFirst(t *testing.T) {
+	candidate := func(id, kind string) activities.RolloutCandidate {
+		return activities.RolloutCandidate{Instance: workflows.Instance{ID: id, Kind: kind}}
+	}
+	waves := kindWaves([]activities.RolloutCandidate{
+		candidate("a-test", "sandbox"), candidate("b-test", "sandbox"), candidate("a-prod", "production"),
+	})
+	if len(waves) != 2 || len(waves[0]) != 2 || len(waves[1]) != 1 || waves[1][0].Instance.ID != "a-prod" {
+		t.Errorf("waves = %+v, want [a-test b-test] [a-prod]", waves)
+	}
+	if waves := kindWaves(nil); len(waves) != 0 {
+		t.Errorf("no candidates gave %d waves", len(waves))
+	}
+}
+
+func TestStartOptions(t *testing.T) {
+	in := workflows.Input{
+		Instance:       workflows.Instance{ID: "contoso-prod", TenantID: "contoso", TimeZone: "Europe/Berlin"},
+		CurrentVersion: "9.1.0",
+		TargetVersion:  "9.2.0",
+		Mandatory:      true,
+		PrimaryStart:   time.Date(2026, 3, 3, 1, 0, 0, 0, time.UTC),
+	}
+	opts := startOptions("service-update:contoso-prod:9.2.0", "service-updates", in)
+	if opts.WorkflowIDReusePolicy != enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE || !opts.WorkflowExecutionErrorWhenAlreadyStarted {
+		t.Errorf("options allow a second start of the same update: %+v", opts)
+	}
+	if want := "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026 02:00 CET"; opts.StaticSummary != want {
+		t.Errorf("summary = %q, want %q", opts.StaticSummary, want)
+	}
+	sa := opts.TypedSearchAttributes
+	if sa.Size() != len(workflows.SearchAttributeKeys) {
+		t.Errorf("%d search attributes set at start, want all %d", sa.Size(), len(workflows.SearchAttributeKeys))
+	}
+	if got, _ := sa.GetKeyword(workflows.SearchAttrUpdateStatus); got != string(workflows.StatusScheduled) {
+		t.Errorf("UpdateStatus at start = %q", got)
+	}
+	if got, _ := sa.GetTime(workflows.SearchAttrScheduledStart); !got.Equal(in.PrimaryStart) {
+		t.Errorf("ScheduledStart at start = %v", got)
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+func runSetup(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("setup")
+	if err := parseFlags(fs, e, args, 0); err != nil {
+		return err
+	}
+	c, err := e.temporalWhenUp(ctx)
+	if err != nil {
+		return err
+	}
+	added, err := registerSearchAttributes(ctx, c, e.cfg.TemporalNamespace)
+	if err != nil {
+		return err
+	}
+	if len(added) == 0 {
+		fmt.Fprintf(e.stdout, "search attributes already registered in namespace %s\n", e.cfg.TemporalNamespace)
+		return nil
+	}
+	for _, name := range added {
+		fmt.Fprintf(e.stdout, "registered search attribute %s\n", name)
+	}
+	return nil
+}
+
+// registerSearchAttributes adds every key of workflows.SearchAttributeKeys
+// that the namespace lacks and returns the names added. A name registered
+// with another type is an error: the workflows could not set it.
+func registerSearchAttributes(ctx context.Context, c client.Client, namespace string) ([]string, error) {
+	existing, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return nil, fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	missing := map[string]enums.IndexedValueType{}
+	var added []string
+	for _, key := range workflows.SearchAttributeKeys {
+		have, ok := existing.GetCustomAttributes()[key.GetName()]
+		switch {
+		case !ok:
+			missing[key.GetName()] = key.GetValueType()
+			added = append(added, key.GetName())
+		case have != key.GetValueType():
+			return nil, fmt.Errorf("search attribute %s is registered as %s in namespace %s; svcupdate needs %s",
+				key.GetName(), have, namespace, key.GetValueType())
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace:        namespace,
+		SearchAttributes: missing,
+	}); err != nil {
+		var exists *serviceerror.AlreadyExists
+		if errors.As(err, &exists) {
+			return nil, nil // registered by a concurrent setup
+		}
+		return nil, fmt.Errorf("register search attributes in namespace %s: %w", namespace, err)
+	}
+	return added, nil
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// updateFilter selects updates in Temporal visibility. Empty fields match
+// everything.
+type updateFilter struct {
+	InstanceID    string
+	TargetVersion string
+	Status        workflows.Status
+	RunningOnly   bool
+}
+
+// query renders the filter as a visibility query over the search
+// attributes of workflows/api.go.
+func (f updateFilter) query() (string, error) {
+	clauses := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowType)}
+	for _, c := range []struct {
+		key   temporal.SearchAttributeKeyKeyword
+		flag  string
+		value string
+	}{
+		{workflows.SearchAttrInstanceID, "instance", f.InstanceID},
+		{workflows.SearchAttrTargetVersion, "version", f.TargetVersion},
+		{workflows.SearchAttrUpdateStatus, "status", string(f.Status)},
+	} {
+		if c.value == "" {
+			continue
+		}
+		if strings.ContainsAny(c.value, `'"\`) {
+			return "", usagef("--%s %s: quotes and backslashes are not allowed", c.flag, c.value)
+		}
+		clauses = append(clauses, fmt.Sprintf("%s = '%s'", c.key.GetName(), c.value))
+	}
+	if f.RunningOnly {
+		clauses = append(clauses, "ExecutionStatus = 'Running'")
+	}
+	return strings.Join(clauses, " AND "), nil
+}
+
+// updateSummary is one ServiceUpdate execution as visibility shows it.
+type updateSummary struct {
+	WorkflowID     string
+	InstanceID     string
+	TenantID       string
+	TargetVersion  string
+	Status         workflows.Status // the UpdateStatus search attribute
+	Mandatory      bool
+	ScheduledStart time.Time
+	Execution      enums.WorkflowExecutionStatus
+	Started        time.Time
+	Closed         time.Time
+}
+
+// listUpdates returns every execution the filter selects, page by page.
+func listUpdates(ctx context.Context, c client.Client, namespace string, f updateFilter) ([]updateSummary, error) {
+	query, err := f.query()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		updates []updateSummary
+		token   []byte
+	)
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace:     namespace,
+			Query:         query,
+			PageSize:      1000,
+			NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list workflows (%s): %w", query, err)
+		}
+		for _, info := range resp.GetExecutions() {
+			u, err := summarize(info.GetExecution().GetWorkflowId(), info.GetSearchAttributes())
+			if err != nil {
+				return nil, err
+			}
+			u.Execution = info.GetStatus()
+			u.Started = info.GetStartTime().AsTime()
+			if info.GetCloseTime() != nil {
+				u.Closed = info.GetCloseTime().AsTime()
+			}
+			updates = append(updates, u)
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			return updates, nil
+		}
+	}
+}
+
+// summarize decodes the search attributes of one execution.
+func summarize(workflowID string, attrs *commonpb.SearchAttributes) (updateSummary, error) {
+	u := updateSummary{WorkflowID: workflowID}
+	var status string
+	fields := attrs.GetIndexedFields()
+	for _, d := range []struct {
+		key temporal.SearchAttributeKey
+		dst any
+	}{
+		{workflows.SearchAttrInstanceID, &u.InstanceID},
+		{workflows.SearchAttrTenantID, &u.TenantID},
+		{workflows.SearchAttrTargetVersion, &u.TargetVersion},
+		{workflows.SearchAttrUpdateStatus, &status},
+		{workflows.SearchAttrMandatory, &u.Mandatory},
+		{workflows.SearchAttrScheduledStart, &u.ScheduledStart},
+	} {
+		payload, ok := fields[d.key.GetName()]
+		if !ok {
+			continue
+		}
+		if err := converter.GetDefaultDataConverter().FromPayload(payload, d.dst); err != nil {
+			return updateSummary{}, fmt.Errorf("workflow %s: search attribute %s: %w", workflowID, d.key.GetName(), err)
+		}
+	}
+	u.Status = workflows.Status(status)
+	return u, nil
+}
+
+// updateWorkflowID names the update of instance to act on: the one of
+// version when given, else the instance's only running update.
+func updateWorkflowID(ctx context.Context, e *env, c client.Client, instance, version string) (string, error) {
+	if version != "" {
+		return workflows.WorkflowID(instance, version), nil
+	}
+	running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: instance, RunningOnly: true})
+	if err != nil {
+		return "", err
+	}
+	switch len(running) {
+	case 0:
+		return "", fmt.Errorf("instance %s has no running update (pass --version to name a closed one; starter list shows them all)", instance)
+	case 1:
+		return running[0].WorkflowID, nil
+	}
+	ids := make([]string, len(running))
+	for i, u := range running {
+		ids[i] = u.WorkflowID
+	}
+	return "", fmt.Errorf("instance %s has %d running updates (%s): pass --version", instance, len(running), strings.Join(ids, ", "))
+}
