@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/schemas"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// clearConfigEnv unsets every configuration variable for the test, so the
+// developer's environment cannot leak in; t.Setenv restores them after.
+func clearConfigEnv(t *testing.T) {
+	t.Helper()
+	for _, v := range config.Variables() {
+		t.Setenv(v.Name, "")
+		if err := os.Unsetenv(v.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// lockedBuffer collects the worker's log while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freeAddress returns a loopback address nothing listens on.
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// startRun runs the worker in the background and returns its result.
+func startRun(ctx context.Context, stderr io.Writer) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, io.Discard, stderr) }()
+	return done
+}
+
+func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("run did not return within %s", within)
+		return nil
+	}
+}
+
+func startDevServer(t *testing.T) *testsuite.DevServer {
+	t.Helper()
+	cli, err := filepath.Abs(filepath.Join("..", "bin", "temporal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cli); err != nil {
+		t.Fatalf("the Temporal CLI is missing (make bin/temporal builds it): %v", err)
+	}
+	server, err := testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
+		ExistingPath: cli,
+		LogLevel:     "error",
+		Stdout:       io.Discard,
+		Stderr:       io.Discard,
+	})
+	if err != nil {
+		t.Fatalf("starting the Temporal dev server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := server.Stop(); err != nil {
+			t.Logf("stopping the dev server: %v", err)
+		}
+	})
+	return server
+}
+
+// executorProbe runs ApplyUpdate on the executor's task queue the way the
+// ServiceUpdate workflow does, so the test reaches the worker's executor
+// without depending on the whole lifecycle.
+func executorProbe(ctx workflow.Context, in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           workflows.ExecutorTaskQueue,
+		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var res workflows.ApplyUpdateResult
+	err := workflow.ExecuteActivity(ctx, workflows.ActivityApplyUpdate, in).Get(ctx, &res)
+	return res, err
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return string(body)
+}
+
+// prometheusValue is how the metrics pipeline writes a tag value (tally's
+// Prometheus sanitizer turns '-' into '_').
+func prometheusValue(s string) string { return strings.ReplaceAll(s, "-", "_") }
+
+func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
+	server := startDevServer(t)
+	clearConfigEnv(t)
+	metricsAddr := freeAddress(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("METRICS_ADDR", metricsAddr)
+	t.Setenv("CONNECT_TIMEOUT", "30s")
+	t.Setenv("WORKER_STOP_TIMEOUT", "5s")
+	t.Setenv("SIMULATED_DURATION", "100ms")
+	t.Setenv("SIMULATED_FAILURES", "acme-broken:all")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	logs := &lockedBuffer{}
+	done := startRun(ctx, logs)
+
+	metricsURL := "http://" + metricsAddr + "/metrics"
+	var body string
+	waitFor(t, 60*time.Second, "both workers reported by the SDK on /metrics", func() bool {
+		body = scrape(t, metricsURL)
+		return strings.Contains(body, `task_queue="`+prometheusValue(workflows.TaskQueue)+`"`) &&
+			strings.Contains(body, `task_queue="`+prometheusValue(workflows.ExecutorTaskQueue)+`"`) &&
+			strings.Contains(body, "temporal_worker_start_total")
+	})
+	if !strings.Contains(body, "temporal_request_total") {
+		t.Errorf("the SDK's request counter is missing from /metrics")
+	}
+
+	// Run the executor through the worker: one update that succeeds, one
+	// that SIMULATED_FAILURES fails.
+	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
+	probes.RegisterWorkflow(executorProbe)
+	if err := probes.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer probes.Stop()
+	input := workflows.ApplyUpdateInput{
+		InstanceID: "acme-prod", TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
+		Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
+	}
+	runProbe := func(in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
+		run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbe, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.ApplyUpdateResult
+		return res, run.Get(ctx, &res)
+	}
+	res, err := runProbe(input)
+	if err != nil || res.Output != "simulated update of acme-prod from 9.1.0 to 9.2.0 done in 100ms" {
+		t.Errorf("simulated update through the worker: %+v, %v", res, err)
+	}
+	input.InstanceID, input.Attempt = "acme-broken", workflows.SlotSecondary
+	_, err = runProbe(input)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeUpdateFailed {
+		t.Errorf("a failing simulated update returned %v, want an %s error", err, workflows.ErrTypeUpdateFailed)
+	}
+	waitFor(t, 10*time.Second, "executor durations on /metrics", func() bool {
+		body = scrape(t, metricsURL)
+		return strings.Contains(body, "svcupdate_executor_duration_seconds_count") &&
+			strings.Contains(body, `outcome="`+workflows.OutcomeSucceeded+`"`) &&
+			strings.Contains(body, `outcome="`+workflows.OutcomeFailed+`"`)
+	})
+
+	stop()
+	if err := waitForRun(t, done, 30*time.Second); err != nil {
+		t.Fatalf("run after cancellation: %v\n%s", err, logs)
+	}
+	for _, want := range []string{"Worker stopped", "taskQueue=" + workflows.TaskQueue, "taskQueue=" + workflows.ExecutorTaskQueue} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if conn, err := net.DialTimeout("tcp", metricsAddr, time.Second); err == nil {
+		conn.Close()
+		t.Error("the metrics endpoint still listens after run returned")
+	}
+}
+
+func TestWorkerWaitsForTemporalThenGivesUp(t *testing.T) {
+	clearConfigEnv(t)
+	address := freeAddress(t)
+	t.Setenv("TEMPORAL_ADDRESS", address)
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("METRICS_ADDR", "")
+	t.Setenv("CONNECT_TIMEOUT", "3s")
+
+	logs := &lockedBuffer{}
+	started := time.Now()
+	err := waitForRun(t, startRun(context.Background(), logs), 30*time.Second)
+	if err == nil {
+		t.Fatal("run succeeded without a Temporal server")
+	}
+	want := "Temporal at " + address + " (namespace default) not ready within 3s (CONNECT_TIMEOUT)"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q lacks %q", err, want)
+	}
+	if took := time.Since(started); took < 3*time.Second {
+		t.Errorf("gave up after %s, before CONNECT_TIMEOUT", took)
+	}
+	if !strings.Contains(logs.String(), "Waiting for Temporal at "+address) {
+		t.Errorf("the log does not say what it waits for:\n%s", logs)
+	}
+	if code := exitCode(err, io.Discard); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+}
+
+func TestWorkerStopsWhileWaitingForPostgres(t *testing.T) {
+	clearConfigEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://postgres@"+freeAddress(t)+"/svcupdate?sslmode=disable")
+	t.Setenv("METRICS_ADDR", "")
+	t.Setenv("CONNECT_TIMEOUT", "10m")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	logs := &lockedBuffer{}
+	done := startRun(ctx, logs)
+	waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
+		return strings.Contains(logs.String(), "Waiting for Postgres at 127.0.0.1:")
+	})
+	stop()
+	if err := waitForRun(t, done, 10*time.Second); err != nil {
+		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
+	}
+}
+
+// emptyDatabase creates a database without the svcupdate schema and
+// returns its URL; it is dropped when the test ends.
+func emptyDatabase(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("svcupdate_worker_test_%d", time.Now().UnixNano())
+	admin, err := pgx.Connect(ctx, pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
+		if err != nil {
+			t.Logf("drop %s: %v", name, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func TestWorkerWaitsForTheSchemaThenGoesOn(t *testing.T) {
+	clearConfigEnv(t)
+	databaseURL := emptyDatabase(t)
+	t.Setenv("DATABASE_URL", databaseURL)
+	t.Setenv("TEMPORAL_ADDRESS", freeAddress(t))
+	t.Setenv("METRICS_ADDR", "")
+	t.Setenv("CONNECT_TIMEOUT", "10m")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	logs := &lockedBuffer{}
+	done := startRun(ctx, logs)
+	waitFor(t, 30*time.Second, "the worker waiting for the schema", func() bool {
+		return strings.Contains(logs.String(), "run `starter migrate`")
+	})
+	if _, err := schemas.Migrate(ctx, databaseURL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the worker going on to Temporal once migrated", func() bool {
+		return strings.Contains(logs.String(), "Waiting for Temporal at ")
+	})
+	stop()
+	if err := waitForRun(t, done, 10*time.Second); err != nil {
+		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
+	}
+}
+
+func TestWorkerRejectsABadValueInOneLine(t *testing.T) {
+	clearConfigEnv(t)
+	t.Setenv("EXECUTOR", "ansible")
+	err := run(context.Background(), nil, io.Discard, io.Discard)
+	var stderr bytes.Buffer
+	if code := exitCode(err, &stderr); code != 2 {
+		t.Errorf("exit code %d, want 2 (error %v)", code, err)
+	}
+	if want := "worker: invalid EXECUTOR=\"ansible\" (accepted: simulated or command)\n"; stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}
+
+func TestWorkerRejectsArguments(t *testing.T) {
+	clearConfigEnv(t)
+	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
+		err := run(context.Background(), args, io.Discard, io.Discard)
+		if code := exitCode(err, io.Discard); code != 2 {
+			t.Errorf("%q: exit code %d, want 2 (error %v)", args, code, err)
+		}
+	}
+}
+
+func TestWorkerHelpListsEveryVariable(t *testing.T) {
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{"-h"}, &stdout, io.Discard)
+	if !errors.Is(err, flag.ErrHelp) || exitCode(err, io.Discard) != 0 {
+		t.Fatalf("-h returned %v, want flag.ErrHelp and exit 0", err)
+	}
+	for _, v := range config.Variables() {
+		if !strings.Contains(stdout.String(), "\n"+v.Name+" ") {
+			t.Errorf("-h does not list %s:\n%s", v.Name, stdout.String())
+		}
+	}
+}
