@@ -121,7 +121,7 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 // start, run (or decline) the update, fall back once, report.
 func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	// 1. The provider prescheduled (and booked) both slots: announce them.
-	if err := w.record(ctx, w.status, change{action: actionScheduled, notice: NoticeScheduled, slotStart: w.primaryStart, deadline: w.primaryStart}); err != nil {
+	if err := w.transition(ctx, w.status, StatusScheduled, change{action: actionScheduled, notice: NoticeScheduled, slotStart: w.primaryStart, deadline: w.primaryStart}); err != nil {
 		return w.cancel(ctx)
 	}
 	for {
@@ -144,7 +144,7 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 		}
 		// 4. Optional and not approved: it does not run. The admins may
 		// still reschedule until the release period ends.
-		rescheduled, err := w.declineUnapproved(ctx, from)
+		rescheduled, err := w.awaitLateReschedule(ctx)
 		if err != nil {
 			return w.cancel(ctx)
 		}
@@ -170,7 +170,8 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 
 // awaitPrimaryStart sends the reminders as they come due and returns at the
 // primary start with the status decided: InProgress when the update may
-// run, NotApproved when it may not. It reports the status before that.
+// run; NotApproved (slots released, admins told) when it may not. It
+// reports the status before that.
 func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) {
 	for {
 		now := workflow.Now(ctx)
@@ -219,10 +220,14 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 			w.mu.Unlock()
 			return from, nil
 		}
-		// Optional and not approved: give the slots back while still
-		// holding the mutex, so a late Reschedule books only after this.
+		// Optional and not approved: give the slots back and tell the
+		// admins while still holding the mutex, so that a late Reschedule
+		// books and reports only after this.
 		w.status = StatusNotApproved
 		err := w.releaseSlots(ctx)
+		if err == nil {
+			err = w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.release.PeriodEnd})
+		}
 		w.mu.Unlock()
 		return from, err
 	}
@@ -233,21 +238,27 @@ func (w *serviceUpdate) mayRun() bool {
 	return w.in.Mandatory || w.status == StatusApproved
 }
 
-// declineUnapproved handles an optional update that was not approved at its
-// primary start (its slots are already released): the admins are told, and
-// the workflow waits until the release period ends for a late Reschedule.
+// awaitLateReschedule waits, after an optional update was not approved at
+// its primary start, for a late Reschedule until the release period ends.
 // It reports whether one came.
-func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) (bool, error) {
-	periodEnd := w.release.PeriodEnd
-	if err := w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: periodEnd}); err != nil {
+func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) {
+	rescheduled := func() bool { return w.status == StatusApproved }
+	if remaining := w.release.PeriodEnd.Sub(workflow.Now(ctx)); remaining > 0 {
+		if _, err := workflow.AwaitWithTimeout(ctx, remaining, rescheduled); err != nil {
+			return false, err
+		}
+	}
+	// Decide under the mutex: a Reschedule that is booking right now wins;
+	// after this no other is accepted.
+	if err := w.mu.Lock(ctx); err != nil {
 		return false, err
 	}
-	rescheduled := func() bool { return w.status == StatusApproved }
-	remaining := periodEnd.Sub(workflow.Now(ctx))
-	if remaining <= 0 { // the worker came back after the period ended
-		return rescheduled(), nil
+	defer w.mu.Unlock()
+	if rescheduled() {
+		return true, nil
 	}
-	return workflow.AwaitWithTimeout(ctx, remaining, rescheduled)
+	w.closing = true
+	return false, nil
 }
 
 // execute runs the update in one slot and records the attempt. It reports
@@ -255,8 +266,7 @@ func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) (bo
 func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status) (bool, error) {
 	slotStart := w.slotStart(role)
 	windowEnd := slotStart.Add(w.in.WindowLength)
-	w.status = StatusInProgress
-	if err := w.record(ctx, from, change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}); err != nil {
+	if err := w.transition(ctx, from, StatusInProgress, change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}); err != nil {
 		return false, err
 	}
 	attempt := Attempt{Slot: role, Started: workflow.Now(ctx)}
@@ -287,10 +297,8 @@ func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status
 // fallBack schedules the secondary slot after a failed primary attempt and
 // waits for its start.
 func (w *serviceUpdate) fallBack(ctx workflow.Context) error {
-	from := w.status
-	w.status = StatusFallbackScheduled
 	last := w.attempts[len(w.attempts)-1]
-	if err := w.record(ctx, from, change{action: actionFallback, detail: last.Outcome + ": " + last.Error, notice: NoticeFallback, slotStart: w.secondaryStart, deadline: w.secondaryStart}); err != nil {
+	if err := w.transition(ctx, w.status, StatusFallbackScheduled, change{action: actionFallback, detail: last.Outcome + ": " + last.Error, notice: NoticeFallback, slotStart: w.secondaryStart, deadline: w.secondaryStart}); err != nil {
 		return err
 	}
 	if wait := w.secondaryStart.Sub(workflow.Now(ctx)); wait > 0 {
@@ -311,9 +319,7 @@ func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
 // close moves to the final status, records it, counts it and returns the
 // Result once every Update handler has finished.
 func (w *serviceUpdate) close(ctx workflow.Context, final Status, c change) (Result, error) {
-	from := w.status
-	w.status, w.closing = final, true
-	if err := w.record(ctx, from, c); err != nil {
+	if err := w.transition(ctx, w.status, final, c); err != nil {
 		return w.cancel(ctx)
 	}
 	return w.finish(ctx)
@@ -328,11 +334,11 @@ func (w *serviceUpdate) cancel(ctx workflow.Context) (Result, error) {
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	from := w.status
-	w.status, w.closing = StatusCancelled, true
+	w.closing = true // no Update is accepted from here on
 	if err := w.releaseSlots(dctx); err != nil {
 		w.logger.Error("Slots not released after cancellation", "error", err)
 	}
-	if err := w.record(dctx, from, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator, notice: NoticeCancelled, slotStart: w.slotStart(SlotPrimary)}); err != nil {
+	if err := w.transition(dctx, from, StatusCancelled, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator, notice: NoticeCancelled, slotStart: w.slotStart(SlotPrimary)}); err != nil {
 		w.logger.Error("Cancellation not recorded", "error", err)
 	}
 	if _, err := w.finish(dctx); err != nil {
@@ -600,6 +606,22 @@ func (w *serviceUpdate) record(ctx workflow.Context, from Status, c change) erro
 		err = errors.Join(err, w.finishNotice(ctx, notice, c.notice))
 	}
 	return err
+}
+
+// transition moves the main flow from one status to another and records
+// it. It holds the mutex that the Update handlers hold while they change
+// and record state, so no handler interleaves and audit rows and the
+// projection's snapshots are written in the order the changes happened.
+func (w *serviceUpdate) transition(ctx workflow.Context, from, to Status, c change) error {
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	w.status = to
+	if to.Terminal() {
+		w.closing = true
+	}
+	return w.record(ctx, from, c)
 }
 
 // recordAudit writes the audit row of a change that affects no search
