@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -145,6 +146,25 @@ func executorProbe(ctx workflow.Context, in workflows.ApplyUpdateInput) (workflo
 	return res, err
 }
 
+// executorProbeWithRetries is executorProbe with the workflow's kind of
+// retry policy: an attempt interrupted by a stopping worker runs again.
+func executorProbeWithRetries(ctx workflow.Context, in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           workflows.ExecutorTaskQueue,
+		StartToCloseTimeout: time.Hour,
+		// A stopping worker may not get to report the cancelled attempt;
+		// the heartbeat timeout is then what hands it to the next worker.
+		HeartbeatTimeout: 3 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        100 * time.Millisecond,
+			NonRetryableErrorTypes: []string{workflows.ErrTypeUpdateFailed},
+		},
+	})
+	var res workflows.ApplyUpdateResult
+	err := workflow.ExecuteActivity(ctx, workflows.ActivityApplyUpdate, in).Get(ctx, &res)
+	return res, err
+}
+
 func scrape(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -241,6 +261,72 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	if conn, err := net.DialTimeout("tcp", metricsAddr, time.Second); err == nil {
 		conn.Close()
 		t.Error("the metrics endpoint still listens after run returned")
+	}
+}
+
+// An update still running when the worker stops is cancelled after
+// WORKER_STOP_TIMEOUT and retried by the next worker: nothing is lost.
+func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
+	server := startDevServer(t)
+	clearConfigEnv(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("METRICS_ADDR", "")
+	t.Setenv("WORKER_STOP_TIMEOUT", "500ms")
+	t.Setenv("SIMULATED_DURATION", "1h")
+
+	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
+	probes.RegisterWorkflow(executorProbeWithRetries)
+	if err := probes.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer probes.Stop()
+
+	firstCtx, stopFirst := context.WithCancel(context.Background())
+	defer stopFirst()
+	firstLogs := &lockedBuffer{}
+	first := startRun(firstCtx, firstLogs)
+	ctx := context.Background()
+	update, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbeWithRetries,
+		workflows.ApplyUpdateInput{
+			InstanceID: "acme-prod", TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
+			Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the first worker running the update", func() bool {
+		desc, err := server.Client().DescribeWorkflowExecution(ctx, update.GetID(), update.GetRunID())
+		if err != nil {
+			return false
+		}
+		for _, pending := range desc.GetPendingActivities() {
+			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+				return true
+			}
+		}
+		return false
+	})
+	stopFirst()
+	if err := waitForRun(t, first, 30*time.Second); err != nil {
+		t.Fatalf("first worker: %v", err)
+	}
+
+	// The next worker finishes quickly; the update must complete there.
+	t.Setenv("SIMULATED_DURATION", "100ms")
+	secondCtx, stopSecond := context.WithCancel(context.Background())
+	defer stopSecond()
+	second := startRun(secondCtx, &lockedBuffer{})
+	var res workflows.ApplyUpdateResult
+	if err := update.Get(ctx, &res); err != nil {
+		t.Fatalf("the update did not complete on the second worker: %v", err)
+	}
+	if !strings.HasSuffix(res.Output, "done in 100ms") {
+		t.Errorf("the update completed as %q, not on the second worker", res.Output)
+	}
+	stopSecond()
+	if err := waitForRun(t, second, 30*time.Second); err != nil {
+		t.Fatalf("second worker: %v", err)
 	}
 }
 
