@@ -133,7 +133,7 @@ WHERE release_version = $1 AND region = $2 AND starts_at > $3 AND booked < capac
 ORDER BY starts_at, id`
 
 const storeAdminsSQL = `
-SELECT email FROM recipients WHERE instance_id = $1 AND role = 'admin' ORDER BY lower(email)`
+SELECT email FROM recipients WHERE instance_id = $1 AND role = $2 ORDER BY lower(email)`
 
 // storeReleaseOptionsSQL lists the target release and every later one
 // that has a release period (only those offer slots).
@@ -201,7 +201,7 @@ func (s *Store) BookRolloutSlots(ctx context.Context, c RolloutCandidate, versio
 		}
 		in.PrimaryStart, in.SecondaryStart, in.WindowLength = primary.Start.UTC(), secondary.Start.UTC(), primary.Window
 
-		rows, err := tx.Query(ctx, storeAdminsSQL, instanceID)
+		rows, err := tx.Query(ctx, storeAdminsSQL, instanceID, storeRoleAdmin)
 		if err != nil {
 			return storeMapError(err, fmt.Sprintf("read the admins of instance %q", instanceID))
 		}

@@ -184,3 +184,27 @@ func TestBookRolloutSlotsThenReschedule(t *testing.T) {
 		t.Fatalf("usage = %v", usage)
 	}
 }
+
+// A lone reservation (left by hand, or by a tool other than BookSlots) is
+// given back and replaced by a pair, so counters stay true.
+func TestBookRolloutSlotsReplacesALoneReservation(t *testing.T) {
+	ctx := context.Background()
+	s, pool := storeNewTestStore(t, storeTestFleet(1, 5))
+	_, err := pool.Exec(ctx, `
+WITH slot AS (UPDATE slots SET booked = booked + 1 WHERE release_version = '9.2.0' AND starts_at = $1 RETURNING id)
+INSERT INTO slot_bookings (instance_id, offered_version, role, slot_id, workflow_id)
+SELECT 'inst-000', '9.2.0', 'secondary', id, 'service-update:inst-000:9.2.0' FROM slot`, storeTestSlotStarts[4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.BookRolloutSlots(ctx, RolloutCandidate{Instance: workflows.Instance{ID: "inst-000"}}, "9.2.0", 0, storeTestPeriodStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.PrimaryStart.Equal(storeTestSlotStarts[0]) || !in.SecondaryStart.Equal(storeTestSlotStarts[1]) {
+		t.Fatalf("input = %+v", in)
+	}
+	if usage := storeUsage(t, s); !reflect.DeepEqual(usage, []int{1, 1, 0, 0, 0}) {
+		t.Fatalf("usage = %v", usage)
+	}
+}

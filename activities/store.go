@@ -743,7 +743,7 @@ WHERE (instances.tenant_id, instances.name, instances.kind, instances.region, in
 RETURNING id, xmax = 0`
 
 const storeAdminsOfInstancesSQL = `
-SELECT instance_id, email FROM recipients WHERE role = 'admin' AND instance_id = ANY($1::text[])`
+SELECT instance_id, email FROM recipients WHERE role = $2 AND instance_id = ANY($1::text[])`
 
 // storeDeleteRecipientsSQL removes the recipients of the file's instances
 // that the file no longer lists (addresses compare case-insensitively).
@@ -769,6 +769,9 @@ RETURNING xmax = 0`
 // cannot drop below its current bookings (ErrCapacityBelowBookings).
 func (s *Store) UpsertFleet(ctx context.Context, fl *fleet.Fleet) (FleetLoadReport, error) {
 	var report FleetLoadReport
+	if fl == nil {
+		return report, storeErrorf(ErrInvalidRequest, "load fleet: no fleet given")
+	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		report = FleetLoadReport{}
 		if err := storeUpsertReleases(ctx, tx, fl, &report); err != nil {
@@ -943,7 +946,7 @@ func storeReplaceRecipients(ctx context.Context, tx pgx.Tx, fl *fleet.Fleet, ins
 		}
 	}
 
-	rows, err := tx.Query(ctx, storeAdminsOfInstancesSQL, ids)
+	rows, err := tx.Query(ctx, storeAdminsOfInstancesSQL, ids, storeRoleAdmin)
 	if err != nil {
 		return storeMapError(err, "read admins")
 	}

@@ -624,3 +624,9 @@ func TestStoreMapErrorMapsPostgresCodes(t *testing.T) {
 		t.Fatal("nil error mapped to non-nil")
 	}
 }
+
+func TestUpsertFleetRefusesNil(t *testing.T) {
+	s := NewStore(pgtest.NewPool(t))
+	_, err := s.UpsertFleet(context.Background(), nil)
+	storeWantErr(t, err, ErrInvalidRequest, "load fleet: no fleet given")
+}
