@@ -399,6 +399,35 @@ func TestChangesAfterStartRefused(t *testing.T) {
 	assert.Empty(t, s.fakes.bookings)
 }
 
+func TestRescheduleWhileInProgressRefused(t *testing.T) {
+	s := newScenario(t)
+	s.in.Mandatory = true
+	started, refused := make(chan struct{}), make(chan error, 1)
+	s.fakes.applyUpdate = func(ctx context.Context, _ ApplyUpdateInput) error {
+		close(started)
+		select { // keep the update running until the Reschedule was answered
+		case err := <-refused:
+			refused <- err
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	go func() {
+		<-started
+		s.env.UpdateWorkflow(UpdateReschedule, "while-in-progress", &testsuite.TestUpdateCallback{
+			OnReject:   func(err error) { refused <- err },
+			OnAccept:   func() {},
+			OnComplete: func(any, error) { refused <- errors.New("the Reschedule was accepted") },
+		}, RescheduleInput{Admin: adminTyped, PrimaryStart: primaryStart.Add(days(3)), SecondaryStart: primaryStart.Add(days(5))})
+	}()
+
+	res, err := s.run()
+	require.NoError(t, err)
+	assert.Equal(t, StatusSucceeded, res.Status)
+	assert.EqualError(t, <-refused, "the update started at 2026-04-15T01:00:00Z; it can no longer be rescheduled")
+	assert.Empty(t, s.fakes.bookings)
+}
+
 func TestUnapprovedOptionalThenLateRescheduleSucceeds(t *testing.T) {
 	s := newScenario(t)
 	lateAt := primaryStart.Add(days(2))
