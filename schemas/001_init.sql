@@ -59,6 +59,8 @@ CREATE INDEX instances_tenant_idx ON instances (tenant_id);
 -- recipient added today gets tomorrow's reminder.
 CREATE TABLE recipients (
     instance_id text NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
+    -- admin: approves and reschedules; user: uses the instance (hears of
+    -- in-progress and succeeded); extra: an address admins added for notices
     role        text NOT NULL CHECK (role IN ('admin', 'user', 'extra')),
     email       text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
@@ -73,7 +75,7 @@ CREATE TABLE slot_bookings (
     offered_version text NOT NULL REFERENCES releases (version),
     role            text NOT NULL CHECK (role IN ('primary', 'secondary')),
     slot_id         bigint NOT NULL REFERENCES slots (id),
-    workflow_id     text NOT NULL,
+    workflow_id     text NOT NULL, -- the ServiceUpdate workflow holding the reservation
     booked_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (instance_id, offered_version, role)
 );
@@ -86,8 +88,8 @@ CREATE TABLE updates (
     instance_id     text NOT NULL REFERENCES instances (id),
     offered_version text NOT NULL,
     target_version  text NOT NULL,
-    current_version text NOT NULL,
-    mandatory       boolean NOT NULL,
+    current_version text NOT NULL, -- the instance's version when the workflow last recorded
+    mandatory       boolean NOT NULL, -- n-2 or older: runs without approval
     status          text NOT NULL, -- a workflows.Status
     primary_start   timestamptz NOT NULL,
     secondary_start timestamptz NOT NULL,
