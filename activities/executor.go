@@ -141,7 +141,8 @@ func executorRecordDuration(ctx context.Context, in workflows.ApplyUpdateInput, 
 // CommandExecutor runs a provider's program for each update: exit 0 is
 // success, any other exit fails the attempt for good. The program gets the
 // update in its environment (INSTANCE_ID, TENANT_ID, CURRENT_VERSION,
-// TARGET_VERSION, ATTEMPT, WINDOW_END, WORKFLOW_ID) on top of the worker's.
+// TARGET_VERSION, ATTEMPT, WINDOW_END, WORKFLOW_ID) on top of the worker's,
+// less the worker's own configuration variables.
 //
 // The program runs without a shell, in a process group of its own, so that
 // at the window's end or on cancellation everything it started gets SIGTERM
@@ -176,7 +177,7 @@ func (e *CommandExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyUpd
 	}
 
 	cmd := exec.Command(e.Argv[0], e.Argv[1:]...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(commandInheritedEnvironment(),
 		"INSTANCE_ID="+in.InstanceID,
 		"TENANT_ID="+in.TenantID,
 		"CURRENT_VERSION="+in.CurrentVersion,
@@ -250,6 +251,24 @@ loop:
 		err = commandFailure(cmd.ProcessState, waitErr, tail)
 	}
 	return workflows.ApplyUpdateResult{}, err
+}
+
+// commandInheritedEnvironment is the worker's environment without its own
+// configuration, so credentials such as SENDGRID_API_KEY and the password
+// in DATABASE_URL never reach the provider's program.
+func commandInheritedEnvironment() []string {
+	own := map[string]bool{}
+	for _, v := range config.Variables() {
+		own[v.Name] = true
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !own[name] {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // stop ends the command's process group: SIGTERM, then SIGKILL once the

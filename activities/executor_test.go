@@ -183,12 +183,15 @@ func executorAppError(t *testing.T, err error) *temporal.ApplicationError {
 	return appErr
 }
 
-func TestCommandExecutorPassesTheUpdateInItsEnvironment(t *testing.T) {
+func TestCommandExecutorPassesTheUpdateButNotTheWorkerConfiguration(t *testing.T) {
 	env := newExecutorTestEnv(t, worker.Options{})
+	t.Setenv("SENDGRID_API_KEY", "SG.secret")
+	t.Setenv("EXECUTOR_TEST_INHERITED", "kept")
 	windowEnd := time.Date(2030, 3, 29, 13, 0, 0, 0, time.UTC)
 	script := `for v in INSTANCE_ID TENANT_ID CURRENT_VERSION TARGET_VERSION ATTEMPT WINDOW_END WORKFLOW_ID; do
 		eval "echo $v=\$$v"
 	done
+	echo "SENDGRID_API_KEY=${SENDGRID_API_KEY:-unset} EXECUTOR_TEST_INHERITED=$EXECUTOR_TEST_INHERITED"
 	echo "a warning on stderr" >&2`
 	res, err := env.run(executorShell(script, ""), executorTestInput(windowEnd))
 	if err != nil {
@@ -202,6 +205,7 @@ func TestCommandExecutorPassesTheUpdateInItsEnvironment(t *testing.T) {
 		"ATTEMPT=primary",
 		"WINDOW_END=2030-03-29T13:00:00Z",
 		"WORKFLOW_ID=" + workflows.WorkflowID("acme-prod", "9.2.0"),
+		"SENDGRID_API_KEY=unset EXECUTOR_TEST_INHERITED=kept",
 		"a warning on stderr",
 	}, "\n")
 	if res.Output != want {
