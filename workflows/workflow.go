@@ -66,6 +66,7 @@ type serviceUpdate struct {
 	approvedAt     time.Time
 	startedAt      time.Time // when the update began; zero before that
 	closing        bool      // the final status is decided; nothing may change it
+	cancelled      bool      // an operator cancelled the workflow
 	attempts       []Attempt
 	notices        []NoticeRecord
 	reminders      []Reminder // still due for the current primary slot, earliest first
@@ -334,7 +335,7 @@ func (w *serviceUpdate) cancel(ctx workflow.Context) (Result, error) {
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	from := w.status
-	w.closing = true // no Update is accepted from here on
+	w.cancelled, w.closing = true, true // no Update is accepted from here on
 	if err := w.releaseSlots(dctx); err != nil {
 		w.logger.Error("Slots not released after cancellation", "error", err)
 	}
@@ -382,7 +383,7 @@ func (w *serviceUpdate) slotStart(role SlotRole) time.Time {
 // nil while it still can. verb completes "it can no longer be ...".
 func (w *serviceUpdate) refuseChanges(verb string) error {
 	switch {
-	case w.status == StatusCancelled:
+	case w.cancelled:
 		return fmt.Errorf("the update was cancelled; it can no longer be %s", verb)
 	case !w.startedAt.IsZero():
 		return fmt.Errorf("the update started at %s; it can no longer be %s", w.startedAt.UTC().Format(timeLayout), verb)
@@ -482,7 +483,10 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 }
 
 func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInput) error {
-	if w.closing {
+	switch {
+	case w.cancelled:
+		return errors.New("the update was cancelled; its admins can no longer change")
+	case w.closing:
 		return fmt.Errorf("the update closed as %s; its admins can no longer change", w.status)
 	}
 	return ValidateAdmins(in.Admins)
