@@ -92,17 +92,20 @@ func exitCode(err error, stderr io.Writer) int {
 // run is the whole worker: it returns nil after a graceful stop (ctx
 // cancelled by SIGINT or SIGTERM), or the error that stopped it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The flag package's own messages are silenced: -h prints the usage
+	// below, and a bad flag is reported once, by exitCode.
 	flags := flag.NewFlagSet(program, flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() {
-		fmt.Fprintf(stdout, "%s runs the svcupdate workflow, its activities and the update executor.\n\n", program)
-		_ = config.PrintUsage(stdout, program)
-	}
+	flags.SetOutput(io.Discard)
+	flags.Usage = func() {}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			fmt.Fprintf(stdout, "%s runs the svcupdate workflow, its activities and the update executor.\n\n", program)
+			if err := config.PrintUsage(stdout, program); err != nil {
+				return err
+			}
+			return flag.ErrHelp
 		}
-		return &usageError{err}
+		return &usageError{fmt.Errorf("%w (the worker takes -h only; see -h)", err)}
 	}
 	if flags.NArg() > 0 {
 		return &usageError{fmt.Errorf("unexpected argument %q: the worker takes its configuration from the environment (see -h)", flags.Arg(0))}

@@ -454,9 +454,13 @@ func TestWorkerRejectsABadValueInOneLine(t *testing.T) {
 func TestWorkerRejectsArguments(t *testing.T) {
 	clearConfigEnv(t)
 	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
-		err := run(context.Background(), args, io.Discard, io.Discard)
-		if code := exitCode(err, io.Discard); code != 2 {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		if code := exitCode(err, &stderr); code != 2 {
 			t.Errorf("%q: exit code %d, want 2 (error %v)", args, code, err)
+		}
+		if lines := strings.Count(stderr.String(), "\n"); lines != 1 || stdout.Len() != 0 {
+			t.Errorf("%q: stdout %q, stderr %q; want one line on stderr only", args, stdout.String(), stderr.String())
 		}
 	}
 }
