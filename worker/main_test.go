@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -364,17 +365,24 @@ func TestWorkerStopsWhileWaitingForPostgres(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://postgres@"+freeAddress(t)+"/svcupdate?sslmode=disable")
 	t.Setenv("METRICS_ADDR", "")
 	t.Setenv("CONNECT_TIMEOUT", "10m")
+	t.Setenv("LOG_FORMAT", "json")
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	logs := &lockedBuffer{}
 	done := startRun(ctx, logs)
 	waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
-		return strings.Contains(logs.String(), "Waiting for Postgres at 127.0.0.1:")
+		return strings.Contains(logs.String(), `"msg":"Waiting for Postgres at 127.0.0.1:`)
 	})
 	stop()
 	if err := waitForRun(t, done, 10*time.Second); err != nil {
 		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
+	}
+	for line := range strings.Lines(logs.String()) {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil || entry["msg"] == nil || entry["level"] == nil {
+			t.Errorf("LOG_FORMAT=json wrote %q (%v)", line, err)
+		}
 	}
 }
 
