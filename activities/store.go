@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -89,17 +90,21 @@ func storeNullTime(t time.Time) *time.Time {
 
 // storeLockUpdateSQL serialises the transactions of one update (instance
 // and offered version) so two concurrent bookings of it cannot both insert
-// its first reservation; updates never wait on each other.
+// its first reservation; different updates never wait on each other here.
 const storeLockUpdateSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
 
+func storeUpdateLockKey(instanceID, offeredVersion string) string {
+	return "slot-bookings:" + workflows.WorkflowID(instanceID, offeredVersion)
+}
+
 func storeLockUpdate(ctx context.Context, tx pgx.Tx, instanceID, offeredVersion string) error {
-	_, err := tx.Exec(ctx, storeLockUpdateSQL, "slot-bookings:"+workflows.WorkflowID(instanceID, offeredVersion))
+	_, err := tx.Exec(ctx, storeLockUpdateSQL, storeUpdateLockKey(instanceID, offeredVersion))
 	return storeMapError(err, "lock the bookings of "+workflows.WorkflowID(instanceID, offeredVersion))
 }
 
-const storeFindSlotSQL = `
-SELECT id, capacity FROM slots
-WHERE release_version = $1 AND region = $2 AND starts_at = $3`
+const storeFindSlotsSQL = `
+SELECT id, starts_at, capacity FROM slots
+WHERE release_version = $1 AND region = $2 AND starts_at = ANY($3::timestamptz[])`
 
 // storeOfferedStartsSQL lists free slots, to tell an admin what is offered.
 const storeOfferedStartsSQL = `
@@ -133,47 +138,41 @@ type storeSlot struct {
 	Name     string
 }
 
-// findSlot resolves the slot a release offers in region at start.
-func storeFindSlot(ctx context.Context, tx pgx.Tx, release, region string, start time.Time) (storeSlot, error) {
-	slot := storeSlot{Name: storeSlotName(release, region, start)}
-	err := tx.QueryRow(ctx, storeFindSlotSQL, release, region, start).Scan(&slot.ID, &slot.Capacity)
-	if errors.Is(err, pgx.ErrNoRows) {
-		rows, qerr := tx.Query(ctx, storeOfferedStartsSQL, release, region)
-		if qerr != nil {
-			return slot, storeMapError(qerr, "list offered slots")
-		}
-		starts, qerr := pgx.CollectRows(rows, pgx.RowTo[time.Time])
-		if qerr != nil {
-			return slot, storeMapError(qerr, "list offered slots")
-		}
-		offered := "none has free places"
-		if len(starts) > 0 {
-			texts := make([]string, len(starts))
-			for i, s := range starts {
-				texts[i] = storeTimeText(s)
-			}
-			offered = "the next with free places start " + strings.Join(texts, ", ")
-		}
-		return slot, storeErrorf(ErrSlotNotOffered, "release %s offers no slot in %s starting %s (%s)", release, region, storeTimeText(start), offered)
+// storeSlotNotOffered is the error for a start a release does not offer
+// in a region; it lists the next free starts so the admin can pick one.
+func storeSlotNotOffered(ctx context.Context, tx pgx.Tx, release, region string, start time.Time) error {
+	rows, err := tx.Query(ctx, storeOfferedStartsSQL, release, region)
+	if err != nil {
+		return storeMapError(err, "list offered slots")
 	}
-	return slot, storeMapError(err, "look up "+slot.Name)
+	starts, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		return storeMapError(err, "list offered slots")
+	}
+	offered := "none has free places"
+	if len(starts) > 0 {
+		texts := make([]string, len(starts))
+		for i, s := range starts {
+			texts[i] = storeTimeText(s)
+		}
+		offered = "the next with free places start " + strings.Join(texts, ", ")
+	}
+	return storeErrorf(ErrSlotNotOffered, "release %s offers no slot in %s starting %s (%s)", release, region, storeTimeText(start), offered)
 }
 
 // storeMoveReservations applies the change from the slots in old to the
-// slots in new (role -> slot ID) to the booked counters, one conditional
-// statement per slot, in slot-ID order so concurrent rebookings take row
-// locks in one order. A slot in both keeps its count.
+// slots in new (role -> slot ID) to the booked counters: one conditional
+// statement per slot, in slot-ID order so concurrent rebookings lock rows
+// in one order, all sent in one round trip. A slot in both keeps its count.
 func storeMoveReservations(ctx context.Context, tx pgx.Tx, old map[string]int64, new map[string]storeSlot) error {
 	delta := map[int64]int{}
-	names := map[int64]string{}
-	capacities := map[int64]int{}
+	slots := map[int64]storeSlot{}
 	for _, id := range old {
 		delta[id]--
 	}
 	for _, slot := range new {
 		delta[slot.ID]++
-		names[slot.ID] = slot.Name
-		capacities[slot.ID] = slot.Capacity
+		slots[slot.ID] = slot
 	}
 	ids := make([]int64, 0, len(delta))
 	for id, d := range delta {
@@ -182,23 +181,24 @@ func storeMoveReservations(ctx context.Context, tx pgx.Tx, old map[string]int64,
 		}
 	}
 	slices.Sort(ids)
+	batch := &pgx.Batch{}
 	for _, id := range ids {
-		switch {
-		case delta[id] > 0:
-			tag, err := tx.Exec(ctx, storeTakePlaceSQL, id)
-			if err != nil {
-				return storeMapError(err, "book "+names[id])
-			}
-			if tag.RowsAffected() == 0 {
-				return storeErrorf(ErrSlotFull, "%s is full: all %d places are booked", names[id], capacities[id])
-			}
-		case delta[id] < 0:
-			if err := storeGivePlace(ctx, tx, id); err != nil {
-				return err
-			}
+		if delta[id] > 0 {
+			slot := slots[id]
+			batch.Queue(storeTakePlaceSQL, id).Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 0 {
+					return storeErrorf(ErrSlotFull, "%s is full: all %d places are booked", slot.Name, slot.Capacity)
+				}
+				return nil
+			})
+		} else {
+			batch.Queue(storeGivePlaceSQL, id).Exec(func(tag pgconn.CommandTag) error { return storeGivePlaceResult(id, tag) })
 		}
 	}
-	return nil
+	if batch.Len() == 0 {
+		return nil
+	}
+	return storeMapError(tx.SendBatch(ctx, batch).Close(), "move reservations")
 }
 
 func storeGivePlace(ctx context.Context, tx pgx.Tx, slotID int64) error {
@@ -206,6 +206,10 @@ func storeGivePlace(ctx context.Context, tx pgx.Tx, slotID int64) error {
 	if err != nil {
 		return storeMapError(err, fmt.Sprintf("release a place of slot %d", slotID))
 	}
+	return storeGivePlaceResult(slotID, tag)
+}
+
+func storeGivePlaceResult(slotID int64, tag pgconn.CommandTag) error {
 	if tag.RowsAffected() == 0 {
 		// Counters move only together with slot_bookings rows, so this
 		// means the data was edited by hand.
@@ -242,40 +246,55 @@ func (s *Store) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (wor
 	if workflowID == "" {
 		workflowID = workflows.WorkflowID(in.InstanceID, in.OfferedVersion)
 	}
+	roles := []workflows.SlotRole{workflows.SlotPrimary, workflows.SlotSecondary}
+	starts := map[workflows.SlotRole]time.Time{workflows.SlotPrimary: in.PrimaryStart, workflows.SlotSecondary: in.SecondaryStart}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := storeLockUpdate(ctx, tx, in.InstanceID, in.OfferedVersion); err != nil {
-			return err
-		}
-		primary, err := storeFindSlot(ctx, tx, in.TargetVersion, in.Region, in.PrimaryStart)
-		if err != nil {
-			return err
-		}
-		secondary, err := storeFindSlot(ctx, tx, in.TargetVersion, in.Region, in.SecondaryStart)
-		if err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, storeBookingsOfUpdateSQL, in.InstanceID, in.OfferedVersion)
-		if err != nil {
-			return storeMapError(err, "read the bookings of "+workflowID)
-		}
+		// One round trip: the update's lock, both slots, its bookings.
+		found := map[int64]storeSlot{} // by start, Unix microseconds
 		old := map[string]int64{}
-		var role string
-		var slotID int64
-		_, err = pgx.ForEachRow(rows, []any{&role, &slotID}, func() error { old[role] = slotID; return nil })
-		if err != nil {
-			return storeMapError(err, "read the bookings of "+workflowID)
+		batch := &pgx.Batch{}
+		batch.Queue(storeLockUpdateSQL, storeUpdateLockKey(in.InstanceID, in.OfferedVersion))
+		batch.Queue(storeFindSlotsSQL, in.TargetVersion, in.Region, []time.Time{in.PrimaryStart, in.SecondaryStart}).Query(func(rows pgx.Rows) error {
+			var slot storeSlot
+			var start time.Time
+			_, err := pgx.ForEachRow(rows, []any{&slot.ID, &start, &slot.Capacity}, func() error {
+				slot.Name = storeSlotName(in.TargetVersion, in.Region, start)
+				found[start.UnixMicro()] = slot
+				return nil
+			})
+			return err
+		})
+		batch.Queue(storeBookingsOfUpdateSQL, in.InstanceID, in.OfferedVersion).Query(func(rows pgx.Rows) error {
+			var role string
+			var slotID int64
+			_, err := pgx.ForEachRow(rows, []any{&role, &slotID}, func() error { old[role] = slotID; return nil })
+			return err
+		})
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return storeMapError(err, "read the slots and bookings of "+workflowID)
 		}
-		wanted := map[string]storeSlot{string(workflows.SlotPrimary): primary, string(workflows.SlotSecondary): secondary}
+		wanted := map[string]storeSlot{}
+		for _, r := range roles {
+			slot, ok := found[starts[r].UnixMicro()]
+			if !ok {
+				return storeSlotNotOffered(ctx, tx, in.TargetVersion, in.Region, starts[r])
+			}
+			wanted[string(r)] = slot
+		}
+		// Booking rows first, counters last: the slot rows, which every
+		// update in those slots contends for, stay locked only for the
+		// final round trip before the commit.
+		batch = &pgx.Batch{}
+		for _, r := range roles {
+			batch.Queue(storeUpsertBookingSQL, in.InstanceID, in.OfferedVersion, string(r), wanted[string(r)].ID, workflowID)
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return storeMapError(err, fmt.Sprintf("record the bookings of instance %q for %s", in.InstanceID, in.OfferedVersion))
+		}
 		if err := storeMoveReservations(ctx, tx, old, wanted); err != nil {
 			return err
 		}
-		for _, r := range []workflows.SlotRole{workflows.SlotPrimary, workflows.SlotSecondary} {
-			_, err := tx.Exec(ctx, storeUpsertBookingSQL, in.InstanceID, in.OfferedVersion, string(r), wanted[string(r)].ID, workflowID)
-			if err != nil {
-				return storeMapError(err, fmt.Sprintf("record the %s booking of instance %q for %s", r, in.InstanceID, in.OfferedVersion))
-			}
-		}
-		res = workflows.BookSlotsResult{PrimarySlotID: primary.ID, SecondarySlotID: secondary.ID}
+		res = workflows.BookSlotsResult{PrimarySlotID: wanted[string(workflows.SlotPrimary)].ID, SecondarySlotID: wanted[string(workflows.SlotSecondary)].ID}
 		return nil
 	})
 	return res, err

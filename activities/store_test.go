@@ -380,7 +380,7 @@ func TestBookSlotsErrors(t *testing.T) {
 		{"region not offered", wrongRegion, ErrSlotNotOffered,
 			"release 9.2.0 offers no slot in us-east starting 2027-03-20 22:00 UTC (none has free places)"},
 		{"unknown instance", storeBooking("ghost", 2, 3), ErrNotFound,
-			`record the primary booking of instance "ghost" for 9.2.0: refers to something that does not exist (Key (instance_id)=(ghost) is not present in table "instances".)`},
+			`record the bookings of instance "ghost" for 9.2.0: refers to something that does not exist (Key (instance_id)=(ghost) is not present in table "instances".)`},
 		{"same slot twice", storeBooking("inst-001", 2, 2), ErrInvalidRequest,
 			"book slots: primary and secondary are the same slot (2027-03-20 22:00 UTC); the secondary must be a later one"},
 		{"fields missing", missing, ErrInvalidRequest, "book slots: region, targetVersion required"},
