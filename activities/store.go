@@ -21,7 +21,7 @@ import (
 
 // Store is svcupdate's Postgres data: releases and slots, the fleet, slot
 // reservations, the updates projection and the audit log. It is safe for
-// concurrent use; every method is one transaction.
+// concurrent use; every change is made in one transaction.
 type Store struct {
 	pool *pgxpool.Pool
 }

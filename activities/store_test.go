@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/svcupdate/svcupdate/internal/fleet"
@@ -651,5 +652,26 @@ func BenchmarkUpsertFleet(b *testing.B) {
 		}
 		b.ReportMetric(first.Seconds(), "s/first-load")
 		b.ReportMetric((time.Since(start) - first).Seconds(), "s/reload")
+	}
+}
+
+// Only transactions aborted because of a concurrent one run again.
+func TestStoreRetryableTx(t *testing.T) {
+	deadlock := &pgconn.PgError{Code: storePgDeadlockDetected}
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{deadlock, true},
+		{&pgconn.PgError{Code: storePgSerializationFailure}, true},
+		{storeMapError(deadlock, "book a slot"), true},
+		{&pgconn.PgError{Code: storePgUniqueViolation}, false},
+		{storeErrorf(ErrSlotFull, "full"), false},
+		{context.Canceled, false},
+	}
+	for _, tc := range cases {
+		if got := storeRetryableTx(tc.err); got != tc.want {
+			t.Errorf("storeRetryableTx(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
