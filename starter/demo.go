@@ -187,6 +187,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		ReminderOffsets: demoReminderOffsets,
 		SecondaryMinGap: demoSecondaryGap,
 		Instances:       only,
+		SlotsFrom:       run.slot(0).Add(-time.Second),
 	})
 	if err != nil {
 		return err
@@ -199,9 +200,14 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	var ids []string
 	for _, m := range demoCast {
 		id := workflows.WorkflowID(run.instanceID(m.instance), demoVersion)
-		switch m.action {
-		case demoAlreadyCurrent:
+		if m.action == demoAlreadyCurrent {
 			continue
+		}
+		// Admins act on the scheduled email, as they would in life.
+		if err := awaitNotice(ctx, c, id, workflows.NoticeScheduled); err != nil {
+			return err
+		}
+		switch m.action {
 		case demoApprove, demoApproveThenFail:
 			if _, err := executeUpdate(ctx, c, id, workflows.UpdateApprove, workflows.ApproveInput{Admin: m.admin, Note: "approved by the demo"}); err != nil {
 				return err
@@ -229,6 +235,29 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "  One update: bin/starter status --instance %s --version %s\n", run.instanceID(demoCast[1].instance), demoVersion)
 	fmt.Fprintf(e.stdout, "  All:        bin/starter list --version %s\n", demoVersion)
 	return nil
+}
+
+// awaitNotice waits until the workflow id has sent a notice of kind.
+func awaitNotice(ctx context.Context, c client.Client, id string, kind workflows.NoticeKind) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		answer, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+		var view workflows.StatusView
+		if err == nil {
+			err = answer.Get(&view)
+		}
+		if err == nil && slices.ContainsFunc(view.Notices, func(n workflows.NoticeRecord) bool { return n.Kind == kind }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s sent no %s notice within a minute (is the worker running? see .data/worker.log): %w", id, kind, ctx.Err())
+		case <-poll.C:
+		}
+	}
 }
 
 // demoRow is one workflow's line in the live table.

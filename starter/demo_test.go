@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/enums/v1"
 
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -62,6 +66,33 @@ func TestDemoSimulatedFailuresAreAValidWorkerSetting(t *testing.T) {
 		}
 		if cfg.SimulatedFailures.Fails(id, workflows.SlotSecondary) {
 			t.Errorf("%s: the secondary attempt fails too, so the demo shows no fallback success", id)
+		}
+	}
+}
+
+func TestRenderDemoTable(t *testing.T) {
+	primary, err := workflows.NewWindow(time.Date(2026, 11, 23, 13, 2, 0, 0, time.UTC), time.Date(2026, 11, 23, 13, 2, 45, 0, time.UTC), "Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []demoRow{{
+		view: workflows.StatusView{
+			InstanceID: "contoso-prod-t3", CurrentVersion: "9.1.0", TargetVersion: "9.2.0", Status: workflows.StatusFallbackScheduled,
+			Primary:  primary,
+			Attempts: []workflows.Attempt{{Slot: workflows.SlotPrimary, Outcome: workflows.OutcomeFailed}, {Slot: workflows.SlotSecondary}},
+			Notices:  []workflows.NoticeRecord{{Kind: workflows.NoticeScheduled}, {Kind: workflows.NoticeFallback}},
+		},
+		execution: enums.WORKFLOW_EXECUTION_STATUS_RUNNING,
+	}}
+	var out bytes.Buffer
+	renderDemoTable(&out, rows, time.Date(2026, 11, 23, 13, 3, 0, 0, time.UTC))
+	text := out.String()
+	for _, want := range []string{
+		"13:03:00 UTC", demoWebUI, "INSTANCE", "contoso-prod-t3", "9.1.0 → 9.2.0", "FallbackScheduled",
+		"Mon 23 Nov 2026 14:02 CET", "primary:failed, secondary:running", "fallback (2 sent)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo table lacks %q:\n%s", want, text)
 		}
 	}
 }

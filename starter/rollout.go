@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,10 @@ type rolloutPlan struct {
 	// Instances limits the rollout to these instance IDs (the demo's own);
 	// nil means the whole fleet.
 	Instances map[string]bool
+	// SlotsFrom is the earliest slot start booked; zero means now. The demo
+	// sets it to its own first slot so slots of an earlier, interrupted
+	// demo run are not taken.
+	SlotsFrom time.Time
 }
 
 // rolloutOutcome is what happened to one candidate.
@@ -237,7 +242,7 @@ func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandi
 			cand.CurrentVersion, s.plan.Version, cand.Eligibility)
 		return result
 	}
-	input, err := s.store.BookRolloutSlots(ctx, cand, s.plan.Version, s.plan.SecondaryMinGap, time.Now())
+	input, err := s.store.BookRolloutSlots(ctx, cand, s.plan.Version, s.plan.SecondaryMinGap, cmp.Or(s.plan.SlotsFrom, time.Now()))
 	switch {
 	case errors.Is(err, activities.ErrNoCapacity):
 		result.Outcome, result.Detail = outcomeNoCapacity, err.Error()

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// startInProcessWorker runs the real workflow and activities (outbox mail, the
+// simulated executor) against the test's servers until the test ends.
+func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
+	t.Helper()
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	options := worker.Options{}
+	updates := worker.New(c, cfg.TaskQueue, options)
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	(&activities.RecordActivities{Store: activities.NewStore(pool)}).Register(updates)
+	notifier, err := activities.NewNotifier(pool, activities.MailerConfig{SendGridHost: cfg.SendGridHost, MailFrom: cfg.MailFrom}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifier.Register(updates)
+	executor, err := activities.NewExecutor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	executorWorker := worker.New(c, workflows.ExecutorTaskQueue, worker.Options{DisableWorkflowWorker: true})
+	activities.RegisterExecutor(executorWorker, executor)
+	for _, w := range []worker.Worker{updates, executorWorker} {
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+	}
+}
+
+// TestAdminCommands runs the admin and operator commands against a
+// running update: a fleet load that changes admins reaches the running
+// workflow, approve finds the instance's running update by itself, a
+// refused Update exits non-zero with the workflow's reason, status renders
+// in the instance's zone, and cancel closes the workflow.
+func TestAdminCommands(t *testing.T) {
+	c, dbURL := startTemporal(t)
+	mustRun(t, "setup")
+	t.Setenv("SECONDARY_MIN_GAP", demoSecondaryGap.String())
+	startInProcessWorker(t, c, dbURL)
+
+	dir := t.TempDir()
+	run := newDemoRun("adm", time.Now())
+	data, err := run.fleetFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fleet.json")
+	writeFile(t, path, string(data))
+	mustRun(t, "load", path)
+	mustRun(t, "rollout", "--version", demoVersion)
+
+	instance := run.instanceID("contoso-prod")
+	id := workflows.WorkflowID(instance, demoVersion)
+	ctx := context.Background()
+	if err := awaitNotice(ctx, c, id, workflows.NoticeScheduled); err != nil {
+		t.Fatal(err)
+	}
+
+	// The fleet file gives contoso-prod a new admin; load tells its workflow.
+	newAdmin := "carla.new@contoso.example"
+	changed := strings.Replace(string(data), `"ben.ops@contoso.example"]`, `"ben.ops@contoso.example", "`+newAdmin+`"]`, 1)
+	if changed == string(data) {
+		t.Fatal("the demo fleet no longer lists ben.ops@contoso.example last among contoso-prod's admins")
+	}
+	writeFile(t, path, changed)
+	out := mustRun(t, "load", path)
+	if !strings.Contains(out, "admins changed on 1 instance(s)") || !strings.Contains(out, id+": admins now") {
+		t.Errorf("load with a new admin:\n%s", out)
+	}
+
+	_, _, err = runStarter(t, "approve", "--instance", instance, "--admin", "mallory@evil.example")
+	if err == nil || !strings.Contains(err.Error(), "Approve refused by "+id+": ") {
+		t.Fatalf("approve by a stranger: %v, want the workflow's refusal", err)
+	}
+	t.Log(err)
+
+	out = mustRun(t, "approve", "--instance", instance, "--admin", newAdmin)
+	if !strings.Contains(out, "Approve accepted") || !strings.Contains(out, "Approved") || !strings.Contains(out, "by "+newAdmin) {
+		t.Errorf("approve by the new admin:\n%s", out)
+	}
+
+	_, _, err = runStarter(t, "reschedule", "--instance", instance, "--admin", newAdmin,
+		"--primary", run.slot(1).Format(time.RFC3339), "--secondary", run.slot(1).Format(time.RFC3339))
+	if err == nil || !strings.Contains(err.Error(), "Reschedule refused by "+id+": ") {
+		t.Fatalf("reschedule with the secondary on the primary: %v, want the workflow's refusal", err)
+	}
+	t.Log(err)
+
+	out = mustRun(t, "status", "--instance", instance)
+	for _, want := range []string{id, "Approved", "CET (", "UTC)", newAdmin, "Notices sent", "scheduled"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	out = mustRun(t, "cancel", "--instance", instance, "--reason", "customer left")
+	if !strings.Contains(out, "cancellation requested (customer left)") || !strings.Contains(out, "closed") {
+		t.Errorf("cancel:\n%s", out)
+	}
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--admin", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), "has no running update") {
+		t.Errorf("approve after cancel: %v, want no running update", err)
+	}
+}
