@@ -269,7 +269,7 @@ type demoRow struct {
 // watchDemo shows the demo's updates until every workflow has closed: a
 // table redrawn in place on a terminal, otherwise one line per change.
 func watchDemo(ctx context.Context, e *env, c client.Client, ids []string, redraw bool) error {
-	last := map[string]workflows.Status{}
+	last := map[string]string{}
 	tick := time.NewTicker(demoRefresh)
 	defer tick.Stop()
 	for {
@@ -282,9 +282,13 @@ func watchDemo(ctx context.Context, e *env, c client.Client, ids []string, redra
 			renderDemoTable(e.stdout, rows, time.Now())
 		} else {
 			for _, r := range rows {
-				if last[r.view.WorkflowID] != r.view.Status {
-					fmt.Fprintf(e.stdout, "%s  %-32s %s\n", time.Now().UTC().Format(time.TimeOnly), r.view.InstanceID, r.view.Status)
-					last[r.view.WorkflowID] = r.view.Status
+				state := string(r.view.Status)
+				if r.execution != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+					state += " (workflow closed)"
+				}
+				if last[r.view.WorkflowID] != state {
+					fmt.Fprintf(e.stdout, "%s  %-32s %s\n", time.Now().UTC().Format(time.TimeOnly), r.view.InstanceID, state)
+					last[r.view.WorkflowID] = state
 				}
 			}
 		}
