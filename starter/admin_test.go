@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -120,6 +121,14 @@ func TestAdminCommands(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+
+	var view workflows.StatusView
+	if err := json.Unmarshal([]byte(mustRun(t, "status", "--instance", instance, "--json")), &view); err != nil {
+		t.Fatalf("status --json is not a StatusView: %v", err)
+	}
+	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != newAdmin {
+		t.Errorf("status --json = %+v", view)
 	}
 
 	out = mustRun(t, "cancel", "--instance", instance, "--reason", "customer left")

@@ -188,11 +188,11 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 	// Sandboxes take the earliest slots: every sandbox is booked before the
 	// first production instance.
 	for _, wave := range kindWaves(candidates) {
-		g, gctx := errgroup.WithContext(ctx)
+		var g errgroup.Group
 		g.SetLimit(plan.Concurrency)
 		for _, candidate := range wave {
 			g.Go(func() error {
-				summary.add(starter.start(gctx, candidate))
+				summary.add(starter.start(ctx, candidate))
 				if bar != nil {
 					_ = bar.Add(1) // drawing only: an error loses one redraw
 				}
@@ -204,11 +204,10 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 	if bar != nil {
 		_ = bar.Finish()
 	}
+	summary.write(e.stdout, plan.Version, plan.DryRun)
 	if err := ctx.Err(); err != nil {
-		summary.write(e.stdout, plan.Version, plan.DryRun)
 		return summary, fmt.Errorf("rollout interrupted; run it again to continue: %w", err)
 	}
-	summary.write(e.stdout, plan.Version, plan.DryRun)
 	return summary, nil
 }
 

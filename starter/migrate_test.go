@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/svcupdate/svcupdate/internal/pgtest"
+)
+
+// TestMigrateCreatesTheDatabase runs what `make run` runs on a fresh
+// machine twice: the first creates and migrates the database, the second
+// finds both done.
+func TestMigrateCreatesTheDatabase(t *testing.T) {
+	suffix := make([]byte, 6)
+	if _, err := rand.Read(suffix); err != nil {
+		t.Fatal(err)
+	}
+	name := "svcupdate_starter_" + hex.EncodeToString(suffix)
+	u, err := url.Parse(pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	t.Setenv("DATABASE_URL", u.String())
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
+		if err != nil {
+			t.Logf("drop %s: %v", name, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+
+	out := mustRun(t, "migrate", "--create-database")
+	if !strings.Contains(out, "created database "+name+"\n") || !strings.Contains(out, "applied migration 1 (") {
+		t.Errorf("first migrate:\n%s", out)
+	}
+	if out := mustRun(t, "migrate", "--create-database"); out != "schema up to date\n" {
+		t.Errorf("second migrate: %q, want only %q", out, "schema up to date\n")
+	}
+}
+
+func TestMigrateNamesAnUnreachableServer(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/svcupdate?sslmode=disable")
+	t.Setenv("CONNECT_TIMEOUT", "1s")
+	_, errOut, err := runStarter(t, "migrate")
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 1s (CONNECT_TIMEOUT)") {
+		t.Fatalf("error = %v, want it to say how long it waited for Postgres", err)
+	}
+	if !strings.Contains(errOut, "waiting up to 1s (CONNECT_TIMEOUT) for Postgres") {
+		t.Errorf("stderr = %q, want the wait announced", errOut)
+	}
+}
