@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -122,11 +121,9 @@ func commandNames() string {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: starter SUBCOMMAND [flags]   (starter SUBCOMMAND -h for its flags)")
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range commands {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.synopsis, c.summary)
+		fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimSpace(c.name+" "+c.synopsis), c.summary)
 	}
-	tw.Flush()
 	fmt.Fprintln(w)
 	config.PrintUsage(w, "starter")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestHelpListsSubcommandsAndVariables(t *testing.T) {
 		t.Fatalf("starter -h: %v", err)
 	}
 	for _, c := range commands {
-		if !strings.Contains(out, "  "+c.name+" ") {
+		if !regexp.MustCompile(`(?m)^  ` + c.name + `( |$)`).MatchString(out) {
 			t.Errorf("starter -h does not list subcommand %s:\n%s", c.name, out)
 		}
 	}
