@@ -80,6 +80,14 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 	if out := mustRun(t, "setup"); !strings.Contains(out, "already registered") {
 		t.Errorf("second setup: %q", out)
 	}
+	t.Run("namespace missing", func(t *testing.T) {
+		t.Setenv("TEMPORAL_NAMESPACE", "not-created")
+		t.Setenv("CONNECT_TIMEOUT", "1s")
+		_, _, err := runStarter(t, "setup")
+		if err == nil || !strings.Contains(err.Error(), "namespace not-created did not answer within 1s (CONNECT_TIMEOUT)") {
+			t.Errorf("setup in a missing namespace: %v", err)
+		}
+	})
 	if out := mustRun(t, "migrate"); out != "schema up to date\n" {
 		t.Errorf("migrate on a migrated database: %q", out)
 	}

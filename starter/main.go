@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	temporallog "go.temporal.io/sdk/log"
 
@@ -230,24 +232,37 @@ func (e *env) waitFor(ctx context.Context, what string, attempt func(context.Con
 	defer cancel()
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
+	var last error
 	for told := false; ; told = true {
 		err := attempt(ctx)
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil || isDeadline(err) {
+			// An attempt cut short by the deadline says less than the one before.
+			return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, e.cfg.ConnectTimeout, cmp.Or(last, err))
+		}
 		var stop *permanentError
 		if errors.As(err, &stop) {
 			return stop.err
 		}
+		last = err
 		if !told {
 			fmt.Fprintf(e.stderr, "waiting up to %s (CONNECT_TIMEOUT) for %s: %v\n", e.cfg.ConnectTimeout, what, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, e.cfg.ConnectTimeout, err)
+			return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, e.cfg.ConnectTimeout, last)
 		case <-retry.C:
 		}
 	}
+}
+
+// isDeadline reports whether err is a deadline passing, in the context or
+// in a gRPC call that inherited it (and may end a moment earlier).
+func isDeadline(err error) bool {
+	var rpcDeadline *serviceerror.DeadlineExceeded
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &rpcDeadline)
 }
 
 // permanentError ends waitFor at once: the server answered and said no.

@@ -22,8 +22,15 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	added, err := registerSearchAttributes(ctx, c, e.cfg.TemporalNamespace)
-	if err != nil {
+	// A server that has just come up may not have created its namespace yet.
+	var added []string
+	if err := e.waitFor(ctx, "namespace "+e.cfg.TemporalNamespace, func(ctx context.Context) (err error) {
+		added, err = registerSearchAttributes(ctx, c, e.cfg.TemporalNamespace)
+		if err != nil && !namespaceMayAppear(err) {
+			return &permanentError{err}
+		}
+		return err
+	}); err != nil {
 		return err
 	}
 	if len(added) == 0 {
@@ -71,4 +78,15 @@ func registerSearchAttributes(ctx context.Context, c client.Client, namespace st
 		return nil, fmt.Errorf("register search attributes in namespace %s: %w", namespace, err)
 	}
 	return added, nil
+}
+
+// namespaceMayAppear reports whether err may pass by waiting: the namespace
+// is not registered yet or the server is still starting.
+func namespaceMayAppear(err error) bool {
+	var (
+		nsNotFound  *serviceerror.NamespaceNotFound
+		notFound    *serviceerror.NotFound
+		unavailable *serviceerror.Unavailable
+	)
+	return errors.As(err, &nsNotFound) || errors.As(err, &notFound) || errors.As(err, &unavailable)
 }
