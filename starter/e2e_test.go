@@ -1,0 +1,958 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// The end-to-end test's release and its compressed clock. Every eligible
+// instance gets the first slot as primary and the second as secondary; the
+// reminder comes 20 s before the primary start and the day-of notice at it.
+// The unapproved update closes at the period's end, which bounds the run.
+const (
+	e2eVersion        = "9.2.0"
+	e2eFirstSlotLead  = 35 * time.Second // from the fleet file's writing to the first slot
+	e2eWindow         = 20 * time.Second
+	e2eSecondaryGap   = 5 * time.Second
+	e2eReminderOffset = 20 * time.Second
+	e2ePeriodSlack    = 5 * time.Second // after the second window, before the period ends
+	// e2eDeadline bounds the whole lifecycle from the fleet file's writing;
+	// it leaves minutes to spare on a loaded machine.
+	e2eDeadline = 4 * time.Minute
+	e2ePoll     = 500 * time.Millisecond
+	// e2eSettle bounds the wait for eventually consistent views (Temporal
+	// visibility, the metrics reporter) once every update has closed.
+	e2eSettle      = 30 * time.Second
+	e2eSendGridKey = "SG.e2e-test-key"
+	// e2eFailExit is the update command's exit status for a failing attempt.
+	e2eFailExit = 3
+)
+
+// e2eInstance is one instance of the fleet, what the test does with its
+// update and what it must end as.
+type e2eInstance struct {
+	id, tenant, kind, region, timeZone, version string
+	admins, users, extra                        []string
+	approve                                     bool                 // an admin approves after the rollout
+	failing                                     []workflows.SlotRole // attempts the update command fails
+
+	wantStatus   workflows.Status // empty: not eligible, no workflow
+	wantAttempts []string         // "slot:outcome"
+	wantNotices  []workflows.NoticeKind
+	wantVersion  string // the instance's version in Postgres at the end
+}
+
+func e2eFleet() []e2eInstance {
+	reminder := workflows.ReminderKind(e2eReminderOffset)
+	announced := []workflows.NoticeKind{workflows.NoticeScheduled, reminder}
+	approvedRun := append(slices.Clone(announced), workflows.NoticeConfirmed, workflows.NoticeDayOf, workflows.NoticeInProgress)
+	with := func(base []workflows.NoticeKind, more ...workflows.NoticeKind) []workflows.NoticeKind {
+		return append(slices.Clone(base), more...)
+	}
+	return []e2eInstance{
+		{
+			id: "acme-prod", tenant: "acme", kind: "production", region: "emea", timeZone: "Europe/Berlin", version: "9.1.0",
+			admins: []string{"ann@acme.example", "bob@acme.example"}, users: []string{"staff@acme.example"}, extra: []string{"changes@acme.example"},
+			approve:    true,
+			wantStatus: workflows.StatusSucceeded, wantAttempts: []string{"primary:succeeded"},
+			wantNotices: with(approvedRun, workflows.NoticeSucceeded), wantVersion: e2eVersion,
+		},
+		{
+			// Two versions behind: mandatory, runs without an approval.
+			id: "globex-sandbox", tenant: "globex", kind: "sandbox", region: "apac", timeZone: "Asia/Tokyo", version: "9.0.0",
+			admins: []string{"gina@globex.example"}, users: []string{"dev@globex.example"},
+			wantStatus: workflows.StatusSucceeded, wantAttempts: []string{"primary:succeeded"},
+			wantNotices: with(announced, workflows.NoticeDayOf, workflows.NoticeInProgress, workflows.NoticeSucceeded), wantVersion: e2eVersion,
+		},
+		{
+			id: "initech-prod", tenant: "initech", kind: "production", region: "emea", timeZone: "Europe/London", version: "9.1.0",
+			admins: []string{"ian@initech.example"}, users: []string{"ops@initech.example"}, extra: []string{"cab@initech.example"},
+			approve: true, failing: []workflows.SlotRole{workflows.SlotPrimary},
+			wantStatus: workflows.StatusSucceeded, wantAttempts: []string{"primary:failed", "secondary:succeeded"},
+			wantNotices: with(approvedRun, workflows.NoticeFallback, workflows.NoticeInProgress, workflows.NoticeSucceeded), wantVersion: e2eVersion,
+		},
+		{
+			id: "umbrella-prod", tenant: "umbrella", kind: "production", region: "apac", timeZone: "Australia/Sydney", version: "9.1.0",
+			admins: []string{"uma@umbrella.example"}, users: []string{"lab@umbrella.example"},
+			approve: true, failing: []workflows.SlotRole{workflows.SlotPrimary, workflows.SlotSecondary},
+			wantStatus: workflows.StatusFailed, wantAttempts: []string{"primary:failed", "secondary:failed"},
+			wantNotices: with(approvedRun, workflows.NoticeFallback, workflows.NoticeInProgress, workflows.NoticeFailed), wantVersion: "9.1.0",
+		},
+		{
+			// Never approved; also the target of the refused admin actions.
+			id: "hooli-prod", tenant: "hooli", kind: "production", region: "emea", timeZone: "America/New_York", version: "9.1.0",
+			admins: []string{"hank@hooli.example"}, extra: []string{"it@hooli.example"},
+			wantStatus:  workflows.StatusNotApproved,
+			wantNotices: with(announced, workflows.NoticeNotApproved), wantVersion: "9.1.0",
+		},
+		{
+			id: "acme-sandbox", tenant: "acme", kind: "sandbox", region: "emea", timeZone: "Europe/Berlin", version: e2eVersion,
+			admins: []string{"ann@acme.example"}, wantVersion: e2eVersion,
+		},
+	}
+}
+
+// e2eSchedule is the compressed calendar of one run.
+type e2eSchedule struct {
+	periodStart, primary, secondary, periodEnd time.Time
+}
+
+func newE2ESchedule(now time.Time) e2eSchedule {
+	start := now.UTC().Truncate(time.Second)
+	primary := start.Add(e2eFirstSlotLead)
+	secondary := primary.Add(e2eWindow + e2eSecondaryGap)
+	return e2eSchedule{
+		periodStart: start,
+		primary:     primary,
+		secondary:   secondary,
+		periodEnd:   secondary.Add(e2eWindow + e2ePeriodSlack),
+	}
+}
+
+// fleetFile renders the fleet file: three releases (n-2, n-1, n), the two
+// slots in every region the instances live in, and the instances.
+func (s e2eSchedule) fleetFile(t *testing.T, instances []e2eInstance) []byte {
+	t.Helper()
+	type slot struct {
+		Region   string `json:"region"`
+		Start    string `json:"start"`
+		Window   string `json:"window"`
+		Capacity int    `json:"capacity"`
+	}
+	type release struct {
+		Version     string `json:"version"`
+		Name        string `json:"name"`
+		Order       int    `json:"order"`
+		PeriodStart string `json:"periodStart,omitempty"`
+		PeriodEnd   string `json:"periodEnd,omitempty"`
+		Slots       []slot `json:"slots,omitempty"`
+	}
+	type tenant struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	type instance struct {
+		ID              string   `json:"id"`
+		Tenant          string   `json:"tenant"`
+		Name            string   `json:"name"`
+		Kind            string   `json:"kind"`
+		Region          string   `json:"region"`
+		TimeZone        string   `json:"timeZone"`
+		Version         string   `json:"version"`
+		Admins          []string `json:"admins"`
+		Users           []string `json:"users"`
+		ExtraRecipients []string `json:"extraRecipients"`
+	}
+	newest := release{
+		Version: e2eVersion, Name: "Winter '27", Order: 3,
+		PeriodStart: s.periodStart.Format(time.RFC3339), PeriodEnd: s.periodEnd.Format(time.RFC3339),
+	}
+	var (
+		tenants []tenant
+		list    []instance
+		regions []string
+	)
+	for _, in := range instances {
+		if !slices.Contains(regions, in.region) {
+			regions = append(regions, in.region)
+			for _, start := range []time.Time{s.primary, s.secondary} {
+				newest.Slots = append(newest.Slots, slot{Region: in.region, Start: start.Format(time.RFC3339), Window: e2eWindow.String(), Capacity: 10})
+			}
+		}
+		if !slices.ContainsFunc(tenants, func(t tenant) bool { return t.ID == in.tenant }) {
+			tenants = append(tenants, tenant{ID: in.tenant, Name: strings.ToUpper(in.tenant[:1]) + in.tenant[1:]})
+		}
+		list = append(list, instance{
+			ID: in.id, Tenant: in.tenant, Name: in.id, Kind: in.kind, Region: in.region, TimeZone: in.timeZone, Version: in.version,
+			Admins: in.admins, Users: in.users, ExtraRecipients: in.extra,
+		})
+	}
+	data, err := json.MarshalIndent(map[string]any{
+		"releases": []release{
+			{Version: "9.0.0", Name: "Spring '26", Order: 1},
+			{Version: "9.1.0", Name: "Summer '26", Order: 2},
+			newest,
+		},
+		"tenants":   tenants,
+		"instances": list,
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestEndToEnd runs the product as an operator does: a worker process
+// (command executor, SendGrid at a fake endpoint), a real Temporal dev
+// server and Postgres, and the starter's commands, on a clock compressed
+// to about a minute and a half. It proves each lifecycle path ends as
+// DESIGN.md says, that refused admin actions change nothing, that a second
+// rollout starts nothing, that every email is sent once to its audience,
+// and that `starter list` (visibility) agrees with the database.
+func TestEndToEnd(t *testing.T) {
+	began := time.Now()
+	clearConfigEnvironment(t)
+	workerBinary := buildWorker(t)
+	temporalClient, dbURL := startTemporal(t)
+	sendgrid := newFakeSendGrid(t, e2eSendGridKey)
+	fleet := e2eFleet()
+
+	// Shared by the in-process starter and the worker process.
+	for name, value := range map[string]string{
+		"REMINDER_OFFSETS":  fmt.Sprintf("%s,0s", e2eReminderOffset),
+		"UPDATE_WINDOW":     e2eWindow.String(),
+		"SECONDARY_MIN_GAP": e2eSecondaryGap.String(),
+		"CONNECT_TIMEOUT":   "30s",
+	} {
+		t.Setenv(name, value)
+	}
+	command, err := filepath.Abs(filepath.Join("testdata", "e2e", "update-command.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failing []string
+	for _, in := range fleet {
+		for _, role := range in.failing {
+			failing = append(failing, in.id+":"+string(role))
+		}
+	}
+	metricsAddr := e2eFreeAddress(t)
+	worker := startWorker(t, workerBinary, []string{
+		"EXECUTOR=command",
+		"EXECUTOR_COMMAND='" + command + "'",
+		"EXECUTOR_KILL_GRACE=2s",
+		"SENDGRID_API_KEY=" + e2eSendGridKey,
+		"SENDGRID_HOST=" + sendgrid.server.URL,
+		"MAIL_FROM=svcupdate e2e <updates@svcupdate.example>",
+		"METRICS_ADDR=" + metricsAddr,
+		"WORKER_STOP_TIMEOUT=5s",
+		// Read by the update command only; not a worker variable.
+		"E2E_FAILING_ATTEMPTS=" + strings.Join(failing, " "),
+	})
+	worker.waitUntilPolling(t, temporalClient)
+
+	mustRun(t, "migrate")
+	mustRun(t, "setup")
+
+	// The clock starts when the fleet file is written.
+	schedule := newE2ESchedule(time.Now())
+	ctx, cancel := context.WithDeadline(context.Background(), schedule.periodStart.Add(e2eDeadline))
+	defer cancel()
+	fleetPath := filepath.Join(t.TempDir(), "fleet.json")
+	writeFile(t, fleetPath, string(schedule.fleetFile(t, fleet)))
+	if out := mustRun(t, "load", fleetPath); !strings.Contains(out, fmt.Sprintf("instances  %d ", len(fleet))) {
+		t.Errorf("load report does not count %d new instances:\n%s", len(fleet), out)
+	}
+
+	eligible := 0
+	for _, in := range fleet {
+		if in.wantStatus != "" {
+			eligible++
+		}
+	}
+	wantSummary := fmt.Sprintf("started %d, already running 0, not eligible %d, no capacity 0, failed 0", eligible, len(fleet)-eligible)
+	if out := mustRun(t, "rollout", "--version", e2eVersion); !strings.Contains(out, wantSummary) {
+		t.Fatalf("first rollout, want %q:\n%s", wantSummary, out)
+	}
+	// Reminders already due when a workflow starts are skipped by design;
+	// this run expects every workflow to have started before its first one.
+	if reminderAt := schedule.primary.Add(-e2eReminderOffset); time.Now().After(reminderAt) {
+		t.Fatalf("the rollout ended at %s, after the %s reminder was due (%s): the machine is too slow for the compressed clock",
+			time.Now().UTC().Format(time.RFC3339), e2eReminderOffset, reminderAt.Format(time.RFC3339))
+	}
+	bookings := countRows(t, dbURL, "slot_bookings")
+	if bookings != 2*eligible {
+		t.Errorf("%d slot bookings after the rollout, want a primary and a secondary for each of %d updates", bookings, eligible)
+	}
+
+	for _, in := range fleet {
+		if !in.approve {
+			continue
+		}
+		admin := in.admins[len(in.admins)-1]
+		out := mustRun(t, "approve", "--instance", in.id, "--admin", admin, "--version", e2eVersion, "--note", "e2e")
+		if !strings.Contains(out, workflows.WorkflowID(in.id, e2eVersion)+": "+workflows.UpdateApprove+" accepted") ||
+			!strings.Contains(out, string(workflows.StatusApproved)) || !strings.Contains(out, "by "+admin) {
+			t.Errorf("approve %s:\n%s", in.id, out)
+		}
+	}
+
+	// Refused admin actions: the validator's words, an error (a non-zero
+	// exit), and the update left exactly as it was.
+	refused := fleet[slices.IndexFunc(fleet, func(in e2eInstance) bool { return in.wantStatus == workflows.StatusNotApproved })]
+	refusedID := workflows.WorkflowID(refused.id, e2eVersion)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{
+			"secondary inside the primary window",
+			[]string{"reschedule", "--instance", refused.id, "--admin", refused.admins[0], "--version", e2eVersion,
+				"--primary", schedule.primary.Format(time.RFC3339), "--secondary", schedule.primary.Add(e2eWindow / 2).Format(time.RFC3339)},
+			fmt.Sprintf("Reschedule refused by %s: secondary start %s is too early: it must be at or after %s",
+				refusedID, schedule.primary.Add(e2eWindow/2).Format(time.RFC3339), schedule.primary.Add(e2eWindow+e2eSecondaryGap).Format(time.RFC3339)),
+		},
+		{
+			"approval by someone who is not an admin",
+			[]string{"approve", "--instance", refused.id, "--admin", "mallory@hooli.example", "--version", e2eVersion},
+			fmt.Sprintf(`Approve refused by %s: "mallory@hooli.example" is not an admin of instance %s`, refusedID, refused.id),
+		},
+	} {
+		out, _, err := runStarter(t, tc.args...)
+		if err == nil {
+			t.Errorf("%s was accepted:\n%s", tc.name, out)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q, want it to contain %q", tc.name, err, tc.want)
+		}
+		var usage *usageError
+		if errors.As(err, &usage) {
+			t.Errorf("%s: reported as a command-line mistake (exit status 2), want a refusal (exit status 1): %v", tc.name, err)
+		}
+	}
+	view := queryStatus(t, ctx, temporalClient, refusedID)
+	if view.Status != workflows.StatusScheduled || view.ApprovedBy != "" || !view.Primary.Start.Equal(schedule.primary) {
+		t.Errorf("refused actions changed %s: status %s, approved by %q, primary %s", refusedID, view.Status, view.ApprovedBy, view.Primary.Start)
+	}
+
+	if out := mustRun(t, "rollout", "--version", e2eVersion); !strings.Contains(out,
+		fmt.Sprintf("started 0, already running %d, not eligible %d", eligible, len(fleet)-eligible)) {
+		t.Errorf("second rollout started something:\n%s", out)
+	}
+	if n := countRows(t, dbURL, "slot_bookings"); n != bookings {
+		t.Errorf("%d slot bookings after the second rollout, want the same %d", n, bookings)
+	}
+
+	// Wait for every update to close (a long poll, not a sleep) and check
+	// how it ended.
+	for _, in := range fleet {
+		id := workflows.WorkflowID(in.id, e2eVersion)
+		if in.wantStatus == "" {
+			if _, err := temporalClient.DescribeWorkflowExecution(ctx, id, ""); !isNotFound(err) {
+				t.Errorf("%s is not eligible, yet describing %s returned %v", in.id, id, err)
+			}
+			continue
+		}
+		var result workflows.Result
+		if err := temporalClient.GetWorkflow(ctx, id, "").Get(ctx, &result); err != nil {
+			t.Fatalf("%s did not close with a result by %s: %v", id, schedule.periodStart.Add(e2eDeadline).Format(time.RFC3339), err)
+		}
+		if result.Status != in.wantStatus || result.FinalVersion != in.wantVersion {
+			t.Errorf("%s closed as %s on %s, want %s on %s", id, result.Status, result.FinalVersion, in.wantStatus, in.wantVersion)
+		}
+		view := queryStatus(t, ctx, temporalClient, id)
+		checkStatusView(t, in, view, command)
+	}
+	// A refused Update is rejected by the validator and leaves no event.
+	history := temporalClient.GetWorkflowHistory(ctx, refusedID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for history.HasNext() {
+		event, err := history.Next()
+		if err != nil {
+			t.Fatalf("read the history of %s: %v", refusedID, err)
+		}
+		switch event.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED, enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+			enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED, enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+			t.Errorf("the refused admin actions left event %d %s in the history of %s", event.GetEventId(), event.GetEventType(), refusedID)
+		}
+	}
+	t.Logf("every update closed %s after the fleet file was written (period end at %s)",
+		time.Since(schedule.periodStart).Round(time.Second), schedule.periodEnd.Sub(schedule.periodStart))
+
+	checkDatabase(t, dbURL, fleet)
+	mails := sendgrid.sent()
+	checkEmails(t, dbURL, fleet, mails)
+	// Visibility and the metrics reporter lag a little behind the close.
+	settle, cancelSettle := context.WithTimeout(ctx, e2eSettle)
+	defer cancelSettle()
+	checkListAgreesWithDatabase(t, settle, dbURL)
+	checkMetrics(t, settle, "http://"+metricsAddr+"/metrics", fleet, len(mails))
+
+	worker.stop(t)
+	t.Logf("end-to-end run took %s", time.Since(began).Round(time.Second))
+}
+
+// checkStatusView compares the Status query's answer with the expectations.
+func checkStatusView(t *testing.T, in e2eInstance, view workflows.StatusView, command string) {
+	t.Helper()
+	if view.Status != in.wantStatus {
+		t.Errorf("%s: Status query says %s, want %s", in.id, view.Status, in.wantStatus)
+	}
+	var attempts []string
+	for _, a := range view.Attempts {
+		attempts = append(attempts, string(a.Slot)+":"+a.Outcome)
+		switch a.Outcome {
+		case workflows.OutcomeFailed:
+			// The command's exit status and its output reach the operator.
+			for _, want := range []string{
+				fmt.Sprintf("update command exited with status %d", e2eFailExit),
+				fmt.Sprintf("updating %s from %s to %s (%s attempt", in.id, in.version, e2eVersion, a.Slot),
+				fmt.Sprintf("simulated failure of the %s attempt of %s", a.Slot, in.id),
+			} {
+				if !strings.Contains(a.Error, want) {
+					t.Errorf("%s: the %s attempt's error lacks %q (from %s): %q", in.id, a.Slot, want, command, a.Error)
+				}
+			}
+		case workflows.OutcomeSucceeded:
+			if a.Error != "" {
+				t.Errorf("%s: the succeeded %s attempt carries an error: %q", in.id, a.Slot, a.Error)
+			}
+		}
+	}
+	if !slices.Equal(attempts, in.wantAttempts) {
+		t.Errorf("%s: attempts %v, want %v", in.id, attempts, in.wantAttempts)
+	}
+	var kinds []workflows.NoticeKind
+	for _, n := range view.Notices {
+		kinds = append(kinds, n.Kind)
+		if n.Error != "" {
+			t.Errorf("%s: notice %s was not delivered: %s", in.id, n.Kind, n.Error)
+		}
+	}
+	// Approval and reminder race by design; the set is what matters.
+	if got, want := sortedKinds(kinds), sortedKinds(in.wantNotices); !slices.Equal(got, want) {
+		t.Errorf("%s: notices %v, want %v", in.id, kinds, want)
+	}
+	if len(view.Upcoming) != 0 {
+		t.Errorf("%s closed with notices still upcoming: %v", in.id, view.Upcoming)
+	}
+	if in.approve && view.ApprovedBy != in.admins[len(in.admins)-1] {
+		t.Errorf("%s: approved by %q, want %q", in.id, view.ApprovedBy, in.admins[len(in.admins)-1])
+	}
+}
+
+func sortedKinds(kinds []workflows.NoticeKind) []workflows.NoticeKind {
+	sorted := slices.Clone(kinds)
+	slices.Sort(sorted)
+	return sorted
+}
+
+// checkDatabase compares the instances' versions and the updates
+// projection with the expectations.
+func checkDatabase(t *testing.T, dbURL string, fleet []e2eInstance) {
+	t.Helper()
+	conn := e2eConnect(t, dbURL)
+	for _, in := range fleet {
+		var version string
+		if err := conn.QueryRow(context.Background(), "SELECT current_version FROM instances WHERE id = $1", in.id).Scan(&version); err != nil {
+			t.Fatalf("read the version of %s: %v", in.id, err)
+		}
+		if version != in.wantVersion {
+			t.Errorf("%s runs %s in Postgres, want %s", in.id, version, in.wantVersion)
+		}
+		var status string
+		var attempts int
+		err := conn.QueryRow(context.Background(), "SELECT status, attempts FROM updates WHERE instance_id = $1 AND offered_version = $2",
+			in.id, e2eVersion).Scan(&status, &attempts)
+		switch {
+		case in.wantStatus == "" && err == pgx.ErrNoRows:
+		case in.wantStatus == "":
+			t.Errorf("%s is not eligible, yet the updates projection has a row (%s) or failed: %v", in.id, status, err)
+		case err != nil:
+			t.Errorf("read the update of %s: %v", in.id, err)
+		case workflows.Status(status) != in.wantStatus || attempts != len(in.wantAttempts):
+			t.Errorf("updates projection of %s: %s after %d attempt(s), want %s after %d", in.id, status, attempts, in.wantStatus, len(in.wantAttempts))
+		}
+	}
+}
+
+// checkEmails checks the mail SendGrid received: one request per notice
+// that has an email, never two for the same (workflow, kind), each to the
+// audience its kind addresses, each recorded as sent in the outbox.
+func checkEmails(t *testing.T, dbURL string, fleet []e2eInstance, mails []fakeMail) {
+	t.Helper()
+	byInstance := map[string]e2eInstance{}
+	wantKinds := map[string][]workflows.NoticeKind{}
+	for _, in := range fleet {
+		byInstance[in.id] = in
+		for _, k := range in.wantNotices {
+			if k != workflows.NoticeInProgress { // status and alert only
+				wantKinds[in.id] = append(wantKinds[in.id], k)
+			}
+		}
+	}
+	// No reschedule succeeds in this run, so each notice has one slot and
+	// (workflow, kind) is the outbox key (workflow, kind, slot).
+	seen := map[string]string{}
+	gotKinds := map[string][]workflows.NoticeKind{}
+	for _, m := range mails {
+		key := m.WorkflowID + " " + string(m.Kind)
+		if first, dup := seen[key]; dup {
+			t.Errorf("notice %s of %s sent twice (messages %s and %s)", m.Kind, m.WorkflowID, first, m.MessageID)
+		}
+		seen[key] = m.MessageID
+		in, ok := byInstance[m.InstanceID]
+		if !ok || m.WorkflowID != workflows.WorkflowID(m.InstanceID, e2eVersion) || m.TargetVersion != e2eVersion {
+			t.Errorf("mail with unexpected custom_args: instance %q, workflow %q, version %q", m.InstanceID, m.WorkflowID, m.TargetVersion)
+			continue
+		}
+		gotKinds[in.id] = append(gotKinds[in.id], m.Kind)
+		audience := append(slices.Clone(in.admins), in.extra...)
+		if m.Kind == workflows.NoticeSucceeded {
+			audience = append(slices.Clone(in.admins), in.users...)
+		}
+		if got, want := sortedStrings(m.Recipients), sortedStrings(audience); !slices.Equal(got, want) {
+			t.Errorf("%s of %s went to %v, want %v", m.Kind, in.id, got, want)
+		}
+	}
+	for _, in := range fleet {
+		if got, want := sortedKinds(gotKinds[in.id]), sortedKinds(wantKinds[in.id]); !slices.Equal(got, want) {
+			t.Errorf("emails about %s: %v, want %v", in.id, got, want)
+		}
+	}
+
+	conn := e2eConnect(t, dbURL)
+	rows, err := conn.Query(context.Background(), "SELECT workflow_id, kind, state, coalesce(message_id, '') FROM notification_outbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := 0
+	var workflowID, kind, state, messageID string
+	_, err = pgx.ForEachRow(rows, []any{&workflowID, &kind, &state, &messageID}, func() error {
+		outbox++
+		if sent, ok := seen[workflowID+" "+kind]; state != "sent" || !ok || sent != messageID {
+			t.Errorf("outbox row %s %s: state %s, message %q; SendGrid got message %q", workflowID, kind, state, messageID, sent)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outbox != len(mails) {
+		t.Errorf("%d outbox rows for %d mails sent", outbox, len(mails))
+	}
+}
+
+func sortedStrings(s []string) []string {
+	sorted := slices.Clone(s)
+	slices.Sort(sorted)
+	return sorted
+}
+
+// checkListAgreesWithDatabase waits until `starter list` (visibility,
+// eventually consistent) shows every update with the status the database's
+// projection holds, and the same counts per status.
+func checkListAgreesWithDatabase(t *testing.T, ctx context.Context, dbURL string) {
+	t.Helper()
+	conn := e2eConnect(t, dbURL)
+	rows, err := conn.Query(ctx, "SELECT instance_id, status FROM updates WHERE offered_version = $1", e2eVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	var instance, status string
+	if _, err := pgx.ForEachRow(rows, []any{&instance, &status}, func() error {
+		want[instance] = status
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, s := range want {
+		counts[s]++
+	}
+	var parts []string
+	for _, s := range workflows.AllStatuses {
+		if n := counts[string(s)]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	wantCounts := fmt.Sprintf("%d updates: %s", len(want), strings.Join(parts, ", "))
+
+	var out string
+	e2eWaitFor(t, ctx, "starter list to agree with the updates projection", func() (bool, string) {
+		out = mustRun(t, "list", "--version", e2eVersion)
+		listed := map[string]string{}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		for _, line := range lines[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 9 || fields[0] == "" {
+				break // the blank line before the counts
+			}
+			listed[fields[0]] = fields[3]
+			if execution := fields[len(fields)-1]; execution != "Completed" {
+				return false, fmt.Sprintf("%s is %s in visibility:\n%s", fields[0], execution, out)
+			}
+		}
+		if !maps.Equal(listed, want) || lines[len(lines)-1] != wantCounts {
+			return false, fmt.Sprintf("want %v and %q, list says:\n%s", want, wantCounts, out)
+		}
+		return true, ""
+	})
+}
+
+// checkMetrics waits until the worker's /metrics counts the closed
+// updates by outcome as the fleet expects, and the emails SendGrid took.
+func checkMetrics(t *testing.T, ctx context.Context, url string, fleet []e2eInstance, mailsSent int) {
+	t.Helper()
+	want := map[string]float64{}
+	for _, in := range fleet {
+		if in.wantStatus != "" {
+			want[`svcupdate_updates_completed_total outcome="`+string(in.wantStatus)+`"`]++
+		}
+	}
+	want[`svcupdate_notices_sent_total outcome="sent"`] = float64(mailsSent)
+	e2eWaitFor(t, ctx, "the worker's metrics to count the closed updates and the emails", func() (bool, string) {
+		body, err := e2eScrape(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := map[string]float64{}
+		for line := range strings.Lines(body) {
+			for key := range want {
+				name, label, _ := strings.Cut(key, " ")
+				if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, label) {
+					continue
+				}
+				fields := strings.Fields(line)
+				value, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+				if err != nil {
+					return false, fmt.Sprintf("unreadable metric line %q", line)
+				}
+				got[key] += value
+			}
+		}
+		if !maps.Equal(got, want) {
+			return false, fmt.Sprintf("counted %v, want %v", got, want)
+		}
+		return true, ""
+	})
+}
+
+func e2eScrape(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
+}
+
+func queryStatus(t *testing.T, ctx context.Context, c client.Client, workflowID string) workflows.StatusView {
+	t.Helper()
+	answer, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	if err != nil {
+		t.Fatalf("query %s: %v", workflowID, err)
+	}
+	var view workflows.StatusView
+	if err := answer.Get(&view); err != nil {
+		t.Fatalf("decode the status of %s: %v", workflowID, err)
+	}
+	return view
+}
+
+// e2eWaitFor polls cond every e2ePoll until it holds, failing the test with
+// cond's last explanation when ctx's deadline passes.
+func e2eWaitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
+	t.Helper()
+	tick := time.NewTicker(e2ePoll)
+	defer tick.Stop()
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v; last: %s", what, ctx.Err(), why)
+		case <-tick.C:
+		}
+	}
+}
+
+func e2eConnect(t *testing.T, dbURL string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// clearConfigEnvironment unsets every configuration variable for the
+// test, so a developer's own settings reach neither the starter nor the
+// worker.
+func clearConfigEnvironment(t *testing.T) {
+	t.Helper()
+	for _, v := range config.Variables() {
+		t.Setenv(v.Name, "")
+		if err := os.Unsetenv(v.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func e2eFreeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// buildWorker builds ./worker of this module into a temporary directory.
+func buildWorker(t *testing.T) string {
+	t.Helper()
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	binary := filepath.Join(t.TempDir(), "worker")
+	build := exec.Command("go", "build", "-o", binary, "./worker")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./worker in %s: %v\n%s", root, err, out)
+	}
+	return binary
+}
+
+// workerProcess is the worker binary running beside the test.
+type workerProcess struct {
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{} // closed once the process has been waited for
+}
+
+// startWorker runs the worker with the test's environment plus extra,
+// logging to a file that is shown when the test fails. The process is
+// killed at the end of the test unless stop ended it.
+func startWorker(t *testing.T, binary string, extra []string) *workerProcess {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "worker.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), extra...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the worker: %v", err)
+	}
+	w := &workerProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait() // the exit status is read from cmd.ProcessState
+		logFile.Close()
+		close(w.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-w.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-w.exited
+		}
+		if t.Failed() {
+			t.Logf("worker log:\n%s", w.log())
+		}
+	})
+	return w
+}
+
+func (w *workerProcess) log() string {
+	data, err := os.ReadFile(w.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	return string(data)
+}
+
+// waitUntilPolling waits until the worker polls both of its task queues.
+func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	queues := []struct {
+		name string
+		kind enums.TaskQueueType
+	}{
+		{workflows.TaskQueue, enums.TASK_QUEUE_TYPE_WORKFLOW},
+		{workflows.ExecutorTaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY},
+	}
+	e2eWaitFor(t, ctx, "the worker to poll its task queues", func() (bool, string) {
+		select {
+		case <-w.exited:
+			t.Fatalf("the worker exited at start (%s):\n%s", w.cmd.ProcessState, w.log())
+		default:
+		}
+		for _, q := range queues {
+			resp, err := c.DescribeTaskQueue(ctx, q.name, q.kind)
+			if err != nil {
+				return false, "describe " + q.name + ": " + err.Error()
+			}
+			if len(resp.GetPollers()) == 0 {
+				return false, "no poller on " + q.name
+			}
+		}
+		return true, ""
+	})
+}
+
+// stop sends SIGTERM and expects a clean exit: status 0, both workers
+// stopped.
+func (w *workerProcess) stop(t *testing.T) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM to the worker: %v", err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the worker did not exit within 30s of SIGTERM")
+	}
+	if !w.cmd.ProcessState.Success() {
+		t.Errorf("the worker exited with %s after SIGTERM", w.cmd.ProcessState)
+	}
+	log := w.log()
+	for _, q := range []string{workflows.TaskQueue, workflows.ExecutorTaskQueue} {
+		if !strings.Contains(log, "Worker stopped") || !strings.Contains(log, "taskQueue="+q) {
+			t.Errorf("the worker's log does not show the worker on %s stopping", q)
+		}
+	}
+}
+
+// fakeSendGrid speaks SendGrid's v3 mail/send: it checks the API key and
+// the request's shape, records each mail and answers 202 with a message ID.
+type fakeSendGrid struct {
+	apiKey string
+	server *httptest.Server
+
+	mu      sync.Mutex
+	mails   []fakeMail
+	refused []string
+}
+
+// fakeMail is one accepted request, read back from its custom_args and
+// personalizations.
+type fakeMail struct {
+	MessageID     string
+	WorkflowID    string
+	InstanceID    string
+	TargetVersion string
+	Kind          workflows.NoticeKind
+	Recipients    []string
+	Subject       string
+}
+
+func newFakeSendGrid(t *testing.T, apiKey string) *fakeSendGrid {
+	t.Helper()
+	f := &fakeSendGrid{apiKey: apiKey}
+	f.server = httptest.NewServer(f)
+	t.Cleanup(func() {
+		f.server.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, why := range f.refused {
+			t.Errorf("fake SendGrid refused a request: %s", why)
+		}
+	})
+	return f
+}
+
+func (f *fakeSendGrid) sent() []fakeMail {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.mails)
+}
+
+func (f *fakeSendGrid) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	refuse := func(status int, why string) {
+		f.mu.Lock()
+		f.refused = append(f.refused, why)
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"message": why}}})
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/v3/mail/send" {
+		refuse(http.StatusNotFound, r.Method+" "+r.URL.Path+" is not POST /v3/mail/send")
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+f.apiKey {
+		refuse(http.StatusUnauthorized, "the Authorization header does not carry the API key")
+		return
+	}
+	var body struct {
+		Personalizations []struct {
+			To  []struct{ Email string } `json:"to"`
+			CC  []json.RawMessage        `json:"cc"`
+			BCC []json.RawMessage        `json:"bcc"`
+		} `json:"personalizations"`
+		Subject string `json:"subject"`
+		Content []struct {
+			Type  string `json:"type"`
+			Value string `json:"value"`
+		} `json:"content"`
+		CustomArgs map[string]string `json:"custom_args"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		refuse(http.StatusBadRequest, "body is not JSON: "+err.Error())
+		return
+	}
+	m := fakeMail{
+		WorkflowID:    body.CustomArgs["workflow_id"],
+		InstanceID:    body.CustomArgs["instance_id"],
+		TargetVersion: body.CustomArgs["target_version"],
+		Kind:          workflows.NoticeKind(body.CustomArgs["notice"]),
+		Subject:       body.Subject,
+	}
+	switch {
+	case m.WorkflowID == "" || m.InstanceID == "" || m.TargetVersion == "" || m.Kind == "":
+		refuse(http.StatusBadRequest, fmt.Sprintf("custom_args lack workflow_id, instance_id, target_version or notice: %v", body.CustomArgs))
+		return
+	case m.Subject == "" || len(body.Content) != 2 || body.Content[0].Type != "text/plain" || body.Content[1].Type != "text/html":
+		refuse(http.StatusBadRequest, fmt.Sprintf("%s of %s: want a subject and text/plain then text/html content", m.Kind, m.WorkflowID))
+		return
+	}
+	for _, p := range body.Personalizations {
+		// One personalization per recipient: nobody sees the others.
+		if len(p.To) != 1 || len(p.CC) > 0 || len(p.BCC) > 0 {
+			refuse(http.StatusBadRequest, fmt.Sprintf("%s of %s: a personalization addresses more than one recipient", m.Kind, m.WorkflowID))
+			return
+		}
+		m.Recipients = append(m.Recipients, p.To[0].Email)
+	}
+	f.mu.Lock()
+	m.MessageID = fmt.Sprintf("e2e-message-%d", len(f.mails)+1)
+	f.mails = append(f.mails, m)
+	f.mu.Unlock()
+	w.Header().Set("X-Message-Id", m.MessageID)
+	w.WriteHeader(http.StatusAccepted)
+}
