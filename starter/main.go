@@ -270,6 +270,8 @@ type permanentError struct{ err error }
 
 func (p *permanentError) Error() string { return p.err.Error() }
 
+func (p *permanentError) Unwrap() error { return p.err }
+
 // postgres returns the pool on DATABASE_URL, connecting on first use.
 func (e *env) postgres(ctx context.Context) (*pgxpool.Pool, error) {
 	if e.pool != nil {
