@@ -70,6 +70,10 @@ type serviceUpdate struct {
 	attempts       []Attempt
 	notices        []NoticeRecord
 	reminders      []Reminder // still due for the current primary slot, earliest first
+	// announced is set once the scheduled notice went out; admin Updates
+	// wait for it, so an approval in the workflow's first moments is neither
+	// overwritten by the announcement nor confirmed before it.
+	announced bool
 	// scheduleVersion changes whenever the primary slot moves, so the main
 	// loop re-arms its timer (the updatabletimer pattern).
 	scheduleVersion int
@@ -125,6 +129,7 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	if err := w.transition(ctx, w.status, StatusScheduled, change{action: actionScheduled, notice: NoticeScheduled, slotStart: w.primaryStart, deadline: w.primaryStart}); err != nil {
 		return w.cancel(ctx)
 	}
+	w.announced = true
 	for {
 		// 2. Reminders until the primary start; Approve and Reschedule
 		// arrive meanwhile as Updates.
@@ -418,7 +423,7 @@ func (w *serviceUpdate) validateApprove(ctx workflow.Context, in ApproveInput) e
 }
 
 func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusView, error) {
-	if err := w.mu.Lock(ctx); err != nil {
+	if err := w.lockAnnounced(ctx); err != nil {
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
@@ -453,7 +458,7 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 }
 
 func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (StatusView, error) {
-	if err := w.mu.Lock(ctx); err != nil {
+	if err := w.lockAnnounced(ctx); err != nil {
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
@@ -493,7 +498,7 @@ func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInpu
 }
 
 func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (StatusView, error) {
-	if err := w.mu.Lock(ctx); err != nil {
+	if err := w.lockAnnounced(ctx); err != nil {
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
@@ -610,6 +615,15 @@ func (w *serviceUpdate) record(ctx workflow.Context, from Status, c change) erro
 		err = errors.Join(err, w.finishNotice(ctx, notice, c.notice))
 	}
 	return err
+}
+
+// lockAnnounced takes the mutex for an Update handler once the schedule
+// has been announced.
+func (w *serviceUpdate) lockAnnounced(ctx workflow.Context) error {
+	if err := workflow.Await(ctx, func() bool { return w.announced }); err != nil {
+		return err
+	}
+	return w.mu.Lock(ctx)
 }
 
 // transition moves the main flow from one status to another and records

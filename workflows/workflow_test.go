@@ -768,3 +768,19 @@ func countKind(all []NoticeKind, kind NoticeKind) int {
 	}
 	return n
 }
+
+// An admin may approve in the very first moments of the workflow, before
+// the scheduled notice has gone out; the approval must survive it.
+func TestApproveBeforeScheduledNoticeKeepsApproval(t *testing.T) {
+	s := newScenario(t)
+	var approve *updateOutcome
+	s.at(scenarioStart, func() { approve = s.update(UpdateApprove, ApproveInput{Admin: adminTyped}) })
+
+	res, err := s.run()
+	require.NoError(t, err)
+
+	require.True(t, approve.completed)
+	require.NoError(t, approve.err)
+	assert.Equal(t, StatusSucceeded, res.Status)
+	assert.Equal(t, kinds(NoticeScheduled, NoticeConfirmed, reminders(90, 30, 15, 7), NoticeDayOf, NoticeInProgress, NoticeSucceeded), s.fakes.noticeKinds())
+}
