@@ -64,7 +64,20 @@ echo "starting the worker (log: .data/worker.log)"
 SIMULATED_FAILURES="$simulated_failures" SIMULATED_DURATION="${SIMULATED_DURATION:-15s}" \
   METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9090}" \
   bin/worker >.data/worker.log 2>&1 &
-started+=($!)
+worker_pid=$!
+started+=($worker_pid)
+# The worker logs "Worker polling" once per task queue when it is ready; if
+# it exits first (a port in use, a bad setting), say why instead of running
+# the demo with nobody to execute it.
+deadline=$((SECONDS + 120))
+until [ "$(grep -c 'Worker polling' .data/worker.log)" -ge 2 ]; do
+  if ! kill -0 "$worker_pid" 2>/dev/null || ((SECONDS >= deadline)); then
+    echo "the worker did not start; the end of .data/worker.log:" >&2
+    tail -n 5 .data/worker.log >&2
+    exit 1
+  fi
+  sleep 0.5
+done
 
 bin/starter demo --run "$run_id"
 
