@@ -233,6 +233,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 			"target_version": in.Update.TargetVersion,
 			"notice":         string(in.Kind),
 			"workflow_id":    in.WorkflowID,
+			"slot_start":     in.SlotStart.UTC().Format(time.RFC3339), // with workflow_id and notice, the outbox key
 		},
 	})
 	if sendErr == nil {
