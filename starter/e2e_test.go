@@ -22,8 +22,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
+	updatepb "go.temporal.io/api/update/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -367,7 +373,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s closed as %s on %s, want %s on %s", id, result.Status, result.FinalVersion, in.wantStatus, in.wantVersion)
 		}
 		view := queryStatus(t, ctx, temporalClient, id)
-		checkStatusView(t, in, view, command)
+		if !checkStatusView(t, in, view, command) {
+			logHistory(t, ctx, temporalClient, id)
+		}
 	}
 	// A refused Update is rejected by the validator and leaves no event.
 	history := temporalClient.GetWorkflowHistory(ctx, refusedID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
@@ -387,7 +395,7 @@ func TestEndToEnd(t *testing.T) {
 
 	checkDatabase(t, dbURL, fleet)
 	mails := sendgrid.sent()
-	checkEmails(t, dbURL, fleet, mails)
+	checkEmails(t, dbURL, schedule, fleet, mails)
 	// Visibility and the metrics reporter lag a little behind the close.
 	settle, cancelSettle := context.WithTimeout(ctx, e2eSettle)
 	defer cancelSettle()
@@ -398,11 +406,18 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("end-to-end run took %s", time.Since(began).Round(time.Second))
 }
 
-// checkStatusView compares the Status query's answer with the expectations.
-func checkStatusView(t *testing.T, in e2eInstance, view workflows.StatusView, command string) {
+// checkStatusView compares the Status query's answer with the
+// expectations and reports whether it met them.
+func checkStatusView(t *testing.T, in e2eInstance, view workflows.StatusView, command string) bool {
 	t.Helper()
+	ok := true
+	fail := func(format string, args ...any) {
+		t.Helper()
+		ok = false
+		t.Errorf(format, args...)
+	}
 	if view.Status != in.wantStatus {
-		t.Errorf("%s: Status query says %s, want %s", in.id, view.Status, in.wantStatus)
+		fail("%s: Status query says %s, want %s", in.id, view.Status, in.wantStatus)
 	}
 	var attempts []string
 	for _, a := range view.Attempts {
@@ -416,35 +431,65 @@ func checkStatusView(t *testing.T, in e2eInstance, view workflows.StatusView, co
 				fmt.Sprintf("simulated failure of the %s attempt of %s", a.Slot, in.id),
 			} {
 				if !strings.Contains(a.Error, want) {
-					t.Errorf("%s: the %s attempt's error lacks %q (from %s): %q", in.id, a.Slot, want, command, a.Error)
+					fail("%s: the %s attempt's error lacks %q (from %s): %q", in.id, a.Slot, want, command, a.Error)
 				}
 			}
 		case workflows.OutcomeSucceeded:
 			if a.Error != "" {
-				t.Errorf("%s: the succeeded %s attempt carries an error: %q", in.id, a.Slot, a.Error)
+				fail("%s: the succeeded %s attempt carries an error: %q", in.id, a.Slot, a.Error)
 			}
 		}
 	}
 	if !slices.Equal(attempts, in.wantAttempts) {
-		t.Errorf("%s: attempts %v, want %v", in.id, attempts, in.wantAttempts)
+		fail("%s: attempts %v, want %v", in.id, attempts, in.wantAttempts)
 	}
 	var kinds []workflows.NoticeKind
 	for _, n := range view.Notices {
 		kinds = append(kinds, n.Kind)
 		if n.Error != "" {
-			t.Errorf("%s: notice %s was not delivered: %s", in.id, n.Kind, n.Error)
+			fail("%s: notice %s was not delivered: %s", in.id, n.Kind, n.Error)
 		}
 	}
 	// Approval and reminder race by design; the set is what matters.
 	if got, want := sortedKinds(kinds), sortedKinds(in.wantNotices); !slices.Equal(got, want) {
-		t.Errorf("%s: notices %v, want %v", in.id, kinds, want)
+		fail("%s: notices %v, want %v", in.id, kinds, want)
 	}
 	if len(view.Upcoming) != 0 {
-		t.Errorf("%s closed with notices still upcoming: %v", in.id, view.Upcoming)
+		fail("%s closed with notices still upcoming: %v", in.id, view.Upcoming)
 	}
 	if in.approve && view.ApprovedBy != in.admins[len(in.admins)-1] {
-		t.Errorf("%s: approved by %q, want %q", in.id, view.ApprovedBy, in.admins[len(in.admins)-1])
+		fail("%s: approved by %q, want %q", in.id, view.ApprovedBy, in.admins[len(in.admins)-1])
 	}
+	return ok
+}
+
+// logHistory logs the events of a workflow that did not end as expected:
+// the order of activities, timers and Updates shows what raced.
+func logHistory(t *testing.T, ctx context.Context, c client.Client, workflowID string) {
+	t.Helper()
+	events := c.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var lines []string
+	for events.HasNext() {
+		event, err := events.Next()
+		if err != nil {
+			t.Logf("history of %s: %v", workflowID, err)
+			return
+		}
+		line := fmt.Sprintf("%3d %s %s", event.GetEventId(), event.GetEventTime().AsTime().Format("15:04:05.000"), event.GetEventType())
+		switch {
+		case event.GetActivityTaskScheduledEventAttributes() != nil:
+			line += " " + event.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		case event.GetWorkflowExecutionUpdateAcceptedEventAttributes() != nil:
+			line += " " + event.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName()
+		case event.GetWorkflowTaskFailedEventAttributes() != nil:
+			attrs := event.GetWorkflowTaskFailedEventAttributes()
+			line += fmt.Sprintf(" %s: %s", attrs.GetCause(), attrs.GetFailure().GetMessage())
+		case event.GetWorkflowTaskTimedOutEventAttributes() != nil:
+			line += " " + event.GetWorkflowTaskTimedOutEventAttributes().GetTimeoutType().String()
+		}
+		lines = append(lines, line)
+	}
+	t.Logf("history of %s:\n%s", workflowID, strings.Join(lines, "\n"))
 }
 
 func sortedKinds(kinds []workflows.NoticeKind) []workflows.NoticeKind {
@@ -483,9 +528,11 @@ func checkDatabase(t *testing.T, dbURL string, fleet []e2eInstance) {
 }
 
 // checkEmails checks the mail SendGrid received: one request per notice
-// that has an email, never two for the same (workflow, kind), each to the
-// audience its kind addresses, each recorded as sent in the outbox.
-func checkEmails(t *testing.T, dbURL string, fleet []e2eInstance, mails []fakeMail) {
+// that has an email, never two for the same outbox key (workflow, kind,
+// slot) read back from custom_args, each about the slot its kind concerns,
+// each to the audience its kind addresses, each recorded as sent in the
+// outbox.
+func checkEmails(t *testing.T, dbURL string, schedule e2eSchedule, fleet []e2eInstance, mails []fakeMail) {
 	t.Helper()
 	byInstance := map[string]e2eInstance{}
 	wantKinds := map[string][]workflows.NoticeKind{}
@@ -497,22 +544,30 @@ func checkEmails(t *testing.T, dbURL string, fleet []e2eInstance, mails []fakeMa
 			}
 		}
 	}
-	// No reschedule succeeds in this run, so each notice has one slot and
-	// (workflow, kind) is the outbox key (workflow, kind, slot).
-	seen := map[string]string{}
+	sent := map[string]string{} // outbox key -> message ID
 	gotKinds := map[string][]workflows.NoticeKind{}
 	for _, m := range mails {
-		key := m.WorkflowID + " " + string(m.Kind)
-		if first, dup := seen[key]; dup {
-			t.Errorf("notice %s of %s sent twice (messages %s and %s)", m.Kind, m.WorkflowID, first, m.MessageID)
+		key := m.WorkflowID + " " + string(m.Kind) + " " + m.SlotStart
+		if first, dup := sent[key]; dup {
+			t.Errorf("notice %s of %s for the slot at %s sent twice (messages %s and %s)", m.Kind, m.WorkflowID, m.SlotStart, first, m.MessageID)
 		}
-		seen[key] = m.MessageID
+		sent[key] = m.MessageID
 		in, ok := byInstance[m.InstanceID]
 		if !ok || m.WorkflowID != workflows.WorkflowID(m.InstanceID, e2eVersion) || m.TargetVersion != e2eVersion {
 			t.Errorf("mail with unexpected custom_args: instance %q, workflow %q, version %q", m.InstanceID, m.WorkflowID, m.TargetVersion)
 			continue
 		}
 		gotKinds[in.id] = append(gotKinds[in.id], m.Kind)
+
+		slot := schedule.primary
+		switch {
+		case m.Kind == workflows.NoticeFallback, m.Kind == workflows.NoticeFailed,
+			m.Kind == workflows.NoticeSucceeded && len(in.wantAttempts) > 1:
+			slot = schedule.secondary
+		}
+		if m.SlotStart != slot.Format(time.RFC3339) {
+			t.Errorf("%s of %s is about the slot at %s, want %s", m.Kind, in.id, m.SlotStart, slot.Format(time.RFC3339))
+		}
 		audience := append(slices.Clone(in.admins), in.extra...)
 		if m.Kind == workflows.NoticeSucceeded {
 			audience = append(slices.Clone(in.admins), in.users...)
@@ -528,16 +583,21 @@ func checkEmails(t *testing.T, dbURL string, fleet []e2eInstance, mails []fakeMa
 	}
 
 	conn := e2eConnect(t, dbURL)
-	rows, err := conn.Query(context.Background(), "SELECT workflow_id, kind, state, coalesce(message_id, '') FROM notification_outbox")
+	rows, err := conn.Query(context.Background(),
+		"SELECT workflow_id, kind, slot_start, state, coalesce(message_id, '') FROM notification_outbox")
 	if err != nil {
 		t.Fatal(err)
 	}
 	outbox := 0
-	var workflowID, kind, state, messageID string
-	_, err = pgx.ForEachRow(rows, []any{&workflowID, &kind, &state, &messageID}, func() error {
+	var (
+		workflowID, kind, state, messageID string
+		slotStart                          time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&workflowID, &kind, &slotStart, &state, &messageID}, func() error {
 		outbox++
-		if sent, ok := seen[workflowID+" "+kind]; state != "sent" || !ok || sent != messageID {
-			t.Errorf("outbox row %s %s: state %s, message %q; SendGrid got message %q", workflowID, kind, state, messageID, sent)
+		key := workflowID + " " + kind + " " + slotStart.UTC().Format(time.RFC3339)
+		if got, ok := sent[key]; state != "sent" || !ok || got != messageID {
+			t.Errorf("outbox row %s: state %s, message %q; SendGrid got message %q", key, state, messageID, got)
 		}
 		return nil
 	})
@@ -867,6 +927,7 @@ type fakeMail struct {
 	InstanceID    string
 	TargetVersion string
 	Kind          workflows.NoticeKind
+	SlotStart     string // RFC 3339, UTC
 	Recipients    []string
 	Subject       string
 }
@@ -931,11 +992,12 @@ func (f *fakeSendGrid) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		InstanceID:    body.CustomArgs["instance_id"],
 		TargetVersion: body.CustomArgs["target_version"],
 		Kind:          workflows.NoticeKind(body.CustomArgs["notice"]),
+		SlotStart:     body.CustomArgs["slot_start"],
 		Subject:       body.Subject,
 	}
 	switch {
-	case m.WorkflowID == "" || m.InstanceID == "" || m.TargetVersion == "" || m.Kind == "":
-		refuse(http.StatusBadRequest, fmt.Sprintf("custom_args lack workflow_id, instance_id, target_version or notice: %v", body.CustomArgs))
+	case m.WorkflowID == "" || m.InstanceID == "" || m.TargetVersion == "" || m.Kind == "" || m.SlotStart == "":
+		refuse(http.StatusBadRequest, fmt.Sprintf("custom_args lack workflow_id, instance_id, target_version, notice or slot_start: %v", body.CustomArgs))
 		return
 	case m.Subject == "" || len(body.Content) != 2 || body.Content[0].Type != "text/plain" || body.Content[1].Type != "text/html":
 		refuse(http.StatusBadRequest, fmt.Sprintf("%s of %s: want a subject and text/plain then text/html content", m.Kind, m.WorkflowID))
@@ -955,4 +1017,124 @@ func (f *fakeSendGrid) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	w.Header().Set("X-Message-Id", m.MessageID)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// TestApproveDeliveredWithTheFirstWorkflowTaskIsKept guards against a race
+// the end-to-end run hit: an admin approves right after the rollout, before
+// a worker has run the new workflow's first task. The Approve then arrives
+// with that task; the SDK queues it until its handler is registered and
+// runs it at registration (setup yields to it), before the main flow's
+// first step. Before commit 70edfa4 that step, the "scheduled"
+// announcement, set the status back to Scheduled: the approval was lost and
+// the update declined at its slot although the admin had been sent the
+// confirmation. Only a real server delivers an Update with the first
+// workflow task; here no worker polls until the server has admitted the
+// Approve, so it always does. The approval must hold in the worker that ran
+// the workflow and in one that replays it.
+func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
+	clearConfigEnvironment(t)
+	c, _ := startTemporal(t)
+	mustRun(t, "setup")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	const (
+		queue    = "e2e-first-task"
+		admin    = "ann@acme.example"
+		updateID = "approve-before-the-first-workflow-task"
+	)
+	now := time.Now().UTC().Truncate(time.Second)
+	in := workflows.Input{
+		Instance:       workflows.Instance{ID: "acme-prod", Name: "Acme Production", TenantID: "acme", Kind: "production", Region: "emea", TimeZone: "Europe/Berlin"},
+		Admins:         []string{admin},
+		CurrentVersion: "9.1.0",
+		TargetVersion:  e2eVersion,
+		PrimaryStart:   now.Add(time.Hour),
+		SecondaryStart: now.Add(2 * time.Hour),
+		Releases:       []workflows.ReleaseOption{{Version: e2eVersion, PeriodStart: now, PeriodEnd: now.Add(4 * time.Hour)}},
+		WindowLength:   10 * time.Minute,
+	}
+	id := workflows.WorkflowID(in.Instance.ID, in.TargetVersion)
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, workflows.WorkflowType, in); err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+	type outcome struct {
+		view workflows.StatusView
+		err  error
+	}
+	approved := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID: id, UpdateID: updateID, UpdateName: workflows.UpdateApprove,
+			Args: []any{workflows.ApproveInput{Admin: admin}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if o.err = err; err == nil {
+			o.err = handle.Get(ctx, &o.view)
+		}
+		approved <- o
+	}()
+	e2eWaitFor(t, ctx, "the server to admit the Approve", func() (bool, string) {
+		pollCtx, cancelPoll := context.WithTimeout(ctx, 2*time.Second)
+		defer cancelPoll()
+		_, err := c.WorkflowService().PollWorkflowExecutionUpdate(pollCtx, &workflowservice.PollWorkflowExecutionUpdateRequest{
+			Namespace:  "default",
+			UpdateRef:  &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}, UpdateId: updateID},
+			WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enums.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+
+	first := startStubWorker(t, c, queue)
+
+	o := <-approved
+	if o.err != nil || o.view.Status != workflows.StatusApproved {
+		t.Fatalf("Approve: status %s, error %v; want %s", o.view.Status, o.err, workflows.StatusApproved)
+	}
+	// Once the main flow has announced the schedule, the approval must
+	// still stand, in this worker's cached workflow...
+	e2eWaitFor(t, ctx, "the scheduled notice of "+id, func() (bool, string) {
+		view := queryStatus(t, ctx, c, id)
+		for _, n := range view.Notices {
+			if n.Kind == workflows.NoticeScheduled {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("notices so far: %v", view.Notices)
+	})
+	checkApproved := func(where string) {
+		view := queryStatus(t, ctx, c, id)
+		if view.Status != workflows.StatusApproved || view.ApprovedBy != admin {
+			t.Errorf("%s, %s is %s (approved by %q), want %s by %s; notices in order: %v",
+				where, id, view.Status, view.ApprovedBy, workflows.StatusApproved, admin, view.Notices)
+		}
+	}
+	checkApproved("in the worker that ran it")
+	// ...and in a worker that rebuilds it from its history, as any worker
+	// does after a restart or a cache eviction.
+	first.Stop()
+	startStubWorker(t, c, queue)
+	checkApproved("replayed by a new worker")
+}
+
+// startStubWorker runs ServiceUpdate on queue with the only activities it
+// calls before its primary slot, RecordTransition and SendNotice, stubbed.
+func startStubWorker(t *testing.T, c client.Client, queue string) worker.Worker {
+	t.Helper()
+	w := worker.New(c, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	w.RegisterActivityWithOptions(func(context.Context, workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
+		return workflows.RecordTransitionResult{AuditID: 1}, nil
+	}, activity.RegisterOptions{Name: workflows.ActivityRecordTransition})
+	w.RegisterActivityWithOptions(func(context.Context, workflows.SendNoticeInput) (workflows.SendNoticeResult, error) {
+		return workflows.SendNoticeResult{Recipients: 1}, nil
+	}, activity.RegisterOptions{Name: workflows.ActivitySendNotice})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w
 }
