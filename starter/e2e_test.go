@@ -247,7 +247,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	metricsAddr := e2eFreeAddress(t)
-	worker := startWorker(t, workerBinary, []string{
+	svcWorker := startWorker(t, workerBinary, []string{
 		"EXECUTOR=command",
 		"EXECUTOR_COMMAND='" + command + "'",
 		"EXECUTOR_KILL_GRACE=2s",
@@ -259,7 +259,7 @@ func TestEndToEnd(t *testing.T) {
 		// Read by the update command only; not a worker variable.
 		"E2E_FAILING_ATTEMPTS=" + strings.Join(failing, " "),
 	})
-	worker.waitUntilPolling(t, temporalClient)
+	svcWorker.waitUntilPolling(t, temporalClient)
 
 	mustRun(t, "migrate")
 	mustRun(t, "setup")
@@ -402,7 +402,7 @@ func TestEndToEnd(t *testing.T) {
 	checkListAgreesWithDatabase(t, settle, dbURL)
 	checkMetrics(t, settle, "http://"+metricsAddr+"/metrics", fleet, len(mails))
 
-	worker.stop(t)
+	svcWorker.stop(t)
 	t.Logf("end-to-end run took %s", time.Since(began).Round(time.Second))
 }
 
