@@ -41,8 +41,10 @@ func NewExecutor(cfg config.Config) (Executor, error) {
 		return &CommandExecutor{Argv: cfg.ExecutorArgv, KillGrace: cfg.ExecutorKillGrace}, nil
 	case config.ExecutorSimulated:
 		return &SimulatedExecutor{Duration: cfg.SimulatedDuration, Failures: cfg.SimulatedFailures}, nil
+	case config.ExecutorNone:
+		return nil, fmt.Errorf("EXECUTOR=%s: this worker hosts no executor, so there is none to build", config.ExecutorNone)
 	}
-	return nil, fmt.Errorf("unknown executor %q (accepted: %s or %s)", cfg.Executor, config.ExecutorSimulated, config.ExecutorCommand)
+	return nil, fmt.Errorf("unknown executor %q (accepted: %s, %s or %s)", cfg.Executor, config.ExecutorSimulated, config.ExecutorCommand, config.ExecutorNone)
 }
 
 // RegisterExecutor registers e's ApplyUpdate under its contract name.
@@ -117,6 +119,21 @@ func executorWindowElapsed(in workflows.ApplyUpdateInput, ran time.Duration, out
 	return errors.New(msg)
 }
 
+// commandStoppedForWindow is the error of a command stopped because its
+// window ends: retryable for the same reason as executorWindowElapsed.
+func commandStoppedForWindow(in workflows.ApplyUpdateInput, beforeEnd, ran time.Duration, output string) error {
+	when := "at its end"
+	if beforeEnd > 0 {
+		when = fmt.Sprintf("%s before its end (EXECUTOR_KILL_GRACE) so as to be gone by then", beforeEnd)
+	}
+	msg := fmt.Sprintf("the %s update window ends at %s: the update command was stopped %s, after running for %s",
+		in.Attempt, in.WindowEnd.UTC().Format(time.RFC3339), when, ran.Round(time.Millisecond))
+	if output != "" {
+		msg += "; last output:\n" + output
+	}
+	return errors.New(msg)
+}
+
 // executorOutcome names how an ApplyUpdate ended, for the duration metric.
 func executorOutcome(ctx context.Context, err error, windowEnded bool) string {
 	switch {
@@ -145,9 +162,10 @@ func executorRecordDuration(ctx context.Context, in workflows.ApplyUpdateInput, 
 // less the worker's own configuration variables.
 //
 // The program runs without a shell, in a process group of its own, so that
-// at the window's end or on cancellation everything it started gets SIGTERM
-// and, after KillGrace, SIGKILL. A worker crash makes Temporal run it again
-// after the heartbeat timeout, so the program must be safe to re-run.
+// everything it started gets SIGTERM and, after KillGrace, SIGKILL: on
+// cancellation, and KillGrace before the window's end so that nothing of it
+// runs past the window. A worker crash makes Temporal run it again after
+// the heartbeat timeout, so the program must be safe to re-run.
 type CommandExecutor struct {
 	Argv      []string      // program and arguments (config.SplitCommand)
 	KillGrace time.Duration // SIGTERM to SIGKILL
@@ -205,12 +223,15 @@ func (e *CommandExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyUpd
 	}
 	heartbeat := time.NewTicker(interval)
 	defer heartbeat.Stop()
-	windowEnd := time.NewTimer(time.Until(in.WindowEnd))
+	stopAt := commandStopTime(started, in.WindowEnd, e.KillGrace)
+	windowEnd := time.NewTimer(time.Until(stopAt))
 	defer windowEnd.Stop()
 	activity.RecordHeartbeat(ctx, executorHeartbeat{Elapsed: "0s"})
 
 	var waitErr error
 	stopped := false
+	// timedOut: the activity's own deadline (the window's end) came first.
+	timedOut := false
 loop:
 	for {
 		select {
@@ -223,14 +244,14 @@ loop:
 			})
 		case <-windowEnd.C:
 			windowEnded, stopped = true, true
-			logger.Warn("Update window ended, stopping the update command", "pid", cmd.Process.Pid)
+			logger.Warn("Update window ending, stopping the update command", "pid", cmd.Process.Pid, "windowEnd", in.WindowEnd, "killGrace", e.KillGrace)
 			waitErr = e.stop(cmd.Process.Pid, exited)
 			break loop
 		case <-ctx.Done():
 			// The activity's deadline is the window's end; a cancellation
 			// comes from the workflow or a stopping worker.
-			windowEnded = errors.Is(ctx.Err(), context.DeadlineExceeded)
-			stopped = true
+			timedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
+			windowEnded, stopped = timedOut, true
 			logger.Warn("Update attempt cancelled, stopping the update command", "pid", cmd.Process.Pid, "reason", ctx.Err())
 			waitErr = e.stop(cmd.Process.Pid, exited)
 			break loop
@@ -240,6 +261,8 @@ loop:
 	tail := output.String()
 	ran := time.Since(started)
 	switch {
+	case windowEnded && !timedOut:
+		err = commandStoppedForWindow(in, in.WindowEnd.Sub(stopAt), ran, tail)
 	case windowEnded:
 		err = executorWindowElapsed(in, ran, tail)
 	case stopped:
@@ -251,6 +274,18 @@ loop:
 		err = commandFailure(cmd.ProcessState, waitErr, tail)
 	}
 	return workflows.ApplyUpdateResult{}, err
+}
+
+// commandStopTime is when a command still running gets SIGTERM: KillGrace
+// before the window's end, so that the SIGKILL after the grace lands at the
+// end at the latest. A command started with less than KillGrace left is
+// given what is left and stopped at the end instead of at once.
+func commandStopTime(started, windowEnd time.Time, killGrace time.Duration) time.Time {
+	stopAt := windowEnd.Add(-killGrace)
+	if !stopAt.After(started) {
+		return windowEnd
+	}
+	return stopAt
 }
 
 // commandInheritedEnvironment is the worker's environment without its own

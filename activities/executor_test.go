@@ -238,39 +238,91 @@ func TestCommandExecutorFailsForGoodOnNonZeroExit(t *testing.T) {
 	}
 }
 
-func TestCommandExecutorKillsTheCommandAtTheWindowEnd(t *testing.T) {
-	env := newExecutorTestEnv(t, worker.Options{})
-	dir := t.TempDir()
-	// The command ignores SIGTERM (and so does its child), so only the
-	// SIGKILL after the grace period ends it.
-	script := `trap '' TERM
+// A command still running as its window ends gets SIGTERM EXECUTOR_KILL_GRACE
+// before the end, so that even one ignoring SIGTERM is killed, with all it
+// started, by the end and not a grace period past it.
+func TestCommandExecutorIsGoneByTheWindowEnd(t *testing.T) {
+	const (
+		ignoreTerm = `trap '' TERM
 	sleep 1000 & echo $! > "$1/child"
 	echo $$ > "$1/leader"
 	echo "updating"
 	wait`
-	window := 1500 * time.Millisecond
-	started := time.Now()
-	_, err := env.run(executorShell(script, dir), executorTestInput(started.Add(window)))
-	took := time.Since(started)
-	if err == nil {
-		t.Fatal("a command running past its window succeeded")
+		exitOnTerm = `sleep 1000 & echo $! > "$1/child"
+	echo $$ > "$1/leader"
+	echo "updating"
+	wait`
+	)
+	for _, tt := range []struct {
+		name        string
+		script      string
+		window      time.Duration // from the start of the activity to the window's end
+		grace       time.Duration
+		earliest    time.Duration // the activity returns no earlier
+		latest      time.Duration // and no later
+		wantStopped string
+	}{
+		// SIGTERM at 800ms is ignored, SIGKILL at 1.6s: gone at the end,
+		// where stopping at the end would have taken until 2.4s.
+		{"ignoring SIGTERM, killed at the end", ignoreTerm, 1600 * time.Millisecond, 800 * time.Millisecond,
+			1600 * time.Millisecond, 2000 * time.Millisecond, "stopped 800ms before its end (EXECUTOR_KILL_GRACE)"},
+		// SIGTERM at 800ms ends it then, well before the window does.
+		{"exiting on SIGTERM, gone a grace before the end", exitOnTerm, 1600 * time.Millisecond, 800 * time.Millisecond,
+			800 * time.Millisecond, 1200 * time.Millisecond, "stopped 800ms before its end (EXECUTOR_KILL_GRACE)"},
+		// With less time left than the grace, the command still gets the
+		// time that is left rather than being stopped as it starts.
+		{"less time left than the grace, stopped at the end", exitOnTerm, 400 * time.Millisecond, 2 * time.Second,
+			400 * time.Millisecond, 1400 * time.Millisecond, "stopped at its end"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newExecutorTestEnv(t, worker.Options{})
+			dir := t.TempDir()
+			executor := executorShell(tt.script, dir)
+			executor.KillGrace = tt.grace
+			started := time.Now()
+			_, err := env.run(executor, executorTestInput(started.Add(tt.window)))
+			took := time.Since(started)
+			if err == nil {
+				t.Fatal("a command running past its window succeeded")
+			}
+			appErr := executorAppError(t, err)
+			if appErr.NonRetryable() {
+				t.Error("the window error is non-retryable; the schedule-to-close timeout is what ends the attempt")
+			}
+			if msg := appErr.Message(); !strings.Contains(msg, "update window ends at") || !strings.Contains(msg, tt.wantStopped) ||
+				!strings.HasSuffix(msg, "last output:\nupdating") {
+				t.Errorf("message %q does not say the command was %s, with its output", msg, tt.wantStopped)
+			}
+			if took < tt.earliest || took > tt.latest {
+				t.Errorf("returned after %s, want between %s and %s (window %s, kill grace %s)", took, tt.earliest, tt.latest, tt.window, tt.grace)
+			}
+			for _, name := range []string{"leader", "child"} {
+				// SIGKILL is sent before ApplyUpdate returns; the kernel
+				// takes a moment to end a process it did not wait for.
+				pid := executorReadPID(t, dir, name)
+				executorWaitFor(t, time.Second, name+" process gone", func() bool { return executorProcessGone(pid) })
+			}
+			if got := env.durations(workflows.SlotPrimary, workflows.OutcomeWindowElapsed); got != 1 {
+				t.Errorf("recorded %d window-elapsed durations, want 1", got)
+			}
+		})
 	}
-	appErr := executorAppError(t, err)
-	if appErr.NonRetryable() {
-		t.Error("the window-elapsed error is non-retryable; the schedule-to-close timeout is what ends the attempt")
-	}
-	if !strings.Contains(appErr.Message(), "update window ended at") || !strings.HasSuffix(appErr.Message(), "last output:\nupdating") {
-		t.Errorf("message %q does not say the window ended with the output", appErr.Message())
-	}
-	if took < window {
-		t.Errorf("returned after %s, before the window's end", took)
-	}
-	for _, name := range []string{"leader", "child"} {
-		pid := executorReadPID(t, dir, name)
-		executorWaitFor(t, 5*time.Second, name+" process gone", func() bool { return executorProcessGone(pid) })
-	}
-	if got := env.durations(workflows.SlotPrimary, workflows.OutcomeWindowElapsed); got != 1 {
-		t.Errorf("recorded %d window-elapsed durations, want 1", got)
+}
+
+func TestCommandStopTime(t *testing.T) {
+	start := time.Date(2030, 3, 29, 1, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name            string
+		windowEnd, want time.Time
+		grace           time.Duration
+	}{
+		{"grace before the end", start.Add(12 * time.Hour), start.Add(12*time.Hour - 10*time.Second), 10 * time.Second},
+		{"less left than the grace", start.Add(5 * time.Second), start.Add(5 * time.Second), 10 * time.Second},
+		{"exactly the grace left", start.Add(10 * time.Second), start.Add(10 * time.Second), 10 * time.Second},
+	} {
+		if got := commandStopTime(start, tt.windowEnd, tt.grace); !got.Equal(tt.want) {
+			t.Errorf("%s: stop at %s, want %s", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -465,6 +517,10 @@ func TestNewExecutor(t *testing.T) {
 	simulated, err := NewExecutor(config.Config{Executor: config.ExecutorSimulated, SimulatedDuration: time.Minute})
 	if s, ok := simulated.(*SimulatedExecutor); err != nil || !ok || s.Duration != time.Minute {
 		t.Errorf("simulated executor: %#v, %v", simulated, err)
+	}
+	if none, err := NewExecutor(config.Config{Executor: config.ExecutorNone}); none != nil || err == nil ||
+		!strings.Contains(err.Error(), "EXECUTOR=none: this worker hosts no executor") {
+		t.Errorf("EXECUTOR=none built %#v, %v; want no executor and an error saying so", none, err)
 	}
 }
 

@@ -44,18 +44,19 @@ type Config struct {
 	UpdateWindow    time.Duration   `envconfig:"UPDATE_WINDOW" desc:"length of each update window for new updates" accepted:"a positive duration, such as 12h or 90m"`
 	SecondaryMinGap time.Duration   `envconfig:"SECONDARY_MIN_GAP" default:"24h" desc:"least time between the end of the primary window and the secondary slot" accepted:"a non-negative duration, such as 24h"`
 
-	Executor          ExecutorKind      `envconfig:"EXECUTOR" default:"simulated" desc:"how ApplyUpdate runs an update: simulated or command" accepted:"simulated or command"`
-	ExecutorCommand   string            `envconfig:"EXECUTOR_COMMAND" desc:"program and arguments run by the command executor, split like a shell would (quotes, backslashes) but without a shell" accepted:"a program and its arguments, such as \"/opt/acme/update --verbose\"; required with EXECUTOR=command"`
-	ExecutorKillGrace time.Duration     `envconfig:"EXECUTOR_KILL_GRACE" default:"10s" desc:"time between SIGTERM and SIGKILL when an update command is stopped at the window's end" accepted:"a positive duration, such as 10s"`
-	SimulatedDuration time.Duration     `envconfig:"SIMULATED_DURATION" default:"30s" desc:"how long the simulated executor takes per update" accepted:"a non-negative duration, such as 30s"`
-	SimulatedFailures SimulatedFailures `envconfig:"SIMULATED_FAILURES" desc:"instances whose simulated update fails, and in which attempt" accepted:"comma-separated instance-id:primary|secondary|all, such as acme-prod:primary,acme-test:all"`
+	Executor            ExecutorKind      `envconfig:"EXECUTOR" default:"simulated" desc:"how ApplyUpdate runs an update: simulated (the default, for demos and tests: nothing is updated), command (runs EXECUTOR_COMMAND), or none (this worker hosts no executor; another worker polls its task queue)" accepted:"simulated, command or none"`
+	ExecutorCommand     string            `envconfig:"EXECUTOR_COMMAND" desc:"program and arguments run by the command executor, split like a shell would (quotes, backslashes) but without a shell" accepted:"a program and its arguments, such as \"/opt/acme/update --verbose\"; required with EXECUTOR=command"`
+	ExecutorKillGrace   time.Duration     `envconfig:"EXECUTOR_KILL_GRACE" default:"10s" desc:"time between SIGTERM and SIGKILL when an update command is stopped; SIGTERM comes this long before the window's end so the command is gone by then" accepted:"a positive duration, such as 10s"`
+	ExecutorStopTimeout time.Duration     `envconfig:"EXECUTOR_STOP_TIMEOUT" default:"10m" desc:"how long a stopping worker lets in-flight updates finish before they are cancelled (stopping the update command) and retried elsewhere; give the process manager's stop grace at least this much" accepted:"a non-negative duration, such as 10m"`
+	SimulatedDuration   time.Duration     `envconfig:"SIMULATED_DURATION" default:"30s" desc:"how long the simulated executor takes per update" accepted:"a non-negative duration, such as 30s"`
+	SimulatedFailures   SimulatedFailures `envconfig:"SIMULATED_FAILURES" desc:"instances whose simulated update fails, and in which attempt" accepted:"comma-separated instance-id:primary|secondary|all, such as acme-prod:primary,acme-test:all"`
 
 	LogFormat LogFormat  `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json" accepted:"text or json"`
 	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"least level logged: debug, info, warn or error" accepted:"debug, info, warn or error"`
 
 	MetricsAddr       string        `envconfig:"METRICS_ADDR" default:":9090" desc:"address of the Prometheus /metrics endpoint; empty disables it" accepted:"host:port or :port, such as :9090, or empty"`
 	ConnectTimeout    time.Duration `envconfig:"CONNECT_TIMEOUT" default:"2m" desc:"how long to wait for Temporal and Postgres to come up at start" accepted:"a positive duration, such as 2m"`
-	WorkerStopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities finish before they are left to be retried" accepted:"a non-negative duration, such as 30s"`
+	WorkerStopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities of TASK_QUEUE (store, notices) finish before they are left to be retried; updates in flight have EXECUTOR_STOP_TIMEOUT" accepted:"a non-negative duration, such as 30s"`
 
 	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
 	ExecutorArgv []string `ignored:"true"`
@@ -79,12 +80,15 @@ const (
 	ExecutorSimulated ExecutorKind = "simulated"
 	// ExecutorCommand runs EXECUTOR_COMMAND.
 	ExecutorCommand ExecutorKind = "command"
+	// ExecutorNone hosts no executor: the provider runs ApplyUpdate in a
+	// worker of its own on workflows.ExecutorTaskQueue.
+	ExecutorNone ExecutorKind = "none"
 )
 
 // Decode implements envconfig.Decoder.
 func (k *ExecutorKind) Decode(value string) error {
 	switch ExecutorKind(value) {
-	case ExecutorSimulated, ExecutorCommand:
+	case ExecutorSimulated, ExecutorCommand, ExecutorNone:
 		*k = ExecutorKind(value)
 		return nil
 	}
@@ -193,6 +197,7 @@ func (c *Config) validate() error {
 		{"SIMULATED_DURATION", c.SimulatedDuration, true},
 		{"CONNECT_TIMEOUT", c.ConnectTimeout, false},
 		{"WORKER_STOP_TIMEOUT", c.WorkerStopTimeout, true},
+		{"EXECUTOR_STOP_TIMEOUT", c.ExecutorStopTimeout, true},
 	} {
 		if d.value < 0 || (d.value == 0 && !d.zeroAllowed) {
 			return invalid(d.name, formatDuration(d.value), "")
@@ -290,6 +295,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("sendgridHost", c.SendGridHost),
 		slog.String("mailFrom", c.MailFrom),
 		slog.String("executor", string(c.Executor)),
+		slog.Duration("executorStopTimeout", c.ExecutorStopTimeout),
+		slog.Duration("workerStopTimeout", c.WorkerStopTimeout),
 		slog.String("metricsAddr", c.MetricsAddr),
 	)
 }

@@ -3,9 +3,14 @@ package config
 import (
 	"bytes"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,23 +37,24 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load with an empty environment: %v", err)
 	}
 	want := Config{
-		TemporalAddress:   "localhost:7233",
-		TemporalNamespace: "default",
-		TaskQueue:         workflows.TaskQueue,
-		DatabaseURL:       "postgres://postgres@127.0.0.1:5432/svcupdate?sslmode=disable",
-		SendGridHost:      "https://api.sendgrid.com",
-		MailFrom:          "svcupdate <updates@example.com>",
-		ReminderOffsets:   workflows.DefaultReminderOffsets,
-		UpdateWindow:      workflows.DefaultWindowLength,
-		SecondaryMinGap:   24 * time.Hour,
-		Executor:          ExecutorSimulated,
-		ExecutorKillGrace: 10 * time.Second,
-		SimulatedDuration: 30 * time.Second,
-		LogFormat:         LogFormatText,
-		LogLevel:          slog.LevelInfo,
-		MetricsAddr:       ":9090",
-		ConnectTimeout:    2 * time.Minute,
-		WorkerStopTimeout: 30 * time.Second,
+		TemporalAddress:     "localhost:7233",
+		TemporalNamespace:   "default",
+		TaskQueue:           workflows.TaskQueue,
+		DatabaseURL:         "postgres://postgres@127.0.0.1:5432/svcupdate?sslmode=disable",
+		SendGridHost:        "https://api.sendgrid.com",
+		MailFrom:            "svcupdate <updates@example.com>",
+		ReminderOffsets:     workflows.DefaultReminderOffsets,
+		UpdateWindow:        workflows.DefaultWindowLength,
+		SecondaryMinGap:     24 * time.Hour,
+		Executor:            ExecutorSimulated,
+		ExecutorKillGrace:   10 * time.Second,
+		ExecutorStopTimeout: 10 * time.Minute,
+		SimulatedDuration:   30 * time.Second,
+		LogFormat:           LogFormatText,
+		LogLevel:            slog.LevelInfo,
+		MetricsAddr:         ":9090",
+		ConnectTimeout:      2 * time.Minute,
+		WorkerStopTimeout:   30 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -58,26 +64,27 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadReadsEveryVariable(t *testing.T) {
 	clearEnv(t)
 	for name, value := range map[string]string{
-		"TEMPORAL_ADDRESS":    "temporal:7233",
-		"TEMPORAL_NAMESPACE":  "fleet",
-		"TASK_QUEUE":          "updates-eu",
-		"DATABASE_URL":        "postgres://svc:secret@db:5432/svc",
-		"SENDGRID_API_KEY":    "SG.key",
-		"SENDGRID_HOST":       "http://127.0.0.1:8025",
-		"MAIL_FROM":           "Ops <ops@acme.test>",
-		"REMINDER_OFFSETS":    "10m,5m,0s",
-		"UPDATE_WINDOW":       "90s",
-		"SECONDARY_MIN_GAP":   "0s",
-		"EXECUTOR":            "command",
-		"EXECUTOR_COMMAND":    `/opt/acme/update --note "two words" 'it''s'`,
-		"EXECUTOR_KILL_GRACE": "2s",
-		"SIMULATED_DURATION":  "0s",
-		"SIMULATED_FAILURES":  "acme-prod:primary, acme-test:all",
-		"LOG_FORMAT":          "json",
-		"LOG_LEVEL":           "debug",
-		"METRICS_ADDR":        "",
-		"CONNECT_TIMEOUT":     "5s",
-		"WORKER_STOP_TIMEOUT": "1m",
+		"TEMPORAL_ADDRESS":      "temporal:7233",
+		"TEMPORAL_NAMESPACE":    "fleet",
+		"TASK_QUEUE":            "updates-eu",
+		"DATABASE_URL":          "postgres://svc:secret@db:5432/svc",
+		"SENDGRID_API_KEY":      "SG.key",
+		"SENDGRID_HOST":         "http://127.0.0.1:8025",
+		"MAIL_FROM":             "Ops <ops@acme.test>",
+		"REMINDER_OFFSETS":      "10m,5m,0s",
+		"UPDATE_WINDOW":         "90s",
+		"SECONDARY_MIN_GAP":     "0s",
+		"EXECUTOR":              "command",
+		"EXECUTOR_COMMAND":      `/opt/acme/update --note "two words" 'it''s'`,
+		"EXECUTOR_KILL_GRACE":   "2s",
+		"EXECUTOR_STOP_TIMEOUT": "45m",
+		"SIMULATED_DURATION":    "0s",
+		"SIMULATED_FAILURES":    "acme-prod:primary, acme-test:all",
+		"LOG_FORMAT":            "json",
+		"LOG_LEVEL":             "debug",
+		"METRICS_ADDR":          "",
+		"CONNECT_TIMEOUT":       "5s",
+		"WORKER_STOP_TIMEOUT":   "1m",
 	} {
 		t.Setenv(name, value)
 	}
@@ -86,24 +93,25 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		TemporalAddress:   "temporal:7233",
-		TemporalNamespace: "fleet",
-		TaskQueue:         "updates-eu",
-		DatabaseURL:       "postgres://svc:secret@db:5432/svc",
-		SendGridAPIKey:    "SG.key",
-		SendGridHost:      "http://127.0.0.1:8025",
-		MailFrom:          "Ops <ops@acme.test>",
-		ReminderOffsets:   []time.Duration{10 * time.Minute, 5 * time.Minute, 0},
-		UpdateWindow:      90 * time.Second,
-		Executor:          ExecutorCommand,
-		ExecutorCommand:   `/opt/acme/update --note "two words" 'it''s'`,
-		ExecutorArgv:      []string{"/opt/acme/update", "--note", "two words", "its"},
-		ExecutorKillGrace: 2 * time.Second,
-		SimulatedFailures: SimulatedFailures{"acme-prod": FailPrimary, "acme-test": FailAll},
-		LogFormat:         LogFormatJSON,
-		LogLevel:          slog.LevelDebug,
-		ConnectTimeout:    5 * time.Second,
-		WorkerStopTimeout: time.Minute,
+		TemporalAddress:     "temporal:7233",
+		TemporalNamespace:   "fleet",
+		TaskQueue:           "updates-eu",
+		DatabaseURL:         "postgres://svc:secret@db:5432/svc",
+		SendGridAPIKey:      "SG.key",
+		SendGridHost:        "http://127.0.0.1:8025",
+		MailFrom:            "Ops <ops@acme.test>",
+		ReminderOffsets:     []time.Duration{10 * time.Minute, 5 * time.Minute, 0},
+		UpdateWindow:        90 * time.Second,
+		Executor:            ExecutorCommand,
+		ExecutorCommand:     `/opt/acme/update --note "two words" 'it''s'`,
+		ExecutorArgv:        []string{"/opt/acme/update", "--note", "two words", "its"},
+		ExecutorKillGrace:   2 * time.Second,
+		ExecutorStopTimeout: 45 * time.Minute,
+		SimulatedFailures:   SimulatedFailures{"acme-prod": FailPrimary, "acme-test": FailAll},
+		LogFormat:           LogFormatJSON,
+		LogLevel:            slog.LevelDebug,
+		ConnectTimeout:      5 * time.Second,
+		WorkerStopTimeout:   time.Minute,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("loaded:\n got %+v\nwant %+v", cfg, want)
@@ -126,6 +134,7 @@ func TestLoadRejects(t *testing.T) {
 		{"zero kill grace", map[string]string{"EXECUTOR_KILL_GRACE": "0s"}, "EXECUTOR_KILL_GRACE", []string{"positive"}},
 		{"zero connect timeout", map[string]string{"CONNECT_TIMEOUT": "0s"}, "CONNECT_TIMEOUT", []string{"positive"}},
 		{"negative stop timeout", map[string]string{"WORKER_STOP_TIMEOUT": "-1s"}, "WORKER_STOP_TIMEOUT", []string{`"-1s"`}},
+		{"negative executor stop timeout", map[string]string{"EXECUTOR_STOP_TIMEOUT": "-10m"}, "EXECUTOR_STOP_TIMEOUT", []string{`"-10m"`, "non-negative"}},
 		{"unparsable offset", map[string]string{"REMINDER_OFFSETS": "720h,7d"}, "REMINDER_OFFSETS", []string{`"720h,7d"`, "comma-separated"}},
 		{"negative offset", map[string]string{"REMINDER_OFFSETS": "720h,-24h"}, "REMINDER_OFFSETS", []string{"offset -24h0m0s is negative"}},
 		{"no offsets", map[string]string{"REMINDER_OFFSETS": ""}, "REMINDER_OFFSETS", []string{"no offsets"}},
@@ -142,7 +151,7 @@ func TestLoadRejects(t *testing.T) {
 		{"SendGrid host without scheme", map[string]string{"SENDGRID_HOST": "api.sendgrid.com"}, "SENDGRID_HOST", []string{"http or https URL"}},
 		{"SendGrid host with another scheme", map[string]string{"SENDGRID_HOST": "ftp://api.sendgrid.com"}, "SENDGRID_HOST", []string{`"ftp://api.sendgrid.com"`}},
 		{"sender without address", map[string]string{"MAIL_FROM": "svcupdate"}, "MAIL_FROM", []string{"not an email address"}},
-		{"unknown executor", map[string]string{"EXECUTOR": "ansible"}, "EXECUTOR", []string{`EXECUTOR="ansible"`, "simulated or command"}},
+		{"unknown executor", map[string]string{"EXECUTOR": "ansible"}, "EXECUTOR", []string{`EXECUTOR="ansible"`, "simulated, command or none"}},
 		{"command executor without command", map[string]string{"EXECUTOR": "command"}, "EXECUTOR_COMMAND", []string{"EXECUTOR=command needs a command"}},
 		{"command of blanks", map[string]string{"EXECUTOR": "command", "EXECUTOR_COMMAND": "   "}, "EXECUTOR_COMMAND", []string{"needs a command"}},
 		{"unterminated quote", map[string]string{"EXECUTOR_COMMAND": `update "--all`}, "EXECUTOR_COMMAND", []string{`unterminated " quote`}},
@@ -191,6 +200,74 @@ func TestLoadRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// EXECUTOR=none is for workers whose executor runs elsewhere: it needs no
+// EXECUTOR_COMMAND, and a zero EXECUTOR_STOP_TIMEOUT is accepted.
+func TestLoadExecutorNone(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("EXECUTOR", "none")
+	t.Setenv("EXECUTOR_STOP_TIMEOUT", "0s")
+	cfg, err := Load()
+	if err != nil {
+		t.Fatalf("Load with EXECUTOR=none: %v", err)
+	}
+	if cfg.Executor != ExecutorNone || cfg.ExecutorStopTimeout != 0 || cfg.ExecutorArgv != nil {
+		t.Errorf("loaded executor %q, stop timeout %s, argv %q; want none, 0s, no command", cfg.Executor, cfg.ExecutorStopTimeout, cfg.ExecutorArgv)
+	}
+}
+
+// The attempt names of SIMULATED_FAILURES are the contract's slot roles,
+// written once in package workflows and never again here.
+func TestSlotRolesAreNotRepeated(t *testing.T) {
+	roles := map[string]bool{string(workflows.SlotPrimary): true, string(workflows.SlotSecondary): true}
+	for _, literal := range packageStringLiterals(t, ".") {
+		if roles[literal.value] {
+			t.Errorf("%s repeats the slot role %q; use workflows.SlotPrimary or workflows.SlotSecondary", literal.position, literal.value)
+		}
+	}
+}
+
+type stringLiteral struct {
+	position string
+	value    string
+}
+
+// packageStringLiterals returns every string literal of the non-test Go
+// files in dir.
+func packageStringLiterals(t *testing.T, dir string) []stringLiteral {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var literals []stringLiteral
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			value, err := strconv.Unquote(lit.Value)
+			if err != nil {
+				t.Fatalf("%s: %v", fset.Position(lit.Pos()), err)
+			}
+			literals = append(literals, stringLiteral{position: fset.Position(lit.Pos()).String(), value: value})
+			return true
+		})
+	}
+	if len(literals) == 0 {
+		t.Fatalf("no string literals found in %s", dir)
+	}
+	return literals
 }
 
 func TestSimulatedFailuresFails(t *testing.T) {
@@ -253,12 +330,13 @@ func TestVariablesAndUsage(t *testing.T) {
 		byName[v.Name] = v
 	}
 	for name, wantDefault := range map[string]string{
-		"TEMPORAL_ADDRESS": "localhost:7233",
-		"TASK_QUEUE":       workflows.TaskQueue,
-		"REMINDER_OFFSETS": "2160h,720h,360h,168h,0s",
-		"UPDATE_WINDOW":    "12h",
-		"EXECUTOR":         "simulated",
-		"SENDGRID_API_KEY": "",
+		"TEMPORAL_ADDRESS":      "localhost:7233",
+		"TASK_QUEUE":            workflows.TaskQueue,
+		"REMINDER_OFFSETS":      "2160h,720h,360h,168h,0s",
+		"UPDATE_WINDOW":         "12h",
+		"EXECUTOR":              "simulated",
+		"EXECUTOR_STOP_TIMEOUT": "10m",
+		"SENDGRID_API_KEY":      "",
 	} {
 		v, ok := byName[name]
 		if !ok {

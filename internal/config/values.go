@@ -13,10 +13,11 @@ import (
 // executor fails.
 type FailingAttempts string
 
+// primary and secondary are the workflow contract's slot roles; all is both.
 const (
-	FailPrimary   FailingAttempts = "primary"
-	FailSecondary FailingAttempts = "secondary"
-	FailAll       FailingAttempts = "all"
+	FailPrimary   = FailingAttempts(workflows.SlotPrimary)
+	FailSecondary = FailingAttempts(workflows.SlotSecondary)
+	FailAll       = FailingAttempts("all")
 )
 
 // SimulatedFailures maps an instance ID to the attempts the simulated
