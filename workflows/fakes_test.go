@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,12 +17,17 @@ import (
 type fakeActivities struct {
 	mu          sync.Mutex
 	transitions []RecordTransitionInput
-	notices     []SendNoticeInput
+	notices     []SendNoticeInput // in the order the workflow scheduled them
+	noticeSeqs  []int64           // the activity ID (schedule sequence) of each
 	bookings    []BookSlotsInput
 	releases    []ReleaseSlotsInput
 	versions    []RecordVersionInput
 	applies     []ApplyUpdateInput
 	applyQueues []string
+	// executing holds the instances whose ApplyUpdate is running;
+	// releasedUnderExecutor the ones whose slots were released meanwhile.
+	executing             map[string]bool
+	releasedUnderExecutor []string
 
 	// Outcome hooks; nil means success.
 	applyUpdate func(ctx context.Context, in ApplyUpdateInput) error
@@ -54,10 +61,19 @@ func (f *fakeActivities) RecordTransition(_ context.Context, in RecordTransition
 	return RecordTransitionResult{AuditID: int64(len(f.transitions))}, nil
 }
 
-func (f *fakeActivities) SendNotice(_ context.Context, in SendNoticeInput) (SendNoticeResult, error) {
+// SendNotice keeps the notices in scheduling order: the workflow no longer
+// waits for one notice before the next, so their activities may run in any
+// order, but their activity IDs are the workflow's schedule sequence.
+func (f *fakeActivities) SendNotice(ctx context.Context, in SendNoticeInput) (SendNoticeResult, error) {
+	seq, _ := strconv.ParseInt(activity.GetInfo(ctx).ActivityID, 10, 64)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.notices = append(f.notices, in)
+	at := len(f.notices)
+	for at > 0 && f.notices[at-1].WorkflowID == in.WorkflowID && f.noticeSeqs[at-1] > seq {
+		at--
+	}
+	f.notices = slices.Insert(f.notices, at, in)
+	f.noticeSeqs = slices.Insert(f.noticeSeqs, at, seq)
 	if f.sendNotice != nil {
 		if err := f.sendNotice(in); err != nil {
 			return SendNoticeResult{}, err
@@ -82,6 +98,9 @@ func (f *fakeActivities) ReleaseSlots(_ context.Context, in ReleaseSlotsInput) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.releases = append(f.releases, in)
+	if f.executing[in.InstanceID] {
+		f.releasedUnderExecutor = append(f.releasedUnderExecutor, in.InstanceID)
+	}
 	return ReleaseSlotsResult{Released: 2}, nil
 }
 
@@ -96,8 +115,17 @@ func (f *fakeActivities) ApplyUpdate(ctx context.Context, in ApplyUpdateInput) (
 	f.mu.Lock()
 	f.applies = append(f.applies, in)
 	f.applyQueues = append(f.applyQueues, activity.GetInfo(ctx).TaskQueue)
+	if f.executing == nil {
+		f.executing = map[string]bool{}
+	}
+	f.executing[in.InstanceID] = true
 	hook := f.applyUpdate
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.executing[in.InstanceID] = false
+	}()
 	if hook != nil {
 		if err := hook(ctx, in); err != nil {
 			return ApplyUpdateResult{}, err

@@ -75,8 +75,12 @@ type serviceUpdate struct {
 	// overwritten by the announcement nor confirmed before it.
 	announced bool
 	// scheduleVersion changes whenever the primary slot moves, so the main
-	// loop re-arms its timer (the updatabletimer pattern).
+	// loop re-arms its timer (the updatabletimer pattern) and drops a
+	// reminder computed for the old slot.
 	scheduleVersion int
+	// noticesInFlight counts the notices scheduled and not yet settled;
+	// the workflow returns only once it is zero.
+	noticesInFlight int
 }
 
 // setup validates the input, applies defaults and registers every handler
@@ -181,18 +185,9 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) {
 	for {
 		now := workflow.Now(ctx)
-		due, stale, rest := DueReminder(w.reminders, now)
-		if due != nil {
-			w.reminders = rest
-			for _, r := range stale {
-				w.logger.Warn("Reminder skipped: a later one came due at the same time", "kind", r.Kind, "dueAt", r.At)
-			}
-			if due.Offset == 0 && !w.mayRun() {
-				// No day-of notice for an update that will not run; the
-				// not-approved notice follows at once.
-				continue
-			}
-			if err := w.notify(ctx, due.Kind, due.Offset, w.primaryStart, w.primaryStart); err != nil {
+		armed := w.scheduleVersion
+		if due, _, _ := DueReminder(w.reminders, now); due != nil {
+			if err := w.remind(ctx, armed); err != nil {
 				return "", err
 			}
 			continue
@@ -202,7 +197,6 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 			next = w.reminders[0].At
 		}
 		if next.After(now) {
-			armed := w.scheduleVersion
 			if _, err := workflow.AwaitWithTimeout(ctx, next.Sub(now), func() bool {
 				return w.scheduleVersion != armed
 			}); err != nil {
@@ -237,6 +231,35 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 		w.mu.Unlock()
 		return from, err
 	}
+}
+
+// remind sends the reminder due now for the schedule of version armed. It
+// takes the mutex, so a Reschedule that is booking new slots finishes
+// first; if that Reschedule moved the slot, the reminder (computed for the
+// old slot) is dropped and the caller recomputes from the new schedule.
+func (w *serviceUpdate) remind(ctx workflow.Context, armed int) error {
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	if w.scheduleVersion != armed {
+		return nil
+	}
+	due, stale, rest := DueReminder(w.reminders, workflow.Now(ctx))
+	if due == nil {
+		return nil
+	}
+	w.reminders = rest
+	for _, r := range stale {
+		w.logger.Warn("Reminder skipped: a later one came due at the same time", "kind", r.Kind, "dueAt", r.At)
+	}
+	if due.Offset == 0 && !w.mayRun() {
+		// No day-of notice for an update that will not run; the
+		// not-approved notice follows at once.
+		return nil
+	}
+	w.sendNotice(ctx, due.Kind, due.Offset, w.primaryStart, w.primaryStart)
+	return nil
 }
 
 // mayRun reports whether the update runs at its slot without further ado.
@@ -341,6 +364,12 @@ func (w *serviceUpdate) cancel(ctx workflow.Context) (Result, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	from := w.status
 	w.cancelled, w.closing = true, true // no Update is accepted from here on
+	// A Reschedule may be booking right now (BookSlots waits for its
+	// cancellation to be confirmed): release only after it has finished,
+	// or its reservation would outlive the release.
+	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
+		return Result{}, err
+	}
 	if err := w.releaseSlots(dctx); err != nil {
 		w.logger.Error("Slots not released after cancellation", "error", err)
 	}
@@ -353,11 +382,17 @@ func (w *serviceUpdate) cancel(ctx workflow.Context) (Result, error) {
 	return Result{}, cause
 }
 
-// finish counts the outcome and waits until no Update handler is running.
+// finish counts the outcome and waits until no Update handler is running
+// and every notice has settled. The wait is not interrupted by a late
+// cancellation: the outcome is decided, and a cancellation settles the
+// notices it cancels at once.
 func (w *serviceUpdate) finish(ctx workflow.Context) (Result, error) {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{metricTagOutcome: string(w.status)}).
 		Counter(metricUpdatesClosed).Inc(1)
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.Await(dctx, func() bool {
+		return workflow.AllHandlersFinished(dctx) && w.noticesInFlight == 0
+	}); err != nil {
 		return Result{}, err
 	}
 	final := w.in.CurrentVersion
@@ -592,7 +627,7 @@ type change struct {
 	actor   string // default ActorSystem
 	channel string // default ChannelWorkflow
 	detail  string
-	// notice, when set, is sent alongside the audit row.
+	// notice, when set, is scheduled alongside the audit row.
 	notice    NoticeKind
 	slotStart time.Time
 	deadline  time.Time
@@ -600,21 +635,18 @@ type change struct {
 
 // record publishes the current state after a transition from `from`:
 // search attributes and Web UI details, the audit row, and the change's
-// notice (audit and notice concurrently, to keep history short). Activity
-// failures are logged, never fatal; the only error returned is the
-// workflow's cancellation.
+// notice. Audit and notice are scheduled in the same workflow task, in
+// lifecycle order; record waits for the audit only: an email being retried
+// must hold neither the lifecycle nor an admin's answer. Activity failures
+// are logged, never fatal; the only error returned is the workflow's
+// cancellation.
 func (w *serviceUpdate) record(ctx workflow.Context, from Status, c change) error {
 	w.publish(ctx)
 	audit := w.startAudit(ctx, from, c)
-	var notice workflow.Future
 	if c.notice != "" {
-		notice = w.startNotice(ctx, c.notice, 0, c.slotStart, c.deadline)
+		w.sendNotice(ctx, c.notice, 0, c.slotStart, c.deadline)
 	}
-	err := w.finishAudit(ctx, audit, c)
-	if notice != nil {
-		err = errors.Join(err, w.finishNotice(ctx, notice, c.notice))
-	}
-	return err
+	return w.finishAudit(ctx, audit, c)
 }
 
 // lockAnnounced takes the mutex for an Update handler once the schedule
@@ -669,11 +701,14 @@ func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) 
 		Actor: cmp.Or(c.actor, ActorSystem), Channel: cmp.Or(c.channel, ChannelWorkflow),
 		Action: c.action, From: from, Detail: c.detail, Snapshot: w.view(ctx),
 	}
-	// The audit must not be lost: retried with backoff until Postgres takes it.
+	// Retried with backoff for a few minutes, then logged and given up: an
+	// admin's Update waits for it, and the next transition's snapshot
+	// refreshes the projection anyway.
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},
 		},
 	})
@@ -691,9 +726,16 @@ func (w *serviceUpdate) finishAudit(ctx workflow.Context, f workflow.Future, c c
 	return nil
 }
 
-// notify sends one notice that goes with no transition (a reminder).
-func (w *serviceUpdate) notify(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) error {
-	return w.finishNotice(ctx, w.startNotice(ctx, kind, offset, slotStart, deadline), kind)
+// sendNotice schedules one notice now, so notices go out in the order the
+// lifecycle produced them, and leaves waiting for its result to a
+// coroutine that holds no mutex. finish waits until every one has settled.
+func (w *serviceUpdate) sendNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) {
+	f := w.startNotice(ctx, kind, offset, slotStart, deadline)
+	w.noticesInFlight++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { w.noticesInFlight-- }()
+		w.finishNotice(ctx, f, kind)
+	})
 }
 
 func (w *serviceUpdate) startNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) workflow.Future {
@@ -714,26 +756,26 @@ func (w *serviceUpdate) startNotice(ctx workflow.Context, kind NoticeKind, offse
 	return workflow.ExecuteActivity(ctx, ActivitySendNotice, in)
 }
 
-// finishNotice waits for a notice and records it. Undeliverable notices are
-// recorded with their error and the lifecycle goes on.
-func (w *serviceUpdate) finishNotice(ctx workflow.Context, f workflow.Future, kind NoticeKind) error {
+// finishNotice waits for a notice and records it, with its error if it
+// was undeliverable, given up on, or cancelled with the workflow.
+func (w *serviceUpdate) finishNotice(ctx workflow.Context, f workflow.Future, kind NoticeKind) {
 	var res SendNoticeResult
 	err := f.Get(ctx, &res)
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
 	record := NoticeRecord{Kind: kind, At: workflow.Now(ctx)}
 	if err != nil {
 		record.Error = err.Error()
 		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && (appErr.Type() == ErrTypeNoRecipients || appErr.Type() == ErrTypeMailRejected) {
+		var cancelled *temporal.CanceledError
+		switch {
+		case errors.As(err, &cancelled):
+			w.logger.Warn("Notice abandoned: the workflow was cancelled", "kind", kind)
+		case errors.As(err, &appErr) && (appErr.Type() == ErrTypeNoRecipients || appErr.Type() == ErrTypeMailRejected):
 			w.logger.Warn("Notice not delivered", "kind", kind, "error", err)
-		} else {
+		default:
 			w.logger.Error("Notice not sent", "kind", kind, "error", err)
 		}
 	}
 	w.notices = append(w.notices, record)
-	return nil
 }
 
 // --- Slots, version, executor ------------------------------------------
@@ -744,6 +786,9 @@ func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary,
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute, // an admin is waiting for the answer
+		// On cancellation, wait until the booking has really ended, so the
+		// release that follows cannot be overtaken by it.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			NonRetryableErrorTypes: []string{ErrTypeSlotFull, ErrTypeSlotNotOffered, ErrTypeNotFound, ErrTypeInvalidInput},
@@ -825,6 +870,10 @@ func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowE
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
 		HeartbeatTimeout:       HeartbeatTimeout(w.in.WindowLength),
+		// A cancelled workflow reports Cancelled only once the executor has
+		// stopped (or stopped heartbeating), never while it still changes
+		// the instance.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 10 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeUpdateFailed},
