@@ -71,6 +71,11 @@ const (
 const (
 	mailErrTypeThrottled   = "MailThrottled"   // 429
 	mailErrTypeUnavailable = "MailUnavailable" // 5xx or no answer
+	// mailErrTypeUnauthorized is a 401 or 403: SendGrid refused the API key
+	// (wrong, revoked, rotated, or without the Mail Send permission). It
+	// says nothing about the notice, so it is retried until an operator
+	// fixes SENDGRID_API_KEY, within the activity's schedule-to-close.
+	mailErrTypeUnauthorized = "MailUnauthorized"
 )
 
 // mailMessage is one notice for its recipients.
@@ -124,8 +129,10 @@ func (m *mailSendGrid) requestBody(msg mailMessage) []byte {
 
 // send makes one request and classifies SendGrid's answer: the message ID
 // on 2xx; a retryable application error on 429 and 5xx, asking Temporal
-// to retry no earlier than X-RateLimit-Reset; a non-retryable
-// workflows.ErrTypeMailRejected with SendGrid's error text on other 4xx.
+// to retry no earlier than X-RateLimit-Reset; a retryable
+// mailErrTypeUnauthorized on 401 and 403 (the key, not the notice, is
+// wrong); a non-retryable workflows.ErrTypeMailRejected with SendGrid's
+// error text on other 4xx.
 // Retries are Temporal's, not a loop here, so they survive a worker crash.
 func (m *mailSendGrid) send(ctx context.Context, msg mailMessage) (string, error) {
 	if len(msg.Recipients) > mailMaxPersonalizations {
@@ -163,6 +170,11 @@ func (m *mailSendGrid) send(ctx context.Context, msg mailMessage) (string, error
 			msg += fmt.Sprintf("; retrying after X-RateLimit-Reset, in %s", delay)
 		}
 		return "", temporal.NewApplicationErrorWithOptions(msg, errType, temporal.ApplicationErrorOptions{NextRetryDelay: delay})
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// The key travels in a header and is never part of the message.
+		return "", temporal.NewApplicationError(
+			fmt.Sprintf("SendGrid refused the API key (HTTP %d): %s; check SENDGRID_API_KEY and its Mail Send permission", status, mailErrorText(response.Body)),
+			mailErrTypeUnauthorized)
 	default:
 		return "", temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("SendGrid rejected the notice (HTTP %d): %s", status, mailErrorText(response.Body)),

@@ -242,13 +242,19 @@ func TestMailSendClassifiesResponses(t *testing.T) {
 			wantType: workflows.ErrTypeMailRejected, wantText: "personalizations.0.to.0.email: Does not contain a valid address.",
 		},
 		{
-			name: "401 for a revoked key", wrongKey: true,
-			wantType: workflows.ErrTypeMailRejected, wantText: "The provided authorization grant is invalid, expired, or revoked",
+			name:     "413 is a rejection too",
+			response: mailFakeResponse{Status: 413, Body: `{"errors":[{"message":"The JSON payload you have included in your request is too large."}]}`},
+			wantType: workflows.ErrTypeMailRejected, wantText: "payload you have included in your request is too large",
 		},
 		{
-			name:     "403 without JSON keeps the raw body",
+			name: "401 for a revoked key is retried until the key is fixed", wrongKey: true,
+			wantType: mailErrTypeUnauthorized, retryable: true,
+			wantText: "SendGrid refused the API key (HTTP 401): The provided authorization grant is invalid, expired, or revoked; check SENDGRID_API_KEY",
+		},
+		{
+			name:     "403 without JSON keeps the raw body and is retried",
 			response: mailFakeResponse{Status: 403, Body: "access forbidden"},
-			wantType: workflows.ErrTypeMailRejected, wantText: "access forbidden",
+			wantType: mailErrTypeUnauthorized, retryable: true, wantText: "SendGrid refused the API key (HTTP 403): access forbidden",
 		},
 		{
 			name:     "429 retries at X-RateLimit-Reset",

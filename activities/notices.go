@@ -20,8 +20,8 @@ type noticeAudience struct {
 }
 
 var (
-	noticeAudienceAdminsExtra = noticeAudience{Name: "admins+extra", Roles: []string{"admin", "extra"}, AlertAudience: "admins"}
-	noticeAudienceAdminsUsers = noticeAudience{Name: "admins+users", Roles: []string{"admin", "user"}, AlertAudience: "admins+users"}
+	noticeAudienceAdminsExtra = noticeAudience{Name: "admins+extra", Roles: []string{storeRoleAdmin, storeRoleExtra}, AlertAudience: "admins"}
+	noticeAudienceAdminsUsers = noticeAudience{Name: "admins+users", Roles: []string{storeRoleAdmin, storeRoleUser}, AlertAudience: "admins+users"}
 )
 
 // noticeBanner is the coloured strip at the top of an email, so a reader

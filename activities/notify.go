@@ -67,6 +67,7 @@ const (
 	outboxOutcomeDuplicate    = "duplicate"
 	outboxOutcomeRejected     = "rejected"
 	outboxOutcomeThrottled    = "throttled"
+	outboxOutcomeUnauthorized = "unauthorized"
 	outboxOutcomeUnavailable  = "unavailable"
 	outboxOutcomeNoRecipients = "no-recipients"
 	outboxOutcomeAlerted      = "alerted" // alert-only kinds (in-progress)
@@ -90,7 +91,7 @@ const (
 	noticeSelectRecipientsSQL = `
 SELECT email FROM recipients
 WHERE instance_id = $1 AND role = ANY($2)
-ORDER BY role = 'admin' DESC, created_at, email`
+ORDER BY role = $3 DESC, created_at, email`
 
 	outboxInsertSQL = `
 INSERT INTO notification_outbox (workflow_id, kind, slot_start, instance_id, recipients, subject, html_body, text_body)
@@ -248,7 +249,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		return result, nil
 	}
 
-	state, outcome := outboxStatePending, outboxOutcomeUnavailable
+	state, outcome, level := outboxStatePending, outboxOutcomeUnavailable, slog.LevelWarn
 	var appErr *temporal.ApplicationError
 	if errors.As(sendErr, &appErr) {
 		switch appErr.Type() {
@@ -256,13 +257,18 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 			state, outcome = outboxStateRejected, outboxOutcomeRejected
 		case mailErrTypeThrottled:
 			outcome = outboxOutcomeThrottled
+		case mailErrTypeUnauthorized:
+			// Every notice fails alike until an operator fixes the key:
+			// the row stays pending for the retry, and the log says so
+			// loudly (the message carries SendGrid's text, never the key).
+			outcome, level = outboxOutcomeUnauthorized, slog.LevelError
 		}
 	}
 	if err := mark(state, 1, "", sendErr.Error(), nil); err != nil {
 		// The send error is the one that decides retrying; keep both.
 		return result, errors.Join(sendErr, err)
 	}
-	n.logger.Warn("notice not sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "outcome", outcome, "error", sendErr)
+	n.logger.Log(ctx, level, "notice not sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "outcome", outcome, "error", sendErr)
 	n.count(ctx, in.Kind, outcome)
 	return result, sendErr
 }
@@ -270,7 +276,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 // recipients reads the audience's addresses now, drops invalid ones (with
 // a warning naming them) and duplicates, case-insensitively.
 func (n *Notifier) recipients(ctx context.Context, instanceID string, audience noticeAudience) ([]string, error) {
-	rows, err := n.pool.Query(ctx, noticeSelectRecipientsSQL, instanceID, audience.Roles)
+	rows, err := n.pool.Query(ctx, noticeSelectRecipientsSQL, instanceID, audience.Roles, storeRoleAdmin)
 	if err != nil {
 		return nil, fmt.Errorf("read recipients of instance %q: %w", instanceID, err)
 	}

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -367,6 +371,90 @@ func TestNotifyRecordsRejection(t *testing.T) {
 	}
 	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].LastError != "" || rows[0].Attempts != 2 {
 		t.Errorf("outbox after the re-run: %+v, want the same row sent", rows)
+	}
+}
+
+// A refused API key (rotated, revoked) is the operator's to fix, not the
+// recipients' fault: the notice stays pending and is retried, the failure
+// is logged at ERROR without the key, and it is counted as unauthorized.
+func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
+	fake := newMailFakeSendGrid(t)
+	cfg := fake.config()
+	cfg.SendGridAPIKey = "SG.rotated-away-never-logged"
+	f := newNotifyFixture(t, cfg)
+	f.addRecipient(storeRoleAdmin, "ada@contoso.example")
+	in := renderTestInput(workflows.NoticeScheduled)
+
+	_, err := f.send(in)
+	appErr := notifyAppError(t, err)
+	if appErr.Type() != mailErrTypeUnauthorized || appErr.NonRetryable() {
+		t.Fatalf("after a 401: %v (non-retryable %t), want a retryable %s", err, appErr.NonRetryable(), mailErrTypeUnauthorized)
+	}
+	rows := f.outboxRows()
+	if len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 401") {
+		t.Fatalf("outbox: %+v, want one pending row, 1 attempt, the 401", rows)
+	}
+	if f.metrics.count(in.Kind, outboxOutcomeUnauthorized) != 1 || f.metrics.count(in.Kind, outboxOutcomeRejected) != 0 {
+		t.Errorf("metrics %v, want one unauthorized and no rejection", f.metrics.counts)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, `"level":"ERROR","msg":"notice not sent"`) || !strings.Contains(logs, `"outcome":"unauthorized"`) {
+		t.Errorf("the refused key is not logged at ERROR with its outcome:\n%s", logs)
+	}
+	if strings.Contains(logs, cfg.SendGridAPIKey) || strings.Contains(rows[0].LastError, cfg.SendGridAPIKey) {
+		t.Errorf("the API key is in the log or the outbox:\n%s\n%s", logs, rows[0].LastError)
+	}
+
+	// Once the worker runs with a valid key, the retry sends the notice.
+	f.notifier.mailer.apiKey = mailTestAPIKey
+	if result := f.mustSend(in); !result.Emailed || result.Duplicate {
+		t.Errorf("retry with a valid key: %+v, want it sent", result)
+	}
+	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].Attempts != 2 {
+		t.Errorf("outbox after the retry: %+v, want the same row sent after 2 attempts", rows)
+	}
+}
+
+// The recipient roles of the communications table are store.go's
+// constants, not their values written again.
+func TestNotifyRolesAreNotRepeated(t *testing.T) {
+	roles := []string{storeRoleAdmin, storeRoleUser, storeRoleExtra}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	seen := map[string][]string{}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			value, err := strconv.Unquote(lit.Value)
+			if err != nil {
+				t.Fatalf("%s: %v", fset.Position(lit.Pos()), err)
+			}
+			for _, role := range roles {
+				// The value itself, or quoted in SQL.
+				if value == role || strings.Contains(value, "'"+role+"'") {
+					seen[role] = append(seen[role], fset.Position(lit.Pos()).String())
+				}
+			}
+			return true
+		})
+	}
+	for _, role := range roles {
+		if len(seen[role]) != 1 {
+			t.Errorf("role %q is written %d times (%s); want once, as a storeRole constant", role, len(seen[role]), strings.Join(seen[role], ", "))
+		}
 	}
 }
 
