@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,8 +81,10 @@ type updateOutcome struct {
 	rejected  error
 	accepted  bool
 	completed bool
-	result    StatusView
-	err       error
+	// completedAt is the virtual time the answer came.
+	completedAt time.Time
+	result      StatusView
+	err         error
 }
 
 func (s *scenario) update(name string, arg any) *updateOutcome {
@@ -91,7 +94,7 @@ func (s *scenario) update(name string, arg any) *updateOutcome {
 		OnReject: func(err error) { o.rejected = err },
 		OnAccept: func() { o.accepted = true },
 		OnComplete: func(v any, err error) {
-			o.completed, o.err = true, err
+			o.completed, o.completedAt, o.err = true, s.env.Now().UTC(), err
 			if view, ok := v.(StatusView); ok {
 				o.result = view
 			}
@@ -783,4 +786,90 @@ func TestApproveBeforeScheduledNoticeKeepsApproval(t *testing.T) {
 	require.NoError(t, approve.err)
 	assert.Equal(t, StatusSucceeded, res.Status)
 	assert.Equal(t, kinds(NoticeScheduled, NoticeConfirmed, reminders(90, 30, 15, 7), NoticeDayOf, NoticeInProgress, NoticeSucceeded), s.fakes.noticeKinds())
+}
+
+// throttled is a mail provider refusing every send for now: retryable, so
+// the notice is retried. The test environment caps retries at 10 attempts,
+// so it gives up after the backoff 5 s, 10 s, ... 10 min, 10 min: 30m35s
+// of virtual time (a real server retries for the day).
+var throttled = errors.New("SendGrid 429: too many requests")
+
+const throttledFor = 30*time.Minute + 35*time.Second
+
+// A throttled mailer must hold neither an admin's answer nor the update:
+// Approve answers at once, the update starts exactly at the primary start,
+// and the workflow still waits for every notice to settle before it closes.
+func TestThrottledMailHoldsNeitherAnswerNorUpdate(t *testing.T) {
+	s := newScenario(t)
+	s.fakes.sendNotice = func(in SendNoticeInput) error {
+		switch in.Kind {
+		case NoticeConfirmed, NoticeDayOf, NoticeInProgress:
+			return throttled
+		}
+		return nil
+	}
+	approveAt := scenarioStart.Add(days(5))
+	var approve *updateOutcome
+	s.at(approveAt, func() { approve = s.update(UpdateApprove, ApproveInput{Admin: adminTyped}) })
+
+	res, err := s.run()
+	require.NoError(t, err)
+
+	require.True(t, approve.completed)
+	require.NoError(t, approve.err)
+	assert.Equal(t, approveAt, approve.completedAt, "Approve answers once the audit is written, not when the email is delivered")
+	assert.Equal(t, StatusSucceeded, res.Status)
+	require.Len(t, res.Attempts, 1)
+	assert.Equal(t, primaryStart, res.Attempts[0].Started, "the update starts at the primary start while the day-of and in-progress notices are retried")
+	assert.Equal(t, kinds(NoticeScheduled, NoticeConfirmed, reminders(90, 30, 15, 7), NoticeDayOf, NoticeInProgress, NoticeSucceeded),
+		slices.Compact(s.fakes.noticeKinds()), "scheduled in lifecycle order (retries compacted)")
+	assert.Equal(t, 10, countKind(s.fakes.noticeKinds(), NoticeInProgress), "the in-progress notice was retried")
+
+	final := s.status()
+	for _, kind := range []NoticeKind{NoticeConfirmed, NoticeDayOf, NoticeInProgress} {
+		assert.Contains(t, noticeAt(t, final, kind).Error, "429", kind)
+	}
+	assert.Empty(t, noticeAt(t, final, NoticeSucceeded).Error)
+	assert.Equal(t, approveAt.Add(throttledFor), noticeAt(t, final, NoticeConfirmed).At, "recorded when it was given up")
+	assert.Equal(t, primaryStart.Add(throttledFor), s.env.Now().UTC(), "the workflow closes only once the in-progress notice has settled")
+}
+
+// A Reschedule that is booking when the old slot's reminder comes due wins:
+// the reminder, computed for the old slot, is dropped, and only the new
+// slot's reminders go out.
+func TestRescheduleWhileReminderComesDueDropsOldSlotReminder(t *testing.T) {
+	s := newScenario(t)
+	rescheduleAt := primaryStart.Add(-days(7)).Add(-2 * time.Second)
+	newPrimary := primaryStart.Add(days(20))
+	newSecondary := newPrimary.Add(days(3))
+	bookingCalls := 0
+	s.fakes.bookSlots = func(BookSlotsInput) error {
+		// Two transient failures keep the booking in flight (backoff 1 s,
+		// then 2 s) across the 7-day reminder of the old slot.
+		bookingCalls++
+		if bookingCalls <= 2 {
+			return errors.New("connection reset by peer")
+		}
+		return nil
+	}
+	var reschedule *updateOutcome
+	s.at(rescheduleAt, func() {
+		reschedule = s.update(UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: newPrimary, SecondaryStart: newSecondary})
+	})
+
+	res, err := s.run()
+	require.NoError(t, err)
+
+	require.NoError(t, reschedule.err)
+	assert.Equal(t, rescheduleAt.Add(3*time.Second), reschedule.completedAt, "booked on the third try, after the old reminder's time")
+	assert.Equal(t, StatusSucceeded, res.Status)
+	assert.Equal(t, newPrimary, res.Attempts[0].Started)
+	assert.Equal(t, kinds(NoticeScheduled, reminders(90, 30, 15), NoticeRescheduled, reminders(15, 7), NoticeDayOf, NoticeInProgress, NoticeSucceeded),
+		s.fakes.noticeKinds(), "no 7-day reminder for the old slot")
+	rescheduled := slices.IndexFunc(s.fakes.notices, func(n SendNoticeInput) bool { return n.Kind == NoticeRescheduled })
+	for _, n := range s.fakes.notices[rescheduled:] {
+		if n.Kind != NoticeSucceeded && n.Kind != NoticeInProgress {
+			assert.Equal(t, newPrimary, n.SlotStart, "%s after the reschedule names the new slot", n.Kind)
+		}
+	}
 }
