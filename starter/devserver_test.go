@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,40 +11,18 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// startTemporal starts a dev server from <repo>/bin/temporal (built by
-// `make test`) on a free port and points the starter at it and at a fresh
-// Postgres database.
+// startTemporal starts a dev server (without the search attributes: the
+// tests register them with `starter setup`) and points the starter at it
+// and at a fresh Postgres database.
 func startTemporal(t *testing.T) (client.Client, string) {
 	t.Helper()
-	exe, err := filepath.Abs(filepath.Join("..", "bin", "temporal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(exe); err != nil {
-		t.Fatalf("%s is missing: `make test` builds it (%v)", exe, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath: exe,
-		LogLevel:     "error",
-		Stdout:       io.Discard,
-		Stderr:       io.Discard,
-	})
-	if err != nil {
-		t.Fatalf("start the dev server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := server.Stop(); err != nil {
-			t.Logf("stop the dev server: %v", err)
-		}
-	})
+	server := devtest.Start(t)
 	dbURL := pgtest.NewDatabase(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", dbURL)

@@ -1,0 +1,115 @@
+// Package devtest starts a Temporal dev server for a test from the
+// repository's bin/temporal (`make test` builds it), on a free port, and
+// stops it when the test ends, so each package does not grow its own copy.
+package devtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// startTimeout bounds the server's start, which on a loaded machine takes
+// seconds.
+const startTimeout = 2 * time.Minute
+
+// CLIPath returns the absolute path of <repository>/bin/temporal, found by
+// walking up from the working directory (a test's package directory) to
+// the directory that holds go.mod.
+func CLIPath() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory: cannot find bin/temporal")
+		}
+		dir = parent
+	}
+	path := filepath.Join(dir, "bin", "temporal")
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("the Temporal CLI is missing at %s (`make test` builds it): %w", path, err)
+	}
+	return path, nil
+}
+
+// Start starts a dev server with searchAttributes registered (none when
+// the test registers them itself, as `starter setup` does) and stops it
+// when the test ends. Its client logs nothing below warnings.
+func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *testsuite.DevServer {
+	t.Helper()
+	server, err := StartServer(searchAttributes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := server.Stop(); err != nil {
+			t.Logf("stop the Temporal dev server: %v", err)
+		}
+	})
+	return server
+}
+
+// StartServer is Start for a server shared by a package's tests (from
+// TestMain): the caller stops it.
+func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*testsuite.DevServer, error) {
+	path, err := CLIPath()
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	for _, key := range searchAttributes {
+		args = append(args, "--search-attribute", key.GetName()+"="+cliAttributeType(key.GetValueType()))
+	}
+	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  path,
+		ClientOptions: &client.Options{Namespace: "default", Logger: quiet},
+		LogLevel:      "error",
+		ExtraArgs:     args,
+		Stdout:        io.Discard,
+		Stderr:        io.Discard,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start the Temporal dev server from %s: %w", path, err)
+	}
+	return server, nil
+}
+
+// cliAttributeType names a search attribute type as the CLI's
+// --search-attribute flag accepts it.
+func cliAttributeType(t enumspb.IndexedValueType) string {
+	switch t {
+	case enumspb.INDEXED_VALUE_TYPE_KEYWORD:
+		return "Keyword"
+	case enumspb.INDEXED_VALUE_TYPE_DATETIME:
+		return "Datetime"
+	case enumspb.INDEXED_VALUE_TYPE_BOOL:
+		return "Bool"
+	case enumspb.INDEXED_VALUE_TYPE_TEXT:
+		return "Text"
+	case enumspb.INDEXED_VALUE_TYPE_INT:
+		return "Int"
+	case enumspb.INDEXED_VALUE_TYPE_DOUBLE:
+		return "Double"
+	}
+	return "KeywordList"
+}
