@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,6 +97,41 @@ func TestAdminCommands(t *testing.T) {
 	out := mustRun(t, "load", path)
 	if !strings.Contains(out, "admins changed on 1 instance(s)") || !strings.Contains(out, id+": admins now") {
 		t.Errorf("load with a new admin:\n%s", out)
+	}
+
+	// The file drops ben.ops while Temporal is unreachable: Postgres changes,
+	// the workflow does not, and a second load finds nothing to send. The
+	// error names the command that sends what Postgres holds.
+	removed := "ben.ops@contoso.example"
+	withoutBen := strings.Replace(changed, `"`+removed+`", `, "", 1)
+	if withoutBen == changed {
+		t.Fatal("the changed fleet file no longer lists ben.ops@contoso.example before the new admin")
+	}
+	writeFile(t, path, withoutBen)
+	serverAddress := os.Getenv("TEMPORAL_ADDRESS")
+	t.Setenv("TEMPORAL_ADDRESS", e2eFreeAddress(t))
+	retry := "starter sync-admins --instance " + instance
+	if _, _, err := runStarter(t, "load", path); err == nil || !strings.HasSuffix(err.Error(), "; tell them with: "+retry) {
+		t.Fatalf("load with Temporal unreachable: %v, want it to end naming %q", err, retry)
+	}
+	t.Setenv("TEMPORAL_ADDRESS", serverAddress)
+	if out := mustRun(t, "load", path); !strings.Contains(out, "admins changed on 0 instance(s)") {
+		t.Errorf("second load of the same file:\n%s", out)
+	}
+	out = mustRun(t, strings.Fields(retry)[1:]...)
+	if !strings.Contains(out, id+": admins now [ana.admin@contoso.example "+newAdmin+"]") ||
+		!strings.Contains(out, "sync-admins, 1 instance(s): sent 1, closed meanwhile 0, failed 0") {
+		t.Errorf("%s:\n%s", retry, out)
+	}
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--admin", removed); err == nil ||
+		!strings.Contains(err.Error(), "Approve refused by "+id+": ") {
+		t.Fatalf("approve by the removed admin after sync-admins: %v, want the workflow's refusal", err)
+	}
+	// Without --instance every running update is told; the demo rollout
+	// started five.
+	out = mustRun(t, "sync-admins", "--concurrency", "2")
+	if !strings.Contains(out, id+": admins now ") || !strings.Contains(out, "sync-admins, 5 instance(s): sent 5, closed meanwhile 0, failed 0") {
+		t.Errorf("sync-admins of every running update:\n%s", out)
 	}
 
 	_, _, err = runStarter(t, "approve", "--instance", instance, "--admin", "mallory@evil.example")

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
-
-	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/fleet"
-	"github.com/svcupdate/svcupdate/workflows"
 )
 
 func runLoad(ctx context.Context, e *env, args []string) error {
@@ -58,23 +56,32 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 	if len(report.AdminChanges) == 0 {
 		return nil
 	}
+	changed := make([]string, len(report.AdminChanges))
+	for i, change := range report.AdminChanges {
+		changed[i] = change.InstanceID
+	}
+	slices.Sort(changed)
+	// A second load sees no change in Postgres and sends nothing, so every
+	// failure names sync-admins, which sends what Postgres holds.
 	c, err := e.temporal(ctx)
 	if err != nil {
-		return fmt.Errorf("the fleet is loaded, but the running workflows of %d instance(s) with new admins were not told: %w",
-			len(report.AdminChanges), err)
+		return fmt.Errorf("the fleet is loaded, but the running updates of %d instance(s) with new admins were not told (%w); tell them with: %s",
+			len(changed), err, syncAdminsCommand(changed))
 	}
-	var failed []error
-	for _, change := range report.AdminChanges {
-		if err := refreshAdmins(ctx, e, c, change); err != nil {
-			failed = append(failed, err)
+	result := syncAdmins(ctx, e, activities.NewStore(pool), c, changed, loadSyncConcurrency)
+	if failed := result.failedInstances(); len(failed) > 0 || ctx.Err() != nil {
+		result.write(e.stdout)
+		if ctx.Err() != nil {
+			failed = changed // which ones were reached is not worth sorting out
 		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("the fleet is loaded, but %d instance(s) kept their old admins in running workflows (run load again to retry): %w",
-			len(failed), errors.Join(failed...))
+		return fmt.Errorf("the fleet is loaded, but %d instance(s) kept their old admins in running updates (listed above); retry with: %s",
+			len(failed), syncAdminsCommand(failed))
 	}
 	return nil
 }
+
+// loadSyncConcurrency bounds the instances a load tells of new admins at once.
+const loadSyncConcurrency = 16
 
 // writeLoadReport prints what a load changed, one line per kind of row.
 func writeLoadReport(w io.Writer, r activities.FleetLoadReport) {
@@ -95,20 +102,4 @@ func writeLoadReport(w io.Writer, r activities.FleetLoadReport) {
 		fmt.Fprintf(w, "%s: kept version %s (the file says %s; a completed update recorded the newer one)\n",
 			k.InstanceID, k.CurrentVersion, k.FileVersion)
 	}
-}
-
-// refreshAdmins sends SetAdmins to every running update of one instance.
-func refreshAdmins(ctx context.Context, e *env, c client.Client, change activities.AdminChange) error {
-	running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: change.InstanceID, RunningOnly: true})
-	if err != nil {
-		return err
-	}
-	for _, u := range running {
-		if _, err := executeUpdate(ctx, c, u.WorkflowID, workflows.UpdateSetAdmins,
-			workflows.SetAdminsInput{Admins: change.Admins}); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "%s: admins now %v\n", u.WorkflowID, change.Admins)
-	}
-	return nil
 }

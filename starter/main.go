@@ -73,6 +73,7 @@ func init() {
 		{"migrate", "[--create-database]", "apply the database migrations", runMigrate},
 		{"setup", "", "register the search attributes with the Temporal server", runSetup},
 		{"load", "FILE", "load (upsert) a fleet file: releases, slots, tenants, instances, recipients", runLoad},
+		{"sync-admins", "[--instance I]... [--concurrency N]", "send running updates their instance's admins from the database (retries what load could not tell them)", runSyncAdmins},
 		{"rollout", "--version V [--concurrency N] [--dry-run]", "book slots and start an update for every eligible instance", runRollout},
 		{"approve", "--instance I --admin EMAIL [--version V]", "approve an instance's update as one of its admins", runApprove},
 		{"reschedule", "--instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]", "move an update to other slots (RFC 3339 times), optionally to a later version", runReschedule},

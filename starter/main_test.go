@@ -56,12 +56,15 @@ func TestCommandLineMistakes(t *testing.T) {
 		want string
 	}{
 		{nil, "no subcommand given"},
-		{[]string{"deploy"}, `unknown subcommand "deploy" (one of: migrate, setup, load, rollout`},
+		{[]string{"deploy"}, `unknown subcommand "deploy" (one of: migrate, setup, load, sync-admins, rollout`},
 		{[]string{"rollout"}, "rollout: --version is required"},
 		{[]string{"rollout", "--version", "9.2.0", "--concurrency", "0"}, "--concurrency 0 is out of range (accepted: 1 to 1000)"},
 		{[]string{"rollout", "--version", "9.2.0", "--concurency", "4"}, "rollout: flag provided but not defined: -concurency"},
 		{[]string{"load"}, "load: name the fleet file: starter load FILE"},
 		{[]string{"load", "a.json", "b.json"}, `load: unexpected argument "b.json"`},
+		{[]string{"sync-admins", "--concurrency", "0"}, "sync-admins: --concurrency 0 is out of range (accepted: 1 to 1000)"},
+		{[]string{"sync-admins", "--instance", " "}, `sync-admins: invalid value " " for flag -instance: empty instance ID`},
+		{[]string{"sync-admins", "acme-prod"}, `sync-admins: unexpected argument "acme-prod"`},
 		{[]string{"approve", "--instance", "acme-prod"}, "approve: --admin is required"},
 		{[]string{"approve", "--admin", "ann@acme.example"}, "approve: --instance is required"},
 		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "tomorrow"},
