@@ -83,6 +83,9 @@ const (
 	outcomeNoCapacity
 	outcomeFailed
 	outcomePlanned // dry run: would be booked and started
+	// outcomeNotAttempted: the rollout was interrupted before this
+	// candidate; a re-run takes it up.
+	outcomeNotAttempted
 	outcomeCount
 )
 
@@ -93,6 +96,7 @@ var outcomeNames = [outcomeCount]string{
 	outcomeNoCapacity:     "no capacity",
 	outcomeFailed:         "failed",
 	outcomePlanned:        "would start",
+	outcomeNotAttempted:   "not attempted",
 }
 
 // rolloutResult is one candidate's outcome and why.
@@ -135,7 +139,7 @@ func (s *rolloutSummary) write(w io.Writer, version string, dryRun bool) {
 	total := 0
 	var parts []string
 	for o := range outcomeCount {
-		if (dryRun && o == outcomeStarted) || (!dryRun && o == outcomePlanned) {
+		if (dryRun && o == outcomeStarted) || (!dryRun && o == outcomePlanned) || o == outcomeNotAttempted {
 			continue // a dry run starts nothing; a real one plans nothing
 		}
 		total += s.counts[o]
@@ -145,7 +149,12 @@ func (s *rolloutSummary) write(w io.Writer, version string, dryRun bool) {
 	if dryRun {
 		verb = "dry run (nothing booked, nothing started)"
 	}
-	fmt.Fprintf(w, "%s of %s, %d candidate(s): %s\n", verb, version, total, strings.Join(parts, ", "))
+	interrupted := ""
+	if n := s.counts[outcomeNotAttempted]; n > 0 {
+		total += n
+		interrupted = fmt.Sprintf("; interrupted before %d (not attempted): run rollout again to continue", n)
+	}
+	fmt.Fprintf(w, "%s of %s, %d candidate(s): %s%s\n", verb, version, total, strings.Join(parts, ", "), interrupted)
 }
 
 // rollout books slots for and starts the update of every eligible
@@ -191,6 +200,11 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 		var g errgroup.Group
 		g.SetLimit(plan.Concurrency)
 		for _, candidate := range wave {
+			if ctx.Err() != nil {
+				// Interrupted (Ctrl-C): start nothing more, count the rest.
+				summary.add(rolloutResult{InstanceID: candidate.Instance.ID, Outcome: outcomeNotAttempted})
+				continue
+			}
 			g.Go(func() error {
 				summary.add(starter.start(ctx, candidate))
 				if bar != nil {
@@ -221,6 +235,10 @@ type rolloutStarter struct {
 
 func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandidate) rolloutResult {
 	result := rolloutResult{InstanceID: cand.Instance.ID}
+	if ctx.Err() != nil {
+		result.Outcome = outcomeNotAttempted // waited for a turn while interrupted
+		return result
+	}
 	if cand.Eligibility == activities.EligibilityNone {
 		result.Outcome, result.Detail = outcomeNotEligible, "runs "+cand.CurrentVersion
 		return result
@@ -230,6 +248,9 @@ func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandi
 	// closed one has released its slots and must not take new ones.
 	if _, err := s.client.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		result.Outcome = outcomeAlreadyRunning
+		return result
+	} else if ctx.Err() != nil {
+		result.Outcome = outcomeNotAttempted // nothing booked, nothing started
 		return result
 	} else if !isNotFound(err) {
 		result.Outcome, result.Detail = outcomeFailed, "look up "+id+": "+err.Error()
@@ -249,6 +270,16 @@ func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandi
 	case errors.Is(err, activities.ErrNotEligible):
 		result.Outcome, result.Detail = outcomeNotEligible, err.Error()
 		return result
+	case err != nil && ctx.Err() != nil:
+		// Interrupted while booking: the transaction may have committed, and
+		// no workflow was asked to start, so any bookings are surely unowned.
+		result.Outcome = outcomeNotAttempted
+		if _, releaseErr := s.store.ReleaseSlots(context.WithoutCancel(ctx), workflows.ReleaseSlotsInput{
+			InstanceID: cand.Instance.ID, OfferedVersion: s.plan.Version,
+		}); releaseErr != nil {
+			result.Outcome, result.Detail = outcomeFailed, "interrupted while booking slots, and releasing them failed: "+releaseErr.Error()
+		}
+		return result
 	case err != nil:
 		result.Outcome, result.Detail = outcomeFailed, "book slots: "+err.Error()
 		return result
@@ -264,15 +295,48 @@ func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandi
 	case errors.As(err, &started):
 		result.Outcome = outcomeAlreadyRunning // a concurrent rollout started it
 	case err != nil:
-		result.Outcome, result.Detail = outcomeFailed, "start "+id+": "+err.Error()
-		// No workflow holds the reservations just made: give them back.
-		if _, releaseErr := s.store.ReleaseSlots(context.WithoutCancel(ctx), workflows.ReleaseSlotsInput{
-			InstanceID: cand.Instance.ID, OfferedVersion: s.plan.Version,
-		}); releaseErr != nil {
-			result.Detail += "; releasing its slots failed too: " + releaseErr.Error()
-		}
+		return s.afterFailedStart(ctx, cand, id, err)
 	default:
 		result.Outcome = outcomeStarted
+	}
+	return result
+}
+
+// rolloutCheckTimeout bounds the look-up after a failed start; it runs on
+// a fresh context, so an interrupted rollout still finds out.
+const rolloutCheckTimeout = 10 * time.Second
+
+// afterFailedStart settles a start that returned startErr. A cancelled,
+// timed-out or unanswered request may still have started the workflow,
+// which then owns the slots, so they are released only when the server
+// says the workflow does not exist. Slots kept in doubt are safe: a
+// re-run's booking reuses them for the same update.
+func (s *rolloutStarter) afterFailedStart(ctx context.Context, cand activities.RolloutCandidate, id string, startErr error) rolloutResult {
+	result := rolloutResult{InstanceID: cand.Instance.ID}
+	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rolloutCheckTimeout)
+	defer cancel()
+	_, err := s.client.DescribeWorkflowExecution(checkCtx, id, "")
+	switch {
+	case err == nil:
+		// The start went through; only its answer was lost.
+		result.Outcome = outcomeStarted
+		return result
+	case !isNotFound(err):
+		result.Outcome = outcomeFailed
+		result.Detail = fmt.Sprintf("start %s: %v; whether it started is unknown (look-up: %v), so its slots are kept: run rollout again to settle it",
+			id, startErr, err)
+		return result
+	}
+	result.Outcome, result.Detail = outcomeFailed, "start "+id+": "+startErr.Error()
+	if ctx.Err() != nil {
+		result.Outcome, result.Detail = outcomeNotAttempted, ""
+	}
+	// No workflow holds the reservations just made: give them back.
+	if _, releaseErr := s.store.ReleaseSlots(checkCtx, workflows.ReleaseSlotsInput{
+		InstanceID: cand.Instance.ID, OfferedVersion: s.plan.Version,
+	}); releaseErr != nil {
+		result.Outcome = outcomeFailed
+		result.Detail = "start " + id + ": " + startErr.Error() + "; releasing its slots failed too: " + releaseErr.Error()
 	}
 	return result
 }

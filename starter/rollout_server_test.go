@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/devtest"
+	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// unreliableStartClient is the dev server's client with the start (and
+// optionally the look-up after it) failing the way a lost connection or a
+// Ctrl-C makes them fail.
+type unreliableStartClient struct {
+	client.Client
+	mu       sync.Mutex
+	starts   int
+	start    func(n int, ctx context.Context, opts client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
+	describe func(ctx context.Context, id string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+}
+
+func (u *unreliableStartClient) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error) {
+	u.mu.Lock()
+	u.starts++
+	n := u.starts
+	u.mu.Unlock()
+	return u.start(n, ctx, opts, workflow, args...)
+}
+
+func (u *unreliableStartClient) DescribeWorkflowExecution(ctx context.Context, id, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	if u.describe != nil {
+		return u.describe(ctx, id)
+	}
+	return u.Client.DescribeWorkflowExecution(ctx, id, runID)
+}
+
+// rolloutFixture is a dev server with the search attributes registered and
+// a database holding the demo fleet.
+type rolloutFixture struct {
+	server client.Client
+	pool   *pgxpool.Pool
+	cfg    config.Config
+	run    demoRun
+}
+
+func newRolloutFixture(t *testing.T) rolloutFixture {
+	t.Helper()
+	server := devtest.Start(t, workflows.SearchAttributeKeys...)
+	dbURL := pgtest.NewDatabase(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("SECONDARY_MIN_GAP", demoSecondaryGap.String())
+	run := newDemoRun("ro", time.Now())
+	data, err := run.fleetFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fleet.json")
+	writeFile(t, path, string(data))
+	mustRun(t, "load", path)
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return rolloutFixture{server: server.Client(), pool: pool, cfg: cfg, run: run}
+}
+
+// rollout runs a rollout of the demo version through c, with the output in out.
+func (f rolloutFixture) rollout(ctx context.Context, c client.Client, out *bytes.Buffer, concurrency int, instances ...string) (*rolloutSummary, error) {
+	// The env is not closed: the pool is the fixture's and c wraps the server's client.
+	e := &env{cfg: f.cfg, stdout: out, stderr: out, temporalClient: c, pool: f.pool}
+	plan := rolloutPlan{
+		Version: demoVersion, Concurrency: concurrency,
+		ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow, SecondaryMinGap: demoSecondaryGap,
+	}
+	if instances != nil {
+		plan.Instances = map[string]bool{}
+		for _, id := range instances {
+			plan.Instances[id] = true
+		}
+	}
+	return rollout(ctx, e, plan)
+}
+
+func (f rolloutFixture) bookings(t *testing.T, instanceID string) int {
+	t.Helper()
+	rows, err := activities.NewStore(f.pool).Bookings(context.Background(), instanceID, demoVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rows)
+}
+
+// TestRolloutInterruptedWhileAStartWasAnswered interrupts a rollout (as
+// Ctrl-C does) while the server starts the first workflow, so the start
+// returns a cancellation although the workflow exists. Its slots stay
+// booked, it counts as started, nothing more is started, and the rest are
+// counted as not attempted rather than failed one line each.
+func TestRolloutInterruptedWhileAStartWasAnswered(t *testing.T) {
+	f := newRolloutFixture(t)
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	var startedID string
+	c := &unreliableStartClient{Client: f.server}
+	c.start = func(n int, ctx context.Context, opts client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error) {
+		if n > 1 {
+			t.Errorf("start %d (%s) after the interrupt", n, opts.ID)
+			return nil, ctx.Err()
+		}
+		if _, err := f.server.ExecuteWorkflow(context.WithoutCancel(ctx), opts, workflow, args...); err != nil {
+			t.Errorf("start %s: %v", opts.ID, err) // not Fatal: this runs in the rollout's goroutine
+			return nil, err
+		}
+		startedID = opts.ID
+		interrupt()
+		return nil, serviceerror.NewCanceled(context.Canceled.Error())
+	}
+
+	var out bytes.Buffer
+	summary, err := f.rollout(ctx, c, &out, 1)
+	t.Log(out.String())
+	if err == nil || !strings.Contains(err.Error(), "rollout interrupted; run it again to continue") {
+		t.Errorf("error = %v, want the interruption", err)
+	}
+	if got := summary.count(outcomeStarted); got != 1 {
+		t.Errorf("started %d, want the one whose answer was lost", got)
+	}
+	if got := summary.count(outcomeFailed); got != 0 {
+		t.Errorf("failed %d, want 0", got)
+	}
+	// Six candidates: one started, the others not attempted (or found not
+	// eligible before the interrupt).
+	notAttempted := summary.count(outcomeNotAttempted)
+	if notAttempted < 4 || notAttempted+summary.count(outcomeNotEligible) != 5 {
+		t.Errorf("not attempted %d, not eligible %d: want the five others between them", notAttempted, summary.count(outcomeNotEligible))
+	}
+	text := out.String()
+	if strings.Contains(text, "canceled") || strings.Contains(text, "failed  ") {
+		t.Errorf("the summary reports failures for an interrupt:\n%s", text)
+	}
+	if want := "interrupted before " + strconv.Itoa(notAttempted) + " (not attempted): run rollout again to continue\n"; !strings.Contains(text, want) {
+		t.Errorf("summary lacks %q:\n%s", want, text)
+	}
+	if startedID == "" {
+		t.Fatal("no start was attempted")
+	}
+	if _, err := f.server.DescribeWorkflowExecution(context.Background(), startedID, ""); err != nil {
+		t.Fatalf("describe %s: %v", startedID, err)
+	}
+	instanceID := strings.Split(startedID, ":")[1]
+	if n := f.bookings(t, instanceID); n != 2 {
+		t.Errorf("%s has %d bookings after its workflow started, want its primary and secondary", instanceID, n)
+	}
+}
+
+// TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed fails the start of
+// one instance's update without starting it: when the server then says the
+// workflow does not exist, its slots are released; when the look-up fails
+// too, they are kept (a re-run reuses them) and the line says why.
+func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
+	f := newRolloutFixture(t)
+	unavailable := func(int, context.Context, client.StartWorkflowOptions, any, ...any) (client.WorkflowRun, error) {
+		return nil, serviceerror.NewUnavailable("connection reset")
+	}
+
+	notStarted := f.run.instanceID("contoso-prod")
+	var out bytes.Buffer
+	summary, err := f.rollout(context.Background(), &unreliableStartClient{Client: f.server, start: unavailable}, &out, 1, notStarted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary.count(outcomeFailed) != 1 || !strings.Contains(out.String(), "start "+workflows.WorkflowID(notStarted, demoVersion)+": connection reset") {
+		t.Errorf("a refused start:\n%s", out.String())
+	}
+	if n := f.bookings(t, notStarted); n != 0 {
+		t.Errorf("%s keeps %d bookings although its workflow does not exist", notStarted, n)
+	}
+
+	unknown := f.run.instanceID("fabrikam-prod")
+	out.Reset()
+	lookUpFails := &unreliableStartClient{Client: f.server, start: unavailable}
+	lookUps := 0
+	lookUpFails.describe = func(ctx context.Context, id string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+		lookUps++
+		if lookUps == 1 {
+			return nil, serviceerror.NewNotFound("not started yet") // the check before booking
+		}
+		return nil, serviceerror.NewUnavailable("connection reset")
+	}
+	summary, err = f.rollout(context.Background(), lookUpFails, &out, 1, unknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary.count(outcomeFailed) != 1 || !strings.Contains(out.String(), "whether it started is unknown") ||
+		!strings.Contains(out.String(), "its slots are kept: run rollout again to settle it") {
+		t.Errorf("a start in doubt:\n%s", out.String())
+	}
+	if n := f.bookings(t, unknown); n != 2 {
+		t.Errorf("%s has %d bookings after a start in doubt, want both kept", unknown, n)
+	}
+}
