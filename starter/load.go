@@ -68,7 +68,10 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 		return fmt.Errorf("the fleet is loaded, but the running updates of %d instance(s) with new admins were not told (%w); tell them with: %s",
 			len(changed), err, syncAdminsCommand(changed))
 	}
-	result := syncAdmins(ctx, e, activities.NewStore(pool), c, changed, loadSyncConcurrency)
+	result, err := syncAdmins(ctx, e, activities.NewStore(pool), c, changed, loadSyncConcurrency)
+	if err != nil {
+		return fmt.Errorf("the fleet is loaded, but %w; tell them with: %s", err, syncAdminsCommand(changed))
+	}
 	if failed := result.failedInstances(); len(failed) > 0 || ctx.Err() != nil {
 		result.write(e.stdout)
 		if ctx.Err() != nil {

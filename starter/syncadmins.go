@@ -35,7 +35,10 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	result := syncAdmins(ctx, e, activities.NewStore(pool), c, instances, *concurrency)
+	result, err := syncAdmins(ctx, e, activities.NewStore(pool), c, instances, *concurrency)
+	if err != nil {
+		return err
+	}
 	result.write(e.stdout)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sync-admins interrupted; run it again to finish: %w", err)
@@ -122,16 +125,16 @@ func (r *adminSyncResult) write(w io.Writer) {
 // syncAdmins sends SetAdmins, with the admins the database holds now, to
 // every running update of instances (nil: of every instance with a running
 // update), concurrency instances at a time. It prints a line per update
-// told; failures are in the result.
-func syncAdmins(ctx context.Context, e *env, store *activities.Store, c client.Client, instances []string, concurrency int) *adminSyncResult {
+// told; failures are in the result. The error is a failure to list the
+// running updates of every instance, when nothing was sent.
+func syncAdmins(ctx context.Context, e *env, store *activities.Store, c client.Client, instances []string, concurrency int) (*adminSyncResult, error) {
 	result := &adminSyncResult{}
 	// Every instance's running updates, listed per instance or all at once.
 	byInstance := map[string][]string{}
 	if instances == nil {
 		running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{RunningOnly: true})
 		if err != nil {
-			result.fail(adminSyncFailure{InstanceID: "(all)", Err: err})
-			return result
+			return nil, fmt.Errorf("find the running updates (nothing was sent): %w", err)
 		}
 		for _, u := range running {
 			byInstance[u.InstanceID] = append(byInstance[u.InstanceID], u.WorkflowID)
@@ -194,7 +197,7 @@ func syncAdmins(ctx context.Context, e *env, store *activities.Store, c client.C
 		})
 	}
 	_ = g.Wait() // every goroutine returns nil; failures are in the result
-	return result
+	return result, nil
 }
 
 // sendSetAdmins runs one SetAdmins Update to completion and returns the
