@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -136,9 +137,14 @@ func recordedExecutor(ctx context.Context, in ApplyUpdateInput) error {
 		return temporal.NewNonRetryableApplicationError("migration step 3 failed", ErrTypeUpdateFailed, nil)
 	case in.InstanceID == "inst-window" && in.Attempt == SlotPrimary:
 		return blockUntilCancelled(ctx, in)
+	case in.InstanceID == instanceCancelledRunning:
+		return heartbeatUntilCancelled(ctx)
 	}
 	return nil
 }
+
+// instanceCancelledRunning is cancelled while its executor runs.
+const instanceCancelledRunning = "inst-cancelled-running"
 
 // compressedInput is a whole lifecycle in seconds: five reminders shaped
 // like the defaults, a 3-second window and a secondary slot 4 seconds later.
@@ -393,4 +399,49 @@ func TestRecordedHistorySizes(t *testing.T) {
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
 		}, last, "%s must hold a closed run", file)
 	}
+}
+
+// A cancellation while the update runs is reported only once the executor
+// has stopped: the activity's cancellation is awaited (ActivityTaskCanceled
+// is in history), the attempt is recorded as cancelled, and the slots are
+// released after the executor let go of the instance. The time-skipping
+// environment settles a cancelled activity at once, so this needs a server.
+func TestCancelInProgressWaitsForTheExecutor(t *testing.T) {
+	c, fakes := startDevServer(t)
+	in := compressedInput(instanceCancelledRunning, time.Now())
+	in.Mandatory = true
+	in.ReminderOffsets = []time.Duration{0}
+	// A one-minute window gives a 6 s heartbeat timeout: the worker passes
+	// the cancellation on with its next heartbeat, within about 5 s.
+	in.WindowLength = time.Minute
+	in.SecondaryStart = in.PrimaryStart.Add(in.WindowLength + in.SecondaryMinGap)
+	run := startUpdate(t, c, in)
+	require.Eventually(t, func() bool { return fakes.executingOn(instanceCancelledRunning) }, 30*time.Second, 20*time.Millisecond,
+		"the executor never started")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, c.CancelWorkflow(ctx, run.GetID(), run.GetRunID()))
+	err := run.Get(ctx, nil)
+	var cancelled *temporal.CanceledError
+	require.ErrorAs(t, err, &cancelled)
+
+	assert.False(t, fakes.executingOn(instanceCancelledRunning), "the run closed while the executor was still running")
+	released, underExecutor := fakes.slotReleases(instanceCancelledRunning)
+	assert.Equal(t, 1, released)
+	assert.Zero(t, underExecutor, "slots released while the executor still ran")
+	last, ok := fakes.lastTransitionOf(instanceCancelledRunning)
+	require.True(t, ok)
+	assert.Equal(t, actionCancelled, last.Action)
+	assert.Equal(t, StatusInProgress, last.From)
+	require.Len(t, last.Snapshot.Attempts, 1)
+	assert.Equal(t, OutcomeCancelled, last.Snapshot.Attempts[0].Outcome)
+
+	var types []enumspb.EventType
+	for _, event := range history(t, c, run) {
+		types = append(types, event.GetEventType())
+	}
+	activityCancelled := slices.Index(types, enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+	require.NotEqual(t, -1, activityCancelled, "the executor's cancellation must be confirmed in history")
+	assert.Less(t, activityCancelled, slices.Index(types, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED))
 }

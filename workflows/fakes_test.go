@@ -168,6 +168,60 @@ func (f *fakeActivities) counts() (bookings, releases, versions, applies int) {
 	return len(f.bookings), len(f.releases), len(f.versions), len(f.applies)
 }
 
+// executingOn reports whether ApplyUpdate is running for instanceID.
+func (f *fakeActivities) executingOn(instanceID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.executing[instanceID]
+}
+
+// slotReleases reports how often instanceID's slots were released, and how
+// often while its executor was still running.
+func (f *fakeActivities) slotReleases(instanceID string) (released, underExecutor int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.releases {
+		if r.InstanceID == instanceID {
+			released++
+		}
+	}
+	for _, id := range f.releasedUnderExecutor {
+		if id == instanceID {
+			underExecutor++
+		}
+	}
+	return released, underExecutor
+}
+
+// lastTransitionOf is the last audit row of instanceID's workflow (the
+// dev-server tests share one set of fakes).
+func (f *fakeActivities) lastTransitionOf(instanceID string) (RecordTransitionInput, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.transitions) - 1; i >= 0; i-- {
+		if f.transitions[i].Snapshot.InstanceID == instanceID {
+			return f.transitions[i], true
+		}
+	}
+	return RecordTransitionInput{}, false
+}
+
+// heartbeatUntilCancelled is an executor that works until it is cancelled.
+// It heartbeats, as the real one does: that is how a worker learns of a
+// cancellation.
+func heartbeatUntilCancelled(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		activity.RecordHeartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
 // blockUntilCancelled is an executor that hangs until Temporal gives up on
 // it (window end) or cancels it.
 func blockUntilCancelled(ctx context.Context, _ ApplyUpdateInput) error {
