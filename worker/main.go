@@ -22,6 +22,7 @@ import (
 	_ "time/tzdata" // windows render in the instance's zone on hosts without a zone database
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,14 @@ import (
 const program = "worker"
 
 const (
+	// defaultPoolMaxConns is the Postgres pool size when DATABASE_URL has no
+	// pool_max_conns. pgxpool's own default, max(4, NumCPU), would queue
+	// the many activities a worker runs at once (a wave of notices during a
+	// rollout, bookings at a popular slot) behind a handful of connections,
+	// and SendNotice holds one for the whole SendGrid call. 32 keeps that
+	// queue short while three workers still fit in Postgres's default
+	// max_connections of 100, with room for the starter and psql.
+	defaultPoolMaxConns = 32
 	// connectRetryInterval is the pause between attempts to reach Temporal
 	// or Postgres while they are not up yet.
 	connectRetryInterval = 2 * time.Second
@@ -117,6 +126,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	logger := newLogger(cfg, stderr)
 	logger.Info("Starting svcupdate worker", "config", cfg)
+	if cfg.Executor == config.ExecutorSimulated {
+		logger.Warn("Updates are simulated: ApplyUpdate reports success without updating anything; set EXECUTOR=command or none in production",
+			"executor", cfg.Executor, "taskQueue", workflows.ExecutorTaskQueue)
+	}
 
 	metrics, err := startMetrics(cfg.MetricsAddr, logger)
 	if err != nil {
@@ -225,7 +238,11 @@ func (m *workerMetrics) close(logger *slog.Logger) {
 // connectPostgres opens the pool and waits until Postgres answers. A nil
 // pool and nil error mean ctx was cancelled while waiting.
 func connectPostgres(ctx context.Context, cfg config.Config, logger *slog.Logger) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	poolConfig, err := postgresPoolConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
@@ -241,6 +258,26 @@ func connectPostgres(ctx context.Context, cfg config.Config, logger *slog.Logger
 		return nil, err
 	}
 	return pool, nil
+}
+
+// postgresPoolConfig reads DATABASE_URL and sizes the pool: as its
+// pool_max_conns says when it has one, defaultPoolMaxConns otherwise.
+func postgresPoolConfig(databaseURL string) (*pgxpool.Config, error) {
+	poolConfig, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's message quotes the URL, password and all.
+		return nil, errors.New("DATABASE_URL is not a Postgres connection URL")
+	}
+	// pgxpool consumes pool_max_conns while parsing, so whether it was given
+	// is read from the connection settings, where it is an unknown parameter.
+	connConfig, err := pgconn.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, errors.New("DATABASE_URL is not a Postgres connection URL")
+	}
+	if _, given := connConfig.RuntimeParams["pool_max_conns"]; !given {
+		poolConfig.MaxConns = defaultPoolMaxConns
+	}
+	return poolConfig, nil
 }
 
 // schemaCurrent fails while migrations are pending, so a worker deployed
@@ -367,9 +404,9 @@ type workerSet struct {
 	fatal   chan error
 }
 
-// newWorkers builds the two workers: the workflow with the store and
-// notification activities on cfg.TaskQueue, and the executor on its own
-// queue so a provider can run it elsewhere.
+// newWorkers builds the workers: the workflow with the store and
+// notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
+// executor on its own queue so a provider can run it elsewhere.
 func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
 	set := &workerSet{fatal: make(chan error, 2)}
 	options := worker.Options{
@@ -398,19 +435,29 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 	}
 	notifier.Register(updates)
 
+	set.workers = []namedWorker{{taskQueue: cfg.TaskQueue, worker: updates}}
+
+	if cfg.Executor == config.ExecutorNone {
+		// No poller on the executor's queue: ApplyUpdate waits there for
+		// the provider's own worker.
+		logger.Info("No executor in this worker (EXECUTOR=none): updates run in a worker polling the executor task queue",
+			"taskQueue", workflows.ExecutorTaskQueue)
+		return set, nil
+	}
 	executor, err := activities.NewExecutor(cfg)
 	if err != nil {
 		return nil, err
 	}
 	executorOptions := options
 	executorOptions.DisableWorkflowWorker = true // the executor queue carries activities only
+	// An update cut short by a rolling deploy is retried, from the start,
+	// only if its window leaves time; so a stopping worker lets running
+	// updates finish for far longer than the quick store and notice
+	// activities.
+	executorOptions.WorkerStopTimeout = cfg.ExecutorStopTimeout
 	executorWorker := worker.New(c, workflows.ExecutorTaskQueue, executorOptions)
 	activities.RegisterExecutor(executorWorker, executor)
-
-	set.workers = []namedWorker{
-		{taskQueue: cfg.TaskQueue, worker: updates},
-		{taskQueue: workflows.ExecutorTaskQueue, worker: executorWorker},
-	}
+	set.workers = append(set.workers, namedWorker{taskQueue: workflows.ExecutorTaskQueue, worker: executorWorker})
 	return set, nil
 }
 
@@ -435,8 +482,8 @@ func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
 	}
 }
 
-// stopWorkers stops every worker at once, so the stop timeout is waited
-// out once and not per worker.
+// stopWorkers stops every worker at once, so the stop timeouts are waited
+// out side by side: the longest of them, not their sum.
 func stopWorkers(workers []namedWorker, logger *slog.Logger) {
 	var wg sync.WaitGroup
 	for _, w := range workers {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -266,14 +267,14 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 }
 
 // An update still running when the worker stops is cancelled after
-// WORKER_STOP_TIMEOUT and retried by the next worker: nothing is lost.
+// EXECUTOR_STOP_TIMEOUT and retried by the next worker: nothing is lost.
 func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
 	server := startDevServer(t)
 	clearConfigEnv(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("METRICS_ADDR", "")
-	t.Setenv("WORKER_STOP_TIMEOUT", "500ms")
+	t.Setenv("EXECUTOR_STOP_TIMEOUT", "500ms")
 	t.Setenv("SIMULATED_DURATION", "1h")
 
 	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
@@ -328,6 +329,222 @@ func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
 	stopSecond()
 	if err := waitForRun(t, second, 30*time.Second); err != nil {
 		t.Fatalf("second worker: %v", err)
+	}
+}
+
+// A rolling deploy stops workers while updates run: the executor waits
+// EXECUTOR_STOP_TIMEOUT for them, however short WORKER_STOP_TIMEOUT is.
+func TestWorkerStopLetsARunningUpdateFinish(t *testing.T) {
+	server := startDevServer(t)
+	clearConfigEnv(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("METRICS_ADDR", "")
+	t.Setenv("WORKER_STOP_TIMEOUT", "100ms")
+	t.Setenv("EXECUTOR_STOP_TIMEOUT", "30s")
+	t.Setenv("SIMULATED_DURATION", "2s")
+
+	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
+	probes.RegisterWorkflow(executorProbe)
+	if err := probes.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer probes.Stop()
+
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	done := startRun(runCtx, &lockedBuffer{})
+	ctx := context.Background()
+	// One attempt only: an update cut short fails the probe.
+	update, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbe,
+		workflows.ApplyUpdateInput{
+			InstanceID: "acme-prod", TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
+			Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the worker running the update", func() bool {
+		desc, err := server.Client().DescribeWorkflowExecution(ctx, update.GetID(), update.GetRunID())
+		if err != nil {
+			return false
+		}
+		for _, pending := range desc.GetPendingActivities() {
+			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+				return true
+			}
+		}
+		return false
+	})
+	stopRun()
+	if err := waitForRun(t, done, 30*time.Second); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	// The worker is gone: only an update it finished while stopping is done.
+	getCtx, cancelGet := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelGet()
+	var res workflows.ApplyUpdateResult
+	if err := update.Get(getCtx, &res); err != nil || !strings.HasSuffix(res.Output, "done in 2s") {
+		t.Fatalf("the update running when the worker stopped ended as %+v, %v; want it finished", res, err)
+	}
+}
+
+// A provider running its own executor sets EXECUTOR=none: this worker then
+// leaves the executor's task queue to the provider's worker alone.
+func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
+	server := startDevServer(t)
+	clearConfigEnv(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("METRICS_ADDR", "")
+	t.Setenv("EXECUTOR", "none")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	logs := &lockedBuffer{}
+	done := startRun(ctx, logs)
+	pollers := func(taskQueue string, kind enumspb.TaskQueueType) []string {
+		desc, err := server.Client().DescribeTaskQueue(ctx, taskQueue, kind)
+		if err != nil {
+			return nil
+		}
+		var identities []string
+		for _, p := range desc.GetPollers() {
+			identities = append(identities, p.GetIdentity())
+		}
+		return identities
+	}
+	waitFor(t, 60*time.Second, "the worker polling its own task queue", func() bool {
+		return len(pollers(workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) > 0 &&
+			strings.Contains(logs.String(), "Worker polling")
+	})
+
+	const providerIdentity = "provider-executor"
+	provider := worker.New(server.Client(), workflows.ExecutorTaskQueue, worker.Options{Identity: providerIdentity})
+	provider.RegisterActivityWithOptions(func(ctx context.Context, in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
+		return workflows.ApplyUpdateResult{Output: "updated by the provider"}, nil
+	}, activity.RegisterOptions{Name: workflows.ActivityApplyUpdate})
+	if err := provider.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer provider.Stop()
+	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
+	probes.RegisterWorkflow(executorProbe)
+	if err := probes.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer probes.Stop()
+	for i := range 3 {
+		run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbe,
+			workflows.ApplyUpdateInput{
+				InstanceID: fmt.Sprintf("acme-%d", i), TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
+				Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.ApplyUpdateResult
+		if err := run.Get(ctx, &res); err != nil || res.Output != "updated by the provider" {
+			t.Errorf("update %d: %+v, %v; want it run by the provider's executor", i, res, err)
+		}
+	}
+	if identities := pollers(workflows.ExecutorTaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY); len(identities) != 1 || identities[0] != providerIdentity {
+		t.Errorf("pollers of %s: %q, want the provider's worker only", workflows.ExecutorTaskQueue, identities)
+	}
+
+	stop()
+	if err := waitForRun(t, done, 30*time.Second); err != nil {
+		t.Fatalf("run: %v\n%s", err, logs)
+	}
+	if strings.Contains(logs.String(), "TaskQueue="+workflows.ExecutorTaskQueue) || strings.Contains(logs.String(), "Updates are simulated") {
+		t.Errorf("a worker without executor polled the executor queue or warned of simulated updates:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "No executor in this worker (EXECUTOR=none)") {
+		t.Errorf("the log does not say this worker hosts no executor:\n%s", logs)
+	}
+}
+
+// The simulated executor, the default for make run, reports success without
+// updating anything: a worker running it says so at start.
+func TestWorkerWarnsThatUpdatesAreSimulated(t *testing.T) {
+	for _, tt := range []struct {
+		executor string
+		warns    bool
+	}{
+		{"", true}, // the default
+		{"command", false},
+		{"none", false},
+	} {
+		t.Run("EXECUTOR="+tt.executor, func(t *testing.T) {
+			clearConfigEnv(t)
+			if tt.executor != "" {
+				t.Setenv("EXECUTOR", tt.executor)
+				t.Setenv("EXECUTOR_COMMAND", "true")
+			}
+			t.Setenv("DATABASE_URL", "postgres://postgres@"+freeAddress(t)+"/svcupdate?sslmode=disable")
+			t.Setenv("METRICS_ADDR", "")
+			t.Setenv("CONNECT_TIMEOUT", "10m")
+
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			logs := &lockedBuffer{}
+			done := startRun(ctx, logs)
+			// The warning, if any, comes before the worker connects.
+			waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
+				return strings.Contains(logs.String(), "Waiting for Postgres at ")
+			})
+			stop()
+			if err := waitForRun(t, done, 10*time.Second); err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			warning := lineStarting(logs.String(), "level=WARN msg=\"Updates are simulated")
+			if tt.warns && !strings.Contains(warning, "set EXECUTOR=command or none in production") {
+				t.Errorf("no WARN that updates are simulated:\n%s", logs)
+			}
+			if !tt.warns && warning != "" {
+				t.Errorf("EXECUTOR=%s warns that updates are simulated: %s", tt.executor, warning)
+			}
+		})
+	}
+}
+
+// lineStarting returns the first line of text that contains fragment
+// after its time stamp, or "".
+func lineStarting(text, fragment string) string {
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, " "+fragment) {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestPostgresPoolConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		databaseURL string
+		want        int32
+	}{
+		{"URL without a pool size", "postgres://svc:secret@db:5432/svc?sslmode=disable", defaultPoolMaxConns},
+		{"URL with a pool size", "postgres://svc:secret@db:5432/svc?sslmode=disable&pool_max_conns=5", 5},
+		{"URL asking for more", "postgres://db/svc?pool_max_conns=200", 200},
+		{"keyword form without a pool size", "host=db dbname=svc", defaultPoolMaxConns},
+		{"keyword form with a pool size", "host=db dbname=svc pool_max_conns=7", 7},
+	} {
+		poolConfig, err := postgresPoolConfig(tt.databaseURL)
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if poolConfig.MaxConns != tt.want {
+			t.Errorf("%s: MaxConns %d, want %d", tt.name, poolConfig.MaxConns, tt.want)
+		}
+		if _, left := poolConfig.ConnConfig.RuntimeParams["pool_max_conns"]; left {
+			t.Errorf("%s: pool_max_conns would be sent to Postgres as a parameter", tt.name)
+		}
+	}
+	if _, err := postgresPoolConfig("postgres://svc:hunter2@db/svc?pool_max_conns=none"); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a bad pool size: %v, want an error without the password", err)
 	}
 }
 
@@ -454,7 +671,7 @@ func TestWorkerRejectsABadValueInOneLine(t *testing.T) {
 	if code := exitCode(err, &stderr); code != 2 {
 		t.Errorf("exit code %d, want 2 (error %v)", code, err)
 	}
-	if want := "worker: invalid EXECUTOR=\"ansible\" (accepted: simulated or command)\n"; stderr.String() != want {
+	if want := "worker: invalid EXECUTOR=\"ansible\" (accepted: simulated, command or none)\n"; stderr.String() != want {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/svcupdate/svcupdate/workflows"
@@ -34,7 +35,7 @@ type Config struct {
 	TemporalNamespace string `envconfig:"TEMPORAL_NAMESPACE" default:"default" desc:"Temporal namespace of the workflows" accepted:"a non-empty namespace name"`
 	TaskQueue         string `envconfig:"TASK_QUEUE" desc:"task queue of the workflow and its activities (the executor has a fixed queue of its own)" accepted:"a non-empty task queue name"`
 
-	DatabaseURL string `envconfig:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/svcupdate?sslmode=disable" desc:"Postgres holding the fleet, slots, audit log and outbox" accepted:"a Postgres URL such as postgres://user:password@host:5432/database?sslmode=disable"`
+	DatabaseURL string `envconfig:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/svcupdate?sslmode=disable" desc:"Postgres holding the fleet, slots, audit log and outbox; its pool_max_conns sizes the worker's connection pool (32 when not given)" accepted:"a Postgres URL such as postgres://user:password@host:5432/database?sslmode=disable&pool_max_conns=32"`
 
 	SendGridAPIKey string `envconfig:"SENDGRID_API_KEY" secret:"true" desc:"SendGrid API key; empty keeps the mailer in outbox mode (mails are stored and logged, none sent)" accepted:"a SendGrid API key"`
 	SendGridHost   string `envconfig:"SENDGRID_HOST" default:"https://api.sendgrid.com" desc:"SendGrid API base URL (point it at a test server to capture mail)" accepted:"an http or https URL with a host, such as https://api.sendgrid.com"`
@@ -171,6 +172,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil || c.DatabaseURL == "" {
 		return invalid("DATABASE_URL", redactURL(c.DatabaseURL), "not a Postgres connection URL")
+	}
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		return invalid("DATABASE_URL", redactURL(c.DatabaseURL), "a pool setting (pool_max_conns, pool_min_conns, ...) is not valid")
 	}
 	if u, err := url.Parse(c.SendGridHost); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return invalid("SENDGRID_HOST", c.SendGridHost, "")

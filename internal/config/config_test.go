@@ -147,6 +147,8 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"not a Postgres connection URL", "xxxxx"}},
 		{"malformed keyword connection string", map[string]string{"DATABASE_URL": "host=db password=hunter2 port=x"}, "DATABASE_URL",
 			[]string{"password=xxxxx"}},
+		{"bad pool size", map[string]string{"DATABASE_URL": "postgres://u:hunter2@db:5432/x?pool_max_conns=0"}, "DATABASE_URL",
+			[]string{"pool setting", "pool_max_conns=32", "xxxxx"}},
 		{"empty database URL", map[string]string{"DATABASE_URL": ""}, "DATABASE_URL", []string{"not a Postgres connection URL"}},
 		{"SendGrid host without scheme", map[string]string{"SENDGRID_HOST": "api.sendgrid.com"}, "SENDGRID_HOST", []string{"http or https URL"}},
 		{"SendGrid host with another scheme", map[string]string{"SENDGRID_HOST": "ftp://api.sendgrid.com"}, "SENDGRID_HOST", []string{`"ftp://api.sendgrid.com"`}},
