@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -142,6 +143,12 @@ func TestComposeEnvironmentMatchesConfig(t *testing.T) {
 		if check.got != check.want {
 			t.Errorf("worker DATABASE_URL %s = %q, want %q (the postgres service)", check.what, check.got, check.want)
 		}
+	}
+	// Docker stops a container after its stop_grace_period (10 s unless
+	// set); the worker must be given the time it lets updates finish.
+	needed := cfg.ExecutorStopTimeout + cfg.ExecutorKillGrace
+	if worker.StopGracePeriod == nil || time.Duration(*worker.StopGracePeriod) < needed {
+		t.Errorf("worker stop_grace_period = %v, want at least %v (EXECUTOR_STOP_TIMEOUT + EXECUTOR_KILL_GRACE)", worker.StopGracePeriod, needed)
 	}
 	if got := composeEnv(t, temporalService, "POSTGRES_SEEDS"); got != postgres.Name {
 		t.Errorf("temporal persists to POSTGRES_SEEDS=%q, want the postgres service", got)

@@ -256,6 +256,7 @@ func TestEndToEnd(t *testing.T) {
 		"MAIL_FROM=svcupdate e2e <updates@svcupdate.example>",
 		"METRICS_ADDR=" + metricsAddr,
 		"WORKER_STOP_TIMEOUT=5s",
+		"EXECUTOR_STOP_TIMEOUT=5s",
 		// Read by the update command only; not a worker variable.
 		"E2E_FAILING_ATTEMPTS=" + strings.Join(failing, " "),
 	})
