@@ -51,9 +51,11 @@ func ServiceUpdate(ctx workflow.Context, in Input) (Result, error) {
 type serviceUpdate struct {
 	in     Input
 	logger log.Logger
-	// mu serialises the handlers that call activities with each other and
-	// with the decision at the primary start, so a Reschedule that is
-	// booking slots can never race the update starting.
+	// mu serialises the handlers that call activities with each other, with
+	// due reminders and with the decision at the primary start, so a
+	// Reschedule that is booking slots can never race the update starting
+	// nor let a reminder for the old slot out. Notices are only scheduled
+	// under it, never awaited.
 	mu workflow.Mutex
 
 	status         Status
@@ -70,7 +72,7 @@ type serviceUpdate struct {
 	attempts       []Attempt
 	notices        []NoticeRecord
 	reminders      []Reminder // still due for the current primary slot, earliest first
-	// announced is set once the scheduled notice went out; admin Updates
+	// announced is set once the scheduled notice was scheduled; admin Updates
 	// wait for it, so an approval in the workflow's first moments is neither
 	// overwritten by the announcement nor confirmed before it.
 	announced bool
@@ -505,6 +507,11 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	// here, after the validator accepted the Update: this is the one refusal
 	// that leaves an Update in history. The state stays unchanged.
 	if err := w.bookSlots(ctx, release.Version, in.PrimaryStart, in.SecondaryStart); err != nil {
+		return StatusView{}, err
+	}
+	// A cancellation that came while the booking finished wins: cancel
+	// releases the slots once this handler has returned.
+	if err := w.refuseChanges("rescheduled"); err != nil {
 		return StatusView{}, err
 	}
 	from := w.status
