@@ -308,11 +308,11 @@ func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status
 	case err == nil:
 		attempt.Outcome = OutcomeSucceeded
 	case ctx.Err() != nil:
-		attempt.Outcome, attempt.Error = OutcomeCancelled, err.Error()
+		attempt.Outcome, attempt.Error = OutcomeCancelled, failureText(err)
 	case errors.As(err, &timeout) || !attempt.Finished.Before(windowEnd):
-		attempt.Outcome, attempt.Error = OutcomeWindowElapsed, err.Error()
+		attempt.Outcome, attempt.Error = OutcomeWindowElapsed, failureText(err)
 	default:
-		attempt.Outcome, attempt.Error = OutcomeFailed, err.Error()
+		attempt.Outcome, attempt.Error = OutcomeFailed, failureText(err)
 	}
 	w.attempts = append(w.attempts, attempt)
 	switch {
@@ -770,7 +770,7 @@ func (w *serviceUpdate) finishNotice(ctx workflow.Context, f workflow.Future, ki
 	err := f.Get(ctx, &res)
 	record := NoticeRecord{Kind: kind, At: workflow.Now(ctx)}
 	if err != nil {
-		record.Error = err.Error()
+		record.Error = failureText(err)
 		var appErr *temporal.ApplicationError
 		var cancelled *temporal.CanceledError
 		switch {
@@ -893,4 +893,23 @@ func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowE
 		CurrentVersion: w.in.CurrentVersion, TargetVersion: w.targetVersion,
 		Attempt: role, WindowEnd: windowEnd,
 	}).Get(ctx, &res)
+}
+
+// failureText is what operators and admins read about a failed activity in
+// the Status query: the executor's or mailer's own message, without the
+// SDK's wrapping (activity type, event IDs, worker identity).
+func failureText(err error) string {
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out (" + timeout.TimeoutType().String() + ") before the activity finished"
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var cancelled *temporal.CanceledError
+	if errors.As(err, &cancelled) {
+		return "cancelled"
+	}
+	return err.Error()
 }
