@@ -155,6 +155,31 @@ func executorRecordDuration(ctx context.Context, in workflows.ApplyUpdateInput, 
 	}).Timer(executorDurationMetric).Record(d)
 }
 
+// executorRun is what every executor does around one attempt: it refuses
+// an invalid input, fails at once when the window has already ended (the
+// attempt started too late to do anything), and records the attempt's
+// duration and outcome however it ends. attempt does the update itself.
+func executorRun(ctx context.Context, in workflows.ApplyUpdateInput,
+	attempt func(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (workflows.ApplyUpdateResult, bool, error),
+) (_ workflows.ApplyUpdateResult, err error) {
+	if err := executorValidate(in); err != nil {
+		return workflows.ApplyUpdateResult{}, err
+	}
+	started := time.Now()
+	windowEnded := false
+	defer func() {
+		executorRecordDuration(ctx, in, executorOutcome(ctx, err, windowEnded), time.Since(started))
+	}()
+
+	if !time.Now().Before(in.WindowEnd) {
+		windowEnded = true
+		return workflows.ApplyUpdateResult{}, executorWindowElapsed(in, 0, "")
+	}
+	var result workflows.ApplyUpdateResult
+	result, windowEnded, err = attempt(ctx, in, started)
+	return result, err
+}
+
 // CommandExecutor runs a provider's program for each update: exit 0 is
 // success, any other exit fails the attempt for good. The program gets the
 // update in its environment (INSTANCE_ID, TENANT_ID, CURRENT_VERSION,
@@ -176,24 +201,14 @@ type CommandExecutor struct {
 
 // ApplyUpdate implements Executor.
 func (e *CommandExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
-	if err := executorValidate(in); err != nil {
-		return workflows.ApplyUpdateResult{}, err
-	}
+	return executorRun(ctx, in, e.run)
+}
+
+// run is one attempt of the program, given a valid input and a window
+// still open at started; windowEnded says the window's end stopped it.
+func (e *CommandExecutor) run(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (_ workflows.ApplyUpdateResult, windowEnded bool, err error) {
 	logger := activity.GetLogger(ctx)
-	started := time.Now()
 	output := &commandOutputTail{}
-	windowEnded := false
-	var err error
-	defer func() {
-		executorRecordDuration(ctx, in, executorOutcome(ctx, err, windowEnded), time.Since(started))
-	}()
-
-	if !time.Now().Before(in.WindowEnd) {
-		windowEnded = true
-		err = executorWindowElapsed(in, 0, "")
-		return workflows.ApplyUpdateResult{}, err
-	}
-
 	cmd := exec.Command(e.Argv[0], e.Argv[1:]...)
 	cmd.Env = append(commandInheritedEnvironment(),
 		"INSTANCE_ID="+in.InstanceID,
@@ -211,7 +226,7 @@ func (e *CommandExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyUpd
 		// Retryable: a missing or broken program is the operator's to fix,
 		// and the window may still leave time after the fix.
 		err = fmt.Errorf("could not start update command %q: %w", e.Argv[0], err)
-		return workflows.ApplyUpdateResult{}, err
+		return workflows.ApplyUpdateResult{}, false, err
 	}
 	logger.Info("Update command started", "pid", cmd.Process.Pid, "instance", in.InstanceID, "attempt", in.Attempt, "windowEnd", in.WindowEnd)
 	exited := make(chan error, 1)
@@ -269,11 +284,11 @@ loop:
 		err = fmt.Errorf("update command stopped after %s: %w", ran.Round(time.Millisecond), ctx.Err())
 	case cmd.ProcessState != nil && cmd.ProcessState.Success():
 		logger.Info("Update command succeeded", "instance", in.InstanceID, "attempt", in.Attempt, "duration", ran)
-		return workflows.ApplyUpdateResult{Output: tail}, nil
+		return workflows.ApplyUpdateResult{Output: tail}, false, nil
 	default:
 		err = commandFailure(cmd.ProcessState, waitErr, tail)
 	}
-	return workflows.ApplyUpdateResult{}, err
+	return workflows.ApplyUpdateResult{}, windowEnded, err
 }
 
 // commandStopTime is when a command still running gets SIGTERM: KillGrace
@@ -418,21 +433,12 @@ type SimulatedExecutor struct {
 
 // ApplyUpdate implements Executor.
 func (e *SimulatedExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
-	if err := executorValidate(in); err != nil {
-		return workflows.ApplyUpdateResult{}, err
-	}
-	started := time.Now()
-	windowEnded := false
-	var err error
-	defer func() {
-		executorRecordDuration(ctx, in, executorOutcome(ctx, err, windowEnded), time.Since(started))
-	}()
+	return executorRun(ctx, in, e.run)
+}
 
-	if !time.Now().Before(in.WindowEnd) {
-		windowEnded = true
-		err = executorWindowElapsed(in, 0, "")
-		return workflows.ApplyUpdateResult{}, err
-	}
+// run is one simulated attempt, given a valid input and a window still
+// open at started; windowEnded says the window's end stopped it.
+func (e *SimulatedExecutor) run(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (_ workflows.ApplyUpdateResult, windowEnded bool, err error) {
 	interval := e.HeartbeatEvery
 	if interval <= 0 {
 		interval = executorHeartbeatInterval(activity.GetInfo(ctx).HeartbeatTimeout)
@@ -451,21 +457,21 @@ func (e *SimulatedExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyU
 				err = temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("simulated update of %s to %s failed in the %s attempt (SIMULATED_FAILURES)", in.InstanceID, in.TargetVersion, in.Attempt),
 					workflows.ErrTypeUpdateFailed, nil)
-				return workflows.ApplyUpdateResult{}, err
+				return workflows.ApplyUpdateResult{}, false, err
 			}
 			return workflows.ApplyUpdateResult{
 				Output: fmt.Sprintf("simulated update of %s from %s to %s done in %s", in.InstanceID, in.CurrentVersion, in.TargetVersion, e.Duration),
-			}, nil
+			}, false, nil
 		case <-heartbeat.C:
 			activity.RecordHeartbeat(ctx, executorHeartbeat{Elapsed: time.Since(started).Round(time.Second).String()})
 		case <-windowEnd.C:
 			windowEnded = true
 			err = executorWindowElapsed(in, time.Since(started), "")
-			return workflows.ApplyUpdateResult{}, err
+			return workflows.ApplyUpdateResult{}, windowEnded, err
 		case <-ctx.Done():
 			windowEnded = errors.Is(ctx.Err(), context.DeadlineExceeded)
 			err = fmt.Errorf("simulated update stopped after %s: %w", time.Since(started).Round(time.Millisecond), ctx.Err())
-			return workflows.ApplyUpdateResult{}, err
+			return workflows.ApplyUpdateResult{}, windowEnded, err
 		}
 	}
 }
