@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,11 +22,11 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -107,32 +106,6 @@ func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
 	}
 }
 
-func startDevServer(t *testing.T) *testsuite.DevServer {
-	t.Helper()
-	cli, err := filepath.Abs(filepath.Join("..", "bin", "temporal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(cli); err != nil {
-		t.Fatalf("the Temporal CLI is missing (make bin/temporal builds it): %v", err)
-	}
-	server, err := testsuite.StartDevServer(context.Background(), testsuite.DevServerOptions{
-		ExistingPath: cli,
-		LogLevel:     "error",
-		Stdout:       io.Discard,
-		Stderr:       io.Discard,
-	})
-	if err != nil {
-		t.Fatalf("starting the Temporal dev server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := server.Stop(); err != nil {
-			t.Logf("stopping the dev server: %v", err)
-		}
-	})
-	return server
-}
-
 // executorProbe runs ApplyUpdate on the executor's task queue the way the
 // ServiceUpdate workflow does, so the test reaches the worker's executor
 // without depending on the whole lifecycle.
@@ -186,7 +159,7 @@ func scrape(t *testing.T, url string) string {
 func prometheusValue(s string) string { return strings.ReplaceAll(s, "-", "_") }
 
 func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
-	server := startDevServer(t)
+	server := devtest.Start(t)
 	clearConfigEnv(t)
 	metricsAddr := freeAddress(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
@@ -269,7 +242,7 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 // An update still running when the worker stops is cancelled after
 // EXECUTOR_STOP_TIMEOUT and retried by the next worker: nothing is lost.
 func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
-	server := startDevServer(t)
+	server := devtest.Start(t)
 	clearConfigEnv(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
@@ -335,7 +308,7 @@ func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
 // A rolling deploy stops workers while updates run: the executor waits
 // EXECUTOR_STOP_TIMEOUT for them, however short WORKER_STOP_TIMEOUT is.
 func TestWorkerStopLetsARunningUpdateFinish(t *testing.T) {
-	server := startDevServer(t)
+	server := devtest.Start(t)
 	clearConfigEnv(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
@@ -392,7 +365,7 @@ func TestWorkerStopLetsARunningUpdateFinish(t *testing.T) {
 // A provider running its own executor sets EXECUTOR=none: this worker then
 // leaves the executor's task queue to the provider's worker alone.
 func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
-	server := startDevServer(t)
+	server := devtest.Start(t)
 	clearConfigEnv(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))

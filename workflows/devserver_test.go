@@ -24,6 +24,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/svcupdate/svcupdate/internal/devtest"
 )
 
 // These tests run the workflow on a real Temporal dev server (bin/temporal,
@@ -63,30 +65,9 @@ func startDevServer(t *testing.T) (client.Client, *fakeActivities) {
 }
 
 func bootDevServer() error {
-	path, err := filepath.Abs(filepath.Join("..", "bin", "temporal"))
+	server, err := devtest.StartServer(SearchAttributeKeys...)
 	if err != nil {
 		return err
-	}
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("the Temporal CLI is missing at %s (`make test` builds it): %w", path, err)
-	}
-	var args []string
-	for _, key := range SearchAttributeKeys {
-		args = append(args, "--search-attribute", key.GetName()+"="+cliAttributeType(key.GetValueType()))
-	}
-	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  path,
-		ClientOptions: &client.Options{Namespace: "default", Logger: quiet},
-		LogLevel:      "error",
-		ExtraArgs:     args,
-		Stdout:        io.Discard,
-		Stderr:        io.Discard,
-	})
-	if err != nil {
-		return fmt.Errorf("start the Temporal dev server: %w", err)
 	}
 	fakes := &fakeActivities{applyUpdate: recordedExecutor}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
@@ -106,26 +87,6 @@ func bootDevServer() error {
 		_ = server.Stop()
 	}
 	return nil
-}
-
-// cliAttributeType names a search attribute type as `temporal server
-// start-dev --search-attribute` expects it.
-func cliAttributeType(t enumspb.IndexedValueType) string {
-	switch t {
-	case enumspb.INDEXED_VALUE_TYPE_KEYWORD:
-		return "Keyword"
-	case enumspb.INDEXED_VALUE_TYPE_DATETIME:
-		return "Datetime"
-	case enumspb.INDEXED_VALUE_TYPE_BOOL:
-		return "Bool"
-	case enumspb.INDEXED_VALUE_TYPE_TEXT:
-		return "Text"
-	case enumspb.INDEXED_VALUE_TYPE_INT:
-		return "Int"
-	case enumspb.INDEXED_VALUE_TYPE_DOUBLE:
-		return "Double"
-	}
-	return "KeywordList"
 }
 
 // recordedExecutor decides the executor's outcome per instance, so the
