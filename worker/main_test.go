@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -106,6 +107,71 @@ func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
 	}
 }
 
+// workerOnDevServer starts a dev server and a fresh database and points
+// the worker's configuration at them, everything else cleared and no
+// metrics endpoint; tests set what they need on top.
+func workerOnDevServer(t *testing.T) *testsuite.DevServer {
+	t.Helper()
+	server := devtest.Start(t)
+	clearConfigEnv(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
+	t.Setenv("METRICS_ADDR", "")
+	return server
+}
+
+// probeTaskQueue is where the tests' own worker runs the probe workflows.
+const probeTaskQueue = "worker-test-probe"
+
+// startProbes runs probe (executorProbe or executorProbeWithRetries) on a
+// worker of the test's own until the test ends.
+func startProbes(t *testing.T, server *testsuite.DevServer, probe any) {
+	t.Helper()
+	probes := worker.New(server.Client(), probeTaskQueue, worker.Options{})
+	probes.RegisterWorkflow(probe)
+	if err := probes.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(probes.Stop)
+}
+
+// probeUpdate is an update of instanceID from 9.1.0 to 9.2.0 in its primary
+// slot, with an hour of the window left.
+func probeUpdate(instanceID string) workflows.ApplyUpdateInput {
+	return workflows.ApplyUpdateInput{
+		InstanceID: instanceID, TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
+		Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
+	}
+}
+
+// runProbe starts probe on in through the probe worker.
+func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, probe any, in workflows.ApplyUpdateInput) client.WorkflowRun {
+	t.Helper()
+	run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: probeTaskQueue}, probe, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// waitForExecutorStarted waits until a worker has picked up the update's
+// ApplyUpdate activity.
+func waitForExecutorStarted(ctx context.Context, t *testing.T, server *testsuite.DevServer, update client.WorkflowRun, what string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, what, func() bool {
+		desc, err := server.Client().DescribeWorkflowExecution(ctx, update.GetID(), update.GetRunID())
+		if err != nil {
+			return false
+		}
+		for _, pending := range desc.GetPendingActivities() {
+			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // executorProbe runs ApplyUpdate on the executor's task queue the way the
 // ServiceUpdate workflow does, so the test reaches the worker's executor
 // without depending on the whole lifecycle.
@@ -159,11 +225,8 @@ func scrape(t *testing.T, url string) string {
 func prometheusValue(s string) string { return strings.ReplaceAll(s, "-", "_") }
 
 func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
-	server := devtest.Start(t)
-	clearConfigEnv(t)
+	server := workerOnDevServer(t)
 	metricsAddr := freeAddress(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
-	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("METRICS_ADDR", metricsAddr)
 	t.Setenv("CONNECT_TIMEOUT", "30s")
 	t.Setenv("WORKER_STOP_TIMEOUT", "5s")
@@ -189,30 +252,18 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 
 	// Run the executor through the worker: one update that succeeds, one
 	// that SIMULATED_FAILURES fails.
-	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
-	probes.RegisterWorkflow(executorProbe)
-	if err := probes.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer probes.Stop()
-	input := workflows.ApplyUpdateInput{
-		InstanceID: "acme-prod", TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
-		Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
-	}
-	runProbe := func(in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
-		run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbe, in)
-		if err != nil {
-			t.Fatal(err)
-		}
+	startProbes(t, server, executorProbe)
+	input := probeUpdate("acme-prod")
+	update := func(in workflows.ApplyUpdateInput) (workflows.ApplyUpdateResult, error) {
 		var res workflows.ApplyUpdateResult
-		return res, run.Get(ctx, &res)
+		return res, runProbe(ctx, t, server, executorProbe, in).Get(ctx, &res)
 	}
-	res, err := runProbe(input)
+	res, err := update(input)
 	if err != nil || res.Output != "simulated update of acme-prod from 9.1.0 to 9.2.0 done in 100ms" {
 		t.Errorf("simulated update through the worker: %+v, %v", res, err)
 	}
 	input.InstanceID, input.Attempt = "acme-broken", workflows.SlotSecondary
-	_, err = runProbe(input)
+	_, err = update(input)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeUpdateFailed {
 		t.Errorf("a failing simulated update returned %v, want an %s error", err, workflows.ErrTypeUpdateFailed)
@@ -242,46 +293,19 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 // An update still running when the worker stops is cancelled after
 // EXECUTOR_STOP_TIMEOUT and retried by the next worker: nothing is lost.
 func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
-	server := devtest.Start(t)
-	clearConfigEnv(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
-	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
-	t.Setenv("METRICS_ADDR", "")
+	server := workerOnDevServer(t)
 	t.Setenv("EXECUTOR_STOP_TIMEOUT", "500ms")
 	t.Setenv("SIMULATED_DURATION", "1h")
 
-	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
-	probes.RegisterWorkflow(executorProbeWithRetries)
-	if err := probes.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer probes.Stop()
+	startProbes(t, server, executorProbeWithRetries)
 
 	firstCtx, stopFirst := context.WithCancel(context.Background())
 	defer stopFirst()
 	firstLogs := &lockedBuffer{}
 	first := startRun(firstCtx, firstLogs)
 	ctx := context.Background()
-	update, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbeWithRetries,
-		workflows.ApplyUpdateInput{
-			InstanceID: "acme-prod", TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
-			Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "the first worker running the update", func() bool {
-		desc, err := server.Client().DescribeWorkflowExecution(ctx, update.GetID(), update.GetRunID())
-		if err != nil {
-			return false
-		}
-		for _, pending := range desc.GetPendingActivities() {
-			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
-				return true
-			}
-		}
-		return false
-	})
+	update := runProbe(ctx, t, server, executorProbeWithRetries, probeUpdate("acme-prod"))
+	waitForExecutorStarted(ctx, t, server, update, "the first worker running the update")
 	stopFirst()
 	if err := waitForRun(t, first, 30*time.Second); err != nil {
 		t.Fatalf("first worker: %v", err)
@@ -308,47 +332,20 @@ func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
 // A rolling deploy stops workers while updates run: the executor waits
 // EXECUTOR_STOP_TIMEOUT for them, however short WORKER_STOP_TIMEOUT is.
 func TestWorkerStopLetsARunningUpdateFinish(t *testing.T) {
-	server := devtest.Start(t)
-	clearConfigEnv(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
-	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
-	t.Setenv("METRICS_ADDR", "")
+	server := workerOnDevServer(t)
 	t.Setenv("WORKER_STOP_TIMEOUT", "100ms")
 	t.Setenv("EXECUTOR_STOP_TIMEOUT", "30s")
 	t.Setenv("SIMULATED_DURATION", "2s")
 
-	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
-	probes.RegisterWorkflow(executorProbe)
-	if err := probes.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer probes.Stop()
+	startProbes(t, server, executorProbe)
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	done := startRun(runCtx, &lockedBuffer{})
 	ctx := context.Background()
 	// One attempt only: an update cut short fails the probe.
-	update, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbe,
-		workflows.ApplyUpdateInput{
-			InstanceID: "acme-prod", TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
-			Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "the worker running the update", func() bool {
-		desc, err := server.Client().DescribeWorkflowExecution(ctx, update.GetID(), update.GetRunID())
-		if err != nil {
-			return false
-		}
-		for _, pending := range desc.GetPendingActivities() {
-			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
-				return true
-			}
-		}
-		return false
-	})
+	update := runProbe(ctx, t, server, executorProbe, probeUpdate("acme-prod"))
+	waitForExecutorStarted(ctx, t, server, update, "the worker running the update")
 	stopRun()
 	if err := waitForRun(t, done, 30*time.Second); err != nil {
 		t.Fatalf("run: %v", err)
@@ -365,11 +362,7 @@ func TestWorkerStopLetsARunningUpdateFinish(t *testing.T) {
 // A provider running its own executor sets EXECUTOR=none: this worker then
 // leaves the executor's task queue to the provider's worker alone.
 func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
-	server := devtest.Start(t)
-	clearConfigEnv(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
-	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
-	t.Setenv("METRICS_ADDR", "")
+	server := workerOnDevServer(t)
 	t.Setenv("EXECUTOR", "none")
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -401,21 +394,9 @@ func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer provider.Stop()
-	probes := worker.New(server.Client(), "worker-test-probe", worker.Options{})
-	probes.RegisterWorkflow(executorProbe)
-	if err := probes.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer probes.Stop()
+	startProbes(t, server, executorProbe)
 	for i := range 3 {
-		run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "worker-test-probe"}, executorProbe,
-			workflows.ApplyUpdateInput{
-				InstanceID: fmt.Sprintf("acme-%d", i), TenantID: "acme", CurrentVersion: "9.1.0", TargetVersion: "9.2.0",
-				Attempt: workflows.SlotPrimary, WindowEnd: time.Now().Add(time.Hour),
-			})
-		if err != nil {
-			t.Fatal(err)
-		}
+		run := runProbe(ctx, t, server, executorProbe, probeUpdate(fmt.Sprintf("acme-%d", i)))
 		var res workflows.ApplyUpdateResult
 		if err := run.Get(ctx, &res); err != nil || res.Output != "updated by the provider" {
 			t.Errorf("update %d: %+v, %v; want it run by the provider's executor", i, res, err)
