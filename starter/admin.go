@@ -18,9 +18,8 @@ import (
 
 func runApprove(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("approve")
-	instance := fs.String("instance", "", "instance ID (required)")
+	instance, version := updateTargetFlags(fs)
 	admin := fs.String("admin", "", "email of the approving admin (required)")
-	version := fs.String("version", "", "version the update was started for (default: the instance's running update)")
 	note := fs.String("note", "", "a note kept in the audit log")
 	if err := parseFlags(fs, e, args, 0); err != nil {
 		return err
@@ -34,9 +33,8 @@ func runApprove(ctx context.Context, e *env, args []string) error {
 
 func runReschedule(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("reschedule")
-	instance := fs.String("instance", "", "instance ID (required)")
+	instance, version := updateTargetFlags(fs)
 	admin := fs.String("admin", "", "email of the admin moving the update (required)")
-	version := fs.String("version", "", "version the update was started for (default: the instance's running update)")
 	var primary, secondary timeFlag
 	fs.Var(&primary, "primary", "start of the new primary slot, RFC 3339 such as 2026-03-03T02:00:00+01:00 (required)")
 	fs.Var(&secondary, "secondary", "start of the new secondary slot, RFC 3339 (required)")
@@ -81,11 +79,7 @@ var _ flag.Value = (*timeFlag)(nil)
 // for its outcome and prints the resulting status; a refusal by the
 // workflow's validator is returned as the error, in the validator's words.
 func sendAdminUpdate(ctx context.Context, e *env, instance, version, updateName string, input any) error {
-	c, err := e.temporal(ctx)
-	if err != nil {
-		return err
-	}
-	id, err := updateWorkflowID(ctx, e, c, instance, version)
+	c, id, err := connectToUpdate(ctx, e, instance, version)
 	if err != nil {
 		return err
 	}
@@ -132,8 +126,7 @@ func updateError(workflowID, updateName string, err error) error {
 
 func runCancel(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("cancel")
-	instance := fs.String("instance", "", "instance ID (required)")
-	version := fs.String("version", "", "version the update was started for (default: the instance's running update)")
+	instance, version := updateTargetFlags(fs)
 	reason := fs.String("reason", "cancelled by an operator", "why, kept in the workflow's history")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the workflow to close (0: do not wait)")
 	if err := parseFlags(fs, e, args, 0); err != nil {
@@ -142,11 +135,7 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "instance"); err != nil {
 		return err
 	}
-	c, err := e.temporal(ctx)
-	if err != nil {
-		return err
-	}
-	id, err := updateWorkflowID(ctx, e, c, *instance, *version)
+	c, id, err := connectToUpdate(ctx, e, *instance, *version)
 	if err != nil {
 		return err
 	}

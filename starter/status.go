@@ -22,8 +22,7 @@ const (
 
 func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("status")
-	instance := fs.String("instance", "", "instance ID (required)")
-	version := fs.String("version", "", "version the update was started for (default: the instance's running update)")
+	instance, version := updateTargetFlags(fs)
 	asJSON := fs.Bool("json", false, "print the Status query's answer as JSON")
 	if err := parseFlags(fs, e, args, 0); err != nil {
 		return err
@@ -31,11 +30,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "instance"); err != nil {
 		return err
 	}
-	c, err := e.temporal(ctx)
-	if err != nil {
-		return err
-	}
-	id, err := updateWorkflowID(ctx, e, c, *instance, *version)
+	c, id, err := connectToUpdate(ctx, e, *instance, *version)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -154,4 +155,26 @@ func updateWorkflowID(ctx context.Context, e *env, c client.Client, instance, ve
 		ids[i] = u.WorkflowID
 	}
 	return "", fmt.Errorf("instance %s has %d running updates (%s): pass --version", instance, len(running), strings.Join(ids, ", "))
+}
+
+// updateTargetFlags defines the flags that name the update a subcommand
+// acts on: --instance (the subcommand requires it) and --version.
+func updateTargetFlags(fs *flag.FlagSet) (instance, version *string) {
+	instance = fs.String("instance", "", "instance ID (required)")
+	version = fs.String("version", "", "version the update was started for (default: the instance's running update)")
+	return instance, version
+}
+
+// connectToUpdate connects to Temporal and names the workflow of the
+// update that instance and version point at (see updateWorkflowID).
+func connectToUpdate(ctx context.Context, e *env, instance, version string) (client.Client, string, error) {
+	c, err := e.temporal(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := updateWorkflowID(ctx, e, c, instance, version)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, id, nil
 }
