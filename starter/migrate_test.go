@@ -1,14 +1,8 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 )
@@ -17,28 +11,8 @@ import (
 // machine twice: the first creates and migrates the database, the second
 // finds both done.
 func TestMigrateCreatesTheDatabase(t *testing.T) {
-	suffix := make([]byte, 6)
-	if _, err := rand.Read(suffix); err != nil {
-		t.Fatal(err)
-	}
-	name := "svcupdate_starter_" + hex.EncodeToString(suffix)
-	u, err := url.Parse(pgtest.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	t.Setenv("DATABASE_URL", u.String())
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
-		if err != nil {
-			t.Logf("drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop %s: %v", name, err)
-		}
-	})
+	name, databaseURL := pgtest.UncreatedDatabase(t)
+	t.Setenv("DATABASE_URL", databaseURL)
 
 	out := mustRun(t, "migrate", "--create-database")
 	if !strings.Contains(out, "created database "+name+"\n") || !strings.Contains(out, "applied migration 1 (") {

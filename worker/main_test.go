@@ -10,14 +10,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -557,42 +555,9 @@ func TestWorkerStopsWhileWaitingForPostgres(t *testing.T) {
 	}
 }
 
-// emptyDatabase creates a database without the svcupdate schema and
-// returns its URL; it is dropped when the test ends.
-func emptyDatabase(t *testing.T) string {
-	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("svcupdate_worker_test_%d", time.Now().UnixNano())
-	admin, err := pgx.Connect(ctx, pgtest.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), pgtest.ServerURL())
-		if err != nil {
-			t.Logf("drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(pgtest.ServerURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
 func TestWorkerWaitsForTheSchemaThenGoesOn(t *testing.T) {
 	clearConfigEnv(t)
-	databaseURL := emptyDatabase(t)
+	databaseURL := pgtest.NewEmptyDatabase(t)
 	t.Setenv("DATABASE_URL", databaseURL)
 	t.Setenv("TEMPORAL_ADDRESS", freeAddress(t))
 	t.Setenv("METRICS_ADDR", "")

@@ -31,13 +31,19 @@ func ServerURL() string {
 // NewDatabase creates an empty, migrated database and returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
-	suffix := make([]byte, 6)
-	if _, err := rand.Read(suffix); err != nil {
-		t.Fatal(err)
+	dbURL := NewEmptyDatabase(t)
+	if _, err := schemas.Migrate(context.Background(), dbURL); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
 	}
-	name := "svcupdate_test_" + hex.EncodeToString(suffix)
+	return dbURL
+}
 
+// NewEmptyDatabase creates a database without the svcupdate schema, for
+// tests of what happens before migration, and returns its URL.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	name, dbURL := UncreatedDatabase(t)
 	admin, err := pgx.Connect(ctx, ServerURL())
 	if err != nil {
 		t.Fatalf("pgtest: connect to %s: %v (is Postgres running?)", ServerURL(), err)
@@ -46,6 +52,24 @@ func NewDatabase(t testing.TB) string {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
+	return dbURL
+}
+
+// UncreatedDatabase names a database that does not exist yet and returns
+// its name and URL, for tests of code that creates it; whatever creates it,
+// it is dropped when the test ends.
+func UncreatedDatabase(t testing.TB) (name, dbURL string) {
+	t.Helper()
+	suffix := make([]byte, 6)
+	if _, err := rand.Read(suffix); err != nil {
+		t.Fatal(err)
+	}
+	name = "svcupdate_test_" + hex.EncodeToString(suffix)
+	u, err := url.Parse(ServerURL())
+	if err != nil {
+		t.Fatalf("pgtest: parse %s: %v", ServerURL(), err)
+	}
+	u.Path = "/" + name
 	t.Cleanup(func() {
 		conn, err := pgx.Connect(context.Background(), ServerURL())
 		if err != nil {
@@ -57,17 +81,7 @@ func NewDatabase(t testing.TB) string {
 			t.Logf("pgtest: drop %s: %v", name, err)
 		}
 	})
-
-	u, err := url.Parse(ServerURL())
-	if err != nil {
-		t.Fatalf("pgtest: parse %s: %v", ServerURL(), err)
-	}
-	u.Path = "/" + name
-	dbURL := u.String()
-	if _, err := schemas.Migrate(ctx, dbURL); err != nil {
-		t.Fatalf("pgtest: migrate: %v", err)
-	}
-	return dbURL
+	return name, u.String()
 }
 
 // NewPool creates a fresh migrated database and a pool on it, closed when
