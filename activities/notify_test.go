@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +19,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/sourcetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -419,37 +416,14 @@ func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
 // constants, not their values written again.
 func TestNotifyRolesAreNotRepeated(t *testing.T) {
 	roles := []string{storeRoleAdmin, storeRoleUser, storeRoleExtra}
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
 	seen := map[string][]string{}
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
+	for _, literal := range sourcetest.StringLiterals(t, ".") {
+		for _, role := range roles {
+			// The value itself, or quoted in SQL.
+			if literal.Value == role || strings.Contains(literal.Value, "'"+role+"'") {
+				seen[role] = append(seen[role], literal.Position)
+			}
 		}
-		file, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			lit, ok := n.(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			value, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				t.Fatalf("%s: %v", fset.Position(lit.Pos()), err)
-			}
-			for _, role := range roles {
-				// The value itself, or quoted in SQL.
-				if value == role || strings.Contains(value, "'"+role+"'") {
-					seen[role] = append(seen[role], fset.Position(lit.Pos()).String())
-				}
-			}
-			return true
-		})
 	}
 	for _, role := range roles {
 		if len(seen[role]) != 1 {

@@ -3,18 +3,14 @@ package config
 import (
 	"bytes"
 	"errors"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/sourcetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -223,53 +219,11 @@ func TestLoadExecutorNone(t *testing.T) {
 // written once in package workflows and never again here.
 func TestSlotRolesAreNotRepeated(t *testing.T) {
 	roles := map[string]bool{string(workflows.SlotPrimary): true, string(workflows.SlotSecondary): true}
-	for _, literal := range packageStringLiterals(t, ".") {
-		if roles[literal.value] {
-			t.Errorf("%s repeats the slot role %q; use workflows.SlotPrimary or workflows.SlotSecondary", literal.position, literal.value)
+	for _, literal := range sourcetest.StringLiterals(t, ".") {
+		if roles[literal.Value] {
+			t.Errorf("%s repeats the slot role %q; use workflows.SlotPrimary or workflows.SlotSecondary", literal.Position, literal.Value)
 		}
 	}
-}
-
-type stringLiteral struct {
-	position string
-	value    string
-}
-
-// packageStringLiterals returns every string literal of the non-test Go
-// files in dir.
-func packageStringLiterals(t *testing.T, dir string) []stringLiteral {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	var literals []stringLiteral
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			lit, ok := n.(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			value, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				t.Fatalf("%s: %v", fset.Position(lit.Pos()), err)
-			}
-			literals = append(literals, stringLiteral{position: fset.Position(lit.Pos()).String(), value: value})
-			return true
-		})
-	}
-	if len(literals) == 0 {
-		t.Fatalf("no string literals found in %s", dir)
-	}
-	return literals
 }
 
 func TestSimulatedFailuresFails(t *testing.T) {
