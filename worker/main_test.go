@@ -94,6 +94,31 @@ func startRun(ctx context.Context, stderr io.Writer) <-chan error {
 	return done
 }
 
+// runningWorker is run started by a test in the background, its log
+// captured.
+type runningWorker struct {
+	ctx    context.Context // run's context, cancelled by stop
+	logs   *lockedBuffer
+	cancel context.CancelFunc
+	done   <-chan error
+}
+
+// startWorker starts run; the test stops it with stop, or by ending.
+func startWorker(t *testing.T) *runningWorker {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logs := &lockedBuffer{}
+	return &runningWorker{ctx: ctx, logs: logs, cancel: cancel, done: startRun(ctx, logs)}
+}
+
+// stop cancels run's context and returns what run returns, failing the
+// test if that takes longer than within.
+func (w *runningWorker) stop(t *testing.T, within time.Duration) error {
+	t.Helper()
+	w.cancel()
+	return waitForRun(t, w.done, within)
+}
+
 func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
 	t.Helper()
 	select {
@@ -231,10 +256,8 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	t.Setenv("SIMULATED_DURATION", "100ms")
 	t.Setenv("SIMULATED_FAILURES", "acme-broken:all")
 
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	logs := &lockedBuffer{}
-	done := startRun(ctx, logs)
+	running := startWorker(t)
+	ctx, logs := running.ctx, running.logs
 
 	metricsURL := "http://" + metricsAddr + "/metrics"
 	var body string
@@ -273,8 +296,7 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 			strings.Contains(body, `outcome="`+workflows.OutcomeFailed+`"`)
 	})
 
-	stop()
-	if err := waitForRun(t, done, 30*time.Second); err != nil {
+	if err := running.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("run after cancellation: %v\n%s", err, logs)
 	}
 	for _, want := range []string{"Worker stopped", "taskQueue=" + workflows.TaskQueue, "taskQueue=" + workflows.ExecutorTaskQueue} {
@@ -297,23 +319,17 @@ func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
 
 	startProbes(t, server, executorProbeWithRetries)
 
-	firstCtx, stopFirst := context.WithCancel(context.Background())
-	defer stopFirst()
-	firstLogs := &lockedBuffer{}
-	first := startRun(firstCtx, firstLogs)
+	first := startWorker(t)
 	ctx := context.Background()
 	update := runProbe(ctx, t, server, executorProbeWithRetries, probeUpdate("acme-prod"))
 	waitForExecutorStarted(ctx, t, server, update, "the first worker running the update")
-	stopFirst()
-	if err := waitForRun(t, first, 30*time.Second); err != nil {
+	if err := first.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("first worker: %v", err)
 	}
 
 	// The next worker finishes quickly; the update must complete there.
 	t.Setenv("SIMULATED_DURATION", "100ms")
-	secondCtx, stopSecond := context.WithCancel(context.Background())
-	defer stopSecond()
-	second := startRun(secondCtx, &lockedBuffer{})
+	second := startWorker(t)
 	var res workflows.ApplyUpdateResult
 	if err := update.Get(ctx, &res); err != nil {
 		t.Fatalf("the update did not complete on the second worker: %v", err)
@@ -321,8 +337,7 @@ func TestWorkerStopLeavesAnUnfinishedUpdateToTheNextWorker(t *testing.T) {
 	if !strings.HasSuffix(res.Output, "done in 100ms") {
 		t.Errorf("the update completed as %q, not on the second worker", res.Output)
 	}
-	stopSecond()
-	if err := waitForRun(t, second, 30*time.Second); err != nil {
+	if err := second.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("second worker: %v", err)
 	}
 }
@@ -337,15 +352,12 @@ func TestWorkerStopLetsARunningUpdateFinish(t *testing.T) {
 
 	startProbes(t, server, executorProbe)
 
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
-	done := startRun(runCtx, &lockedBuffer{})
+	running := startWorker(t)
 	ctx := context.Background()
 	// One attempt only: an update cut short fails the probe.
 	update := runProbe(ctx, t, server, executorProbe, probeUpdate("acme-prod"))
 	waitForExecutorStarted(ctx, t, server, update, "the worker running the update")
-	stopRun()
-	if err := waitForRun(t, done, 30*time.Second); err != nil {
+	if err := running.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	// The worker is gone: only an update it finished while stopping is done.
@@ -363,10 +375,8 @@ func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
 	server := workerOnDevServer(t)
 	t.Setenv("EXECUTOR", "none")
 
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	logs := &lockedBuffer{}
-	done := startRun(ctx, logs)
+	running := startWorker(t)
+	ctx, logs := running.ctx, running.logs
 	pollers := func(taskQueue string, kind enumspb.TaskQueueType) []string {
 		desc, err := server.Client().DescribeTaskQueue(ctx, taskQueue, kind)
 		if err != nil {
@@ -404,8 +414,7 @@ func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
 		t.Errorf("pollers of %s: %q, want the provider's worker only", workflows.ExecutorTaskQueue, identities)
 	}
 
-	stop()
-	if err := waitForRun(t, done, 30*time.Second); err != nil {
+	if err := running.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("run: %v\n%s", err, logs)
 	}
 	if strings.Contains(logs.String(), "TaskQueue="+workflows.ExecutorTaskQueue) || strings.Contains(logs.String(), "Updates are simulated") {
@@ -437,16 +446,13 @@ func TestWorkerWarnsThatUpdatesAreSimulated(t *testing.T) {
 			t.Setenv("METRICS_ADDR", "")
 			t.Setenv("CONNECT_TIMEOUT", "10m")
 
-			ctx, stop := context.WithCancel(context.Background())
-			defer stop()
-			logs := &lockedBuffer{}
-			done := startRun(ctx, logs)
+			running := startWorker(t)
+			logs := running.logs
 			// The warning, if any, comes before the worker connects.
 			waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
 				return strings.Contains(logs.String(), "Waiting for Postgres at ")
 			})
-			stop()
-			if err := waitForRun(t, done, 10*time.Second); err != nil {
+			if err := running.stop(t, 10*time.Second); err != nil {
 				t.Fatalf("run: %v", err)
 			}
 			warning := lineStarting(logs.String(), "level=WARN msg=\"Updates are simulated")
@@ -536,15 +542,12 @@ func TestWorkerStopsWhileWaitingForPostgres(t *testing.T) {
 	t.Setenv("CONNECT_TIMEOUT", "10m")
 	t.Setenv("LOG_FORMAT", "json")
 
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	logs := &lockedBuffer{}
-	done := startRun(ctx, logs)
+	running := startWorker(t)
+	logs := running.logs
 	waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
 		return strings.Contains(logs.String(), `"msg":"Waiting for Postgres at 127.0.0.1:`)
 	})
-	stop()
-	if err := waitForRun(t, done, 10*time.Second); err != nil {
+	if err := running.stop(t, 10*time.Second); err != nil {
 		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
 	}
 	for line := range strings.Lines(logs.String()) {
@@ -563,10 +566,8 @@ func TestWorkerWaitsForTheSchemaThenGoesOn(t *testing.T) {
 	t.Setenv("METRICS_ADDR", "")
 	t.Setenv("CONNECT_TIMEOUT", "10m")
 
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	logs := &lockedBuffer{}
-	done := startRun(ctx, logs)
+	running := startWorker(t)
+	ctx, logs := running.ctx, running.logs
 	waitFor(t, 30*time.Second, "the worker waiting for the schema", func() bool {
 		return strings.Contains(logs.String(), "run `starter migrate`")
 	})
@@ -576,8 +577,7 @@ func TestWorkerWaitsForTheSchemaThenGoesOn(t *testing.T) {
 	waitFor(t, 30*time.Second, "the worker going on to Temporal once migrated", func() bool {
 		return strings.Contains(logs.String(), "Waiting for Temporal at ")
 	})
-	stop()
-	if err := waitForRun(t, done, 10*time.Second); err != nil {
+	if err := running.stop(t, 10*time.Second); err != nil {
 		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
 	}
 }
