@@ -129,13 +129,7 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 	instance, version := updateTargetFlags(fs)
 	reason := fs.String("reason", "cancelled by an operator", "why, kept in the workflow's history")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the workflow to close (0: do not wait)")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
-	}
-	if err := required(fs, "instance"); err != nil {
-		return err
-	}
-	c, id, err := connectToUpdate(ctx, e, *instance, *version)
+	c, id, err := parseAndConnectToUpdate(ctx, e, fs, args, instance, version)
 	if err != nil {
 		return err
 	}

@@ -24,13 +24,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("status")
 	instance, version := updateTargetFlags(fs)
 	asJSON := fs.Bool("json", false, "print the Status query's answer as JSON")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
-	}
-	if err := required(fs, "instance"); err != nil {
-		return err
-	}
-	c, id, err := connectToUpdate(ctx, e, *instance, *version)
+	c, id, err := parseAndConnectToUpdate(ctx, e, fs, args, instance, version)
 	if err != nil {
 		return err
 	}

@@ -165,6 +165,19 @@ func updateTargetFlags(fs *flag.FlagSet) (instance, version *string) {
 	return instance, version
 }
 
+// parseAndConnectToUpdate parses a subcommand's flags (it takes no
+// arguments), requires --instance and connects to the update the flags
+// name.
+func parseAndConnectToUpdate(ctx context.Context, e *env, fs *flag.FlagSet, args []string, instance, version *string) (client.Client, string, error) {
+	if err := parseFlags(fs, e, args, 0); err != nil {
+		return nil, "", err
+	}
+	if err := required(fs, "instance"); err != nil {
+		return nil, "", err
+	}
+	return connectToUpdate(ctx, e, *instance, *version)
+}
+
 // connectToUpdate connects to Temporal and names the workflow of the
 // update that instance and version point at (see updateWorkflowID).
 func connectToUpdate(ctx context.Context, e *env, instance, version string) (client.Client, string, error) {
