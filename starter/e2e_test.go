@@ -724,15 +724,28 @@ func e2eScrape(url string) (string, error) {
 
 func queryStatus(t *testing.T, ctx context.Context, c client.Client, workflowID string) workflows.StatusView {
 	t.Helper()
-	answer, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	view, err := tryQueryStatus(ctx, c, workflowID)
 	if err != nil {
-		t.Fatalf("query %s: %v", workflowID, err)
-	}
-	var view workflows.StatusView
-	if err := answer.Get(&view); err != nil {
-		t.Fatalf("decode the status of %s: %v", workflowID, err)
+		t.Fatal(err)
 	}
 	return view
+}
+
+// tryQueryStatus asks for a workflow's status once, giving up after a few
+// seconds: a query sent while the worker holding the workflow stops waits
+// for the server to route it elsewhere, so callers poll instead of failing.
+func tryQueryStatus(ctx context.Context, c client.Client, workflowID string) (workflows.StatusView, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var view workflows.StatusView
+	answer, err := c.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	if err != nil {
+		return view, fmt.Errorf("query %s: %w", workflowID, err)
+	}
+	if err := answer.Get(&view); err != nil {
+		return view, fmt.Errorf("decode the status of %s: %w", workflowID, err)
+	}
+	return view, nil
 }
 
 // e2eWaitFor polls cond every e2ePoll until it holds, failing the test with
@@ -1036,7 +1049,7 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 	clearConfigEnvironment(t)
 	c, _ := startTemporal(t)
 	mustRun(t, "setup")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	const (
@@ -1098,7 +1111,10 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 	// Once the main flow has announced the schedule, the approval must
 	// still stand, in this worker's cached workflow...
 	e2eWaitFor(t, ctx, "the scheduled notice of "+id, func() (bool, string) {
-		view := queryStatus(t, ctx, c, id)
+		view, err := tryQueryStatus(ctx, c, id)
+		if err != nil {
+			return false, err.Error()
+		}
 		for _, n := range view.Notices {
 			if n.Kind == workflows.NoticeScheduled {
 				return true, ""
@@ -1107,7 +1123,15 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 		return false, fmt.Sprintf("notices so far: %v", view.Notices)
 	})
 	checkApproved := func(where string) {
-		view := queryStatus(t, ctx, c, id)
+		var view workflows.StatusView
+		e2eWaitFor(t, ctx, "the status of "+id+" "+where, func() (bool, string) {
+			var err error
+			view, err = tryQueryStatus(ctx, c, id)
+			if err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
 		if view.Status != workflows.StatusApproved || view.ApprovedBy != admin {
 			t.Errorf("%s, %s is %s (approved by %q), want %s by %s; notices in order: %v",
 				where, id, view.Status, view.ApprovedBy, workflows.StatusApproved, admin, view.Notices)
