@@ -370,7 +370,7 @@ func updateSummaryLine(in workflows.Input) string {
 	}
 	primary := in.PrimaryStart.UTC().Format(utcLayout)
 	if loc, err := time.LoadLocation(in.Instance.TimeZone); err == nil {
-		primary = in.PrimaryStart.In(loc).Format(localLayout)
+		primary = in.PrimaryStart.In(loc).Format(workflows.LocalTimeLayout)
 	}
 	return fmt.Sprintf("%s: %s → %s, %s, primary %s", in.Instance.ID, in.CurrentVersion, in.TargetVersion, policy, primary)
 }

@@ -13,10 +13,8 @@ import (
 )
 
 const (
-	// localLayout renders a moment in the instance's zone, like the
-	// windows of workflows.Window.
-	localLayout = "Mon 2 Jan 2006 15:04 MST"
-	// utcLayout renders a moment in UTC beside it.
+	// utcLayout renders a moment in UTC beside its local rendering
+	// (workflows.LocalTimeLayout).
 	utcLayout = "2006-01-02 15:04 UTC"
 )
 
@@ -136,7 +134,7 @@ func formatMoment(t time.Time, loc *time.Location) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return fmt.Sprintf("%s (%s)", t.In(loc).Format(localLayout), t.UTC().Format(utcLayout))
+	return fmt.Sprintf("%s (%s)", t.In(loc).Format(workflows.LocalTimeLayout), t.UTC().Format(utcLayout))
 }
 
 // formatWindow renders a window in the instance's zone with UTC beside it.

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// localLayout renders a time for a person: weekday, date, clock and the
+// LocalTimeLayout renders a time for a person: weekday, date, clock and the
 // zone's abbreviation, which changes across daylight-saving transitions.
-const localLayout = "Mon 2 Jan 2006 15:04 MST"
+// The CLI renders times in an instance's zone with it too.
+const LocalTimeLayout = "Mon 2 Jan 2006 15:04 MST"
 
 // NewWindow describes the window [start, end) in UTC and in the IANA time
 // zone timeZone. It is pure (no clock, no I/O beyond the embedded or system
@@ -21,7 +22,7 @@ func NewWindow(start, end time.Time, timeZone string) (Window, error) {
 		Start:      start.UTC(),
 		End:        end.UTC(),
 		TimeZone:   timeZone,
-		LocalStart: start.In(loc).Format(localLayout),
-		LocalEnd:   end.In(loc).Format(localLayout),
+		LocalStart: start.In(loc).Format(LocalTimeLayout),
+		LocalEnd:   end.In(loc).Format(LocalTimeLayout),
 	}, nil
 }
