@@ -110,6 +110,13 @@ func (c SlotChoice) PrimaryEnd() time.Time { return c.PrimaryStart.Add(c.WindowL
 // EarliestSecondary is the earliest start allowed for the secondary slot.
 func (c SlotChoice) EarliestSecondary() time.Time { return c.PrimaryEnd().Add(c.SecondaryMinGap) }
 
+// LatestPrimaryStart is the last primary start a reschedule within release
+// may choose: both windows, with the minimum gap between them, must end
+// inside the release period. It is the deadline an admin is told.
+func LatestPrimaryStart(release ReleaseOption, window, secondaryMinGap time.Duration) time.Time {
+	return release.PeriodEnd.Add(-(2*window + secondaryMinGap))
+}
+
 // ValidateSlots checks a slot choice made at now: the primary slot lies in
 // the future, the secondary starts after the primary window (plus the
 // minimum gap), and both windows lie inside the release period. The error

@@ -234,3 +234,29 @@ func TestHeartbeatTimeout(t *testing.T) {
 		assert.Equal(t, want, HeartbeatTimeout(window), "window %s", window)
 	}
 }
+
+// The deadline told to admins is exactly the last start the validator takes.
+func TestLatestPrimaryStartIsTheLastValidChoice(t *testing.T) {
+	release := ReleaseOption{Version: "9.2.0", PeriodStart: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), PeriodEnd: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	for _, tt := range []struct {
+		window, gap time.Duration
+		want        time.Time
+	}{
+		{12 * time.Hour, 24 * time.Hour, time.Date(2026, 5, 30, 0, 0, 0, 0, time.UTC)},
+		{45 * time.Second, 15 * time.Second, time.Date(2026, 5, 31, 23, 58, 15, 0, time.UTC)},
+	} {
+		latest := LatestPrimaryStart(release, tt.window, tt.gap)
+		if !latest.Equal(tt.want) {
+			t.Errorf("window %s, gap %s: latest primary start %s, want %s", tt.window, tt.gap, latest, tt.want)
+		}
+		choice := func(primary time.Time) SlotChoice {
+			return SlotChoice{PrimaryStart: primary, SecondaryStart: primary.Add(tt.window + tt.gap), WindowLength: tt.window, SecondaryMinGap: tt.gap, Release: release}
+		}
+		if err := validateSlotOrder(choice(latest)); err != nil {
+			t.Errorf("window %s, gap %s: the latest start is refused: %v", tt.window, tt.gap, err)
+		}
+		if err := validateSlotOrder(choice(latest.Add(time.Second))); err == nil {
+			t.Errorf("window %s, gap %s: a start after the latest one is accepted", tt.window, tt.gap)
+		}
+	}
+}

@@ -228,7 +228,7 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 		w.status = StatusNotApproved
 		err := w.releaseSlots(ctx)
 		if err == nil {
-			err = w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.release.PeriodEnd})
+			err = w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.latestPrimaryStart()})
 		}
 		w.mu.Unlock()
 		return from, err
@@ -290,6 +290,12 @@ func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) 
 	}
 	w.closing = true
 	return false, nil
+}
+
+// latestPrimaryStart is the last primary start a reschedule in the current
+// release may choose.
+func (w *serviceUpdate) latestPrimaryStart() time.Time {
+	return LatestPrimaryStart(w.release, w.in.WindowLength, w.in.SecondaryMinGap)
 }
 
 // execute runs the update in one slot and records the attempt. It reports
@@ -453,8 +459,8 @@ func (w *serviceUpdate) validateApprove(ctx workflow.Context, in ApproveInput) e
 	case StatusApproved:
 		return fmt.Errorf("the update was already approved by %s at %s", w.approvedBy, w.approvedAt.UTC().Format(timeLayout))
 	case StatusNotApproved:
-		return fmt.Errorf("the update was not approved before its slot at %s; reschedule to a later slot instead (until %s)",
-			w.primaryStart.UTC().Format(timeLayout), w.release.PeriodEnd.UTC().Format(timeLayout))
+		return fmt.Errorf("the update was not approved before its slot at %s; reschedule to a later slot instead (a primary slot starting by %s, so both windows fit in the release period ending %s)",
+			w.primaryStart.UTC().Format(timeLayout), w.latestPrimaryStart().UTC().Format(timeLayout), w.release.PeriodEnd.UTC().Format(timeLayout))
 	}
 	return nil
 }

@@ -458,9 +458,10 @@ func TestUnapprovedOptionalThenLateRescheduleSucceeds(t *testing.T) {
 	assert.Equal(t, StatusNotApproved, declined.Status)
 	assert.Empty(t, declined.Upcoming)
 	notApproved := s.fakes.notices[5]
-	assert.Equal(t, release92.PeriodEnd, notApproved.Deadline, "the admins may reschedule until the release period ends")
+	assert.Equal(t, release92.PeriodEnd.Add(-days(2)), notApproved.Deadline,
+		"the admins may reschedule to a primary start that leaves both 12 h windows and the 24 h gap inside the release period")
 	require.Error(t, approve.rejected)
-	assert.Equal(t, "the update was not approved before its slot at 2026-04-15T01:00:00Z; reschedule to a later slot instead (until 2026-06-14T01:00:00Z)", approve.rejected.Error())
+	assert.Equal(t, "the update was not approved before its slot at 2026-04-15T01:00:00Z; reschedule to a later slot instead (a primary slot starting by 2026-06-12T01:00:00Z, so both windows fit in the release period ending 2026-06-14T01:00:00Z)", approve.rejected.Error())
 	require.NoError(t, reschedule.err)
 	assert.Equal(t, StatusApproved, reschedule.result.Status)
 
