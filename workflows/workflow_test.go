@@ -719,9 +719,16 @@ func TestCancellationInEveryPhase(t *testing.T) {
 			close(started)
 			return blockUntilCancelled(ctx, in)
 		}
-		// The executor runs in real time; cancel once it has begun.
+		// The executor and the in-progress notice run concurrently in real
+		// time; cancel once the executor has begun and the notice went out
+		// (a notice still pending at the cancellation is abandoned).
 		go func() {
 			<-started
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if slices.Contains(s.fakes.noticeKinds(), NoticeInProgress) {
+					break
+				}
+			}
 			s.env.CancelWorkflow()
 		}()
 
