@@ -29,11 +29,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := openTestPool(t, dbURL)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
@@ -175,4 +171,15 @@ func TestAdminCommands(t *testing.T) {
 		!strings.Contains(err.Error(), "has no running update") {
 		t.Errorf("approve after cancel: %v, want no running update", err)
 	}
+}
+
+// openTestPool opens a pool on a test database, closed when the test ends.
+func openTestPool(t *testing.T, dbURL string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }

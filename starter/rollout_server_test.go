@@ -76,11 +76,7 @@ func newRolloutFixture(t *testing.T) rolloutFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := openTestPool(t, dbURL)
 	return rolloutFixture{server: server.Client(), pool: pool, cfg: cfg, run: run}
 }
 
