@@ -1,4 +1,4 @@
-.PHONY: help run test vet workflowcheck build worker dev-server migrate bench
+.PHONY: help run test lint fmt-check tidy-check vet staticcheck workflowcheck build worker dev-server migrate bench
 
 GO ?= go
 # The Temporal CLI (dev server + operator commands), built from the Go module
@@ -12,11 +12,22 @@ help: ## list the targets
 run: $(TEMPORAL) build ## the whole system and a demo rollout on a compressed clock (Ctrl-C stops it)
 	scripts/run-demo.sh
 
-test: vet workflowcheck $(TEMPORAL) ## vet, workflowcheck and every test with -race
+test: lint $(TEMPORAL) ## the lint gate, then every test with -race
 	$(GO) test -race -count=1 ./...
+
+lint: fmt-check tidy-check vet staticcheck workflowcheck ## gofmt, go mod tidy, vet, staticcheck and workflowcheck must all be clean
+
+fmt-check: ## fail when gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+tidy-check: ## fail when go.mod or go.sum is not tidy
+	$(GO) mod tidy -diff
 
 vet: ## go vet every package
 	$(GO) vet ./...
+
+staticcheck: ## staticcheck every package
+	$(GO) tool staticcheck ./...
 
 workflowcheck: ## check workflow code for non-determinism
 	$(GO) tool workflowcheck ./workflows/...

@@ -307,11 +307,11 @@ func watchDemo(ctx context.Context, e *env, c client.Client, ids []string, redra
 func demoRows(ctx context.Context, c client.Client, ids []string) ([]demoRow, error) {
 	rows := make([]demoRow, 0, len(ids))
 	for _, id := range ids {
-		desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+		desc, err := c.DescribeWorkflow(ctx, id, "")
 		if err != nil {
 			return nil, fmt.Errorf("describe %s: %w", id, err)
 		}
-		row := demoRow{execution: desc.GetWorkflowExecutionInfo().GetStatus()}
+		row := demoRow{execution: desc.Status}
 		answer, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
 		if err == nil {
 			err = answer.Get(&row.view)

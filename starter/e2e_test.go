@@ -361,7 +361,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, in := range fleet {
 		id := workflows.WorkflowID(in.id, e2eVersion)
 		if in.wantStatus == "" {
-			if _, err := temporalClient.DescribeWorkflowExecution(ctx, id, ""); !isNotFound(err) {
+			if _, err := temporalClient.DescribeWorkflow(ctx, id, ""); !isNotFound(err) {
 				t.Errorf("%s is not eligible, yet describing %s returned %v", in.id, id, err)
 			}
 			continue

@@ -246,7 +246,7 @@ func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandi
 	id := workflows.WorkflowID(cand.Instance.ID, s.plan.Version)
 	// An update that exists, running or closed, is never booked again: a
 	// closed one has released its slots and must not take new ones.
-	if _, err := s.client.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+	if _, err := s.client.DescribeWorkflow(ctx, id, ""); err == nil {
 		result.Outcome = outcomeAlreadyRunning
 		return result
 	} else if ctx.Err() != nil {
@@ -315,7 +315,7 @@ func (s *rolloutStarter) afterFailedStart(ctx context.Context, cand activities.R
 	result := rolloutResult{InstanceID: cand.Instance.ID}
 	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rolloutCheckTimeout)
 	defer cancel()
-	_, err := s.client.DescribeWorkflowExecution(checkCtx, id, "")
+	_, err := s.client.DescribeWorkflow(checkCtx, id, "")
 	switch {
 	case err == nil:
 		// The start went through; only its answer was lost.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/activities"
@@ -30,7 +29,7 @@ type unreliableStartClient struct {
 	mu       sync.Mutex
 	starts   int
 	start    func(n int, ctx context.Context, opts client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
-	describe func(ctx context.Context, id string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+	describe func(ctx context.Context, id string) (*client.WorkflowExecutionDescription, error)
 }
 
 func (u *unreliableStartClient) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error) {
@@ -41,11 +40,11 @@ func (u *unreliableStartClient) ExecuteWorkflow(ctx context.Context, opts client
 	return u.start(n, ctx, opts, workflow, args...)
 }
 
-func (u *unreliableStartClient) DescribeWorkflowExecution(ctx context.Context, id, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+func (u *unreliableStartClient) DescribeWorkflow(ctx context.Context, id, runID string) (*client.WorkflowExecutionDescription, error) {
 	if u.describe != nil {
 		return u.describe(ctx, id)
 	}
-	return u.Client.DescribeWorkflowExecution(ctx, id, runID)
+	return u.Client.DescribeWorkflow(ctx, id, runID)
 }
 
 // rolloutFixture is a dev server with the search attributes registered and
@@ -159,7 +158,7 @@ func TestRolloutInterruptedWhileAStartWasAnswered(t *testing.T) {
 	if startedID == "" {
 		t.Fatal("no start was attempted")
 	}
-	if _, err := f.server.DescribeWorkflowExecution(context.Background(), startedID, ""); err != nil {
+	if _, err := f.server.DescribeWorkflow(context.Background(), startedID, ""); err != nil {
 		t.Fatalf("describe %s: %v", startedID, err)
 	}
 	instanceID := strings.Split(startedID, ":")[1]
@@ -195,7 +194,7 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 	out.Reset()
 	lookUpFails := &unreliableStartClient{Client: f.server, start: unavailable}
 	lookUps := 0
-	lookUpFails.describe = func(ctx context.Context, id string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	lookUpFails.describe = func(ctx context.Context, id string) (*client.WorkflowExecutionDescription, error) {
 		lookUps++
 		if lookUps == 1 {
 			return nil, serviceerror.NewNotFound("not started yet") // the check before booking

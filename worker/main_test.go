@@ -182,11 +182,11 @@ func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, pr
 func waitForExecutorStarted(ctx context.Context, t *testing.T, server *testsuite.DevServer, update client.WorkflowRun, what string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, what, func() bool {
-		desc, err := server.Client().DescribeWorkflowExecution(ctx, update.GetID(), update.GetRunID())
+		desc, err := server.Client().DescribeWorkflow(ctx, update.GetID(), update.GetRunID())
 		if err != nil {
 			return false
 		}
-		for _, pending := range desc.GetPendingActivities() {
+		for _, pending := range desc.RawResponse.GetPendingActivities() {
 			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
 				return true
 			}

@@ -798,11 +798,11 @@ func TestApproveBeforeScheduledNoticeKeepsApproval(t *testing.T) {
 	assert.Equal(t, kinds(NoticeScheduled, NoticeConfirmed, reminders(90, 30, 15, 7), NoticeDayOf, NoticeInProgress, NoticeSucceeded), s.fakes.noticeKinds())
 }
 
-// throttled is a mail provider refusing every send for now: retryable, so
+// errThrottled is a mail provider refusing every send for now: retryable, so
 // the notice is retried. The test environment caps retries at 10 attempts,
 // so it gives up after the backoff 5 s, 10 s, ... 10 min, 10 min: 30m35s
 // of virtual time (a real server retries for the day).
-var throttled = errors.New("SendGrid 429: too many requests")
+var errThrottled = errors.New("SendGrid 429: too many requests")
 
 const throttledFor = 30*time.Minute + 35*time.Second
 
@@ -814,7 +814,7 @@ func TestThrottledMailHoldsNeitherAnswerNorUpdate(t *testing.T) {
 	s.fakes.sendNotice = func(in SendNoticeInput) error {
 		switch in.Kind {
 		case NoticeConfirmed, NoticeDayOf, NoticeInProgress:
-			return throttled
+			return errThrottled
 		}
 		return nil
 	}
