@@ -101,25 +101,25 @@ type Instance struct {
 	ExtraRecipients []string `json:"extraRecipients"`
 }
 
-// fleetDocument is the file as written: times and windows stay strings
+// fileDocument is the file as written: times and windows stay strings
 // here so a malformed one is reported with its field path, which the JSON
 // decoder cannot do for errors raised inside time.Time.
-type fleetDocument struct {
-	Releases  []fleetFileRelease `json:"releases"`
-	Tenants   []Tenant           `json:"tenants"`
-	Instances []Instance         `json:"instances"`
+type fileDocument struct {
+	Releases  []fileRelease `json:"releases"`
+	Tenants   []Tenant      `json:"tenants"`
+	Instances []Instance    `json:"instances"`
 }
 
-type fleetFileRelease struct {
-	Version     string          `json:"version"`
-	Name        string          `json:"name"`
-	Order       *int            `json:"order"`
-	PeriodStart string          `json:"periodStart"`
-	PeriodEnd   string          `json:"periodEnd"`
-	Slots       []fleetFileSlot `json:"slots"`
+type fileRelease struct {
+	Version     string     `json:"version"`
+	Name        string     `json:"name"`
+	Order       *int       `json:"order"`
+	PeriodStart string     `json:"periodStart"`
+	PeriodEnd   string     `json:"periodEnd"`
+	Slots       []fileSlot `json:"slots"`
 }
 
-type fleetFileSlot struct {
+type fileSlot struct {
 	Region   string `json:"region"`
 	Start    string `json:"start"`
 	Window   string `json:"window"`
@@ -150,16 +150,16 @@ type ValidationError struct {
 	Problems []Problem
 }
 
-// fleetMaxProblemsShown keeps the message of a systematically broken
+// maxProblemsShown keeps the message of a systematically broken
 // million-instance file readable; Problems keeps them all.
-const fleetMaxProblemsShown = 50
+const maxProblemsShown = 50
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "fleet file refused, %d problem(s):", len(e.Problems))
 	for i, p := range e.Problems {
-		if i == fleetMaxProblemsShown {
-			fmt.Fprintf(&b, "\n  ... and %d more", len(e.Problems)-fleetMaxProblemsShown)
+		if i == maxProblemsShown {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(e.Problems)-maxProblemsShown)
 			break
 		}
 		b.WriteString("\n  ")
@@ -192,11 +192,11 @@ func Parse(r io.Reader) (*Fleet, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &SyntaxError{Line: 1, Column: 1, Msg: "the fleet file is empty; want a JSON object with releases, tenants and instances"}
 	}
-	var doc fleetDocument
+	var doc fileDocument
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fleetSyntaxError(data, err)
+		return nil, syntaxError(data, err)
 	}
-	v := &fleetValidator{}
+	v := &validator{}
 	fl := v.validate(doc)
 	if len(v.problems) > 0 {
 		return nil, &ValidationError{Problems: v.problems}
@@ -204,27 +204,27 @@ func Parse(r io.Reader) (*Fleet, error) {
 	return fl, nil
 }
 
-// fleetSyntaxError locates a JSON decoding error in data.
-func fleetSyntaxError(data []byte, err error) error {
+// syntaxError locates a JSON decoding error in data.
+func syntaxError(data []byte, err error) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syntax):
-		line, col := fleetPosition(data, syntax.Offset)
+		line, col := lineAndColumn(data, syntax.Offset)
 		return &SyntaxError{Line: line, Column: col, Msg: syntax.Error()}
 	case errors.As(err, &typ):
-		line, col := fleetPosition(data, typ.Offset)
+		line, col := lineAndColumn(data, typ.Offset)
 		field := typ.Field
 		if field == "" {
 			field = "the document"
 		}
-		return &SyntaxError{Line: line, Column: col, Msg: fmt.Sprintf("%s: got a JSON %s, want %s", field, typ.Value, fleetTypeName(typ))}
+		return &SyntaxError{Line: line, Column: col, Msg: fmt.Sprintf("%s: got a JSON %s, want %s", field, typ.Value, typeName(typ))}
 	}
 	return fmt.Errorf("decode fleet file: %w", err)
 }
 
-// fleetTypeName says in JSON terms what a Go type accepts.
-func fleetTypeName(typ *json.UnmarshalTypeError) string {
+// typeName says in JSON terms what a Go type accepts.
+func typeName(typ *json.UnmarshalTypeError) string {
 	t := typ.Type
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -242,10 +242,10 @@ func fleetTypeName(typ *json.UnmarshalTypeError) string {
 	return typ.Type.String()
 }
 
-// fleetPosition turns a byte offset into a 1-based line and column. The
+// lineAndColumn turns a byte offset into a 1-based line and column. The
 // decoder's offset points just past the offending token, so it steps back
 // one byte to land on it.
-func fleetPosition(data []byte, offset int64) (line, col int) {
+func lineAndColumn(data []byte, offset int64) (line, col int) {
 	if offset > 0 {
 		offset--
 	}
@@ -258,16 +258,16 @@ func fleetPosition(data []byte, offset int64) (line, col int) {
 	return line, col
 }
 
-// fleetValidator converts the document and collects every problem.
-type fleetValidator struct {
+// validator converts the document and collects every problem.
+type validator struct {
 	problems []Problem
 }
 
-func (v *fleetValidator) add(path, format string, args ...any) {
+func (v *validator) add(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *fleetValidator) validate(doc fleetDocument) *Fleet {
+func (v *validator) validate(doc fileDocument) *Fleet {
 	fl := &Fleet{}
 	if len(doc.Releases) == 0 {
 		v.add("releases", "at least one release is required")
@@ -305,7 +305,7 @@ func (v *fleetValidator) validate(doc fleetDocument) *Fleet {
 		case (fr.PeriodStart == "") != (fr.PeriodEnd == ""):
 			v.add(path, "periodStart and periodEnd go together: give both or neither")
 		case fr.PeriodStart != "" && !rel.PeriodStart.IsZero() && !rel.PeriodEnd.IsZero() && !rel.PeriodEnd.After(rel.PeriodStart):
-			v.add(path+".periodEnd", "%s is not after periodStart %s", fleetTime(rel.PeriodEnd), fleetTime(rel.PeriodStart))
+			v.add(path+".periodEnd", "%s is not after periodStart %s", rfc3339(rel.PeriodEnd), rfc3339(rel.PeriodStart))
 		}
 		if len(fr.Slots) > 0 && fr.PeriodStart == "" {
 			v.add(path+".slots", "a release with slots needs periodStart and periodEnd")
@@ -375,7 +375,7 @@ func (v *fleetValidator) validate(doc fleetDocument) *Fleet {
 }
 
 // slot converts and checks one slot of rel.
-func (v *fleetValidator) slot(path string, fs fleetFileSlot, rel Release, seen map[string]int, index int) Slot {
+func (v *validator) slot(path string, fs fileSlot, rel Release, seen map[string]int, index int) Slot {
 	s := Slot{Region: fs.Region, Start: v.timestamp(path+".start", fs.Start), Window: Duration(workflows.DefaultWindowLength)}
 	if strings.TrimSpace(fs.Region) == "" {
 		v.add(path+".region", "is required")
@@ -404,14 +404,14 @@ func (v *fleetValidator) slot(path string, fs fleetFileSlot, rel Release, seen m
 	if !s.Start.IsZero() {
 		key := s.Region + "\x00" + s.Start.String()
 		if j, dup := seen[key]; dup {
-			v.add(path, "region %q at %s is already offered by slots[%d]", s.Region, fleetTime(s.Start), j)
+			v.add(path, "region %q at %s is already offered by slots[%d]", s.Region, rfc3339(s.Start), j)
 		} else {
 			seen[key] = index
 		}
 		if !rel.PeriodStart.IsZero() && !rel.PeriodEnd.IsZero() &&
 			(s.Start.Before(rel.PeriodStart) || s.End().After(rel.PeriodEnd)) {
 			v.add(path, "window %s to %s is not inside the release period %s to %s",
-				fleetTime(s.Start), fleetTime(s.End()), fleetTime(rel.PeriodStart), fleetTime(rel.PeriodEnd))
+				rfc3339(s.Start), rfc3339(s.End()), rfc3339(rel.PeriodStart), rfc3339(rel.PeriodEnd))
 		}
 	}
 	return s
@@ -419,7 +419,7 @@ func (v *fleetValidator) slot(path string, fs fleetFileSlot, rel Release, seen m
 
 // identifier checks an id or version: required, and free of spaces and
 // colons because it becomes part of a workflow ID ("service-update:<instance>:<version>").
-func (v *fleetValidator) identifier(path, id string) bool {
+func (v *validator) identifier(path, id string) bool {
 	switch {
 	case id == "":
 		v.add(path, "is required")
@@ -432,7 +432,7 @@ func (v *fleetValidator) identifier(path, id string) bool {
 }
 
 // timestamp parses an RFC 3339 time; empty gives the zero time.
-func (v *fleetValidator) timestamp(path, s string) time.Time {
+func (v *validator) timestamp(path, s string) time.Time {
 	if s == "" {
 		return time.Time{}
 	}
@@ -445,7 +445,7 @@ func (v *fleetValidator) timestamp(path, s string) time.Time {
 }
 
 // emails checks bare addresses and rejects case-insensitive repeats.
-func (v *fleetValidator) emails(path string, list []string) []string {
+func (v *validator) emails(path string, list []string) []string {
 	seen := map[string]int{}
 	for i, e := range list {
 		at := fmt.Sprintf("%s[%d]", path, i)
@@ -464,5 +464,5 @@ func (v *fleetValidator) emails(path string, list []string) []string {
 	return list
 }
 
-// fleetTime renders a time in messages.
-func fleetTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+// rfc3339 renders a time in messages.
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -13,7 +13,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/fleet"
 )
 
-func fleetReadFixture(t *testing.T, name string) string {
+func readFixture(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {
@@ -74,7 +74,7 @@ func TestFleetRoundTripsThroughJSON(t *testing.T) {
 }
 
 func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
-	_, err := fleet.Parse(strings.NewReader(fleetReadFixture(t, "many_problems.json")))
+	_, err := fleet.Parse(strings.NewReader(readFixture(t, "many_problems.json")))
 	var verr *fleet.ValidationError
 	if !errors.As(err, &verr) {
 		t.Fatalf("err = %v, want *fleet.ValidationError", err)
@@ -120,7 +120,7 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 // Each case changes one thing in the valid fixture and expects exactly that
 // one problem, so every rule is proven on its own.
 func TestParseValidationRules(t *testing.T) {
-	valid := fleetReadFixture(t, "valid.json")
+	valid := readFixture(t, "valid.json")
 	cases := []struct {
 		name, old, new string
 		want           string
