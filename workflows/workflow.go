@@ -113,7 +113,9 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 }
 
 // run is the lifecycle of DESIGN.md: announce, remind until the primary
-// start, run (or decline) the update, fall back once, report.
+// start, run (or decline) the update, fall back once, report. The steps
+// handle activity failures themselves and return an error only when the
+// workflow was cancelled, so every error path ends in cancel.
 func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	// 1. The provider prescheduled (and booked) both slots: announce them.
 	if err := w.transition(ctx, w.status, StatusScheduled, change{action: actionScheduled, notice: NoticeScheduled, slotStart: w.primaryStart, deadline: w.primaryStart}); err != nil {
@@ -338,7 +340,8 @@ func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
 }
 
 // close moves to the final status, records it, counts it and returns the
-// Result once every Update handler has finished.
+// Result once every Update handler has finished. As in run, an error
+// means the workflow was cancelled.
 func (w *serviceUpdate) close(ctx workflow.Context, final Status, c change) (Result, error) {
 	if err := w.transition(ctx, w.status, final, c); err != nil {
 		return w.cancel(ctx)
