@@ -86,7 +86,7 @@ func (w *serviceUpdate) publish(ctx workflow.Context) {
 	); err != nil {
 		w.logger.Error("Search attributes not updated", "error", err)
 	}
-	workflow.SetCurrentDetails(ctx, w.summary())
+	workflow.SetCurrentDetails(ctx, w.currentDetails())
 }
 
 func (w *serviceUpdate) finishAudit(ctx workflow.Context, f workflow.Future, c change) error {

@@ -64,18 +64,34 @@ func (w *serviceUpdate) upcoming() []NoticeRecord {
 	return upcoming
 }
 
-// summary is the one line the Web UI shows for this workflow.
-func (w *serviceUpdate) summary() string {
+// currentDetails is what the Web UI shows as the workflow's current
+// details: the status, the summary line as the schedule stands now, the
+// primary start in UTC, the secondary slot and who approved.
+func (w *serviceUpdate) currentDetails() string {
 	primary, secondary := w.window(w.primaryStart), w.window(w.secondaryStart)
-	policy := "optional"
-	if w.in.Mandatory {
-		policy = "mandatory"
-	}
-	line := fmt.Sprintf("%s: %s %s -> %s (%s); primary %s (%s UTC), secondary %s",
-		w.status, w.in.Instance.ID, w.in.CurrentVersion, w.targetVersion, policy,
-		primary.LocalStart, primary.Start.Format(timeLayout), secondary.LocalStart)
+	line := fmt.Sprintf("%s — %s (%s UTC), secondary %s",
+		w.status, SummaryLine(w.in.Instance, w.in.CurrentVersion, w.targetVersion, w.in.Mandatory, w.primaryStart),
+		primary.Start.Format(timeLayout), secondary.LocalStart)
 	if w.approvedBy != "" {
 		line += fmt.Sprintf("; approved by %s", w.approvedBy)
 	}
 	return line
+}
+
+// SummaryLine is the one line the Web UI shows for an update, e.g.
+// "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026 02:00 CET":
+// the starter sets it as the static summary, the workflow leads its current
+// details with it. The primary start is rendered in the instance's zone, or
+// in UTC if the zone is unknown.
+func SummaryLine(instance Instance, currentVersion, targetVersion string, mandatory bool, primaryStart time.Time) string {
+	policy := "needs approval"
+	if mandatory {
+		policy = "mandatory"
+	}
+	loc, err := time.LoadLocation(instance.TimeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	return fmt.Sprintf("%s: %s → %s, %s, primary %s",
+		instance.ID, currentVersion, targetVersion, policy, primaryStart.In(loc).Format(LocalTimeLayout))
 }
