@@ -357,22 +357,8 @@ func startOptions(id, taskQueue string, in workflows.Input) client.StartWorkflow
 			workflows.SearchAttrScheduledStart.ValueSet(in.PrimaryStart),
 			workflows.SearchAttrMandatory.ValueSet(in.Mandatory),
 		),
-		StaticSummary: updateSummaryLine(in),
+		StaticSummary: workflows.SummaryLine(in.Instance, in.CurrentVersion, in.TargetVersion, in.Mandatory, in.PrimaryStart),
 	}
-}
-
-// updateSummaryLine is the one-line summary the Web UI shows, e.g.
-// "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026 02:00 CET".
-func updateSummaryLine(in workflows.Input) string {
-	policy := "needs approval"
-	if in.Mandatory {
-		policy = "mandatory"
-	}
-	primary := in.PrimaryStart.UTC().Format(utcLayout)
-	if loc, err := time.LoadLocation(in.Instance.TimeZone); err == nil {
-		primary = in.PrimaryStart.In(loc).Format(workflows.LocalTimeLayout)
-	}
-	return fmt.Sprintf("%s: %s → %s, %s, primary %s", in.Instance.ID, in.CurrentVersion, in.TargetVersion, policy, primary)
 }
 
 // kindWaves splits the candidates (sandboxes first, as RolloutCandidates

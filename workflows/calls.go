@@ -1,0 +1,178 @@
+package workflows
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// bookSlots reserves both slots of the chosen release for this update. A
+// full, withdrawn or unknown slot comes back as an error for the admin.
+func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary, secondary time.Time) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 2 * time.Minute, // an admin is waiting for the answer
+		// On cancellation, wait until the booking has really ended, so the
+		// release that follows cannot be overtaken by it.
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: []string{ErrTypeSlotFull, ErrTypeSlotNotOffered, ErrTypeNotFound, ErrTypeInvalidInput},
+		},
+	})
+	var res BookSlotsResult
+	err := workflow.ExecuteActivity(ctx, ActivityBookSlots, BookSlotsInput{
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		InstanceID: w.in.Instance.ID, Region: w.in.Instance.Region,
+		OfferedVersion: w.in.TargetVersion, TargetVersion: version,
+		PrimaryStart: primary.UTC(), SecondaryStart: secondary.UTC(),
+	}).Get(ctx, &res)
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch appErr.Type() {
+		case ErrTypeSlotFull, ErrTypeSlotNotOffered, ErrTypeNotFound:
+			return fmt.Errorf("the slots could not be booked: %s; choose other slots from those offered for %s in %s",
+				appErr.Message(), version, w.in.Instance.Region)
+		}
+	}
+	return fmt.Errorf("the slots could not be booked, try again later: %w", err)
+}
+
+// releaseSlots gives both reservations back to the pool. Retried for a
+// day: a reservation left behind takes capacity from other instances.
+func (w *serviceUpdate) releaseSlots(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+		},
+	})
+	var res ReleaseSlotsResult
+	err := workflow.ExecuteActivity(ctx, ActivityReleaseSlots, ReleaseSlotsInput{
+		InstanceID: w.in.Instance.ID, OfferedVersion: w.in.TargetVersion,
+	}).Get(ctx, &res)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		w.logger.Error("Slot reservations not released", "error", err)
+	}
+	return nil
+}
+
+// recordVersion stores the version the instance now runs.
+func (w *serviceUpdate) recordVersion(ctx workflow.Context) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNotFound},
+		},
+	})
+	var res RecordVersionResult
+	if err := workflow.ExecuteActivity(ctx, ActivityRecordVersion, RecordVersionInput{
+		InstanceID: w.in.Instance.ID, Version: w.targetVersion,
+	}).Get(ctx, &res); err != nil {
+		w.logger.Error("New version not recorded on the instance", "version", w.targetVersion, "error", err)
+	}
+}
+
+// applyUpdate runs the executor inside the window: its deadline is the
+// window's end, it is retried until then, and a definitive failure
+// (ErrTypeUpdateFailed) falls back at once.
+func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowEnd time.Time) error {
+	remaining := windowEnd.Sub(workflow.Now(ctx))
+	if remaining <= 0 {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the %s window ended at %s before the update could start", role, windowEnd.Format(timeLayout)),
+			ErrTypeUpdateFailed, nil)
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              ExecutorTaskQueue,
+		ScheduleToCloseTimeout: remaining,
+		StartToCloseTimeout:    remaining,
+		HeartbeatTimeout:       HeartbeatTimeout(w.in.WindowLength),
+		// A cancelled workflow reports Cancelled only once the executor has
+		// stopped (or stopped heartbeating), never while it still changes
+		// the instance.
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 10 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeUpdateFailed},
+		},
+	})
+	var res ApplyUpdateResult
+	return workflow.ExecuteActivity(ctx, ActivityApplyUpdate, ApplyUpdateInput{
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		InstanceID: w.in.Instance.ID, TenantID: w.in.Instance.TenantID,
+		CurrentVersion: w.in.CurrentVersion, TargetVersion: w.targetVersion,
+		Attempt: role, WindowEnd: windowEnd,
+	}).Get(ctx, &res)
+}
+
+// startAudit starts RecordTransition for a change; finishAudit (record.go)
+// waits for it.
+func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) workflow.Future {
+	in := RecordTransitionInput{
+		Actor: cmp.Or(c.actor, ActorSystem), Channel: cmp.Or(c.channel, ChannelWorkflow),
+		Action: c.action, From: from, Detail: c.detail, Snapshot: w.view(ctx),
+	}
+	// Retried with backoff for a few minutes, then logged and given up: an
+	// admin's Update waits for it, and the next transition's snapshot
+	// refreshes the projection anyway.
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},
+		},
+	})
+	return workflow.ExecuteActivity(ctx, ActivityRecordTransition, in)
+}
+
+// startNotice starts SendNotice; finishNotice (record.go) waits for it.
+func (w *serviceUpdate) startNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) workflow.Future {
+	in := SendNoticeInput{
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Kind:       kind, Offset: offset, SlotStart: slotStart, Deadline: deadline, Update: w.view(ctx),
+	}
+	// The outbox makes retries safe; a notice still failing after a day is
+	// not worth holding the lifecycle for.
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeNoRecipients, ErrTypeMailRejected, ErrTypeInvalidInput},
+		},
+	})
+	return workflow.ExecuteActivity(ctx, ActivitySendNotice, in)
+}
+
+// failureText is what operators and admins read about a failed activity in
+// the Status query: the executor's or mailer's own message, without the
+// SDK's wrapping (activity type, event IDs, worker identity).
+func failureText(err error) string {
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out (" + timeout.TimeoutType().String() + ") before the activity finished"
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var cancelled *temporal.CanceledError
+	if errors.As(err, &cancelled) {
+		return "cancelled"
+	}
+	return err.Error()
+}

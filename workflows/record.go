@@ -1,0 +1,135 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Audit actions written by RecordTransition.
+const (
+	actionScheduled     = "scheduled"
+	actionApproved      = "approved"
+	actionRescheduled   = "rescheduled"
+	actionAdminsChanged = "admins-changed"
+	actionStarted       = "started"
+	actionNotApproved   = "not-approved"
+	actionExpired       = "release-period-ended"
+	actionFallback      = "fallback-scheduled"
+	actionSucceeded     = "succeeded"
+	actionFailed        = "failed"
+	actionCancelled     = "cancelled"
+)
+
+// change describes one recorded transition.
+type change struct {
+	action  string
+	actor   string // default ActorSystem
+	channel string // default ChannelWorkflow
+	detail  string
+	// notice, when set, is scheduled alongside the audit row.
+	notice    NoticeKind
+	slotStart time.Time
+	deadline  time.Time
+}
+
+// record publishes the current state after a transition from `from`:
+// search attributes and Web UI details, the audit row, and the change's
+// notice. Audit and notice are scheduled in the same workflow task, in
+// lifecycle order; record waits for the audit only: an email being retried
+// must hold neither the lifecycle nor an admin's answer. Activity failures
+// are logged, never fatal; the only error returned is the workflow's
+// cancellation.
+func (w *serviceUpdate) record(ctx workflow.Context, from Status, c change) error {
+	w.publish(ctx)
+	audit := w.startAudit(ctx, from, c)
+	if c.notice != "" {
+		w.sendNotice(ctx, c.notice, 0, c.slotStart, c.deadline)
+	}
+	return w.finishAudit(ctx, audit, c)
+}
+
+// transition moves the main flow from one status to another and records
+// it. It holds the mutex that the Update handlers hold while they change
+// and record state, so no handler interleaves and audit rows and the
+// projection's snapshots are written in the order the changes happened.
+func (w *serviceUpdate) transition(ctx workflow.Context, from, to Status, c change) error {
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	w.status = to
+	if to.Terminal() {
+		w.closing = true
+	}
+	return w.record(ctx, from, c)
+}
+
+// recordAudit writes the audit row of a change that affects no search
+// attribute and sends no notice.
+func (w *serviceUpdate) recordAudit(ctx workflow.Context, from Status, c change) error {
+	return w.finishAudit(ctx, w.startAudit(ctx, from, c), c)
+}
+
+// publish upserts every search attribute and the Web UI's current details.
+func (w *serviceUpdate) publish(ctx workflow.Context) {
+	scheduled := w.slotStart(w.activeSlot())
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		SearchAttrUpdateStatus.ValueSet(string(w.status)),
+		SearchAttrInstanceID.ValueSet(w.in.Instance.ID),
+		SearchAttrTenantID.ValueSet(w.in.Instance.TenantID),
+		SearchAttrTargetVersion.ValueSet(w.targetVersion),
+		SearchAttrScheduledStart.ValueSet(scheduled),
+		SearchAttrMandatory.ValueSet(w.in.Mandatory),
+	); err != nil {
+		w.logger.Error("Search attributes not updated", "error", err)
+	}
+	workflow.SetCurrentDetails(ctx, w.currentDetails())
+}
+
+func (w *serviceUpdate) finishAudit(ctx workflow.Context, f workflow.Future, c change) error {
+	var res RecordTransitionResult
+	if err := f.Get(ctx, &res); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.logger.Error("Transition not written to the audit log", "action", c.action, "error", err)
+	}
+	return nil
+}
+
+// sendNotice schedules one notice now, so notices go out in the order the
+// lifecycle produced them, and leaves waiting for its result to a
+// coroutine that holds no mutex. finish waits until every one has settled.
+func (w *serviceUpdate) sendNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) {
+	f := w.startNotice(ctx, kind, offset, slotStart, deadline)
+	w.noticesInFlight++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { w.noticesInFlight-- }()
+		w.finishNotice(ctx, f, kind)
+	})
+}
+
+// finishNotice waits for a notice and records it, with its error if it
+// was undeliverable, given up on, or cancelled with the workflow.
+func (w *serviceUpdate) finishNotice(ctx workflow.Context, f workflow.Future, kind NoticeKind) {
+	var res SendNoticeResult
+	err := f.Get(ctx, &res)
+	record := NoticeRecord{Kind: kind, At: workflow.Now(ctx)}
+	if err != nil {
+		record.Error = failureText(err)
+		var appErr *temporal.ApplicationError
+		var cancelled *temporal.CanceledError
+		switch {
+		case errors.As(err, &cancelled):
+			w.logger.Warn("Notice abandoned: the workflow was cancelled", "kind", kind)
+		case errors.As(err, &appErr) && (appErr.Type() == ErrTypeNoRecipients || appErr.Type() == ErrTypeMailRejected):
+			w.logger.Warn("Notice not delivered", "kind", kind, "error", err)
+		default:
+			w.logger.Error("Notice not sent", "kind", kind, "error", err)
+		}
+	}
+	w.notices = append(w.notices, record)
+}

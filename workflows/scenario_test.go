@@ -1,0 +1,182 @@
+package workflows
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uber-go/tally/v4"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// The time-skipping tests run a whole lifecycle (months) in milliseconds.
+// Every scenario starts 100 days before a primary slot, so all default
+// reminders (90, 30, 15, 7, 0 days) are ahead.
+var (
+	primaryStart   = time.Date(2026, 4, 15, 1, 0, 0, 0, time.UTC)
+	secondaryStart = primaryStart.Add(days(7))
+	scenarioStart  = primaryStart.Add(-days(100))
+	release92      = ReleaseOption{Version: "9.2.0", PeriodStart: scenarioStart.Add(-days(10)), PeriodEnd: primaryStart.Add(days(60))}
+	release93      = ReleaseOption{Version: "9.3.0", PeriodStart: scenarioStart.Add(days(30)), PeriodEnd: primaryStart.Add(days(150))}
+)
+
+const (
+	adminListed = "Admin@Acme.example"
+	adminTyped  = "admin@acme.example" // the same admin, as typed at the CLI
+)
+
+func scenarioInput() Input {
+	return Input{
+		Instance: Instance{
+			ID: "inst-1", Name: "Acme production", TenantID: "acme", Kind: "production",
+			Region: "eu-central", TimeZone: "Europe/Berlin",
+		},
+		Admins:          []string{adminListed, "ops@acme.example"},
+		CurrentVersion:  "9.1.0",
+		TargetVersion:   "9.2.0",
+		PrimaryStart:    primaryStart,
+		SecondaryStart:  secondaryStart,
+		Releases:        []ReleaseOption{release92, release93},
+		SecondaryMinGap: 24 * time.Hour,
+	}
+}
+
+// scenario is one workflow run in the time-skipping environment.
+type scenario struct {
+	t       *testing.T
+	env     *testsuite.TestWorkflowEnvironment
+	fakes   *fakeActivities
+	metrics tally.TestScope
+	in      Input
+	updates int
+}
+
+func newScenario(t *testing.T) *scenario {
+	var ts testsuite.WorkflowTestSuite
+	metrics := tally.NewTestScope("", nil)
+	ts.SetMetricsHandler(sdktally.NewMetricsHandler(metrics))
+	env := ts.NewTestWorkflowEnvironment()
+	env.SetStartTime(scenarioStart)
+	env.RegisterWorkflow(ServiceUpdate)
+	fakes := &fakeActivities{}
+	fakes.register(env)
+	fakes.registerExecutor(env)
+	return &scenario{t: t, env: env, fakes: fakes, metrics: metrics, in: scenarioInput()}
+}
+
+// at runs fn when the virtual clock reaches when.
+func (s *scenario) at(when time.Time, fn func()) {
+	s.env.RegisterDelayedCallback(fn, when.Sub(scenarioStart))
+}
+
+// updateOutcome is filled in as the Update's callbacks arrive.
+type updateOutcome struct {
+	rejected  error
+	accepted  bool
+	completed bool
+	// completedAt is the virtual time the answer came.
+	completedAt time.Time
+	result      StatusView
+	err         error
+}
+
+func (s *scenario) update(name string, arg any) *updateOutcome {
+	s.updates++
+	o := &updateOutcome{}
+	s.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", name, s.updates), &testsuite.TestUpdateCallback{
+		OnReject: func(err error) { o.rejected = err },
+		OnAccept: func() { o.accepted = true },
+		OnComplete: func(v any, err error) {
+			o.completed, o.completedAt, o.err = true, s.env.Now().UTC(), err
+			if view, ok := v.(StatusView); ok {
+				o.result = view
+			}
+		},
+	}, arg)
+	return o
+}
+
+func (s *scenario) status() StatusView {
+	s.t.Helper()
+	value, err := s.env.QueryWorkflow(QueryStatus)
+	require.NoError(s.t, err)
+	var view StatusView
+	require.NoError(s.t, value.Get(&view))
+	return view
+}
+
+// run executes the workflow to its end and returns its result or error.
+func (s *scenario) run() (Result, error) {
+	s.t.Helper()
+	s.env.ExecuteWorkflow(ServiceUpdate, s.in)
+	require.True(s.t, s.env.IsWorkflowCompleted(), "workflow did not complete")
+	if err := s.env.GetWorkflowError(); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	require.NoError(s.t, s.env.GetWorkflowResult(&res))
+	return res, nil
+}
+
+// completions reads the svcupdate_updates_completed counter by outcome.
+func (s *scenario) completions() map[string]int64 {
+	counts := map[string]int64{}
+	for _, c := range s.metrics.Snapshot().Counters() {
+		if c.Name() == metricUpdatesClosed {
+			counts[c.Tags()[metricTagOutcome]] += c.Value()
+		}
+	}
+	return counts
+}
+
+func reminders(offsets ...int) []NoticeKind {
+	kinds := make([]NoticeKind, len(offsets))
+	for i, d := range offsets {
+		kinds[i] = ReminderKind(days(d))
+	}
+	return kinds
+}
+
+func kinds(groups ...any) []NoticeKind {
+	var all []NoticeKind
+	for _, g := range groups {
+		switch g := g.(type) {
+		case NoticeKind:
+			all = append(all, g)
+		case []NoticeKind:
+			all = append(all, g...)
+		}
+	}
+	return all
+}
+
+func noticeAt(t *testing.T, view StatusView, kind NoticeKind) NoticeRecord {
+	t.Helper()
+	for _, n := range view.Notices {
+		if n.Kind == kind {
+			return n
+		}
+	}
+	t.Fatalf("no %s notice in %v", kind, view.Notices)
+	return NoticeRecord{}
+}
+
+func upcomingKinds(view StatusView) []NoticeKind {
+	out := make([]NoticeKind, len(view.Upcoming))
+	for i, n := range view.Upcoming {
+		out[i] = n.Kind
+	}
+	return out
+}
+
+func countKind(all []NoticeKind, kind NoticeKind) int {
+	n := 0
+	for _, k := range all {
+		if k == kind {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,149 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// lockAnnounced takes the mutex for an Update handler once the schedule
+// has been announced.
+func (w *serviceUpdate) lockAnnounced(ctx workflow.Context) error {
+	if err := workflow.Await(ctx, func() bool { return w.announced }); err != nil {
+		return err
+	}
+	return w.mu.Lock(ctx)
+}
+
+// refuseChanges explains why the schedule can no longer change, or returns
+// nil while it still can. verb completes "it can no longer be ...".
+func (w *serviceUpdate) refuseChanges(verb string) error {
+	switch {
+	case w.cancelled:
+		return fmt.Errorf("the update was cancelled; it can no longer be %s", verb)
+	case !w.startedAt.IsZero():
+		return fmt.Errorf("the update started at %s; it can no longer be %s", w.startedAt.UTC().Format(timeLayout), verb)
+	case w.closing:
+		return fmt.Errorf("the update closed as %s; it can no longer be %s", w.status, verb)
+	}
+	return nil
+}
+
+func (w *serviceUpdate) checkAdmin(admin string) error {
+	if _, ok := FindAdmin(w.admins, admin); !ok {
+		return fmt.Errorf("%q is not an admin of instance %s; ask one of its admins", admin, w.in.Instance.ID)
+	}
+	return nil
+}
+
+func (w *serviceUpdate) validateApprove(ctx workflow.Context, in ApproveInput) error {
+	if err := w.checkAdmin(in.Admin); err != nil {
+		return err
+	}
+	if err := w.refuseChanges("approved"); err != nil {
+		return err
+	}
+	switch w.status {
+	case StatusApproved:
+		return fmt.Errorf("the update was already approved by %s at %s", w.approvedBy, w.approvedAt.UTC().Format(timeLayout))
+	case StatusNotApproved:
+		return fmt.Errorf("the update was not approved before its slot at %s; reschedule to a later slot instead (a primary slot starting by %s, so both windows fit in the release period ending %s)",
+			w.primaryStart.UTC().Format(timeLayout), w.latestPrimaryStart().UTC().Format(timeLayout), w.release.PeriodEnd.UTC().Format(timeLayout))
+	}
+	return nil
+}
+
+func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusView, error) {
+	if err := w.lockAnnounced(ctx); err != nil {
+		return StatusView{}, err
+	}
+	defer w.mu.Unlock()
+	// The state may have moved while this handler waited for the mutex.
+	if err := w.validateApprove(ctx, in); err != nil {
+		return StatusView{}, err
+	}
+	from := w.status
+	w.status = StatusApproved
+	w.approvedBy, _ = FindAdmin(w.admins, in.Admin)
+	w.approvedAt = workflow.Now(ctx)
+	err := w.record(ctx, from, change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
+		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart})
+	return w.view(ctx), err
+}
+
+func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleInput) error {
+	if err := w.checkAdmin(in.Admin); err != nil {
+		return err
+	}
+	if err := w.refuseChanges("rescheduled"); err != nil {
+		return err
+	}
+	release, err := ChooseTargetVersion(w.in.Releases, w.targetVersion, in.TargetVersion)
+	if err != nil {
+		return err
+	}
+	return ValidateSlots(SlotChoice{
+		PrimaryStart: in.PrimaryStart, SecondaryStart: in.SecondaryStart,
+		WindowLength: w.in.WindowLength, SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
+	}, workflow.Now(ctx))
+}
+
+func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (StatusView, error) {
+	if err := w.lockAnnounced(ctx); err != nil {
+		return StatusView{}, err
+	}
+	defer w.mu.Unlock()
+	if err := w.validateReschedule(ctx, in); err != nil {
+		return StatusView{}, err
+	}
+	release, _ := ChooseTargetVersion(w.in.Releases, w.targetVersion, in.TargetVersion)
+	// Capacity lives in Postgres, so a full or withdrawn slot is only found
+	// here, after the validator accepted the Update: this is the one refusal
+	// that leaves an Update in history. The state stays unchanged.
+	if err := w.bookSlots(ctx, release.Version, in.PrimaryStart, in.SecondaryStart); err != nil {
+		return StatusView{}, err
+	}
+	// A cancellation that came while the booking finished wins: cancel
+	// releases the slots once this handler has returned.
+	if err := w.refuseChanges("rescheduled"); err != nil {
+		return StatusView{}, err
+	}
+	from := w.status
+	now := workflow.Now(ctx)
+	w.targetVersion, w.release = release.Version, release
+	w.primaryStart, w.secondaryStart = in.PrimaryStart.UTC(), in.SecondaryStart.UTC()
+	w.reminders = ReminderSchedule(w.primaryStart, w.in.ReminderOffsets, now)
+	w.scheduleVersion++
+	w.status = StatusApproved
+	w.approvedBy, _ = FindAdmin(w.admins, in.Admin)
+	w.approvedAt = now
+	err := w.record(ctx, from, change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
+		detail: fmt.Sprintf("primary %s, secondary %s, target %s", w.primaryStart.Format(timeLayout), w.secondaryStart.Format(timeLayout), w.targetVersion),
+		notice: NoticeRescheduled, slotStart: w.primaryStart, deadline: w.primaryStart})
+	return w.view(ctx), err
+}
+
+func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInput) error {
+	switch {
+	case w.cancelled:
+		return errors.New("the update was cancelled; its admins can no longer change")
+	case w.closing:
+		return fmt.Errorf("the update closed as %s; its admins can no longer change", w.status)
+	}
+	return ValidateAdmins(in.Admins)
+}
+
+func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (StatusView, error) {
+	if err := w.lockAnnounced(ctx); err != nil {
+		return StatusView{}, err
+	}
+	defer w.mu.Unlock()
+	if err := w.validateSetAdmins(ctx, in); err != nil {
+		return StatusView{}, err
+	}
+	w.admins = slices.Clone(in.Admins)
+	err := w.recordAudit(ctx, w.status, change{action: actionAdminsChanged, channel: ChannelUpdate, detail: fmt.Sprint(w.admins)})
+	return w.view(ctx), err
+}

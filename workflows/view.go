@@ -1,0 +1,97 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// window renders a slot; an unknown zone (validated away at start, but
+// rendering must never fail a query) falls back to UTC.
+func (w *serviceUpdate) window(start time.Time) Window {
+	end := start.Add(w.in.WindowLength)
+	win, err := NewWindow(start, end, w.in.Instance.TimeZone)
+	if err != nil {
+		win, _ = NewWindow(start, end, "UTC")
+	}
+	return win
+}
+
+func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
+	return StatusView{
+		WorkflowID:     workflow.GetInfo(ctx).WorkflowExecution.ID,
+		InstanceID:     w.in.Instance.ID,
+		InstanceName:   w.in.Instance.Name,
+		TenantID:       w.in.Instance.TenantID,
+		Admins:         slices.Clone(w.admins),
+		CurrentVersion: w.in.CurrentVersion,
+		OfferedVersion: w.in.TargetVersion,
+		TargetVersion:  w.targetVersion,
+		Mandatory:      w.in.Mandatory,
+		Status:         w.status,
+		Primary:        w.window(w.primaryStart),
+		Secondary:      w.window(w.secondaryStart),
+		ReleasePeriod:  w.release,
+		ApprovedBy:     w.approvedBy,
+		ApprovedAt:     w.approvedAt,
+		Attempts:       slices.Clone(w.attempts),
+		Notices:        slices.Clone(w.notices),
+		Upcoming:       w.upcoming(),
+	}
+}
+
+// upcoming lists the notices still due, earliest first.
+func (w *serviceUpdate) upcoming() []NoticeRecord {
+	upcoming := []NoticeRecord{}
+	switch w.status {
+	case StatusScheduled, StatusApproved:
+		for _, r := range w.reminders {
+			if r.Offset == 0 && !w.mayRun() {
+				continue
+			}
+			upcoming = append(upcoming, NoticeRecord{Kind: r.Kind, At: r.At})
+		}
+		atStart := NoticeNotApproved
+		if w.mayRun() {
+			atStart = NoticeInProgress
+		}
+		upcoming = append(upcoming, NoticeRecord{Kind: atStart, At: w.primaryStart})
+	case StatusFallbackScheduled:
+		upcoming = append(upcoming, NoticeRecord{Kind: NoticeInProgress, At: w.secondaryStart})
+	}
+	return upcoming
+}
+
+// currentDetails is what the Web UI shows as the workflow's current
+// details: the status, the summary line as the schedule stands now, the
+// primary start in UTC, the secondary slot and who approved.
+func (w *serviceUpdate) currentDetails() string {
+	primary, secondary := w.window(w.primaryStart), w.window(w.secondaryStart)
+	line := fmt.Sprintf("%s — %s (%s UTC), secondary %s",
+		w.status, SummaryLine(w.in.Instance, w.in.CurrentVersion, w.targetVersion, w.in.Mandatory, w.primaryStart),
+		primary.Start.Format(timeLayout), secondary.LocalStart)
+	if w.approvedBy != "" {
+		line += fmt.Sprintf("; approved by %s", w.approvedBy)
+	}
+	return line
+}
+
+// SummaryLine is the one line the Web UI shows for an update, e.g.
+// "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026 02:00 CET":
+// the starter sets it as the static summary, the workflow leads its current
+// details with it. The primary start is rendered in the instance's zone, or
+// in UTC if the zone is unknown.
+func SummaryLine(instance Instance, currentVersion, targetVersion string, mandatory bool, primaryStart time.Time) string {
+	policy := "needs approval"
+	if mandatory {
+		policy = "mandatory"
+	}
+	loc, err := time.LoadLocation(instance.TimeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	return fmt.Sprintf("%s: %s → %s, %s, primary %s",
+		instance.ID, currentVersion, targetVersion, policy, primaryStart.In(loc).Format(LocalTimeLayout))
+}

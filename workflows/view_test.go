@@ -1,0 +1,55 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdkpb "go.temporal.io/api/sdk/v1"
+)
+
+func TestSummaryLine(t *testing.T) {
+	start := time.Date(2026, 3, 3, 1, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		zone      string
+		mandatory bool
+		want      string
+	}{
+		{"optional in the instance's zone", "Europe/Berlin", false, "contoso-prod: 9.1.0 → 9.2.0, needs approval, primary Tue 3 Mar 2026 02:00 CET"},
+		{"mandatory", "America/New_York", true, "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Mon 2 Mar 2026 20:00 EST"},
+		{"unknown zone in UTC", "Mars/Olympus", false, "contoso-prod: 9.1.0 → 9.2.0, needs approval, primary Tue 3 Mar 2026 01:00 UTC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			instance := Instance{ID: "contoso-prod", TimeZone: tt.zone}
+			if got := SummaryLine(instance, "9.1.0", "9.2.0", tt.mandatory, start); got != tt.want {
+				t.Errorf("SummaryLine = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// queryWorkflowMetadata is the SDK's built-in query behind the Web UI's
+// current details (internal.QueryTypeWorkflowMetadata, not exported).
+const queryWorkflowMetadata = "__temporal_workflow_metadata"
+
+func TestCurrentDetailsLeadWithTheSummaryLine(t *testing.T) {
+	s := newScenario(t)
+	var details string
+	s.at(scenarioStart.Add(days(5)), func() { s.update(UpdateApprove, ApproveInput{Admin: adminTyped}) })
+	s.at(primaryStart.Add(-days(1)), func() {
+		value, err := s.env.QueryWorkflow(queryWorkflowMetadata)
+		require.NoError(t, err)
+		var metadata sdkpb.WorkflowMetadata
+		require.NoError(t, value.Get(&metadata))
+		details = metadata.GetCurrentDetails()
+	})
+
+	_, err := s.run()
+	require.NoError(t, err)
+
+	assert.Equal(t, "Approved — inst-1: 9.1.0 → 9.2.0, needs approval, primary Wed 15 Apr 2026 03:00 CEST"+
+		" (2026-04-15T01:00:00Z UTC), secondary Wed 22 Apr 2026 03:00 CEST; approved by Admin@Acme.example", details)
+}
