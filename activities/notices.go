@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -20,8 +21,8 @@ type noticeAudience struct {
 }
 
 var (
-	noticeAudienceAdminsExtra = noticeAudience{Name: "admins+extra", Roles: []string{storeRoleAdmin, storeRoleExtra}, AlertAudience: "admins"}
-	noticeAudienceAdminsUsers = noticeAudience{Name: "admins+users", Roles: []string{storeRoleAdmin, storeRoleUser}, AlertAudience: "admins+users"}
+	noticeAudienceAdminsExtra = noticeAudience{Name: "admins+extra", Roles: []string{store.RoleAdmin, store.RoleExtra}, AlertAudience: "admins"}
+	noticeAudienceAdminsUsers = noticeAudience{Name: "admins+users", Roles: []string{store.RoleAdmin, store.RoleUser}, AlertAudience: "admins+users"}
 )
 
 // noticeBanner is the coloured strip at the top of an email, so a reader

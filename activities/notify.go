@@ -9,12 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -28,7 +27,7 @@ import (
 // marked sent, the retried activity finds the row still pending and sends
 // the notice again. SendGrid's API has no idempotency key to close it.
 type Notifier struct {
-	pool   *pgxpool.Pool
+	store  *store.Store
 	mailer *mailSendGrid // nil in outbox mode
 	logger *slog.Logger
 	now    func() time.Time // replaced by tests
@@ -36,14 +35,14 @@ type Notifier struct {
 
 // NewNotifier builds the notifier. Without cfg.SendGridAPIKey it runs in
 // outbox mode and never contacts SendGrid.
-func NewNotifier(pool *pgxpool.Pool, cfg MailerConfig, logger *slog.Logger) (*Notifier, error) {
-	if pool == nil {
-		return nil, errors.New("notifier needs a Postgres pool, got nil")
+func NewNotifier(st *store.Store, cfg MailerConfig, logger *slog.Logger) (*Notifier, error) {
+	if st == nil {
+		return nil, errors.New("notifier needs a store, got nil")
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	n := &Notifier{pool: pool, logger: logger, now: time.Now}
+	n := &Notifier{store: st, logger: logger, now: time.Now}
 	if cfg.SendGridAPIKey != "" {
 		// The mailer reads the clock through n so a test's clock reaches it.
 		m, err := newMailSendGrid(cfg, func() time.Time { return n.now() })
@@ -75,51 +74,6 @@ const (
 
 const outboxMetricNoticesSent = "svcupdate_notices_sent"
 
-// Outbox row states (notification_outbox.state).
-const (
-	outboxStatePending  = "pending"
-	outboxStateSent     = "sent"
-	outboxStateStored   = "stored"
-	outboxStateRejected = "rejected"
-)
-
-const (
-	noticeSelectInstanceSQL = `SELECT name, time_zone FROM instances WHERE id = $1`
-
-	// Admins first, then in the order they were added, so the deduplicated
-	// list (first spelling wins) is stable.
-	noticeSelectRecipientsSQL = `
-SELECT email FROM recipients
-WHERE instance_id = $1 AND role = ANY($2)
-ORDER BY role = $3 DESC, created_at, email`
-
-	outboxInsertSQL = `
-INSERT INTO notification_outbox (workflow_id, kind, slot_start, instance_id, recipients, subject, html_body, text_body)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
-
-	// The row lock is held while SendGrid is called, so two concurrent
-	// executions of the same notice (a timed-out attempt still running
-	// beside its retry) send once: the second waits and then sees "sent".
-	outboxLockSQL = `
-SELECT id, state, coalesce(message_id, '') FROM notification_outbox
-WHERE workflow_id = $1 AND kind = $2 AND slot_start = $3
-FOR UPDATE`
-
-	// Recipients and bodies are rewritten with what this attempt used, so
-	// the row shows what was actually sent (recipients are read per send).
-	outboxMarkSQL = `
-UPDATE notification_outbox
-SET state = $2, attempts = attempts + $3, message_id = nullif($4, ''), last_error = nullif($5, ''),
-    sent_at = $6, recipients = $7, subject = $8, html_body = $9, text_body = $10
-WHERE id = $1`
-
-	alertInsertSQL = `
-INSERT INTO in_product_alerts (instance_id, workflow_id, kind, slot_start, audience, message, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
-)
-
 // SendNotice sends one notice to every recipient its kind addresses, read
 // from Postgres now. It is idempotent per (WorkflowID, Kind, SlotStart).
 func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput) (workflows.SendNoticeResult, error) {
@@ -128,17 +82,17 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
 	instanceID := in.Update.InstanceID
-	// The instance row gives the zone windows are rendered in (StatusView
-	// carries none of its own) and proves the instance still exists.
-	var instanceName, timeZone string
-	err = n.pool.QueryRow(ctx, noticeSelectInstanceSQL, instanceID).Scan(&instanceName, &timeZone)
-	if errors.Is(err, pgx.ErrNoRows) {
+	// The instance gives the zone windows are rendered in (StatusView
+	// carries none of its own), and reading it proves it still exists.
+	instance, err := n.store.Instance(ctx, instanceID)
+	if errors.Is(err, store.ErrNotFound) {
 		msg := fmt.Sprintf("notice %q: instance %q is not in the database", in.Kind, instanceID)
 		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeNotFound, err)
 	}
 	if err != nil {
-		return workflows.SendNoticeResult{}, fmt.Errorf("read instance %q: %w", instanceID, err)
+		return workflows.SendNoticeResult{}, err
 	}
+	instanceName, timeZone := instance.Name, instance.TimeZone
 	if in.Update.InstanceName == "" {
 		in.Update.InstanceName = instanceName
 	}
@@ -159,8 +113,10 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		if err != nil {
 			return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 		}
-		if _, err := n.pool.Exec(ctx, alertInsertSQL, instanceID, in.WorkflowID, string(in.Kind), in.SlotStart, spec.Audience.AlertAudience, message, n.now()); err != nil {
-			return result, fmt.Errorf("write in-product alert %q for instance %q: %w", in.Kind, instanceID, err)
+		err = n.store.AddAlert(ctx, store.Alert{InstanceID: instanceID, WorkflowID: in.WorkflowID, Kind: string(in.Kind),
+			SlotStart: in.SlotStart, Audience: spec.Audience.AlertAudience, Message: message, CreatedAt: n.now()})
+		if err != nil {
+			return result, err
 		}
 		result.Alerted = true
 	}
@@ -177,45 +133,29 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 }
 
 // sendThroughOutbox writes the outbox row, then sends unless the row says
-// the notice was sent or stored already, and records the outcome.
+// the notice was sent or stored already, and records the outcome. The row
+// stays locked while SendGrid is called, so concurrent executions of one
+// notice send it once.
 func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email renderedEmail, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
-	key := []any{in.WorkflowID, string(in.Kind), in.SlotStart}
-	tx, err := n.pool.Begin(ctx)
+	claim, err := n.store.ClaimOutbox(ctx, store.OutboxNotice{
+		WorkflowID: in.WorkflowID, Kind: string(in.Kind), SlotStart: in.SlotStart, InstanceID: in.Update.InstanceID,
+		Recipients: recipients, Subject: email.Subject, HTML: email.HTML, Text: email.Text,
+	})
 	if err != nil {
-		return result, fmt.Errorf("outbox: begin: %w", err)
+		return result, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	defer claim.Close(ctx)
 
-	if _, err := tx.Exec(ctx, outboxInsertSQL, append(key, in.Update.InstanceID, recipients, email.Subject, email.HTML, email.Text)...); err != nil {
-		return result, fmt.Errorf("outbox: write %q for %s: %w", in.Kind, in.WorkflowID, err)
-	}
-	var id int64
-	var state, messageID string
-	if err := tx.QueryRow(ctx, outboxLockSQL, key...).Scan(&id, &state, &messageID); err != nil {
-		return result, fmt.Errorf("outbox: lock %q for %s: %w", in.Kind, in.WorkflowID, err)
-	}
 	// A rejected row is tried again: rejection is non-retryable, so only a
 	// deliberate re-run (after fixing an address or the sender) gets here.
-	if state == outboxStateSent || state == outboxStateStored {
+	if claim.State == store.OutboxSent || claim.State == store.OutboxStored {
 		n.count(ctx, in.Kind, outboxOutcomeDuplicate)
-		result.Duplicate, result.Emailed, result.MessageID = true, state == outboxStateSent, messageID
+		result.Duplicate, result.Emailed, result.MessageID = true, claim.State == store.OutboxSent, claim.MessageID
 		return result, nil
 	}
 
-	mark := func(state string, attempted int, messageID, lastError string, sentAt *time.Time) error {
-		_, err := tx.Exec(ctx, outboxMarkSQL, id, state, attempted, messageID, lastError, sentAt,
-			recipients, email.Subject, email.HTML, email.Text)
-		if err == nil {
-			err = tx.Commit(ctx)
-		}
-		if err != nil {
-			return fmt.Errorf("outbox: mark %q for %s %s: %w", in.Kind, in.WorkflowID, state, err)
-		}
-		return nil
-	}
-
 	if n.mailer == nil {
-		if err := mark(outboxStateStored, 0, "", "", nil); err != nil {
+		if err := claim.Finish(ctx, store.OutboxOutcome{State: store.OutboxStored}); err != nil {
 			return result, err
 		}
 		n.logger.Info("notice stored in outbox mode, not sent (SENDGRID_API_KEY is empty)",
@@ -240,7 +180,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 	if sendErr == nil {
 		sentAt := n.now()
 		// A failure here is the at-least-once window described on Notifier.
-		if err := mark(outboxStateSent, 1, messageID, "", &sentAt); err != nil {
+		if err := claim.Finish(ctx, store.OutboxOutcome{State: store.OutboxSent, Attempted: 1, MessageID: messageID, SentAt: &sentAt}); err != nil {
 			return result, err
 		}
 		n.logger.Info("notice sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "messageId", messageID)
@@ -249,12 +189,12 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		return result, nil
 	}
 
-	state, outcome, level := outboxStatePending, outboxOutcomeUnavailable, slog.LevelWarn
+	state, outcome, level := store.OutboxPending, outboxOutcomeUnavailable, slog.LevelWarn
 	var appErr *temporal.ApplicationError
 	if errors.As(sendErr, &appErr) {
 		switch appErr.Type() {
 		case workflows.ErrTypeMailRejected:
-			state, outcome = outboxStateRejected, outboxOutcomeRejected
+			state, outcome = store.OutboxRejected, outboxOutcomeRejected
 		case mailErrTypeThrottled:
 			outcome = outboxOutcomeThrottled
 		case mailErrTypeUnauthorized:
@@ -264,7 +204,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 			outcome, level = outboxOutcomeUnauthorized, slog.LevelError
 		}
 	}
-	if err := mark(state, 1, "", sendErr.Error(), nil); err != nil {
+	if err := claim.Finish(ctx, store.OutboxOutcome{State: state, Attempted: 1, LastError: sendErr.Error()}); err != nil {
 		// The send error is the one that decides retrying; keep both.
 		return result, errors.Join(sendErr, err)
 	}
@@ -276,13 +216,9 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 // recipients reads the audience's addresses now, drops invalid ones (with
 // a warning naming them) and duplicates, case-insensitively.
 func (n *Notifier) recipients(ctx context.Context, instanceID string, audience noticeAudience) ([]string, error) {
-	rows, err := n.pool.Query(ctx, noticeSelectRecipientsSQL, instanceID, audience.Roles, storeRoleAdmin)
+	addresses, err := n.store.AudienceAddresses(ctx, instanceID, audience.Roles)
 	if err != nil {
-		return nil, fmt.Errorf("read recipients of instance %q: %w", instanceID, err)
-	}
-	addresses, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read recipients of instance %q: %w", instanceID, err)
+		return nil, err
 	}
 	valid, invalid := noticeDedupeRecipients(addresses)
 	if len(invalid) > 0 {

@@ -19,7 +19,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/svcupdate/svcupdate/internal/pgtest"
-	"github.com/svcupdate/svcupdate/internal/sourcetest"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -45,7 +45,7 @@ func newNotifyFixture(t *testing.T, cfg MailerConfig) *notifyFixture {
 		VALUES ($1, 'contoso', 'Contoso Sales', 'production', 'eu-west', 'Europe/Berlin', '9.1.0')`, notifyTestInstance)
 
 	logs := &notifyLogBuffer{}
-	n, err := NewNotifier(pool, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	n, err := NewNotifier(store.New(pool), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 		t.Fatalf("SendGrid accepted %d requests, want 1", got)
 	}
 	rows := f.outboxRows()
-	if len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].MessageID != "sg-first" || rows[0].Attempts != 1 ||
+	if len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].MessageID != "sg-first" || rows[0].Attempts != 1 ||
 		rows[0].SentAt == nil || !rows[0].SentAt.Equal(mailTestNow) {
 		t.Fatalf("outbox rows %+v, want one sent row with the message id and the clock's sent_at", rows)
 	}
@@ -296,7 +296,7 @@ func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 		t.Fatalf("after a 500: %v, want a retryable %s", err, mailErrTypeUnavailable)
 	}
 	rows := f.outboxRows()
-	if len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 500") {
+	if len(rows) != 1 || rows[0].State != store.OutboxPending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 500") {
 		t.Fatalf("outbox after the 500: %+v, want one pending row, 1 attempt, the error", rows)
 	}
 
@@ -313,7 +313,7 @@ func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 		t.Errorf("SendGrid was called %d times, want 2 (the 500 and the 202)", got)
 	}
 	rows = f.outboxRows()
-	if len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].Attempts != 2 || rows[0].LastError != "" || rows[0].MessageID != "sg-after-retry" {
+	if len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].Attempts != 2 || rows[0].LastError != "" || rows[0].MessageID != "sg-after-retry" {
 		t.Errorf("outbox at the end: %+v, want one sent row after 2 attempts", rows)
 	}
 	if f.metrics.count(in.Kind, outboxOutcomeUnavailable) != 1 || f.metrics.count(in.Kind, outboxOutcomeSent) != 1 {
@@ -334,7 +334,7 @@ func TestNotifyThrottledNoticeRetriesAtTheReset(t *testing.T) {
 		t.Fatalf("after a 429: type %s, non-retryable %t, next retry %s; want a retryable %s in 90s",
 			appErr.Type(), appErr.NonRetryable(), appErr.NextRetryDelay(), mailErrTypeThrottled)
 	}
-	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 {
+	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != store.OutboxPending || rows[0].Attempts != 1 {
 		t.Errorf("outbox: %+v, want the row pending for the retry", rows)
 	}
 	if f.metrics.count(in.Kind, outboxOutcomeThrottled) != 1 {
@@ -355,7 +355,7 @@ func TestNotifyRecordsRejection(t *testing.T) {
 		t.Fatalf("after a 400: %v, want a non-retryable %s", err, workflows.ErrTypeMailRejected)
 	}
 	rows := f.outboxRows()
-	if len(rows) != 1 || rows[0].State != outboxStateRejected || !strings.Contains(rows[0].LastError, "from: The from address does not match a verified Sender Identity.") {
+	if len(rows) != 1 || rows[0].State != store.OutboxRejected || !strings.Contains(rows[0].LastError, "from: The from address does not match a verified Sender Identity.") {
 		t.Fatalf("outbox: %+v, want a rejected row with SendGrid's text", rows)
 	}
 	if f.metrics.count(in.Kind, outboxOutcomeRejected) != 1 {
@@ -366,7 +366,7 @@ func TestNotifyRecordsRejection(t *testing.T) {
 	if result := f.mustSend(in); !result.Emailed || result.Duplicate {
 		t.Errorf("re-run after the rejection: %+v, want it sent", result)
 	}
-	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].LastError != "" || rows[0].Attempts != 2 {
+	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].LastError != "" || rows[0].Attempts != 2 {
 		t.Errorf("outbox after the re-run: %+v, want the same row sent", rows)
 	}
 }
@@ -379,7 +379,7 @@ func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
 	cfg := fake.config()
 	cfg.SendGridAPIKey = "SG.rotated-away-never-logged"
 	f := newNotifyFixture(t, cfg)
-	f.addRecipient(storeRoleAdmin, "ada@contoso.example")
+	f.addRecipient(store.RoleAdmin, "ada@contoso.example")
 	in := renderTestInput(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
@@ -388,7 +388,7 @@ func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
 		t.Fatalf("after a 401: %v (non-retryable %t), want a retryable %s", err, appErr.NonRetryable(), mailErrTypeUnauthorized)
 	}
 	rows := f.outboxRows()
-	if len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 401") {
+	if len(rows) != 1 || rows[0].State != store.OutboxPending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 401") {
 		t.Fatalf("outbox: %+v, want one pending row, 1 attempt, the 401", rows)
 	}
 	if f.metrics.count(in.Kind, outboxOutcomeUnauthorized) != 1 || f.metrics.count(in.Kind, outboxOutcomeRejected) != 0 {
@@ -407,28 +407,8 @@ func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
 	if result := f.mustSend(in); !result.Emailed || result.Duplicate {
 		t.Errorf("retry with a valid key: %+v, want it sent", result)
 	}
-	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].Attempts != 2 {
+	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].Attempts != 2 {
 		t.Errorf("outbox after the retry: %+v, want the same row sent after 2 attempts", rows)
-	}
-}
-
-// The recipient roles of the communications table are store.go's
-// constants, not their values written again.
-func TestNotifyRolesAreNotRepeated(t *testing.T) {
-	roles := []string{storeRoleAdmin, storeRoleUser, storeRoleExtra}
-	seen := map[string][]string{}
-	for _, literal := range sourcetest.StringLiterals(t, ".") {
-		for _, role := range roles {
-			// The value itself, or quoted in SQL.
-			if literal.Value == role || strings.Contains(literal.Value, "'"+role+"'") {
-				seen[role] = append(seen[role], literal.Position)
-			}
-		}
-	}
-	for _, role := range roles {
-		if len(seen[role]) != 1 {
-			t.Errorf("role %q is written %d times (%s); want once, as a storeRole constant", role, len(seen[role]), strings.Join(seen[role], ", "))
-		}
 	}
 }
 
@@ -500,7 +480,7 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 		t.Fatalf("SendGrid was called %d times in outbox mode", fake.callCount())
 	}
 	rows := f.outboxRows()
-	if len(rows) != 1 || rows[0].State != outboxStateStored || rows[0].Attempts != 0 || rows[0].SentAt != nil ||
+	if len(rows) != 1 || rows[0].State != store.OutboxStored || rows[0].Attempts != 0 || rows[0].SentAt != nil ||
 		!strings.Contains(rows[0].Subject, "Contoso Sales") || !strings.Contains(rows[0].TextBody, "9.1.0 -> 9.2.0") {
 		t.Fatalf("outbox: %+v, want one stored row with the rendered mail", rows)
 	}
@@ -715,13 +695,13 @@ func TestNotifyDedupeRecipients(t *testing.T) {
 
 func TestNewNotifierChecksItsDependencies(t *testing.T) {
 	if _, err := NewNotifier(nil, MailerConfig{}, nil); err == nil {
-		t.Error("nil pool accepted")
+		t.Error("nil store accepted")
 	}
-	pool := pgtest.NewPool(t)
-	if _, err := NewNotifier(pool, MailerConfig{SendGridAPIKey: "k", MailFrom: "nobody"}, nil); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
+	st := store.New(pgtest.NewPool(t))
+	if _, err := NewNotifier(st, MailerConfig{SendGridAPIKey: "k", MailFrom: "nobody"}, nil); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
 		t.Errorf("bad sender: err = %v", err)
 	}
-	n, err := NewNotifier(pool, MailerConfig{}, nil)
+	n, err := NewNotifier(st, MailerConfig{}, nil)
 	if err != nil || n.mailer != nil {
 		t.Errorf("no API key: %v, mailer %v; want outbox mode", err, n.mailer)
 	}

@@ -8,17 +8,18 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// RecordActivities are the workflow's Postgres side effects: the audit
+// StoreActivities are the workflow's Postgres side effects: the audit
 // log and updates projection, slot reservations and instance versions.
-type RecordActivities struct {
-	Store *Store
+type StoreActivities struct {
+	Store *store.Store
 }
 
-// Register registers every record activity under its contract name.
-func (a *RecordActivities) Register(r worker.ActivityRegistry) {
+// Register registers every store activity under its contract name.
+func (a *StoreActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.RecordTransition, activity.RegisterOptions{Name: workflows.ActivityRecordTransition})
 	r.RegisterActivityWithOptions(a.BookSlots, activity.RegisterOptions{Name: workflows.ActivityBookSlots})
 	r.RegisterActivityWithOptions(a.ReleaseSlots, activity.RegisterOptions{Name: workflows.ActivityReleaseSlots})
@@ -28,12 +29,12 @@ func (a *RecordActivities) Register(r worker.ActivityRegistry) {
 // RecordTransition appends the transition's audit row and refreshes the
 // updates projection. The row is keyed by the run and activity ID, so a
 // retried activity writes it once.
-func (a *RecordActivities) RecordTransition(ctx context.Context, in workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
+func (a *StoreActivities) RecordTransition(ctx context.Context, in workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
 	info := activity.GetInfo(ctx)
 	key := info.WorkflowExecution.RunID + "/" + info.ActivityID
 	res, err := a.Store.RecordTransition(ctx, key, in)
 	if err != nil {
-		return res, storeActivityError(err)
+		return res, activityError(err)
 	}
 	activity.GetLogger(ctx).Info("Transition recorded", "workflowId", in.Snapshot.WorkflowID, "action", in.Action,
 		"from", in.From, "to", in.Snapshot.Status, "actor", in.Actor, "auditId", res.AuditID)
@@ -43,10 +44,10 @@ func (a *RecordActivities) RecordTransition(ctx context.Context, in workflows.Re
 // BookSlots books or rebooks an update's primary and secondary slot.
 // A full or unknown slot fails without retry (ErrTypeSlotFull,
 // ErrTypeSlotNotOffered) with a message naming the slot.
-func (a *RecordActivities) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (workflows.BookSlotsResult, error) {
+func (a *StoreActivities) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (workflows.BookSlotsResult, error) {
 	res, err := a.Store.BookSlots(ctx, in)
 	if err != nil {
-		return res, storeActivityError(err)
+		return res, activityError(err)
 	}
 	activity.GetLogger(ctx).Info("Slots booked", "workflowId", in.WorkflowID, "instanceId", in.InstanceID,
 		"targetVersion", in.TargetVersion, "primaryStart", in.PrimaryStart, "secondaryStart", in.SecondaryStart)
@@ -54,10 +55,10 @@ func (a *RecordActivities) BookSlots(ctx context.Context, in workflows.BookSlots
 }
 
 // ReleaseSlots gives back every reservation of an update.
-func (a *RecordActivities) ReleaseSlots(ctx context.Context, in workflows.ReleaseSlotsInput) (workflows.ReleaseSlotsResult, error) {
+func (a *StoreActivities) ReleaseSlots(ctx context.Context, in workflows.ReleaseSlotsInput) (workflows.ReleaseSlotsResult, error) {
 	res, err := a.Store.ReleaseSlots(ctx, in)
 	if err != nil {
-		return res, storeActivityError(err)
+		return res, activityError(err)
 	}
 	activity.GetLogger(ctx).Info("Slots released", "instanceId", in.InstanceID, "offeredVersion", in.OfferedVersion, "released", res.Released)
 	return res, nil
@@ -65,28 +66,28 @@ func (a *RecordActivities) ReleaseSlots(ctx context.Context, in workflows.Releas
 
 // RecordInstanceVersion records the version an instance runs after a
 // successful update.
-func (a *RecordActivities) RecordInstanceVersion(ctx context.Context, in workflows.RecordVersionInput) (workflows.RecordVersionResult, error) {
+func (a *StoreActivities) RecordInstanceVersion(ctx context.Context, in workflows.RecordVersionInput) (workflows.RecordVersionResult, error) {
 	res, err := a.Store.RecordInstanceVersion(ctx, in)
 	if err != nil {
-		return res, storeActivityError(err)
+		return res, activityError(err)
 	}
 	activity.GetLogger(ctx).Info("Instance version recorded", "instanceId", in.InstanceID, "version", in.Version, "previousVersion", res.PreviousVersion)
 	return res, nil
 }
 
-// storeActivityError makes the store's permanent failures non-retryable
+// activityError makes the store's permanent failures non-retryable
 // application errors of a stable type, with the store's message for the
 // admin; anything else (network, Postgres restarting) stays retryable.
-func storeActivityError(err error) error {
+func activityError(err error) error {
 	for _, m := range []struct {
 		sentinel error
 		errType  string
 	}{
-		{ErrSlotFull, workflows.ErrTypeSlotFull},
-		{ErrSlotNotOffered, workflows.ErrTypeSlotNotOffered},
-		{ErrNotFound, workflows.ErrTypeNotFound},
-		{ErrInvalidRequest, workflows.ErrTypeInvalidInput},
-		{ErrDuplicate, workflows.ErrTypeInvalidInput},
+		{store.ErrSlotFull, workflows.ErrTypeSlotFull},
+		{store.ErrSlotNotOffered, workflows.ErrTypeSlotNotOffered},
+		{store.ErrNotFound, workflows.ErrTypeNotFound},
+		{store.ErrInvalidRequest, workflows.ErrTypeInvalidInput},
+		{store.ErrDuplicate, workflows.ErrTypeInvalidInput},
 	} {
 		if errors.Is(err, m.sentinel) {
 			return temporal.NewNonRetryableApplicationError(err.Error(), m.errType, err)

@@ -14,12 +14,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/store/storetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// storeActivityOutcome is the application error an activity returned, or
+// activityOutcome is the application error an activity returned, or
 // the test fails.
-func storeActivityOutcome(t *testing.T, err error) *temporal.ApplicationError {
+func activityOutcome(t *testing.T, err error) *temporal.ApplicationError {
 	t.Helper()
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) {
@@ -28,21 +30,21 @@ func storeActivityOutcome(t *testing.T, err error) *temporal.ApplicationError {
 	return appErr
 }
 
-func TestRecordActivitiesClassifyErrors(t *testing.T) {
-	s, _ := storeNewTestStore(t, storeTestFleet(2, 1))
-	acts := &RecordActivities{Store: s}
+func TestStoreActivitiesClassifyErrors(t *testing.T) {
+	s := storetest.Load(t, pgtest.NewPool(t), storetest.Fleet(2, 1))
+	acts := &StoreActivities{Store: s}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	acts.Register(env)
 
-	if _, err := env.ExecuteActivity(workflows.ActivityBookSlots, storeBooking("inst-000", 0, 1)); err != nil {
+	if _, err := env.ExecuteActivity(workflows.ActivityBookSlots, storetest.Booking("inst-000", 0, 1)); err != nil {
 		t.Fatal(err)
 	}
-	notOffered := storeBooking("inst-001", 2, 3)
+	notOffered := storetest.Booking("inst-001", 2, 3)
 	notOffered.PrimaryStart = notOffered.PrimaryStart.Add(time.Minute)
-	duplicate := storeTransition("inst-000", workflows.StatusScheduled, workflows.StatusScheduled)
+	duplicate := storetest.Transition("inst-000", workflows.StatusScheduled, workflows.StatusScheduled)
 	duplicate.Snapshot.WorkflowID = "other-workflow"
-	if _, err := env.ExecuteActivity(workflows.ActivityRecordTransition, storeTransition("inst-000", workflows.StatusScheduled, workflows.StatusScheduled)); err != nil {
+	if _, err := env.ExecuteActivity(workflows.ActivityRecordTransition, storetest.Transition("inst-000", workflows.StatusScheduled, workflows.StatusScheduled)); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -52,7 +54,7 @@ func TestRecordActivitiesClassifyErrors(t *testing.T) {
 		errType  string
 		msg      string
 	}{
-		{"slot full", workflows.ActivityBookSlots, storeBooking("inst-001", 0, 2), workflows.ErrTypeSlotFull,
+		{"slot full", workflows.ActivityBookSlots, storetest.Booking("inst-001", 0, 2), workflows.ErrTypeSlotFull,
 			"the 9.2.0 slot in eu-west at 2027-03-06 22:00 UTC is full: all 1 places are booked"},
 		{"slot not offered", workflows.ActivityBookSlots, notOffered, workflows.ErrTypeSlotNotOffered,
 			"release 9.2.0 offers no slot in eu-west starting 2027-03-20 22:01 UTC (the next with free places start 2027-03-20 22:00 UTC, 2027-03-27 22:00 UTC, 2027-04-03 22:00 UTC)"},
@@ -66,7 +68,7 @@ func TestRecordActivitiesClassifyErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := env.ExecuteActivity(tc.activity, tc.input)
-			appErr := storeActivityOutcome(t, err)
+			appErr := activityOutcome(t, err)
 			if appErr.Type() != tc.errType || !appErr.NonRetryable() || appErr.Message() != tc.msg {
 				t.Fatalf("got type %q, non-retryable %v, message %q\nwant type %q, non-retryable, message %q",
 					appErr.Type(), appErr.NonRetryable(), appErr.Message(), tc.errType, tc.msg)
@@ -77,18 +79,18 @@ func TestRecordActivitiesClassifyErrors(t *testing.T) {
 	// With Postgres unreachable the error is transient: retried.
 	closed := pgtest.NewPool(t)
 	closed.Close()
-	down := &RecordActivities{Store: NewStore(closed)}
+	down := &StoreActivities{Store: store.New(closed)}
 	downEnv := suite.NewTestActivityEnvironment()
 	down.Register(downEnv)
 	_, err := downEnv.ExecuteActivity(workflows.ActivityRecordVersion, workflows.RecordVersionInput{InstanceID: "inst-000", Version: "9.2.0"})
-	if appErr := storeActivityOutcome(t, err); appErr.NonRetryable() {
+	if appErr := activityOutcome(t, err); appErr.NonRetryable() {
 		t.Fatalf("database down: %v is non-retryable, want retryable", appErr)
 	}
 }
 
-// storeRecordActivitiesWorkflow drives the record activities by their
+// byNameWorkflow drives the store activities by their
 // contract names, the way the ServiceUpdate workflow does.
-func storeRecordActivitiesWorkflow(ctx workflow.Context, booking workflows.BookSlotsInput, transition workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
+func byNameWorkflow(ctx workflow.Context, booking workflows.BookSlotsInput, transition workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Millisecond, MaximumAttempts: 5},
@@ -117,8 +119,8 @@ func storeRecordActivitiesWorkflow(ctx workflow.Context, booking workflows.BookS
 // retry answers with its ID.
 func TestRecordTransitionRetriedActivityWritesOnce(t *testing.T) {
 	ctx := context.Background()
-	s, _ := storeNewTestStore(t, storeTestFleet(1, 5))
-	acts := &RecordActivities{Store: s}
+	s := storetest.Load(t, pgtest.NewPool(t), storetest.Fleet(1, 5))
+	acts := &StoreActivities{Store: s}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	acts.Register(env)
@@ -131,10 +133,10 @@ func TestRecordTransitionRetriedActivityWritesOnce(t *testing.T) {
 		}
 		return res, err
 	}, activity.RegisterOptions{Name: workflows.ActivityRecordTransition})
-	env.RegisterWorkflow(storeRecordActivitiesWorkflow)
+	env.RegisterWorkflow(byNameWorkflow)
 
-	transition := storeTransition("inst-000", workflows.StatusScheduled, workflows.StatusApproved)
-	env.ExecuteWorkflow(storeRecordActivitiesWorkflow, storeBooking("inst-000", 0, 1), transition)
+	transition := storetest.Transition("inst-000", workflows.StatusScheduled, workflows.StatusApproved)
+	env.ExecuteWorkflow(byNameWorkflow, storetest.Booking("inst-000", 0, 1), transition)
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +152,10 @@ func TestRecordTransitionRetriedActivityWritesOnce(t *testing.T) {
 		t.Fatalf("%d attempts, audit log %+v, result %+v; want 2 attempts writing one row with the result's ID", attempts.Load(), log, res)
 	}
 	// The other activities ran by name too: slots released, version recorded.
-	if usage := storeUsage(t, s); usage[0] != 0 || usage[1] != 0 {
+	if usage := storetest.Usage(t, s); usage[0] != 0 || usage[1] != 0 {
 		t.Fatalf("usage = %v, want released", usage)
 	}
-	inst, err := s.Instance(ctx, "inst-000")
+	inst, err := s.Recipients(ctx, "inst-000")
 	if err != nil || inst.CurrentVersion != "9.2.0" {
 		t.Fatalf("instance = %+v, %v", inst, err)
 	}
@@ -161,21 +163,21 @@ func TestRecordTransitionRetriedActivityWritesOnce(t *testing.T) {
 
 // A full slot is answered once: the retry policy does not retry it.
 func TestBookSlotsFullIsNotRetried(t *testing.T) {
-	s, _ := storeNewTestStore(t, storeTestFleet(2, 1))
-	if _, err := s.BookSlots(context.Background(), storeBooking("inst-000", 0, 1)); err != nil {
+	s := storetest.Load(t, pgtest.NewPool(t), storetest.Fleet(2, 1))
+	if _, err := s.BookSlots(context.Background(), storetest.Booking("inst-000", 0, 1)); err != nil {
 		t.Fatal(err)
 	}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	(&RecordActivities{Store: s}).Register(env)
-	env.RegisterWorkflow(storeRecordActivitiesWorkflow)
+	(&StoreActivities{Store: s}).Register(env)
+	env.RegisterWorkflow(byNameWorkflow)
 	var started atomic.Int32
 	env.SetOnActivityStartedListener(func(_ *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		started.Add(1)
 	})
-	env.ExecuteWorkflow(storeRecordActivitiesWorkflow, storeBooking("inst-001", 0, 2), storeTransition("inst-001", workflows.StatusScheduled, workflows.StatusScheduled))
+	env.ExecuteWorkflow(byNameWorkflow, storetest.Booking("inst-001", 0, 2), storetest.Transition("inst-001", workflows.StatusScheduled, workflows.StatusScheduled))
 	err := env.GetWorkflowError()
-	appErr := storeActivityOutcome(t, err)
+	appErr := activityOutcome(t, err)
 	if appErr.Type() != workflows.ErrTypeSlotFull || started.Load() != 1 {
 		t.Fatalf("error type %q after %d attempts, want %q after 1", appErr.Type(), started.Load(), workflows.ErrTypeSlotFull)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -34,8 +35,9 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	(&activities.RecordActivities{Store: activities.NewStore(pool)}).Register(updates)
-	notifier, err := activities.NewNotifier(pool, activities.MailerConfig{SendGridHost: cfg.SendGridHost, MailFrom: cfg.MailFrom}, quiet)
+	st := store.New(pool)
+	(&activities.StoreActivities{Store: st}).Register(updates)
+	notifier, err := activities.NewNotifier(st, activities.MailerConfig{SendGridHost: cfg.SendGridHost, MailFrom: cfg.MailFrom}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"text/tabwriter"
 
-	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/fleet"
+	"github.com/svcupdate/svcupdate/internal/store"
 )
 
 func runLoad(ctx context.Context, e *env, args []string) error {
@@ -48,7 +48,7 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 	if err != nil {
 		return err
 	}
-	report, err := activities.NewStore(pool).UpsertFleet(ctx, fl)
+	report, err := store.New(pool).UpsertFleet(ctx, fl)
 	if err != nil {
 		return fmt.Errorf("load fleet (nothing was written): %w", err)
 	}
@@ -68,7 +68,7 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 		return fmt.Errorf("the fleet is loaded, but the running updates of %d instance(s) with new admins were not told (%w); tell them with: %s",
 			len(changed), err, syncAdminsCommand(changed))
 	}
-	result, err := syncAdmins(ctx, e, activities.NewStore(pool), c, changed, loadSyncConcurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, loadSyncConcurrency)
 	if err != nil {
 		return fmt.Errorf("the fleet is loaded, but %w; tell them with: %s", err, syncAdminsCommand(changed))
 	}
@@ -87,12 +87,12 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 const loadSyncConcurrency = 16
 
 // writeLoadReport prints what a load changed, one line per kind of row.
-func writeLoadReport(w io.Writer, r activities.FleetLoadReport) {
+func writeLoadReport(w io.Writer, r store.FleetLoadReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "loaded\tinserted\tupdated\tunchanged")
 	for _, row := range []struct {
 		what   string
-		counts activities.FleetLoadCounts
+		counts store.FleetLoadCounts
 	}{
 		{"releases", r.Releases}, {"slots", r.Slots}, {"tenants", r.Tenants}, {"instances", r.Instances},
 	} {

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 
-	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -164,8 +164,8 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 	if err != nil {
 		return nil, err
 	}
-	store := activities.NewStore(pool)
-	candidates, err := store.RolloutCandidates(ctx, plan.Version)
+	st := store.New(pool)
+	candidates, err := st.RolloutCandidates(ctx, plan.Version)
 	if err != nil {
 		return nil, fmt.Errorf("find the candidates for %s: %w", plan.Version, err)
 	}
@@ -193,7 +193,7 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 			progressbar.OptionClearOnFinish())
 	}
 	summary := &rolloutSummary{}
-	starter := &rolloutStarter{store: store, client: c, taskQueue: e.cfg.TaskQueue, plan: plan}
+	starter := &rolloutStarter{store: st, client: c, taskQueue: e.cfg.TaskQueue, plan: plan}
 	// Sandboxes take the earliest slots: every sandbox is booked before the
 	// first production instance.
 	for _, wave := range kindWaves(candidates) {
@@ -227,19 +227,19 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 
 // rolloutStarter starts the update of one candidate.
 type rolloutStarter struct {
-	store     *activities.Store
+	store     *store.Store
 	client    client.Client
 	taskQueue string
 	plan      rolloutPlan
 }
 
-func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandidate) rolloutResult {
+func (s *rolloutStarter) start(ctx context.Context, cand store.RolloutCandidate) rolloutResult {
 	result := rolloutResult{InstanceID: cand.Instance.ID}
 	if ctx.Err() != nil {
 		result.Outcome = outcomeNotAttempted // waited for a turn while interrupted
 		return result
 	}
-	if cand.Eligibility == activities.EligibilityNone {
+	if cand.Eligibility == workflows.EligibilityNone {
 		result.Outcome, result.Detail = outcomeNotEligible, "runs "+cand.CurrentVersion
 		return result
 	}
@@ -262,12 +262,14 @@ func (s *rolloutStarter) start(ctx context.Context, cand activities.RolloutCandi
 			cand.CurrentVersion, s.plan.Version, cand.Eligibility)
 		return result
 	}
-	input, err := s.store.BookRolloutSlots(ctx, cand, s.plan.Version, s.plan.SecondaryMinGap, cmp.Or(s.plan.SlotsFrom, time.Now()))
+	input, err := s.store.BookRolloutSlots(ctx, store.BookRolloutSlotsParams{
+		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap, Now: cmp.Or(s.plan.SlotsFrom, time.Now()),
+	})
 	switch {
-	case errors.Is(err, activities.ErrNoCapacity):
+	case errors.Is(err, store.ErrNoCapacity):
 		result.Outcome, result.Detail = outcomeNoCapacity, err.Error()
 		return result
-	case errors.Is(err, activities.ErrNotEligible):
+	case errors.Is(err, store.ErrNotEligible):
 		result.Outcome, result.Detail = outcomeNotEligible, err.Error()
 		return result
 	case err != nil && ctx.Err() != nil:
@@ -311,7 +313,7 @@ const rolloutCheckTimeout = 10 * time.Second
 // which then owns the slots, so they are released only when the server
 // says the workflow does not exist. Slots kept in doubt are safe: a
 // re-run's booking reuses them for the same update.
-func (s *rolloutStarter) afterFailedStart(ctx context.Context, cand activities.RolloutCandidate, id string, startErr error) rolloutResult {
+func (s *rolloutStarter) afterFailedStart(ctx context.Context, cand store.RolloutCandidate, id string, startErr error) rolloutResult {
 	result := rolloutResult{InstanceID: cand.Instance.ID}
 	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rolloutCheckTimeout)
 	defer cancel()
@@ -363,8 +365,8 @@ func startOptions(id, taskQueue string, in workflows.Input) client.StartWorkflow
 
 // kindWaves splits the candidates (sandboxes first, as RolloutCandidates
 // orders them) into runs of one kind.
-func kindWaves(candidates []activities.RolloutCandidate) [][]activities.RolloutCandidate {
-	var waves [][]activities.RolloutCandidate
+func kindWaves(candidates []store.RolloutCandidate) [][]store.RolloutCandidate {
+	var waves [][]store.RolloutCandidate
 	for i, c := range candidates {
 		if i == 0 || c.Instance.Kind != candidates[i-1].Instance.Kind {
 			waves = append(waves, nil)

@@ -14,10 +14,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -98,7 +98,7 @@ func (f rolloutFixture) rollout(ctx context.Context, c client.Client, out *bytes
 
 func (f rolloutFixture) bookings(t *testing.T, instanceID string) int {
 	t.Helper()
-	rows, err := activities.NewStore(f.pool).Bookings(context.Background(), instanceID, demoVersion)
+	rows, err := store.New(f.pool).Bookings(context.Background(), instanceID, demoVersion)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
-	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -76,10 +76,10 @@ func TestDryRunSummary(t *testing.T) {
 }
 
 func TestKindWavesPutSandboxesFirst(t *testing.T) {
-	candidate := func(id, kind string) activities.RolloutCandidate {
-		return activities.RolloutCandidate{Instance: workflows.Instance{ID: id, Kind: kind}}
+	candidate := func(id, kind string) store.RolloutCandidate {
+		return store.RolloutCandidate{Instance: workflows.Instance{ID: id, Kind: kind}}
 	}
-	waves := kindWaves([]activities.RolloutCandidate{
+	waves := kindWaves([]store.RolloutCandidate{
 		candidate("a-test", "sandbox"), candidate("b-test", "sandbox"), candidate("a-prod", "production"),
 	})
 	if len(waves) != 2 || len(waves[0]) != 2 || len(waves[1]) != 1 || waves[1][0].Instance.ID != "a-prod" {

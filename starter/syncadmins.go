@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -35,7 +35,7 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	result, err := syncAdmins(ctx, e, activities.NewStore(pool), c, instances, *concurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, *concurrency)
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (r *adminSyncResult) write(w io.Writer) {
 // update), concurrency instances at a time. It prints a line per update
 // told; failures are in the result. The error is a failure to list the
 // running updates of every instance, when nothing was sent.
-func syncAdmins(ctx context.Context, e *env, store *activities.Store, c client.Client, instances []string, concurrency int) (*adminSyncResult, error) {
+func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int) (*adminSyncResult, error) {
 	result := &adminSyncResult{}
 	// Every instance's running updates, listed per instance or all at once.
 	byInstance := map[string][]string{}
@@ -169,7 +169,7 @@ func syncAdmins(ctx context.Context, e *env, store *activities.Store, c client.C
 			if len(ids) == 0 {
 				return nil
 			}
-			recipients, err := store.Instance(ctx, id)
+			recipients, err := st.Recipients(ctx, id)
 			if err != nil {
 				result.fail(adminSyncFailure{InstanceID: id, Err: fmt.Errorf("read its admins: %w", err)})
 				return nil

@@ -37,6 +37,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -424,8 +425,9 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	(&activities.RecordActivities{Store: activities.NewStore(pool)}).Register(updates)
-	notifier, err := activities.NewNotifier(pool, activities.MailerConfig{
+	st := store.New(pool)
+	(&activities.StoreActivities{Store: st}).Register(updates)
+	notifier, err := activities.NewNotifier(st, activities.MailerConfig{
 		SendGridHost:   cfg.SendGridHost,
 		SendGridAPIKey: cfg.SendGridAPIKey,
 		MailFrom:       cfg.MailFrom,

@@ -1,4 +1,4 @@
-package activities
+package store_test
 
 import (
 	"context"
@@ -15,38 +15,37 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/fleet"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/store/storetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// storeConcurrencyConns is the pool size of the concurrency tests: enough
+// concurrencyConns is the pool size of the concurrency tests: enough
 // connections that transactions really overlap in Postgres, few enough to
 // leave room for the other tests sharing the server.
-const storeConcurrencyConns = 16
+const concurrencyConns = 16
 
-// storeNewConcurrentStore is storeNewTestStore with a larger pool.
-func storeNewConcurrentStore(t testing.TB, fl *fleet.Fleet) *Store {
+// concurrentStore returns a store loaded with fl on a fresh database (real
+// concurrency needs committed transactions) with a larger pool.
+func concurrentStore(t testing.TB, fl *fleet.Fleet) *store.Store {
 	t.Helper()
 	u, err := url.Parse(pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := u.Query()
-	q.Set("pool_max_conns", fmt.Sprint(storeConcurrencyConns))
+	q.Set("pool_max_conns", fmt.Sprint(concurrencyConns))
 	u.RawQuery = q.Encode()
 	pool, err := pgxpool.New(context.Background(), u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := NewStore(pool)
-	if _, err := s.UpsertFleet(context.Background(), fl); err != nil {
-		t.Fatalf("UpsertFleet: %v", err)
-	}
-	return s
+	return storetest.Load(t, pool, fl)
 }
 
-// storeRunTogether runs fn(0..n-1) in n goroutines released at once.
-func storeRunTogether(n int, fn func(i int)) {
+// runTogether runs fn(0..n-1) in n goroutines released at once.
+func runTogether(n int, fn func(i int)) {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
@@ -63,18 +62,18 @@ func storeRunTogether(n int, fn func(i int)) {
 
 func TestConcurrentBookingsNeverOverbook(t *testing.T) {
 	const instances, capacity = 500, 50
-	fl := storeTestFleet(instances, instances)
+	fl := storetest.Fleet(instances, instances)
 	fl.Releases[2].Slots[0].Capacity = capacity
-	s := storeNewConcurrentStore(t, fl)
+	s := concurrentStore(t, fl)
 
 	var booked, full atomic.Int32
 	var unexpected sync.Map
-	storeRunTogether(instances, func(i int) {
-		_, err := s.BookSlots(context.Background(), storeBooking(fmt.Sprintf("inst-%03d", i), 0, 1))
+	runTogether(instances, func(i int) {
+		_, err := s.BookSlots(context.Background(), storetest.Booking(fmt.Sprintf("inst-%03d", i), 0, 1))
 		switch {
 		case err == nil:
 			booked.Add(1)
-		case errors.Is(err, ErrSlotFull):
+		case errors.Is(err, store.ErrSlotFull):
 			full.Add(1)
 		default:
 			unexpected.Store(i, err)
@@ -82,10 +81,10 @@ func TestConcurrentBookingsNeverOverbook(t *testing.T) {
 	})
 	unexpected.Range(func(i, err any) bool { t.Errorf("instance %d: %v", i, err); return true })
 	if booked.Load() != capacity || full.Load() != instances-capacity {
-		t.Fatalf("%d booked, %d ErrSlotFull; want %d and %d", booked.Load(), full.Load(), capacity, instances-capacity)
+		t.Fatalf("%d booked, %d store.ErrSlotFull; want %d and %d", booked.Load(), full.Load(), capacity, instances-capacity)
 	}
 	// The refused bookings took no secondary place either.
-	if usage := storeUsage(t, s); !reflect.DeepEqual(usage, []int{capacity, capacity, 0, 0, 0}) {
+	if usage := storetest.Usage(t, s); !reflect.DeepEqual(usage, []int{capacity, capacity, 0, 0, 0}) {
 		t.Fatalf("usage = %v", usage)
 	}
 }
@@ -96,34 +95,34 @@ func TestConcurrentBookingsNeverOverbook(t *testing.T) {
 func TestRebookingStormKeepsCountersTrue(t *testing.T) {
 	const instances, reschedules, capacity = 100, 200, 42
 	ctx := context.Background()
-	s := storeNewConcurrentStore(t, storeTestFleet(instances, capacity))
+	s := concurrentStore(t, storetest.Fleet(instances, capacity))
 	for i := range instances {
-		if _, err := s.BookSlots(ctx, storeBooking(fmt.Sprintf("inst-%03d", i), i%5, (i+2)%5)); err != nil {
+		if _, err := s.BookSlots(ctx, storetest.Booking(fmt.Sprintf("inst-%03d", i), i%5, (i+2)%5)); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	var moved, full atomic.Int32
 	var unexpected sync.Map
-	storeRunTogether(reschedules, func(g int) {
+	runTogether(reschedules, func(g int) {
 		rng := rand.New(rand.NewPCG(uint64(g), 1))
 		p := rng.IntN(5)
 		sec := (p + 1 + rng.IntN(4)) % 5
-		_, err := s.BookSlots(ctx, storeBooking(fmt.Sprintf("inst-%03d", g%instances), p, sec))
+		_, err := s.BookSlots(ctx, storetest.Booking(fmt.Sprintf("inst-%03d", g%instances), p, sec))
 		switch {
 		case err == nil:
 			moved.Add(1)
-		case errors.Is(err, ErrSlotFull):
+		case errors.Is(err, store.ErrSlotFull):
 			full.Add(1)
 		default:
 			unexpected.Store(g, err)
 		}
 	})
 	unexpected.Range(func(g, err any) bool { t.Errorf("reschedule %d: %v", g, err); return true })
-	t.Logf("%d reschedules applied, %d refused with ErrSlotFull", moved.Load(), full.Load())
+	t.Logf("%d reschedules applied, %d refused with store.ErrSlotFull", moved.Load(), full.Load())
 
 	total := 0
-	for _, b := range storeUsage(t, s) { // fails on any counter != reservations
+	for _, b := range storetest.Usage(t, s) { // fails on any counter != reservations
 		total += b
 	}
 	if total != 2*instances {
@@ -143,16 +142,16 @@ func TestRebookingStormKeepsCountersTrue(t *testing.T) {
 
 // A rollout books many instances at once, each called twice (a re-run
 // racing the first run): each instance ends with one pair or
-// ErrNoCapacity, both calls agree, and no slot is overbooked.
+// store.ErrNoCapacity, both calls agree, and no slot is overbooked.
 func TestConcurrentRolloutBookings(t *testing.T) {
 	const instances, capacity = 100, 30
 	ctx := context.Background()
-	s := storeNewConcurrentStore(t, storeTestFleet(instances, capacity))
+	s := concurrentStore(t, storetest.Fleet(instances, capacity))
 	results := make([]workflows.Input, 2*instances)
 	errs := make([]error, 2*instances)
-	storeRunTogether(2*instances, func(g int) {
-		c := RolloutCandidate{Instance: workflows.Instance{ID: fmt.Sprintf("inst-%03d", g%instances)}}
-		results[g], errs[g] = s.BookRolloutSlots(ctx, c, "9.2.0", 0, storeTestPeriodStart)
+	runTogether(2*instances, func(g int) {
+		p := store.BookRolloutSlotsParams{InstanceID: fmt.Sprintf("inst-%03d", g%instances), Version: "9.2.0", Now: storetest.PeriodStart}
+		results[g], errs[g] = s.BookRolloutSlots(ctx, p)
 	})
 	placed := 0
 	for i := range instances {
@@ -164,7 +163,7 @@ func TestConcurrentRolloutBookings(t *testing.T) {
 				t.Errorf("inst-%03d: the two calls disagree:\n%+v\n%+v", i, a, b)
 			}
 			placed++
-		case errors.Is(errA, ErrNoCapacity) && errors.Is(errB, ErrNoCapacity):
+		case errors.Is(errA, store.ErrNoCapacity) && errors.Is(errB, store.ErrNoCapacity):
 		default:
 			t.Errorf("inst-%03d: %v / %v", i, errA, errB)
 		}
@@ -174,7 +173,7 @@ func TestConcurrentRolloutBookings(t *testing.T) {
 	// with free places, and that slot's 30 are all that can stay free:
 	// at least 60 instances are placed.
 	total := 0
-	for _, b := range storeUsage(t, s) {
+	for _, b := range storetest.Usage(t, s) {
 		total += b
 	}
 	if total != 2*placed || placed < 60 || placed > 75 {
@@ -187,13 +186,13 @@ func TestConcurrentRolloutBookings(t *testing.T) {
 // (the worst case: every transaction waits for the same two row locks).
 func BenchmarkBookSlots(b *testing.B) {
 	ctx := context.Background()
-	s := storeNewConcurrentStore(b, storeTestFleet(b.N, b.N))
+	s := concurrentStore(b, storetest.Fleet(b.N, b.N))
 	var next atomic.Int64
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1) - 1
-			if _, err := s.BookSlots(ctx, storeBooking(fmt.Sprintf("inst-%03d", i), 0, 1)); err != nil {
+			if _, err := s.BookSlots(ctx, storetest.Booking(fmt.Sprintf("inst-%03d", i), 0, 1)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -208,9 +207,9 @@ func BenchmarkBookSlots(b *testing.B) {
 func BenchmarkRebookSlots(b *testing.B) {
 	const updates = 1000
 	ctx := context.Background()
-	s := storeNewConcurrentStore(b, storeTestFleet(updates, updates))
+	s := concurrentStore(b, storetest.Fleet(updates, updates))
 	for i := range updates {
-		if _, err := s.BookSlots(ctx, storeBooking(fmt.Sprintf("inst-%03d", i), 0, 1)); err != nil {
+		if _, err := s.BookSlots(ctx, storetest.Booking(fmt.Sprintf("inst-%03d", i), 0, 1)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -220,7 +219,7 @@ func BenchmarkRebookSlots(b *testing.B) {
 		for pb.Next() {
 			i := next.Add(1)
 			p := int(i % 5)
-			if _, err := s.BookSlots(ctx, storeBooking(fmt.Sprintf("inst-%03d", i%updates), p, (p+2)%5)); err != nil {
+			if _, err := s.BookSlots(ctx, storetest.Booking(fmt.Sprintf("inst-%03d", i%updates), p, (p+2)%5)); err != nil {
 				b.Error(err)
 				return
 			}

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Outbox row states (notification_outbox.state).
+const (
+	OutboxPending  = "pending"
+	OutboxSent     = "sent"
+	OutboxStored   = "stored"
+	OutboxRejected = "rejected"
+)
+
+// OutboxNotice is one notice as written to the notification outbox. Its
+// key is (WorkflowID, Kind, SlotStart): one row per notice, ever.
+type OutboxNotice struct {
+	WorkflowID string
+	Kind       string
+	SlotStart  time.Time
+	InstanceID string
+	Recipients []string
+	Subject    string
+	HTML       string
+	Text       string
+}
+
+const insertOutboxSQL = `
+INSERT INTO notification_outbox (workflow_id, kind, slot_start, instance_id, recipients, subject, html_body, text_body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
+
+// lockOutboxSQL's row lock is held while the notice is sent, so two
+// concurrent executions of the same notice (a timed-out attempt still
+// running beside its retry) send once: the second waits and then sees
+// "sent".
+const lockOutboxSQL = `
+SELECT id, state, coalesce(message_id, '') FROM notification_outbox
+WHERE workflow_id = $1 AND kind = $2 AND slot_start = $3
+FOR UPDATE`
+
+// markOutboxSQL rewrites recipients and bodies with what this attempt
+// used, so the row shows what was actually sent (recipients are read per
+// send).
+const markOutboxSQL = `
+UPDATE notification_outbox
+SET state = $2, attempts = attempts + $3, message_id = nullif($4, ''), last_error = nullif($5, ''),
+    sent_at = $6, recipients = $7, subject = $8, html_body = $9, text_body = $10
+WHERE id = $1`
+
+// OutboxClaim is a notice's outbox row, locked until Finish or Close: the
+// sender holds it while it sends.
+type OutboxClaim struct {
+	tx     pgx.Tx
+	notice OutboxNotice
+	id     int64
+	// State and MessageID are the row's as found: a notice sent or stored
+	// before is not sent again.
+	State     string
+	MessageID string
+}
+
+// ClaimOutbox writes the notice's outbox row unless it exists and locks
+// it. The caller must Close the claim.
+func (s *Store) ClaimOutbox(ctx context.Context, n OutboxNotice) (*OutboxClaim, error) {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return nil, mapError(err, "outbox: begin")
+	}
+	c := &OutboxClaim{tx: tx, notice: n}
+	if _, err := tx.Exec(ctx, insertOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart, n.InstanceID, n.Recipients, n.Subject, n.HTML, n.Text); err != nil {
+		c.Close(ctx)
+		return nil, mapError(err, fmt.Sprintf("outbox: write %q for %s", n.Kind, n.WorkflowID))
+	}
+	if err := tx.QueryRow(ctx, lockOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart).Scan(&c.id, &c.State, &c.MessageID); err != nil {
+		c.Close(ctx)
+		return nil, mapError(err, fmt.Sprintf("outbox: lock %q for %s", n.Kind, n.WorkflowID))
+	}
+	return c, nil
+}
+
+// OutboxOutcome is what one attempt to send a notice did.
+type OutboxOutcome struct {
+	State     string
+	Attempted int // 1 when the mail service was called, 0 when not
+	MessageID string
+	LastError string
+	SentAt    *time.Time
+}
+
+// Finish records the outcome on the claimed row, with the claim's
+// recipients and bodies, and releases it.
+func (c *OutboxClaim) Finish(ctx context.Context, o OutboxOutcome) error {
+	n := c.notice
+	_, err := c.tx.Exec(ctx, markOutboxSQL, c.id, o.State, o.Attempted, o.MessageID, o.LastError, o.SentAt,
+		n.Recipients, n.Subject, n.HTML, n.Text)
+	if err == nil {
+		err = c.tx.Commit(ctx)
+	}
+	return mapError(err, fmt.Sprintf("outbox: mark %q for %s %s", n.Kind, n.WorkflowID, o.State))
+}
+
+// Close releases the claim and leaves the row as it was; after Finish it
+// does nothing. It runs even when ctx is cancelled.
+func (c *OutboxClaim) Close(ctx context.Context) {
+	_ = c.tx.Rollback(context.WithoutCancel(ctx)) // an error only says the claim is finished
+}
+
+// Alert is an in-product alert. Its key is (WorkflowID, Kind, SlotStart).
+type Alert struct {
+	InstanceID string
+	WorkflowID string
+	Kind       string
+	SlotStart  time.Time
+	Audience   string // in_product_alerts.audience
+	Message    string
+	CreatedAt  time.Time
+}
+
+const insertAlertSQL = `
+INSERT INTO in_product_alerts (instance_id, workflow_id, kind, slot_start, audience, message, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
+
+// AddAlert writes an alert once; adding it again changes nothing.
+func (s *Store) AddAlert(ctx context.Context, a Alert) error {
+	_, err := s.db.Exec(ctx, insertAlertSQL, a.InstanceID, a.WorkflowID, a.Kind, a.SlotStart, a.Audience, a.Message, a.CreatedAt)
+	return mapError(err, fmt.Sprintf("write in-product alert %q for instance %q", a.Kind, a.InstanceID))
+}

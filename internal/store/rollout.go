@@ -1,0 +1,283 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/svcupdate/svcupdate/internal/fleet"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// RolloutCandidate is an instance and what a rollout of one version asks
+// of it.
+type RolloutCandidate struct {
+	Instance       workflows.Instance
+	CurrentVersion string
+	Eligibility    workflows.EligibilityLevel
+}
+
+// rankedReleasesCTE numbers releases by order without gaps, the
+// positions workflows.Eligibility counts in.
+const rankedReleasesCTE = `
+WITH ranked AS (SELECT version, ordinal, row_number() OVER (ORDER BY ordinal)::int AS position FROM releases)`
+
+const releaseExistsSQL = `SELECT EXISTS (SELECT 1 FROM releases WHERE version = $1)`
+
+const candidatesSQL = rankedReleasesCTE + `
+SELECT i.id, i.name, i.tenant_id, i.kind, i.region, i.time_zone, i.current_version, cur.position, tgt.position
+FROM instances i
+JOIN ranked cur ON cur.version = i.current_version
+JOIN ranked tgt ON tgt.version = $1
+ORDER BY i.kind = '` + fleet.KindProduction + `', i.id`
+
+// RolloutCandidates lists every instance with its eligibility for
+// version: sandboxes first (they take a release before production does),
+// then by ID. An unknown version is ErrNotFound.
+func (s *Store) RolloutCandidates(ctx context.Context, version string) ([]RolloutCandidate, error) {
+	if err := requireRelease(ctx, s.db, version); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, candidatesSQL, version)
+	if err != nil {
+		return nil, mapError(err, "list rollout candidates for "+version)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RolloutCandidate, error) {
+		var c RolloutCandidate
+		var cur, tgt int
+		err := row.Scan(&c.Instance.ID, &c.Instance.Name, &c.Instance.TenantID, &c.Instance.Kind, &c.Instance.Region,
+			&c.Instance.TimeZone, &c.CurrentVersion, &cur, &tgt)
+		c.Eligibility = workflows.Eligibility(cur, tgt)
+		return c, err
+	})
+	return list, mapError(err, "list rollout candidates for "+version)
+}
+
+func requireRelease(ctx context.Context, db DBTX, version string) error {
+	var exists bool
+	if err := db.QueryRow(ctx, releaseExistsSQL, version).Scan(&exists); err != nil {
+		return mapError(err, "look up release "+version)
+	}
+	if !exists {
+		return errorf(ErrNotFound, "release %q does not exist; load it with the fleet file first", version)
+	}
+	return nil
+}
+
+const instancePositionsSQL = rankedReleasesCTE + `
+SELECT i.name, i.tenant_id, i.kind, i.region, i.time_zone, i.current_version, cur.position, tgt.position
+FROM instances i
+JOIN ranked cur ON cur.version = i.current_version
+JOIN ranked tgt ON tgt.version = $2
+WHERE i.id = $1`
+
+const heldSlotsSQL = `
+SELECT b.role, s.id, s.starts_at, s.window_length
+FROM slot_bookings b JOIN slots s ON s.id = b.slot_id
+WHERE b.instance_id = $1 AND b.offered_version = $2`
+
+// freeSlotsSQL lists candidate slots, earliest first. It only reads:
+// each is then taken with the conditional takePlaceSQL, so a slot
+// filled meanwhile is skipped, never overbooked.
+const freeSlotsSQL = `
+SELECT id, starts_at, window_length FROM slots
+WHERE release_version = $1 AND region = $2 AND starts_at > $3 AND booked < capacity
+ORDER BY starts_at, id`
+
+// releaseOptionsSQL lists the target release and every later one
+// that has a release period (only those offer slots).
+const releaseOptionsSQL = `
+SELECT version, period_start, period_end FROM releases
+WHERE ordinal >= (SELECT ordinal FROM releases WHERE version = $1) AND period_start IS NOT NULL
+ORDER BY ordinal`
+
+// timedSlot is a slot considered for a rollout booking.
+type timedSlot struct {
+	ID     int64
+	Start  time.Time
+	Window time.Duration
+}
+
+func (s timedSlot) end() time.Time { return s.Start.Add(s.Window) }
+
+// BookRolloutSlotsParams says which update BookRolloutSlots prepares.
+type BookRolloutSlotsParams struct {
+	InstanceID string
+	Version    string // the release rolled out
+	// SecondaryMinGap is the least time from the end of the primary
+	// window to the start of the secondary.
+	SecondaryMinGap time.Duration
+	// Now is the time after which slots must start to be booked.
+	Now time.Time
+}
+
+// BookRolloutSlots prepares the update of an instance to a version: in one
+// transaction it books the earliest slot with free capacity in the
+// instance's region that starts after p.Now as primary, and the earliest
+// one starting at least p.SecondaryMinGap after the primary window ends as
+// secondary, and returns the workflow's complete Input (ReminderOffsets
+// and SecondaryMinGap are the caller's). When the update has its bookings
+// already (a rollout re-run) they are returned as they are. The
+// instance's version and eligibility are read again inside the
+// transaction, so a stale candidate cannot book a wrong update:
+// ErrNotEligible when it needs none, ErrNoCapacity when no pair is free.
+func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) (workflows.Input, error) {
+	var in workflows.Input
+	instanceID, version := p.InstanceID, p.Version
+	if instanceID == "" || version == "" {
+		return in, errorf(ErrInvalidRequest, "book rollout slots: instance ID and version required")
+	}
+	if p.SecondaryMinGap < 0 {
+		return in, errorf(ErrInvalidRequest, "book rollout slots: secondary gap %s is negative", p.SecondaryMinGap)
+	}
+	workflowID := workflows.WorkflowID(instanceID, version)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		in = workflows.Input{Instance: workflows.Instance{ID: instanceID}, TargetVersion: version}
+		if err := lockUpdate(ctx, tx, instanceID, version); err != nil {
+			return err
+		}
+		var cur, tgt int
+		err := tx.QueryRow(ctx, instancePositionsSQL, instanceID, version).Scan(&in.Instance.Name, &in.Instance.TenantID,
+			&in.Instance.Kind, &in.Instance.Region, &in.Instance.TimeZone, &in.CurrentVersion, &cur, &tgt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if err := requireRelease(ctx, tx, version); err != nil {
+				return err
+			}
+			return errorf(ErrNotFound, "instance %q does not exist", instanceID)
+		}
+		if err != nil {
+			return mapError(err, fmt.Sprintf("read instance %q", instanceID))
+		}
+		switch workflows.Eligibility(cur, tgt) {
+		case workflows.EligibilityNone:
+			return errorf(ErrNotEligible, "instance %q runs %s, which is not older than %s: no update needed", instanceID, in.CurrentVersion, version)
+		case workflows.EligibilityMandatory:
+			in.Mandatory = true
+		}
+
+		primary, secondary, err := bookPair(ctx, tx, p, in.Instance.Region, workflowID)
+		if err != nil {
+			return err
+		}
+		in.PrimaryStart, in.SecondaryStart, in.WindowLength = primary.Start.UTC(), secondary.Start.UTC(), primary.Window
+
+		var recipients InstanceRecipients
+		if err := readRecipients(ctx, tx, instanceID, &recipients); err != nil {
+			return err
+		}
+		in.Admins = recipients.Admins
+		rows, err := tx.Query(ctx, releaseOptionsSQL, version)
+		if err != nil {
+			return mapError(err, "read releases from "+version)
+		}
+		in.Releases, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (workflows.ReleaseOption, error) {
+			var r workflows.ReleaseOption
+			err := row.Scan(&r.Version, &r.PeriodStart, &r.PeriodEnd)
+			r.PeriodStart, r.PeriodEnd = r.PeriodStart.UTC(), r.PeriodEnd.UTC()
+			return r, err
+		})
+		return mapError(err, "read releases from "+version)
+	})
+	if err != nil {
+		return workflows.Input{}, err
+	}
+	return in, nil
+}
+
+// bookPair returns the update's booked slots, booking a pair when
+// it has none. Slots are taken earliest first, primary before secondary,
+// each with one conditional statement.
+func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, workflowID string) (primary, secondary timedSlot, err error) {
+	rows, err := tx.Query(ctx, heldSlotsSQL, p.InstanceID, p.Version)
+	if err != nil {
+		return primary, secondary, mapError(err, "read the bookings of "+workflowID)
+	}
+	held := map[string]timedSlot{}
+	var role string
+	var slot timedSlot
+	var window pgtype.Interval
+	_, err = pgx.ForEachRow(rows, []any{&role, &slot.ID, &slot.Start, &window}, func() error {
+		slot.Window = duration(window)
+		held[role] = slot
+		return nil
+	})
+	if err != nil {
+		return primary, secondary, mapError(err, "read the bookings of "+workflowID)
+	}
+	heldPrimary, okP := held[string(workflows.SlotPrimary)]
+	heldSecondary, okS := held[string(workflows.SlotSecondary)]
+	if okP && okS {
+		return heldPrimary, heldSecondary, nil
+	}
+	// A lone reservation cannot come from BookSlots (it books both roles
+	// at once); give it back and book a fresh pair.
+	for _, h := range held {
+		if err := givePlace(ctx, tx, h.ID); err != nil {
+			return primary, secondary, err
+		}
+	}
+
+	rows, err = tx.Query(ctx, freeSlotsSQL, p.Version, region, p.Now)
+	if err != nil {
+		return primary, secondary, mapError(err, "list free slots of "+p.Version)
+	}
+	var free []timedSlot
+	_, err = pgx.ForEachRow(rows, []any{&slot.ID, &slot.Start, &window}, func() error {
+		slot.Window = duration(window)
+		free = append(free, slot)
+		return nil
+	})
+	if err != nil {
+		return primary, secondary, mapError(err, "list free slots of "+p.Version)
+	}
+	for i, first := range free {
+		taken, err := tryTake(ctx, tx, first.ID)
+		if err != nil {
+			return primary, secondary, err
+		}
+		if !taken {
+			continue
+		}
+		for _, sec := range free[i+1:] {
+			if sec.Start.Before(first.end().Add(p.SecondaryMinGap)) {
+				continue
+			}
+			taken, err := tryTake(ctx, tx, sec.ID)
+			if err != nil {
+				return primary, secondary, err
+			}
+			if !taken {
+				continue
+			}
+			for _, b := range []struct {
+				role workflows.SlotRole
+				id   int64
+			}{{workflows.SlotPrimary, first.ID}, {workflows.SlotSecondary, sec.ID}} {
+				if _, err := tx.Exec(ctx, upsertBookingSQL, p.InstanceID, p.Version, string(b.role), b.id, workflowID); err != nil {
+					return primary, secondary, mapError(err, fmt.Sprintf("record the %s booking of %s", b.role, workflowID))
+				}
+			}
+			return first, sec, nil
+		}
+		// No secondary after this primary: give it back; a later primary
+		// with a shorter window may still have one.
+		if err := givePlace(ctx, tx, first.ID); err != nil {
+			return primary, secondary, err
+		}
+	}
+	return primary, secondary, errorf(ErrNoCapacity,
+		"no free primary and secondary slot pair of %s in region %s after %s (secondary at least %s after the primary window) for instance %q",
+		p.Version, region, timeText(p.Now), p.SecondaryMinGap, p.InstanceID)
+}
+
+func tryTake(ctx context.Context, tx pgx.Tx, slotID int64) (bool, error) {
+	tag, err := tx.Exec(ctx, takePlaceSQL, slotID)
+	if err != nil {
+		return false, mapError(err, fmt.Sprintf("book slot %d", slotID))
+	}
+	return tag.RowsAffected() == 1, nil
+}
