@@ -19,6 +19,7 @@ import (
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -107,7 +108,7 @@ func TestAdminCommands(t *testing.T) {
 	}
 	writeFile(t, path, withoutBen)
 	serverAddress := os.Getenv("TEMPORAL_ADDRESS")
-	t.Setenv("TEMPORAL_ADDRESS", e2eFreeAddress(t))
+	t.Setenv("TEMPORAL_ADDRESS", testkit.FreeAddress(t))
 	retry := "starter sync-admins --instance " + instance
 	if _, _, err := runStarter(t, "load", path); err == nil || !strings.HasSuffix(err.Error(), "; tell them with: "+retry) {
 		t.Fatalf("load with Temporal unreachable: %v, want it to end naming %q", err, retry)

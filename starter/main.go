@@ -5,7 +5,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -18,13 +17,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	temporallog "go.temporal.io/sdk/log"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/connect"
 )
 
 func main() {
@@ -36,24 +35,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "starter: interrupted")
 		os.Exit(130)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starter: "+err.Error())
-		var usage *usageError
-		if errors.As(err, &usage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	os.Exit(cli.ExitCode("starter", err, os.Stderr))
 }
 
-// usageError is a mistake in the command line (exit status 2) rather than a
-// failure of the work asked for (exit status 1).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
+// usagef is cli.Usagef, for the flag checks of every subcommand.
 func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
+	return cli.Usagef(format, args...)
 }
 
 // command is one subcommand.
@@ -229,49 +216,24 @@ func (e *env) temporalWhenUp(ctx context.Context) (client.Client, error) {
 // waitFor retries attempt until it succeeds or CONNECT_TIMEOUT passes,
 // saying once on stderr what it waits for.
 func (e *env) waitFor(ctx context.Context, what string, attempt func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.ConnectTimeout)
-	defer cancel()
-	retry := time.NewTicker(time.Second)
-	defer retry.Stop()
-	var last error
-	for told := false; ; told = true {
-		err := attempt(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || isDeadline(err) {
-			// An attempt cut short by the deadline says less than the one before.
-			return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, e.cfg.ConnectTimeout, cmp.Or(last, err))
-		}
-		var stop *permanentError
-		if errors.As(err, &stop) {
-			return stop.err
-		}
-		last = err
-		if !told {
-			fmt.Fprintf(e.stderr, "waiting up to %s (CONNECT_TIMEOUT) for %s: %v\n", e.cfg.ConnectTimeout, what, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, e.cfg.ConnectTimeout, last)
-		case <-retry.C:
-		}
+	waiter := connect.Waiter{
+		Timeout:  e.cfg.ConnectTimeout,
+		Interval: time.Second,
+		Waiting: func(_ connect.Target, n int, err error) {
+			if n == 1 {
+				fmt.Fprintf(e.stderr, "waiting up to %s (CONNECT_TIMEOUT) for %s: %v\n", e.cfg.ConnectTimeout, what, err)
+			}
+		},
 	}
+	err := waiter.Wait(ctx, connect.Target{Description: what}, attempt)
+	var timeout *connect.TimeoutError
+	if errors.As(err, &timeout) {
+		// The CLI keeps its words: it waits for a server to answer, the
+		// worker for one to be ready (its schema migrated, say).
+		return fmt.Errorf("%s did not answer within %s (CONNECT_TIMEOUT): %w", what, timeout.Timeout, timeout.Err)
+	}
+	return err
 }
-
-// isDeadline reports whether err is a deadline passing, in the context or
-// in a gRPC call that inherited it (and may end a moment earlier).
-func isDeadline(err error) bool {
-	var rpcDeadline *serviceerror.DeadlineExceeded
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &rpcDeadline)
-}
-
-// permanentError ends waitFor at once: the server answered and said no.
-type permanentError struct{ err error }
-
-func (p *permanentError) Error() string { return p.err.Error() }
-
-func (p *permanentError) Unwrap() error { return p.err }
 
 // postgres returns the pool on DATABASE_URL, connecting on first use.
 func (e *env) postgres(ctx context.Context) (*pgxpool.Pool, error) {
@@ -285,8 +247,8 @@ func (e *env) postgres(ctx context.Context) (*pgxpool.Pool, error) {
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		err = fmt.Errorf("connect to Postgres (DATABASE_URL): %w", err)
-		if postgresAnswered(err) {
-			return nil, &permanentError{err}
+		if connect.PostgresAnswered(err) {
+			return nil, connect.Permanent(err)
 		}
 		return nil, err
 	}
@@ -301,13 +263,6 @@ func (e *env) close() {
 	if e.pool != nil {
 		e.pool.Close()
 	}
-}
-
-// postgresAnswered reports whether err came from a running server (wrong
-// password, no such database), which waiting will not change.
-func postgresAnswered(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr)
 }
 
 func hostname() string {

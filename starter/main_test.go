@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 )
 
@@ -20,6 +21,7 @@ func runStarter(t *testing.T, args ...string) (stdout, stderr string, err error)
 }
 
 func TestHelpListsSubcommandsAndVariables(t *testing.T) {
+	t.Parallel()
 	out, _, err := runStarter(t, "-h")
 	if err != nil {
 		t.Fatalf("starter -h: %v", err)
@@ -37,6 +39,7 @@ func TestHelpListsSubcommandsAndVariables(t *testing.T) {
 }
 
 func TestSubcommandHelpShowsFlags(t *testing.T) {
+	t.Parallel()
 	out, _, err := runStarter(t, "reschedule", "-h")
 	if err != nil {
 		t.Fatalf("starter reschedule -h: %v", err)
@@ -51,6 +54,7 @@ func TestSubcommandHelpShowsFlags(t *testing.T) {
 // TestCommandLineMistakes checks that every mistake is caught before any
 // connection is made, as one line naming what is wrong.
 func TestCommandLineMistakes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -78,8 +82,9 @@ func TestCommandLineMistakes(t *testing.T) {
 		{[]string{"demo", "--run", "a:b"}, `demo: --run "a:b": use letters, digits and dashes`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Parallel()
 			_, _, err := runStarter(t, tc.args...)
-			var usage *usageError
+			var usage *cli.UsageError
 			if !errors.As(err, &usage) {
 				t.Fatalf("error = %v, want a usage error", err)
 			}

@@ -2,22 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/svcupdate/svcupdate/internal/connect"
 	"github.com/svcupdate/svcupdate/schemas"
 )
 
-const (
-	// maintenanceDatabase is the database every Postgres server has, used
-	// to create the one DATABASE_URL names.
-	maintenanceDatabase = "postgres"
-	// pgDuplicateDatabase is SQLSTATE duplicate_database.
-	pgDuplicateDatabase = "42P04"
-)
+// maintenanceDatabase is the database every Postgres server has, used to
+// create the one DATABASE_URL names.
+const maintenanceDatabase = "postgres"
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("migrate")
@@ -66,28 +61,17 @@ func createDatabase(ctx context.Context, e *env) error {
 	var conn *pgx.Conn
 	if err := e.waitFor(ctx, fmt.Sprintf("Postgres at %s:%d", target.Host, target.Port), func(ctx context.Context) error {
 		conn, err = pgx.ConnectConfig(ctx, admin)
-		if err != nil && postgresAnswered(err) {
-			return &permanentError{err}
+		if err != nil && connect.PostgresAnswered(err) {
+			return connect.Permanent(err)
 		}
 		return err
 	}); err != nil {
 		return fmt.Errorf("connect to Postgres to create database %q: %w", name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("look up database %q: %w", name, err)
-	}
-	if exists {
-		return nil
-	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == pgDuplicateDatabase {
-		return nil // created by a concurrent starter
-	}
-	if err != nil {
-		return fmt.Errorf("create database %q: %w", name, err)
+	created, err := schemas.CreateDatabase(ctx, conn, name)
+	if err != nil || !created {
+		return err
 	}
 	fmt.Fprintf(e.stdout, "created database %s\n", name)
 	return nil

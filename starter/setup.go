@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/svcupdate/svcupdate/internal/connect"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -27,7 +28,7 @@ func runSetup(ctx context.Context, e *env, args []string) error {
 	if err := e.waitFor(ctx, "namespace "+e.cfg.TemporalNamespace, func(ctx context.Context) (err error) {
 		added, err = registerSearchAttributes(ctx, c, e.cfg.TemporalNamespace)
 		if err != nil && !namespaceMayAppear(err) {
-			return &permanentError{err}
+			return connect.Permanent(err)
 		}
 		return err
 	}); err != nil {

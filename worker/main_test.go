@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -24,24 +22,14 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
 )
-
-// clearConfigEnv unsets every configuration variable for the test, so the
-// developer's environment cannot leak in; t.Setenv restores them after.
-func clearConfigEnv(t *testing.T) {
-	t.Helper()
-	for _, v := range config.Variables() {
-		t.Setenv(v.Name, "")
-		if err := os.Unsetenv(v.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // lockedBuffer collects the worker's log while the test reads it.
 type lockedBuffer struct {
@@ -59,32 +47,6 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freeAddress returns a loopback address nothing listens on.
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // startRun runs the worker in the background and returns its result.
@@ -136,7 +98,7 @@ func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
 func workerOnDevServer(t *testing.T) *testsuite.DevServer {
 	t.Helper()
 	server := devtest.Start(t)
-	clearConfigEnv(t)
+	testkit.ClearConfigEnv(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("METRICS_ADDR", "")
@@ -181,17 +143,17 @@ func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, pr
 // ApplyUpdate activity.
 func waitForExecutorStarted(ctx context.Context, t *testing.T, server *testsuite.DevServer, update client.WorkflowRun, what string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, what, func() bool {
+	testkit.WaitFor(t, 30*time.Second, what, func() (bool, string) {
 		desc, err := server.Client().DescribeWorkflow(ctx, update.GetID(), update.GetRunID())
 		if err != nil {
-			return false
+			return false, err.Error()
 		}
 		for _, pending := range desc.RawResponse.GetPendingActivities() {
 			if pending.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
-				return true
+				return true, ""
 			}
 		}
-		return false
+		return false, "no ApplyUpdate started"
 	})
 }
 
@@ -229,27 +191,13 @@ func executorProbeWithRetries(ctx workflow.Context, in workflows.ApplyUpdateInpu
 	return res, err
 }
 
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return ""
-	}
-	return string(body)
-}
-
 // prometheusValue is how the metrics pipeline writes a tag value (tally's
 // Prometheus sanitizer turns '-' into '_').
 func prometheusValue(s string) string { return strings.ReplaceAll(s, "-", "_") }
 
 func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	server := workerOnDevServer(t)
-	metricsAddr := freeAddress(t)
+	metricsAddr := testkit.FreeAddress(t)
 	t.Setenv("METRICS_ADDR", metricsAddr)
 	t.Setenv("CONNECT_TIMEOUT", "30s")
 	t.Setenv("WORKER_STOP_TIMEOUT", "5s")
@@ -261,11 +209,14 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 
 	metricsURL := "http://" + metricsAddr + "/metrics"
 	var body string
-	waitFor(t, 60*time.Second, "both workers reported by the SDK on /metrics", func() bool {
-		body = scrape(t, metricsURL)
+	testkit.WaitFor(t, 60*time.Second, "both workers reported by the SDK on /metrics", func() (bool, string) {
+		var err error
+		if body, err = testkit.Scrape(metricsURL); err != nil {
+			return false, err.Error()
+		}
 		return strings.Contains(body, `task_queue="`+prometheusValue(workflows.TaskQueue)+`"`) &&
 			strings.Contains(body, `task_queue="`+prometheusValue(workflows.ExecutorTaskQueue)+`"`) &&
-			strings.Contains(body, "temporal_worker_start_total")
+			strings.Contains(body, "temporal_worker_start_total"), body
 	})
 	if !strings.Contains(body, "temporal_request_total") {
 		t.Errorf("the SDK's request counter is missing from /metrics")
@@ -289,11 +240,14 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeUpdateFailed {
 		t.Errorf("a failing simulated update returned %v, want an %s error", err, workflows.ErrTypeUpdateFailed)
 	}
-	waitFor(t, 10*time.Second, "executor durations on /metrics", func() bool {
-		body = scrape(t, metricsURL)
+	testkit.WaitFor(t, 10*time.Second, "executor durations on /metrics", func() (bool, string) {
+		var err error
+		if body, err = testkit.Scrape(metricsURL); err != nil {
+			return false, err.Error()
+		}
 		return strings.Contains(body, "svcupdate_executor_duration_seconds_count") &&
 			strings.Contains(body, `outcome="`+workflows.OutcomeSucceeded+`"`) &&
-			strings.Contains(body, `outcome="`+workflows.OutcomeFailed+`"`)
+			strings.Contains(body, `outcome="`+workflows.OutcomeFailed+`"`), body
 	})
 
 	if err := running.stop(t, 30*time.Second); err != nil {
@@ -388,9 +342,9 @@ func TestWorkerWithoutExecutorLeavesItsQueueToAnother(t *testing.T) {
 		}
 		return identities
 	}
-	waitFor(t, 60*time.Second, "the worker polling its own task queue", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the worker polling its own task queue", func() (bool, string) {
 		return len(pollers(workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)) > 0 &&
-			strings.Contains(logs.String(), "Worker polling")
+			strings.Contains(logs.String(), "Worker polling"), logs.String()
 	})
 
 	const providerIdentity = "provider-executor"
@@ -437,20 +391,20 @@ func TestWorkerWarnsThatUpdatesAreSimulated(t *testing.T) {
 		{"none", false},
 	} {
 		t.Run("EXECUTOR="+tt.executor, func(t *testing.T) {
-			clearConfigEnv(t)
+			testkit.ClearConfigEnv(t)
 			if tt.executor != "" {
 				t.Setenv("EXECUTOR", tt.executor)
 				t.Setenv("EXECUTOR_COMMAND", "true")
 			}
-			t.Setenv("DATABASE_URL", "postgres://postgres@"+freeAddress(t)+"/svcupdate?sslmode=disable")
+			t.Setenv("DATABASE_URL", "postgres://postgres@"+testkit.FreeAddress(t)+"/svcupdate?sslmode=disable")
 			t.Setenv("METRICS_ADDR", "")
 			t.Setenv("CONNECT_TIMEOUT", "10m")
 
 			running := startWorker(t)
 			logs := running.logs
 			// The warning, if any, comes before the worker connects.
-			waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
-				return strings.Contains(logs.String(), "Waiting for Postgres at ")
+			testkit.WaitFor(t, 30*time.Second, "the worker waiting for Postgres", func() (bool, string) {
+				return strings.Contains(logs.String(), `msg="Waiting to connect" target=postgres server="Postgres at `), logs.String()
 			})
 			if err := running.stop(t, 10*time.Second); err != nil {
 				t.Fatalf("run: %v", err)
@@ -477,38 +431,9 @@ func lineStarting(text, fragment string) string {
 	return ""
 }
 
-func TestPostgresPoolConfig(t *testing.T) {
-	for _, tt := range []struct {
-		name        string
-		databaseURL string
-		want        int32
-	}{
-		{"URL without a pool size", "postgres://svc:secret@db:5432/svc?sslmode=disable", defaultPoolMaxConns},
-		{"URL with a pool size", "postgres://svc:secret@db:5432/svc?sslmode=disable&pool_max_conns=5", 5},
-		{"URL asking for more", "postgres://db/svc?pool_max_conns=200", 200},
-		{"keyword form without a pool size", "host=db dbname=svc", defaultPoolMaxConns},
-		{"keyword form with a pool size", "host=db dbname=svc pool_max_conns=7", 7},
-	} {
-		poolConfig, err := postgresPoolConfig(tt.databaseURL)
-		if err != nil {
-			t.Errorf("%s: %v", tt.name, err)
-			continue
-		}
-		if poolConfig.MaxConns != tt.want {
-			t.Errorf("%s: MaxConns %d, want %d", tt.name, poolConfig.MaxConns, tt.want)
-		}
-		if _, left := poolConfig.ConnConfig.RuntimeParams["pool_max_conns"]; left {
-			t.Errorf("%s: pool_max_conns would be sent to Postgres as a parameter", tt.name)
-		}
-	}
-	if _, err := postgresPoolConfig("postgres://svc:hunter2@db/svc?pool_max_conns=none"); err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("a bad pool size: %v, want an error without the password", err)
-	}
-}
-
 func TestWorkerWaitsForTemporalThenGivesUp(t *testing.T) {
-	clearConfigEnv(t)
-	address := freeAddress(t)
+	testkit.ClearConfigEnv(t)
+	address := testkit.FreeAddress(t)
 	t.Setenv("TEMPORAL_ADDRESS", address)
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("METRICS_ADDR", "")
@@ -527,25 +452,25 @@ func TestWorkerWaitsForTemporalThenGivesUp(t *testing.T) {
 	if took := time.Since(started); took < 3*time.Second {
 		t.Errorf("gave up after %s, before CONNECT_TIMEOUT", took)
 	}
-	if !strings.Contains(logs.String(), "Waiting for Temporal at "+address) {
+	if !strings.Contains(logs.String(), `msg="Waiting to connect" target=temporal server="Temporal at `+address) {
 		t.Errorf("the log does not say what it waits for:\n%s", logs)
 	}
-	if code := exitCode(err, io.Discard); code != 1 {
+	if code := cli.ExitCode(program, err, io.Discard); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
 }
 
 func TestWorkerStopsWhileWaitingForPostgres(t *testing.T) {
-	clearConfigEnv(t)
-	t.Setenv("DATABASE_URL", "postgres://postgres@"+freeAddress(t)+"/svcupdate?sslmode=disable")
+	testkit.ClearConfigEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://postgres@"+testkit.FreeAddress(t)+"/svcupdate?sslmode=disable")
 	t.Setenv("METRICS_ADDR", "")
 	t.Setenv("CONNECT_TIMEOUT", "10m")
 	t.Setenv("LOG_FORMAT", "json")
 
 	running := startWorker(t)
 	logs := running.logs
-	waitFor(t, 30*time.Second, "the worker waiting for Postgres", func() bool {
-		return strings.Contains(logs.String(), `"msg":"Waiting for Postgres at 127.0.0.1:`)
+	testkit.WaitFor(t, 30*time.Second, "the worker waiting for Postgres", func() (bool, string) {
+		return strings.Contains(logs.String(), `"msg":"Waiting to connect","target":"postgres","server":"Postgres at 127.0.0.1:`), logs.String()
 	})
 	if err := running.stop(t, 10*time.Second); err != nil {
 		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
@@ -559,23 +484,23 @@ func TestWorkerStopsWhileWaitingForPostgres(t *testing.T) {
 }
 
 func TestWorkerWaitsForTheSchemaThenGoesOn(t *testing.T) {
-	clearConfigEnv(t)
+	testkit.ClearConfigEnv(t)
 	databaseURL := pgtest.NewEmptyDatabase(t)
 	t.Setenv("DATABASE_URL", databaseURL)
-	t.Setenv("TEMPORAL_ADDRESS", freeAddress(t))
+	t.Setenv("TEMPORAL_ADDRESS", testkit.FreeAddress(t))
 	t.Setenv("METRICS_ADDR", "")
 	t.Setenv("CONNECT_TIMEOUT", "10m")
 
 	running := startWorker(t)
 	ctx, logs := running.ctx, running.logs
-	waitFor(t, 30*time.Second, "the worker waiting for the schema", func() bool {
-		return strings.Contains(logs.String(), "run `starter migrate`")
+	testkit.WaitFor(t, 30*time.Second, "the worker waiting for the schema", func() (bool, string) {
+		return strings.Contains(logs.String(), "run `starter migrate`"), logs.String()
 	})
 	if _, err := schemas.Migrate(ctx, databaseURL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the worker going on to Temporal once migrated", func() bool {
-		return strings.Contains(logs.String(), "Waiting for Temporal at ")
+	testkit.WaitFor(t, 30*time.Second, "the worker going on to Temporal once migrated", func() (bool, string) {
+		return strings.Contains(logs.String(), `msg="Waiting to connect" target=temporal`), logs.String()
 	})
 	if err := running.stop(t, 10*time.Second); err != nil {
 		t.Errorf("run stopped while waiting returned %v, want a clean stop", err)
@@ -583,11 +508,11 @@ func TestWorkerWaitsForTheSchemaThenGoesOn(t *testing.T) {
 }
 
 func TestWorkerRejectsABadValueInOneLine(t *testing.T) {
-	clearConfigEnv(t)
+	testkit.ClearConfigEnv(t)
 	t.Setenv("EXECUTOR", "ansible")
 	err := run(context.Background(), nil, io.Discard, io.Discard)
 	var stderr bytes.Buffer
-	if code := exitCode(err, &stderr); code != 2 {
+	if code := cli.ExitCode(program, err, &stderr); code != 2 {
 		t.Errorf("exit code %d, want 2 (error %v)", code, err)
 	}
 	if want := "worker: invalid EXECUTOR=\"ansible\" (accepted: simulated, command or none)\n"; stderr.String() != want {
@@ -596,11 +521,11 @@ func TestWorkerRejectsABadValueInOneLine(t *testing.T) {
 }
 
 func TestWorkerRejectsArguments(t *testing.T) {
-	clearConfigEnv(t)
+	testkit.ClearConfigEnv(t)
 	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)
-		if code := exitCode(err, &stderr); code != 2 {
+		if code := cli.ExitCode(program, err, &stderr); code != 2 {
 			t.Errorf("%q: exit code %d, want 2 (error %v)", args, code, err)
 		}
 		if lines := strings.Count(stderr.String(), "\n"); lines != 1 || stdout.Len() != 0 {
@@ -610,9 +535,10 @@ func TestWorkerRejectsArguments(t *testing.T) {
 }
 
 func TestWorkerHelpListsEveryVariable(t *testing.T) {
+	t.Parallel()
 	var stdout bytes.Buffer
 	err := run(context.Background(), []string{"-h"}, &stdout, io.Discard)
-	if !errors.Is(err, flag.ErrHelp) || exitCode(err, io.Discard) != 0 {
+	if !errors.Is(err, flag.ErrHelp) || cli.ExitCode(program, err, io.Discard) != 0 {
 		t.Fatalf("-h returned %v, want flag.ErrHelp and exit 0", err)
 	}
 	for _, v := range config.Variables() {

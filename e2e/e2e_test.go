@@ -1,37 +1,23 @@
-package main
+package e2e
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
-	updatepb "go.temporal.io/api/update/v1"
-	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
-	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -40,27 +26,26 @@ import (
 // reminder comes 20 s before the primary start and the day-of notice at it.
 // The unapproved update closes at the period's end, which bounds the run.
 const (
-	e2eVersion        = "9.2.0"
-	e2eFirstSlotLead  = 35 * time.Second // from the fleet file's writing to the first slot
-	e2eWindow         = 20 * time.Second
-	e2eSecondaryGap   = 5 * time.Second
-	e2eReminderOffset = 20 * time.Second
-	e2ePeriodSlack    = 5 * time.Second // after the second window, before the period ends
-	// e2eDeadline bounds the whole lifecycle from the fleet file's writing;
+	targetVersion  = "9.2.0"
+	firstSlotLead  = 35 * time.Second // from the fleet file's writing to the first slot
+	updateWindow   = 20 * time.Second
+	secondaryGap   = 5 * time.Second
+	reminderOffset = 20 * time.Second
+	periodSlack    = 5 * time.Second // after the second window, before the period ends
+	// lifecycleDeadline bounds the whole lifecycle from the fleet file's writing;
 	// it leaves minutes to spare on a loaded machine.
-	e2eDeadline = 4 * time.Minute
-	e2ePoll     = 500 * time.Millisecond
-	// e2eSettle bounds the wait for eventually consistent views (Temporal
+	lifecycleDeadline = 4 * time.Minute
+	// settleTimeout bounds the wait for eventually consistent views (Temporal
 	// visibility, the metrics reporter) once every update has closed.
-	e2eSettle      = 30 * time.Second
-	e2eSendGridKey = "SG.e2e-test-key"
-	// e2eFailExit is the update command's exit status for a failing attempt.
-	e2eFailExit = 3
+	settleTimeout = 30 * time.Second
+	sendGridKey   = "SG.e2e-test-key"
+	// failExit is the update command's exit status for a failing attempt.
+	failExit = 3
 )
 
-// e2eInstance is one instance of the fleet, what the test does with its
+// fleetInstance is one instance of the fleet, what the test does with its
 // update and what it must end as.
-type e2eInstance struct {
+type fleetInstance struct {
 	id, tenant, kind, region, timeZone, version string
 	admins, users, extra                        []string
 	approve                                     bool                 // an admin approves after the rollout
@@ -72,34 +57,34 @@ type e2eInstance struct {
 	wantVersion  string // the instance's version in Postgres at the end
 }
 
-func e2eFleet() []e2eInstance {
-	reminder := workflows.ReminderKind(e2eReminderOffset)
+func testFleet() []fleetInstance {
+	reminder := workflows.ReminderKind(reminderOffset)
 	announced := []workflows.NoticeKind{workflows.NoticeScheduled, reminder}
 	approvedRun := append(slices.Clone(announced), workflows.NoticeConfirmed, workflows.NoticeDayOf, workflows.NoticeInProgress)
 	with := func(base []workflows.NoticeKind, more ...workflows.NoticeKind) []workflows.NoticeKind {
 		return append(slices.Clone(base), more...)
 	}
-	return []e2eInstance{
+	return []fleetInstance{
 		{
 			id: "acme-prod", tenant: "acme", kind: "production", region: "emea", timeZone: "Europe/Berlin", version: "9.1.0",
 			admins: []string{"ann@acme.example", "bob@acme.example"}, users: []string{"staff@acme.example"}, extra: []string{"changes@acme.example"},
 			approve:    true,
 			wantStatus: workflows.StatusSucceeded, wantAttempts: []string{"primary:succeeded"},
-			wantNotices: with(approvedRun, workflows.NoticeSucceeded), wantVersion: e2eVersion,
+			wantNotices: with(approvedRun, workflows.NoticeSucceeded), wantVersion: targetVersion,
 		},
 		{
 			// Two versions behind: mandatory, runs without an approval.
 			id: "globex-sandbox", tenant: "globex", kind: "sandbox", region: "apac", timeZone: "Asia/Tokyo", version: "9.0.0",
 			admins: []string{"gina@globex.example"}, users: []string{"dev@globex.example"},
 			wantStatus: workflows.StatusSucceeded, wantAttempts: []string{"primary:succeeded"},
-			wantNotices: with(announced, workflows.NoticeDayOf, workflows.NoticeInProgress, workflows.NoticeSucceeded), wantVersion: e2eVersion,
+			wantNotices: with(announced, workflows.NoticeDayOf, workflows.NoticeInProgress, workflows.NoticeSucceeded), wantVersion: targetVersion,
 		},
 		{
 			id: "initech-prod", tenant: "initech", kind: "production", region: "emea", timeZone: "Europe/London", version: "9.1.0",
 			admins: []string{"ian@initech.example"}, users: []string{"ops@initech.example"}, extra: []string{"cab@initech.example"},
 			approve: true, failing: []workflows.SlotRole{workflows.SlotPrimary},
 			wantStatus: workflows.StatusSucceeded, wantAttempts: []string{"primary:failed", "secondary:succeeded"},
-			wantNotices: with(approvedRun, workflows.NoticeFallback, workflows.NoticeInProgress, workflows.NoticeSucceeded), wantVersion: e2eVersion,
+			wantNotices: with(approvedRun, workflows.NoticeFallback, workflows.NoticeInProgress, workflows.NoticeSucceeded), wantVersion: targetVersion,
 		},
 		{
 			id: "umbrella-prod", tenant: "umbrella", kind: "production", region: "apac", timeZone: "Australia/Sydney", version: "9.1.0",
@@ -116,32 +101,32 @@ func e2eFleet() []e2eInstance {
 			wantNotices: with(announced, workflows.NoticeNotApproved), wantVersion: "9.1.0",
 		},
 		{
-			id: "acme-sandbox", tenant: "acme", kind: "sandbox", region: "emea", timeZone: "Europe/Berlin", version: e2eVersion,
-			admins: []string{"ann@acme.example"}, wantVersion: e2eVersion,
+			id: "acme-sandbox", tenant: "acme", kind: "sandbox", region: "emea", timeZone: "Europe/Berlin", version: targetVersion,
+			admins: []string{"ann@acme.example"}, wantVersion: targetVersion,
 		},
 	}
 }
 
-// e2eSchedule is the compressed calendar of one run.
-type e2eSchedule struct {
+// calendar is the compressed calendar of one run.
+type calendar struct {
 	periodStart, primary, secondary, periodEnd time.Time
 }
 
-func newE2ESchedule(now time.Time) e2eSchedule {
+func newCalendar(now time.Time) calendar {
 	start := now.UTC().Truncate(time.Second)
-	primary := start.Add(e2eFirstSlotLead)
-	secondary := primary.Add(e2eWindow + e2eSecondaryGap)
-	return e2eSchedule{
+	primary := start.Add(firstSlotLead)
+	secondary := primary.Add(updateWindow + secondaryGap)
+	return calendar{
 		periodStart: start,
 		primary:     primary,
 		secondary:   secondary,
-		periodEnd:   secondary.Add(e2eWindow + e2ePeriodSlack),
+		periodEnd:   secondary.Add(updateWindow + periodSlack),
 	}
 }
 
 // fleetFile renders the fleet file: three releases (n-2, n-1, n), the two
 // slots in every region the instances live in, and the instances.
-func (s e2eSchedule) fleetFile(t *testing.T, instances []e2eInstance) []byte {
+func (s calendar) fleetFile(t *testing.T, instances []fleetInstance) []byte {
 	t.Helper()
 	type slot struct {
 		Region   string `json:"region"`
@@ -174,7 +159,7 @@ func (s e2eSchedule) fleetFile(t *testing.T, instances []e2eInstance) []byte {
 		ExtraRecipients []string `json:"extraRecipients"`
 	}
 	newest := release{
-		Version: e2eVersion, Name: "Winter '27", Order: 3,
+		Version: targetVersion, Name: "Winter '27", Order: 3,
 		PeriodStart: s.periodStart.Format(time.RFC3339), PeriodEnd: s.periodEnd.Format(time.RFC3339),
 	}
 	var (
@@ -186,7 +171,7 @@ func (s e2eSchedule) fleetFile(t *testing.T, instances []e2eInstance) []byte {
 		if !slices.Contains(regions, in.region) {
 			regions = append(regions, in.region)
 			for _, start := range []time.Time{s.primary, s.secondary} {
-				newest.Slots = append(newest.Slots, slot{Region: in.region, Start: start.Format(time.RFC3339), Window: e2eWindow.String(), Capacity: 10})
+				newest.Slots = append(newest.Slots, slot{Region: in.region, Start: start.Format(time.RFC3339), Window: updateWindow.String(), Capacity: 10})
 			}
 		}
 		if !slices.ContainsFunc(tenants, func(t tenant) bool { return t.ID == in.tenant }) {
@@ -221,22 +206,21 @@ func (s e2eSchedule) fleetFile(t *testing.T, instances []e2eInstance) []byte {
 // and that `starter list` (visibility) agrees with the database.
 func TestEndToEnd(t *testing.T) {
 	began := time.Now()
-	clearConfigEnvironment(t)
-	workerBinary := buildWorker(t)
-	temporalClient, dbURL := startTemporal(t)
-	sendgrid := newFakeSendGrid(t, e2eSendGridKey)
-	fleet := e2eFleet()
+	testkit.ClearConfigEnv(t)
+	temporalClient, dbURL := startServers(t)
+	sendgrid := newFakeSendGrid(t, sendGridKey)
+	fleet := testFleet()
 
-	// Shared by the in-process starter and the worker process.
+	// Shared by the starter and the worker.
 	for name, value := range map[string]string{
-		"REMINDER_OFFSETS":  fmt.Sprintf("%s,0s", e2eReminderOffset),
-		"UPDATE_WINDOW":     e2eWindow.String(),
-		"SECONDARY_MIN_GAP": e2eSecondaryGap.String(),
+		"REMINDER_OFFSETS":  fmt.Sprintf("%s,0s", reminderOffset),
+		"UPDATE_WINDOW":     updateWindow.String(),
+		"SECONDARY_MIN_GAP": secondaryGap.String(),
 		"CONNECT_TIMEOUT":   "30s",
 	} {
 		t.Setenv(name, value)
 	}
-	command, err := filepath.Abs(filepath.Join("testdata", "e2e", "update-command.sh"))
+	command, err := filepath.Abs(filepath.Join("testdata", "update-command.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,12 +230,12 @@ func TestEndToEnd(t *testing.T) {
 			failing = append(failing, in.id+":"+string(role))
 		}
 	}
-	metricsAddr := e2eFreeAddress(t)
-	svcWorker := startWorker(t, workerBinary, []string{
+	metricsAddr := testkit.FreeAddress(t)
+	svcWorker := startWorker(t, []string{
 		"EXECUTOR=command",
 		"EXECUTOR_COMMAND='" + command + "'",
 		"EXECUTOR_KILL_GRACE=2s",
-		"SENDGRID_API_KEY=" + e2eSendGridKey,
+		"SENDGRID_API_KEY=" + sendGridKey,
 		"SENDGRID_HOST=" + sendgrid.server.URL,
 		"MAIL_FROM=svcupdate e2e <updates@svcupdate.example>",
 		"METRICS_ADDR=" + metricsAddr,
@@ -266,8 +250,8 @@ func TestEndToEnd(t *testing.T) {
 	mustRun(t, "setup")
 
 	// The clock starts when the fleet file is written.
-	schedule := newE2ESchedule(time.Now())
-	ctx, cancel := context.WithDeadline(context.Background(), schedule.periodStart.Add(e2eDeadline))
+	schedule := newCalendar(time.Now())
+	ctx, cancel := context.WithDeadline(context.Background(), schedule.periodStart.Add(lifecycleDeadline))
 	defer cancel()
 	fleetPath := filepath.Join(t.TempDir(), "fleet.json")
 	writeFile(t, fleetPath, string(schedule.fleetFile(t, fleet)))
@@ -282,14 +266,14 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	wantSummary := fmt.Sprintf("started %d, already running 0, not eligible %d, no capacity 0, failed 0", eligible, len(fleet)-eligible)
-	if out := mustRun(t, "rollout", "--version", e2eVersion); !strings.Contains(out, wantSummary) {
+	if out := mustRun(t, "rollout", "--version", targetVersion); !strings.Contains(out, wantSummary) {
 		t.Fatalf("first rollout, want %q:\n%s", wantSummary, out)
 	}
 	// Reminders already due when a workflow starts are skipped by design;
 	// this run expects every workflow to have started before its first one.
-	if reminderAt := schedule.primary.Add(-e2eReminderOffset); time.Now().After(reminderAt) {
+	if reminderAt := schedule.primary.Add(-reminderOffset); time.Now().After(reminderAt) {
 		t.Fatalf("the rollout ended at %s, after the %s reminder was due (%s): the machine is too slow for the compressed clock",
-			time.Now().UTC().Format(time.RFC3339), e2eReminderOffset, reminderAt.Format(time.RFC3339))
+			time.Now().UTC().Format(time.RFC3339), reminderOffset, reminderAt.Format(time.RFC3339))
 	}
 	bookings := countRows(t, dbURL, "slot_bookings")
 	if bookings != 2*eligible {
@@ -301,8 +285,8 @@ func TestEndToEnd(t *testing.T) {
 			continue
 		}
 		admin := in.admins[len(in.admins)-1]
-		out := mustRun(t, "approve", "--instance", in.id, "--admin", admin, "--version", e2eVersion, "--note", "e2e")
-		if !strings.Contains(out, workflows.WorkflowID(in.id, e2eVersion)+": "+workflows.UpdateApprove+" accepted") ||
+		out := mustRun(t, "approve", "--instance", in.id, "--admin", admin, "--version", targetVersion, "--note", "e2e")
+		if !strings.Contains(out, workflows.WorkflowID(in.id, targetVersion)+": "+workflows.UpdateApprove+" accepted") ||
 			!strings.Contains(out, string(workflows.StatusApproved)) || !strings.Contains(out, "by "+admin) {
 			t.Errorf("approve %s:\n%s", in.id, out)
 		}
@@ -310,8 +294,8 @@ func TestEndToEnd(t *testing.T) {
 
 	// Refused admin actions: the validator's words, an error (a non-zero
 	// exit), and the update left exactly as it was.
-	refused := fleet[slices.IndexFunc(fleet, func(in e2eInstance) bool { return in.wantStatus == workflows.StatusNotApproved })]
-	refusedID := workflows.WorkflowID(refused.id, e2eVersion)
+	refused := fleet[slices.IndexFunc(fleet, func(in fleetInstance) bool { return in.wantStatus == workflows.StatusNotApproved })]
+	refusedID := workflows.WorkflowID(refused.id, targetVersion)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -319,14 +303,14 @@ func TestEndToEnd(t *testing.T) {
 	}{
 		{
 			"secondary inside the primary window",
-			[]string{"reschedule", "--instance", refused.id, "--admin", refused.admins[0], "--version", e2eVersion,
-				"--primary", schedule.primary.Format(time.RFC3339), "--secondary", schedule.primary.Add(e2eWindow / 2).Format(time.RFC3339)},
+			[]string{"reschedule", "--instance", refused.id, "--admin", refused.admins[0], "--version", targetVersion,
+				"--primary", schedule.primary.Format(time.RFC3339), "--secondary", schedule.primary.Add(updateWindow / 2).Format(time.RFC3339)},
 			fmt.Sprintf("Reschedule refused by %s: secondary start %s is too early: it must be at or after %s",
-				refusedID, schedule.primary.Add(e2eWindow/2).Format(time.RFC3339), schedule.primary.Add(e2eWindow+e2eSecondaryGap).Format(time.RFC3339)),
+				refusedID, schedule.primary.Add(updateWindow/2).Format(time.RFC3339), schedule.primary.Add(updateWindow+secondaryGap).Format(time.RFC3339)),
 		},
 		{
 			"approval by someone who is not an admin",
-			[]string{"approve", "--instance", refused.id, "--admin", "mallory@hooli.example", "--version", e2eVersion},
+			[]string{"approve", "--instance", refused.id, "--admin", "mallory@hooli.example", "--version", targetVersion},
 			fmt.Sprintf(`Approve refused by %s: "mallory@hooli.example" is not an admin of instance %s`, refusedID, refused.id),
 		},
 	} {
@@ -338,8 +322,8 @@ func TestEndToEnd(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %q, want it to contain %q", tc.name, err, tc.want)
 		}
-		var usage *usageError
-		if errors.As(err, &usage) {
+		var failed *starterFailed
+		if errors.As(err, &failed) && failed.status == 2 {
 			t.Errorf("%s: reported as a command-line mistake (exit status 2), want a refusal (exit status 1): %v", tc.name, err)
 		}
 	}
@@ -348,7 +332,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("refused actions changed %s: status %s, approved by %q, primary %s", refusedID, view.Status, view.ApprovedBy, view.Primary.Start)
 	}
 
-	if out := mustRun(t, "rollout", "--version", e2eVersion); !strings.Contains(out,
+	if out := mustRun(t, "rollout", "--version", targetVersion); !strings.Contains(out,
 		fmt.Sprintf("started 0, already running %d, not eligible %d", eligible, len(fleet)-eligible)) {
 		t.Errorf("second rollout started something:\n%s", out)
 	}
@@ -359,7 +343,7 @@ func TestEndToEnd(t *testing.T) {
 	// Wait for every update to close (a long poll, not a sleep) and check
 	// how it ended.
 	for _, in := range fleet {
-		id := workflows.WorkflowID(in.id, e2eVersion)
+		id := workflows.WorkflowID(in.id, targetVersion)
 		if in.wantStatus == "" {
 			if _, err := temporalClient.DescribeWorkflow(ctx, id, ""); !isNotFound(err) {
 				t.Errorf("%s is not eligible, yet describing %s returned %v", in.id, id, err)
@@ -368,7 +352,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		var result workflows.Result
 		if err := temporalClient.GetWorkflow(ctx, id, "").Get(ctx, &result); err != nil {
-			t.Fatalf("%s did not close with a result by %s: %v", id, schedule.periodStart.Add(e2eDeadline).Format(time.RFC3339), err)
+			t.Fatalf("%s did not close with a result by %s: %v", id, schedule.periodStart.Add(lifecycleDeadline).Format(time.RFC3339), err)
 		}
 		if result.Status != in.wantStatus || result.FinalVersion != in.wantVersion {
 			t.Errorf("%s closed as %s on %s, want %s on %s", id, result.Status, result.FinalVersion, in.wantStatus, in.wantVersion)
@@ -398,7 +382,7 @@ func TestEndToEnd(t *testing.T) {
 	mails := sendgrid.sent()
 	checkEmails(t, dbURL, schedule, fleet, mails)
 	// Visibility and the metrics reporter lag a little behind the close.
-	settle, cancelSettle := context.WithTimeout(ctx, e2eSettle)
+	settle, cancelSettle := context.WithTimeout(ctx, settleTimeout)
 	defer cancelSettle()
 	checkListAgreesWithDatabase(t, settle, dbURL)
 	checkMetrics(t, settle, "http://"+metricsAddr+"/metrics", fleet, len(mails))
@@ -409,7 +393,7 @@ func TestEndToEnd(t *testing.T) {
 
 // checkStatusView compares the Status query's answer with the
 // expectations and reports whether it met them.
-func checkStatusView(t *testing.T, in e2eInstance, view workflows.StatusView, command string) bool {
+func checkStatusView(t *testing.T, in fleetInstance, view workflows.StatusView, command string) bool {
 	t.Helper()
 	ok := true
 	fail := func(format string, args ...any) {
@@ -427,8 +411,8 @@ func checkStatusView(t *testing.T, in e2eInstance, view workflows.StatusView, co
 		case workflows.OutcomeFailed:
 			// The command's exit status and its output reach the operator.
 			for _, want := range []string{
-				fmt.Sprintf("update command exited with status %d", e2eFailExit),
-				fmt.Sprintf("updating %s from %s to %s (%s attempt", in.id, in.version, e2eVersion, a.Slot),
+				fmt.Sprintf("update command exited with status %d", failExit),
+				fmt.Sprintf("updating %s from %s to %s (%s attempt", in.id, in.version, targetVersion, a.Slot),
 				fmt.Sprintf("simulated failure of the %s attempt of %s", a.Slot, in.id),
 			} {
 				if !strings.Contains(a.Error, want) {
@@ -501,9 +485,9 @@ func sortedKinds(kinds []workflows.NoticeKind) []workflows.NoticeKind {
 
 // checkDatabase compares the instances' versions and the updates
 // projection with the expectations.
-func checkDatabase(t *testing.T, dbURL string, fleet []e2eInstance) {
+func checkDatabase(t *testing.T, dbURL string, fleet []fleetInstance) {
 	t.Helper()
-	conn := e2eConnect(t, dbURL)
+	conn := connectDB(t, dbURL)
 	for _, in := range fleet {
 		var version string
 		if err := conn.QueryRow(context.Background(), "SELECT current_version FROM instances WHERE id = $1", in.id).Scan(&version); err != nil {
@@ -515,7 +499,7 @@ func checkDatabase(t *testing.T, dbURL string, fleet []e2eInstance) {
 		var status string
 		var attempts int
 		err := conn.QueryRow(context.Background(), "SELECT status, attempts FROM updates WHERE instance_id = $1 AND offered_version = $2",
-			in.id, e2eVersion).Scan(&status, &attempts)
+			in.id, targetVersion).Scan(&status, &attempts)
 		switch {
 		case in.wantStatus == "" && err == pgx.ErrNoRows:
 		case in.wantStatus == "":
@@ -533,9 +517,9 @@ func checkDatabase(t *testing.T, dbURL string, fleet []e2eInstance) {
 // slot) read back from custom_args, each about the slot its kind concerns,
 // each to the audience its kind addresses, each recorded as sent in the
 // outbox.
-func checkEmails(t *testing.T, dbURL string, schedule e2eSchedule, fleet []e2eInstance, mails []fakeMail) {
+func checkEmails(t *testing.T, dbURL string, schedule calendar, fleet []fleetInstance, mails []fakeMail) {
 	t.Helper()
-	byInstance := map[string]e2eInstance{}
+	byInstance := map[string]fleetInstance{}
 	wantKinds := map[string][]workflows.NoticeKind{}
 	for _, in := range fleet {
 		byInstance[in.id] = in
@@ -554,7 +538,7 @@ func checkEmails(t *testing.T, dbURL string, schedule e2eSchedule, fleet []e2eIn
 		}
 		sent[key] = m.MessageID
 		in, ok := byInstance[m.InstanceID]
-		if !ok || m.WorkflowID != workflows.WorkflowID(m.InstanceID, e2eVersion) || m.TargetVersion != e2eVersion {
+		if !ok || m.WorkflowID != workflows.WorkflowID(m.InstanceID, targetVersion) || m.TargetVersion != targetVersion {
 			t.Errorf("mail with unexpected custom_args: instance %q, workflow %q, version %q", m.InstanceID, m.WorkflowID, m.TargetVersion)
 			continue
 		}
@@ -583,7 +567,7 @@ func checkEmails(t *testing.T, dbURL string, schedule e2eSchedule, fleet []e2eIn
 		}
 	}
 
-	conn := e2eConnect(t, dbURL)
+	conn := connectDB(t, dbURL)
 	rows, err := conn.Query(context.Background(),
 		"SELECT workflow_id, kind, slot_start, state, coalesce(message_id, '') FROM notification_outbox")
 	if err != nil {
@@ -621,8 +605,8 @@ func sortedStrings(s []string) []string {
 // projection holds, and the same counts per status.
 func checkListAgreesWithDatabase(t *testing.T, ctx context.Context, dbURL string) {
 	t.Helper()
-	conn := e2eConnect(t, dbURL)
-	rows, err := conn.Query(ctx, "SELECT instance_id, status FROM updates WHERE offered_version = $1", e2eVersion)
+	conn := connectDB(t, dbURL)
+	rows, err := conn.Query(ctx, "SELECT instance_id, status FROM updates WHERE offered_version = $1", targetVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,8 +631,8 @@ func checkListAgreesWithDatabase(t *testing.T, ctx context.Context, dbURL string
 	wantCounts := fmt.Sprintf("%d updates: %s", len(want), strings.Join(parts, ", "))
 
 	var out string
-	e2eWaitFor(t, ctx, "starter list to agree with the updates projection", func() (bool, string) {
-		out = mustRun(t, "list", "--version", e2eVersion)
+	testkit.WaitFor(t, left(ctx), "starter list to agree with the updates projection", func() (bool, string) {
+		out = mustRun(t, "list", "--version", targetVersion)
 		listed := map[string]string{}
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		for _, line := range lines[1:] {
@@ -670,7 +654,7 @@ func checkListAgreesWithDatabase(t *testing.T, ctx context.Context, dbURL string
 
 // checkMetrics waits until the worker's /metrics counts the closed
 // updates by outcome as the fleet expects, and the emails SendGrid took.
-func checkMetrics(t *testing.T, ctx context.Context, url string, fleet []e2eInstance, mailsSent int) {
+func checkMetrics(t *testing.T, ctx context.Context, url string, fleet []fleetInstance, mailsSent int) {
 	t.Helper()
 	want := map[string]float64{}
 	for _, in := range fleet {
@@ -679,8 +663,8 @@ func checkMetrics(t *testing.T, ctx context.Context, url string, fleet []e2eInst
 		}
 	}
 	want[`svcupdate_notices_sent_total outcome="sent"`] = float64(mailsSent)
-	e2eWaitFor(t, ctx, "the worker's metrics to count the closed updates and the emails", func() (bool, string) {
-		body, err := e2eScrape(url)
+	testkit.WaitFor(t, left(ctx), "the worker's metrics to count the closed updates and the emails", func() (bool, string) {
+		body, err := testkit.Scrape(url)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -704,22 +688,6 @@ func checkMetrics(t *testing.T, ctx context.Context, url string, fleet []e2eInst
 		}
 		return true, ""
 	})
-}
-
-func e2eScrape(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(body), nil
 }
 
 func queryStatus(t *testing.T, ctx context.Context, c client.Client, workflowID string) workflows.StatusView {
@@ -746,420 +714,4 @@ func tryQueryStatus(ctx context.Context, c client.Client, workflowID string) (wo
 		return view, fmt.Errorf("decode the status of %s: %w", workflowID, err)
 	}
 	return view, nil
-}
-
-// e2eWaitFor polls cond every e2ePoll until it holds, failing the test with
-// cond's last explanation when ctx's deadline passes.
-func e2eWaitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
-	t.Helper()
-	tick := time.NewTicker(e2ePoll)
-	defer tick.Stop()
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v; last: %s", what, ctx.Err(), why)
-		case <-tick.C:
-		}
-	}
-}
-
-func e2eConnect(t *testing.T, dbURL string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-// clearConfigEnvironment unsets every configuration variable for the
-// test, so a developer's own settings reach neither the starter nor the
-// worker.
-func clearConfigEnvironment(t *testing.T) {
-	t.Helper()
-	for _, v := range config.Variables() {
-		t.Setenv(v.Name, "")
-		if err := os.Unsetenv(v.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func e2eFreeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// buildWorker builds ./worker of this module into a temporary directory.
-func buildWorker(t *testing.T) string {
-	t.Helper()
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	binary := filepath.Join(t.TempDir(), "worker")
-	build := exec.Command("go", "build", "-o", binary, "./worker")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./worker in %s: %v\n%s", root, err, out)
-	}
-	return binary
-}
-
-// workerProcess is the worker binary running beside the test.
-type workerProcess struct {
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{} // closed once the process has been waited for
-}
-
-// startWorker runs the worker with the test's environment plus extra,
-// logging to a file that is shown when the test fails. The process is
-// killed at the end of the test unless stop ended it.
-func startWorker(t *testing.T, binary string, extra []string) *workerProcess {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), "worker.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), extra...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the worker: %v", err)
-	}
-	w := &workerProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait() // the exit status is read from cmd.ProcessState
-		logFile.Close()
-		close(w.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-w.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-w.exited
-		}
-		if t.Failed() {
-			t.Logf("worker log:\n%s", w.log())
-		}
-	})
-	return w
-}
-
-func (w *workerProcess) log() string {
-	data, err := os.ReadFile(w.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	return string(data)
-}
-
-// waitUntilPolling waits until the worker polls both of its task queues.
-func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	queues := []struct {
-		name string
-		kind enums.TaskQueueType
-	}{
-		{workflows.TaskQueue, enums.TASK_QUEUE_TYPE_WORKFLOW},
-		{workflows.ExecutorTaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY},
-	}
-	e2eWaitFor(t, ctx, "the worker to poll its task queues", func() (bool, string) {
-		select {
-		case <-w.exited:
-			t.Fatalf("the worker exited at start (%s):\n%s", w.cmd.ProcessState, w.log())
-		default:
-		}
-		for _, q := range queues {
-			resp, err := c.DescribeTaskQueue(ctx, q.name, q.kind)
-			if err != nil {
-				return false, "describe " + q.name + ": " + err.Error()
-			}
-			if len(resp.GetPollers()) == 0 {
-				return false, "no poller on " + q.name
-			}
-		}
-		return true, ""
-	})
-}
-
-// stop sends SIGTERM and expects a clean exit: status 0, both workers
-// stopped.
-func (w *workerProcess) stop(t *testing.T) {
-	t.Helper()
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM to the worker: %v", err)
-	}
-	select {
-	case <-w.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the worker did not exit within 30s of SIGTERM")
-	}
-	if !w.cmd.ProcessState.Success() {
-		t.Errorf("the worker exited with %s after SIGTERM", w.cmd.ProcessState)
-	}
-	log := w.log()
-	for _, q := range []string{workflows.TaskQueue, workflows.ExecutorTaskQueue} {
-		if !strings.Contains(log, "Worker stopped") || !strings.Contains(log, "taskQueue="+q) {
-			t.Errorf("the worker's log does not show the worker on %s stopping", q)
-		}
-	}
-}
-
-// fakeSendGrid speaks SendGrid's v3 mail/send: it checks the API key and
-// the request's shape, records each mail and answers 202 with a message ID.
-type fakeSendGrid struct {
-	apiKey string
-	server *httptest.Server
-
-	mu      sync.Mutex
-	mails   []fakeMail
-	refused []string
-}
-
-// fakeMail is one accepted request, read back from its custom_args and
-// personalizations.
-type fakeMail struct {
-	MessageID     string
-	WorkflowID    string
-	InstanceID    string
-	TargetVersion string
-	Kind          workflows.NoticeKind
-	SlotStart     string // RFC 3339, UTC
-	Recipients    []string
-	Subject       string
-}
-
-func newFakeSendGrid(t *testing.T, apiKey string) *fakeSendGrid {
-	t.Helper()
-	f := &fakeSendGrid{apiKey: apiKey}
-	f.server = httptest.NewServer(f)
-	t.Cleanup(func() {
-		f.server.Close()
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for _, why := range f.refused {
-			t.Errorf("fake SendGrid refused a request: %s", why)
-		}
-	})
-	return f
-}
-
-func (f *fakeSendGrid) sent() []fakeMail {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.mails)
-}
-
-func (f *fakeSendGrid) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	refuse := func(status int, why string) {
-		f.mu.Lock()
-		f.refused = append(f.refused, why)
-		f.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"message": why}}})
-	}
-	if r.Method != http.MethodPost || r.URL.Path != "/v3/mail/send" {
-		refuse(http.StatusNotFound, r.Method+" "+r.URL.Path+" is not POST /v3/mail/send")
-		return
-	}
-	if r.Header.Get("Authorization") != "Bearer "+f.apiKey {
-		refuse(http.StatusUnauthorized, "the Authorization header does not carry the API key")
-		return
-	}
-	var body struct {
-		Personalizations []struct {
-			To  []struct{ Email string } `json:"to"`
-			CC  []json.RawMessage        `json:"cc"`
-			BCC []json.RawMessage        `json:"bcc"`
-		} `json:"personalizations"`
-		Subject string `json:"subject"`
-		Content []struct {
-			Type  string `json:"type"`
-			Value string `json:"value"`
-		} `json:"content"`
-		CustomArgs map[string]string `json:"custom_args"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		refuse(http.StatusBadRequest, "body is not JSON: "+err.Error())
-		return
-	}
-	m := fakeMail{
-		WorkflowID:    body.CustomArgs["workflow_id"],
-		InstanceID:    body.CustomArgs["instance_id"],
-		TargetVersion: body.CustomArgs["target_version"],
-		Kind:          workflows.NoticeKind(body.CustomArgs["notice"]),
-		SlotStart:     body.CustomArgs["slot_start"],
-		Subject:       body.Subject,
-	}
-	switch {
-	case m.WorkflowID == "" || m.InstanceID == "" || m.TargetVersion == "" || m.Kind == "" || m.SlotStart == "":
-		refuse(http.StatusBadRequest, fmt.Sprintf("custom_args lack workflow_id, instance_id, target_version, notice or slot_start: %v", body.CustomArgs))
-		return
-	case m.Subject == "" || len(body.Content) != 2 || body.Content[0].Type != "text/plain" || body.Content[1].Type != "text/html":
-		refuse(http.StatusBadRequest, fmt.Sprintf("%s of %s: want a subject and text/plain then text/html content", m.Kind, m.WorkflowID))
-		return
-	}
-	for _, p := range body.Personalizations {
-		// One personalization per recipient: nobody sees the others.
-		if len(p.To) != 1 || len(p.CC) > 0 || len(p.BCC) > 0 {
-			refuse(http.StatusBadRequest, fmt.Sprintf("%s of %s: a personalization addresses more than one recipient", m.Kind, m.WorkflowID))
-			return
-		}
-		m.Recipients = append(m.Recipients, p.To[0].Email)
-	}
-	f.mu.Lock()
-	m.MessageID = fmt.Sprintf("e2e-message-%d", len(f.mails)+1)
-	f.mails = append(f.mails, m)
-	f.mu.Unlock()
-	w.Header().Set("X-Message-Id", m.MessageID)
-	w.WriteHeader(http.StatusAccepted)
-}
-
-// TestApproveDeliveredWithTheFirstWorkflowTaskIsKept guards against a race
-// the end-to-end run hit: an admin approves right after the rollout, before
-// a worker has run the new workflow's first task. The Approve then arrives
-// with that task; the SDK queues it until its handler is registered and
-// runs it at registration (setup yields to it), before the main flow's
-// first step. Before commit 70edfa4 that step, the "scheduled"
-// announcement, set the status back to Scheduled: the approval was lost and
-// the update declined at its slot although the admin had been sent the
-// confirmation. Only a real server delivers an Update with the first
-// workflow task; here no worker polls until the server has admitted the
-// Approve, so it always does. The approval must hold in the worker that ran
-// the workflow and in one that replays it.
-func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
-	clearConfigEnvironment(t)
-	c, _ := startTemporal(t)
-	mustRun(t, "setup")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	const (
-		queue    = "e2e-first-task"
-		admin    = "ann@acme.example"
-		updateID = "approve-before-the-first-workflow-task"
-	)
-	now := time.Now().UTC().Truncate(time.Second)
-	in := workflows.Input{
-		Instance:       workflows.Instance{ID: "acme-prod", Name: "Acme Production", TenantID: "acme", Kind: "production", Region: "emea", TimeZone: "Europe/Berlin"},
-		Admins:         []string{admin},
-		CurrentVersion: "9.1.0",
-		TargetVersion:  e2eVersion,
-		PrimaryStart:   now.Add(time.Hour),
-		SecondaryStart: now.Add(2 * time.Hour),
-		Releases:       []workflows.ReleaseOption{{Version: e2eVersion, PeriodStart: now, PeriodEnd: now.Add(4 * time.Hour)}},
-		WindowLength:   10 * time.Minute,
-	}
-	id := workflows.WorkflowID(in.Instance.ID, in.TargetVersion)
-	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, workflows.WorkflowType, in); err != nil {
-		t.Fatalf("start %s: %v", id, err)
-	}
-	type outcome struct {
-		view workflows.StatusView
-		err  error
-	}
-	approved := make(chan outcome, 1)
-	go func() {
-		var o outcome
-		handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-			WorkflowID: id, UpdateID: updateID, UpdateName: workflows.UpdateApprove,
-			Args: []any{workflows.ApproveInput{Admin: admin}}, WaitForStage: client.WorkflowUpdateStageCompleted,
-		})
-		if o.err = err; err == nil {
-			o.err = handle.Get(ctx, &o.view)
-		}
-		approved <- o
-	}()
-	e2eWaitFor(t, ctx, "the server to admit the Approve", func() (bool, string) {
-		pollCtx, cancelPoll := context.WithTimeout(ctx, 2*time.Second)
-		defer cancelPoll()
-		_, err := c.WorkflowService().PollWorkflowExecutionUpdate(pollCtx, &workflowservice.PollWorkflowExecutionUpdateRequest{
-			Namespace:  "default",
-			UpdateRef:  &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}, UpdateId: updateID},
-			WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enums.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
-		})
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, ""
-	})
-
-	first := startStubWorker(t, c, queue)
-
-	o := <-approved
-	if o.err != nil || o.view.Status != workflows.StatusApproved {
-		t.Fatalf("Approve: status %s, error %v; want %s", o.view.Status, o.err, workflows.StatusApproved)
-	}
-	// Once the main flow has announced the schedule, the approval must
-	// still stand, in this worker's cached workflow...
-	e2eWaitFor(t, ctx, "the scheduled notice of "+id, func() (bool, string) {
-		view, err := tryQueryStatus(ctx, c, id)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, n := range view.Notices {
-			if n.Kind == workflows.NoticeScheduled {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("notices so far: %v", view.Notices)
-	})
-	checkApproved := func(where string) {
-		var view workflows.StatusView
-		e2eWaitFor(t, ctx, "the status of "+id+" "+where, func() (bool, string) {
-			var err error
-			view, err = tryQueryStatus(ctx, c, id)
-			if err != nil {
-				return false, err.Error()
-			}
-			return true, ""
-		})
-		if view.Status != workflows.StatusApproved || view.ApprovedBy != admin {
-			t.Errorf("%s, %s is %s (approved by %q), want %s by %s; notices in order: %v",
-				where, id, view.Status, view.ApprovedBy, workflows.StatusApproved, admin, view.Notices)
-		}
-	}
-	checkApproved("in the worker that ran it")
-	// ...and in a worker that rebuilds it from its history, as any worker
-	// does after a restart or a cache eviction.
-	first.Stop()
-	startStubWorker(t, c, queue)
-	checkApproved("replayed by a new worker")
-}
-
-// startStubWorker runs ServiceUpdate on queue with the only activities it
-// calls before its primary slot, RecordTransition and SendNotice, stubbed.
-func startStubWorker(t *testing.T, c client.Client, queue string) worker.Worker {
-	t.Helper()
-	w := worker.New(c, queue, worker.Options{})
-	w.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	w.RegisterActivityWithOptions(func(context.Context, workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
-		return workflows.RecordTransitionResult{AuditID: 1}, nil
-	}, activity.RegisterOptions{Name: workflows.ActivityRecordTransition})
-	w.RegisterActivityWithOptions(func(context.Context, workflows.SendNoticeInput) (workflows.SendNoticeResult, error) {
-		return workflows.SendNoticeResult{Recipients: 1}, nil
-	}, activity.RegisterOptions{Name: workflows.ActivitySendNotice})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	return w
 }

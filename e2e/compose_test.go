@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -48,6 +48,7 @@ func composeService(t *testing.T, p *types.Project, name string) types.ServiceCo
 }
 
 func TestComposeServicesAndPorts(t *testing.T) {
+	t.Parallel()
 	p := loadCompose(t)
 	for _, want := range []struct {
 		service   string

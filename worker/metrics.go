@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+)
+
+// metricsShutdownTimeout bounds the last scrapes at exit.
+const metricsShutdownTimeout = 5 * time.Second
+
+// workerMetrics serves the SDK's metrics and svcupdate's own (recorded
+// through activity.GetMetricsHandler) on one Prometheus endpoint.
+type workerMetrics struct {
+	handler client.MetricsHandler
+	scope   io.Closer
+	server  *http.Server
+}
+
+// startMetrics listens on addr and serves /metrics; an empty addr keeps
+// metrics off (a no-op handler).
+func startMetrics(addr string, logger *slog.Logger) (*workerMetrics, error) {
+	if addr == "" {
+		logger.Info("Metrics endpoint disabled (METRICS_ADDR is empty)")
+		return &workerMetrics{handler: client.MetricsNopHandler}, nil
+	}
+	registry := prom.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reporter := tallyprom.NewReporter(tallyprom.Options{
+		Registerer:       registry,
+		DefaultTimerType: tallyprom.HistogramTimerType,
+		// From 1 ms (SDK requests) to about 18 h (the longest update
+		// windows), four times wider each.
+		DefaultHistogramBuckets: prom.ExponentialBuckets(0.001, 4, 14),
+		OnRegisterError: func(err error) {
+			logger.Error("Metric not registered with Prometheus", "error", err)
+		},
+	})
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  reporter,
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+	}, time.Second)
+
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = closer.Close()
+		return nil, fmt.Errorf("metrics endpoint METRICS_ADDR=%s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", reporter.HTTPHandler())
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("Metrics endpoint stopped", "error", err)
+		}
+	}()
+	logger.Info("Serving Prometheus metrics", "address", "http://"+listener.Addr().String()+"/metrics")
+	return &workerMetrics{
+		handler: sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)),
+		scope:   closer,
+		server:  server,
+	}, nil
+}
+
+func (m *workerMetrics) close(logger *slog.Logger) {
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+		defer cancel()
+		if err := m.server.Shutdown(ctx); err != nil {
+			logger.Warn("Metrics endpoint did not stop cleanly", "error", err)
+		}
+	}
+	if m.scope != nil {
+		_ = m.scope.Close()
+	}
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// namedWorker is a worker and the task queue it polls, for messages.
+type namedWorker struct {
+	taskQueue string
+	worker    worker.Worker
+}
+
+// workerSet is every worker of the process and where they report an error
+// they cannot recover from.
+type workerSet struct {
+	workers []namedWorker
+	fatal   chan error
+}
+
+// newWorkers builds the workers: the workflow with the store and
+// notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
+// executor on its own queue so a provider can run it elsewhere.
+func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
+	set := &workerSet{fatal: make(chan error, 2)}
+	options := worker.Options{
+		// In-flight activities get this long to finish when the worker
+		// stops; what still runs then is cancelled, and Temporal retries
+		// it on another worker (or on this one once restarted).
+		WorkerStopTimeout: cfg.WorkerStopTimeout,
+		OnFatalError: func(err error) {
+			select {
+			case set.fatal <- err:
+			default: // one fatal error is enough to stop
+			}
+		},
+	}
+
+	updates := worker.New(c, cfg.TaskQueue, options)
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	st := store.New(pool)
+	(&activities.StoreActivities{Store: st}).Register(updates)
+	notifier, err := activities.NewNotifier(st, activities.MailerConfig{
+		SendGridHost:   cfg.SendGridHost,
+		SendGridAPIKey: cfg.SendGridAPIKey,
+		MailFrom:       cfg.MailFrom,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("notifications: %w", err)
+	}
+	notifier.Register(updates)
+
+	set.workers = []namedWorker{{taskQueue: cfg.TaskQueue, worker: updates}}
+
+	if cfg.Executor == config.ExecutorNone {
+		// No poller on the executor's queue: ApplyUpdate waits there for
+		// the provider's own worker.
+		logger.Info("No executor in this worker (EXECUTOR=none): updates run in a worker polling the executor task queue",
+			"taskQueue", workflows.ExecutorTaskQueue)
+		return set, nil
+	}
+	executor, err := activities.NewExecutor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	executorOptions := options
+	executorOptions.DisableWorkflowWorker = true // the executor queue carries activities only
+	// An update cut short by a rolling deploy is retried, from the start,
+	// only if its window leaves time; so a stopping worker lets running
+	// updates finish for far longer than the quick store and notice
+	// activities.
+	executorOptions.WorkerStopTimeout = cfg.ExecutorStopTimeout
+	executorWorker := worker.New(c, workflows.ExecutorTaskQueue, executorOptions)
+	activities.RegisterExecutor(executorWorker, executor)
+	set.workers = append(set.workers, namedWorker{taskQueue: workflows.ExecutorTaskQueue, worker: executorWorker})
+	return set, nil
+}
+
+// serve starts the workers and stops them when ctx is cancelled (nil) or
+// when one fails on its own, the namespace deleted say (that error).
+func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
+	started := make([]namedWorker, 0, len(set.workers))
+	defer func() { stopWorkers(started, logger) }()
+	for _, w := range set.workers {
+		if err := w.worker.Start(); err != nil {
+			return fmt.Errorf("starting the worker on task queue %s: %w", w.taskQueue, err)
+		}
+		started = append(started, w)
+		logger.Info("Worker polling", "taskQueue", w.taskQueue)
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("Stopping: in-flight activities may finish, the rest will be retried")
+		return nil
+	case err := <-set.fatal:
+		return fmt.Errorf("worker failed: %w", err)
+	}
+}
+
+// stopWorkers stops every worker at once, so the stop timeouts are waited
+// out side by side: the longest of them, not their sum.
+func stopWorkers(workers []namedWorker, logger *slog.Logger) {
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			w.worker.Stop()
+			logger.Info("Worker stopped", "taskQueue", w.taskQueue)
+		})
+	}
+	wg.Wait()
+}
