@@ -226,5 +226,8 @@ func mailErrorText(body string) string {
 	if body == "" {
 		return "no error text in the response"
 	}
-	return renderTruncate(body, mailErrorBodyLimit)
+	if r := []rune(body); len(r) > mailErrorBodyLimit {
+		return string(r[:mailErrorBodyLimit]) + "…"
+	}
+	return body
 }

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/svcupdate/svcupdate/activities/notice"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -154,8 +155,8 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 	}
 	result := workflows.SendNoticeResult{Recipients: len(recipients)}
 
-	if spec.Alert.applies(in) {
-		message, err := renderAlert(in, spec, timeZone)
+	if spec.Alert.Applies(in) {
+		message, err := notice.RenderAlert(in, spec, timeZone)
 		if err != nil {
 			return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 		}
@@ -169,7 +170,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		return result, nil
 	}
 
-	email, err := renderEmail(in, spec, timeZone)
+	email, err := notice.RenderEmail(in, spec, timeZone)
 	if err != nil {
 		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
@@ -178,7 +179,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 
 // sendThroughOutbox writes the outbox row, then sends unless the row says
 // the notice was sent or stored already, and records the outcome.
-func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email renderedEmail, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
+func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email notice.Email, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
 	key := []any{in.WorkflowID, string(in.Kind), in.SlotStart}
 	tx, err := n.pool.Begin(ctx)
 	if err != nil {
@@ -275,8 +276,8 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 
 // recipients reads the audience's addresses now, drops invalid ones (with
 // a warning naming them) and duplicates, case-insensitively.
-func (n *Notifier) recipients(ctx context.Context, instanceID string, audience noticeAudience) ([]string, error) {
-	rows, err := n.pool.Query(ctx, noticeSelectRecipientsSQL, instanceID, audience.Roles, storeRoleAdmin)
+func (n *Notifier) recipients(ctx context.Context, instanceID string, audience notice.Audience) ([]string, error) {
+	rows, err := n.pool.Query(ctx, noticeSelectRecipientsSQL, instanceID, audienceRoles(audience), storeRoleAdmin)
 	if err != nil {
 		return nil, fmt.Errorf("read recipients of instance %q: %w", instanceID, err)
 	}
@@ -289,6 +290,19 @@ func (n *Notifier) recipients(ctx context.Context, instanceID string, audience n
 		n.logger.Warn("dropped invalid recipient addresses", "instance", instanceID, "audience", audience.Name, "invalid", invalid)
 	}
 	return valid, nil
+}
+
+// groupRoles are the recipients.role values of the communications table's
+// recipient groups.
+var groupRoles = map[notice.Group]string{notice.Admins: storeRoleAdmin, notice.Users: storeRoleUser, notice.ExtraRecipients: storeRoleExtra}
+
+// audienceRoles lists the recipients.role values audience addresses.
+func audienceRoles(audience notice.Audience) []string {
+	out := make([]string, len(audience.Groups))
+	for i, group := range audience.Groups {
+		out[i] = groupRoles[group]
+	}
+	return out
 }
 
 // noticeDedupeRecipients keeps each valid bare address once (first
@@ -314,10 +328,10 @@ func noticeDedupeRecipients(addresses []string) (valid, invalid []string) {
 
 // noticeValidate checks what SendNotice needs from its input and returns
 // the kind's row of the communications table.
-func noticeValidate(in workflows.SendNoticeInput) (noticeSpec, error) {
-	spec, err := noticeSpecFor(in.Kind)
+func noticeValidate(in workflows.SendNoticeInput) (notice.Spec, error) {
+	spec, err := notice.For(in.Kind)
 	if err != nil {
-		return noticeSpec{}, err
+		return notice.Spec{}, err
 	}
 	var missing []string
 	if in.WorkflowID == "" {
@@ -333,10 +347,10 @@ func noticeValidate(in workflows.SendNoticeInput) (noticeSpec, error) {
 		missing = append(missing, "update.primary.start")
 	}
 	if len(missing) > 0 {
-		return noticeSpec{}, fmt.Errorf("notice %q for workflow %q lacks %s", in.Kind, in.WorkflowID, strings.Join(missing, ", "))
+		return notice.Spec{}, fmt.Errorf("notice %q for workflow %q lacks %s", in.Kind, in.WorkflowID, strings.Join(missing, ", "))
 	}
 	if in.Kind.IsReminder() && workflows.ReminderKind(in.Offset) != in.Kind {
-		return noticeSpec{}, fmt.Errorf("notice %q has offset %s, which names %q: a reminder's kind must be workflows.ReminderKind(offset)",
+		return notice.Spec{}, fmt.Errorf("notice %q has offset %s, which names %q: a reminder's kind must be workflows.ReminderKind(offset)",
 			in.Kind, in.Offset, workflows.ReminderKind(in.Offset))
 	}
 	return spec, nil

@@ -18,12 +18,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/svcupdate/svcupdate/activities/notice"
+	"github.com/svcupdate/svcupdate/activities/notice/noticetest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/internal/sourcetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-const notifyTestInstance = "inst-contoso-prod" // the instance of renderTestInput
+const notifyTestInstance = noticetest.InstanceID
 
 // notifyFixture is a fresh database holding one instance, a notifier on it
 // and an activity environment that runs SendNotice as Temporal would.
@@ -250,7 +252,7 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
 
-	in := renderTestInput(workflows.NoticeConfirmed)
+	in := noticetest.Input(workflows.NoticeConfirmed)
 	first := f.mustSend(in)
 	if !first.Emailed || first.Duplicate || first.MessageID != "sg-first" || first.Recipients != 2 {
 		t.Errorf("first send: %+v", first)
@@ -288,7 +290,7 @@ func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 	)
 	f := newNotifyFixture(t, fake.config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
@@ -326,7 +328,7 @@ func TestNotifyThrottledNoticeRetriesAtTheReset(t *testing.T) {
 	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusTooManyRequests, Headers: map[string]string{"X-RateLimit-Reset": reset}})
 	f := newNotifyFixture(t, fake.config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeRescheduled)
+	in := noticetest.Input(workflows.NoticeRescheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
@@ -347,7 +349,7 @@ func TestNotifyRecordsRejection(t *testing.T) {
 		Body: `{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from"}]}`})
 	f := newNotifyFixture(t, fake.config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeCancelled)
+	in := noticetest.Input(workflows.NoticeCancelled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
@@ -380,7 +382,7 @@ func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
 	cfg.SendGridAPIKey = "SG.rotated-away-never-logged"
 	f := newNotifyFixture(t, cfg)
 	f.addRecipient(storeRoleAdmin, "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
@@ -432,6 +434,22 @@ func TestNotifyRolesAreNotRepeated(t *testing.T) {
 	}
 }
 
+// The communications table's audiences read the right recipients.role values.
+func TestNotifyAudiencesReadTheRightRoles(t *testing.T) {
+	for kind, want := range map[workflows.NoticeKind]string{
+		workflows.NoticeScheduled:  "admin,extra",
+		workflows.NoticeInProgress: "admin,user",
+	} {
+		spec, err := notice.For(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(audienceRoles(spec.Audience), ","); got != want {
+			t.Errorf("%s reads roles %s, want %s", spec.Audience.Name, got, want)
+		}
+	}
+}
+
 // Concurrent executions of one notice (an attempt that timed out but still
 // runs beside its retry) send once, for a new row and for a pending one.
 func TestNotifyConcurrentExecutionsSendOnce(t *testing.T) {
@@ -447,7 +465,7 @@ func notifyConcurrentSendOnce(t *testing.T, pendingFirst bool) {
 	fake := newMailFakeSendGrid(t, script...)
 	f := newNotifyFixture(t, fake.config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 	if pendingFirst {
 		if _, err := f.notifier.SendNotice(context.Background(), in); err == nil {
 			t.Fatal("the scripted 503 did not fail the first execution")
@@ -487,7 +505,7 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 	f := newNotifyFixture(t, cfg)
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	result := f.mustSend(in)
 	if result.Emailed || result.Duplicate || result.Recipients != 2 || !result.Alerted {
@@ -525,7 +543,7 @@ func TestNotifyWithoutRecipientSendsNothingAndSaysSo(t *testing.T) {
 	// an address that is not one is dropped.
 	f.addRecipient("user", "user@contoso.example")
 	f.addRecipient("admin", "not-an-address")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
@@ -547,10 +565,10 @@ func TestNotifyReadsRecipientsAtSendTime(t *testing.T) {
 	fake := newMailFakeSendGrid(t)
 	f := newNotifyFixture(t, fake.config())
 	f.addRecipient("admin", "ada@contoso.example")
-	f.mustSend(renderTestInput(workflows.ReminderKind(30 * 24 * time.Hour)))
+	f.mustSend(noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour)))
 
 	f.addRecipient("extra", "new-colleague@contoso.example")
-	f.mustSend(renderTestInput(workflows.ReminderKind(15 * 24 * time.Hour)))
+	f.mustSend(noticetest.Input(workflows.ReminderKind(15 * 24 * time.Hour)))
 
 	reqs := fake.acceptedRequests()
 	if len(reqs) != 2 {
@@ -576,7 +594,7 @@ func TestNotifyDeduplicatesRecipientsCaseInsensitively(t *testing.T) {
 	f.addRecipient("extra", "grace@contoso.example")
 	f.addRecipient("user", "ADA@contoso.example") // not in this audience anyway
 
-	result := f.mustSend(renderTestInput(workflows.NoticeDayOf))
+	result := f.mustSend(noticetest.Input(workflows.NoticeDayOf))
 	reqs := fake.acceptedRequests()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1", len(reqs))
@@ -593,8 +611,8 @@ func TestNotifyAudiences(t *testing.T) {
 	f.addRecipient("extra", "ops@partner.example")
 	f.addRecipient("user", "sam@contoso.example")
 
-	f.mustSend(renderTestInput(workflows.NoticeSucceeded))
-	f.mustSend(renderTestInput(workflows.NoticeFailed))
+	f.mustSend(noticetest.Input(workflows.NoticeSucceeded))
+	f.mustSend(noticetest.Input(workflows.NoticeFailed))
 	reqs := fake.acceptedRequests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
@@ -617,7 +635,7 @@ func TestNotifyInProductAlerts(t *testing.T) {
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("user", "sam@contoso.example")
 
-	sevenDays := renderTestInput(workflows.ReminderKind(7 * 24 * time.Hour)) // approved
+	sevenDays := noticetest.Input(workflows.ReminderKind(7 * 24 * time.Hour)) // approved
 	sevenDaysUnapproved := sevenDays
 	sevenDaysUnapproved.Update.ApprovedBy, sevenDaysUnapproved.Update.Status = "", workflows.StatusScheduled
 	sevenDaysUnapproved.SlotStart = sevenDays.SlotStart.Add(24 * time.Hour) // another slot, so another key
@@ -627,14 +645,14 @@ func TestNotifyInProductAlerts(t *testing.T) {
 		wantAlert bool
 		wantEmail bool
 	}{
-		{renderTestInput(workflows.NoticeScheduled), true, true},
-		{renderTestInput(workflows.ReminderKind(30 * 24 * time.Hour)), false, true},
+		{noticetest.Input(workflows.NoticeScheduled), true, true},
+		{noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour)), false, true},
 		{sevenDaysUnapproved, false, true},
 		{sevenDays, true, true},
-		{renderTestInput(workflows.NoticeDayOf), false, true},
-		{renderTestInput(workflows.NoticeConfirmed), false, true},
-		{renderTestInput(workflows.NoticeInProgress), true, false},
-		{renderTestInput(workflows.NoticeSucceeded), false, true},
+		{noticetest.Input(workflows.NoticeDayOf), false, true},
+		{noticetest.Input(workflows.NoticeConfirmed), false, true},
+		{noticetest.Input(workflows.NoticeInProgress), true, false},
+		{noticetest.Input(workflows.NoticeSucceeded), false, true},
 	}
 	for _, tc := range cases {
 		result := f.mustSend(tc.in)
@@ -643,8 +661,8 @@ func TestNotifyInProductAlerts(t *testing.T) {
 		}
 	}
 	// Re-running an alerting notice adds no second alert.
-	f.mustSend(renderTestInput(workflows.NoticeScheduled))
-	f.mustSend(renderTestInput(workflows.NoticeInProgress))
+	f.mustSend(noticetest.Input(workflows.NoticeScheduled))
+	f.mustSend(noticetest.Input(workflows.NoticeInProgress))
 
 	want := "scheduled admins|reminder-7d admins|in-progress admins+users"
 	if got := strings.Join(f.alerts(), "|"); got != want {
@@ -669,13 +687,13 @@ func TestNotifyRejectsInvalidInput(t *testing.T) {
 	f := newNotifyFixture(t, MailerConfig{})
 	f.addRecipient("admin", "ada@contoso.example")
 
-	unknown := renderTestInput(workflows.NoticeScheduled)
+	unknown := noticetest.Input(workflows.NoticeScheduled)
 	unknown.Kind = "postponed"
-	wrongOffset := renderTestInput(workflows.ReminderKind(30 * 24 * time.Hour))
+	wrongOffset := noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour))
 	wrongOffset.Offset = 7 * 24 * time.Hour
-	noSlot := renderTestInput(workflows.NoticeScheduled)
+	noSlot := noticetest.Input(workflows.NoticeScheduled)
 	noSlot.SlotStart = time.Time{}
-	otherInstance := renderTestInput(workflows.NoticeScheduled)
+	otherInstance := noticetest.Input(workflows.NoticeScheduled)
 	otherInstance.Update.InstanceID = "inst-nowhere"
 
 	for _, tc := range []struct {
