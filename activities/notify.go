@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/svcupdate/svcupdate/activities/notice"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -30,14 +31,14 @@ import (
 // the notice again. SendGrid's API has no idempotency key to close it.
 type Notifier struct {
 	pool   *pgxpool.Pool
-	mailer *mailSendGrid // nil in outbox mode
+	mailer *sendgrid.Client // nil in outbox mode
 	logger *slog.Logger
 	now    func() time.Time // replaced by tests
 }
 
-// NewNotifier builds the notifier. Without cfg.SendGridAPIKey it runs in
-// outbox mode and never contacts SendGrid.
-func NewNotifier(pool *pgxpool.Pool, cfg MailerConfig, logger *slog.Logger) (*Notifier, error) {
+// NewNotifier builds the notifier. Without cfg.APIKey it runs in outbox
+// mode and never contacts SendGrid.
+func NewNotifier(pool *pgxpool.Pool, cfg sendgrid.Config, logger *slog.Logger) (*Notifier, error) {
 	if pool == nil {
 		return nil, errors.New("notifier needs a Postgres pool, got nil")
 	}
@@ -45,9 +46,9 @@ func NewNotifier(pool *pgxpool.Pool, cfg MailerConfig, logger *slog.Logger) (*No
 		logger = slog.Default()
 	}
 	n := &Notifier{pool: pool, logger: logger, now: time.Now}
-	if cfg.SendGridAPIKey != "" {
-		// The mailer reads the clock through n so a test's clock reaches it.
-		m, err := newMailSendGrid(cfg, func() time.Time { return n.now() })
+	if cfg.APIKey != "" {
+		// The client reads the clock through n so a test's clock reaches it.
+		m, err := sendgrid.NewClient(cfg, func() time.Time { return n.now() })
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +226,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		return result, nil
 	}
 
-	messageID, sendErr := n.mailer.send(ctx, mailMessage{
+	messageID, sendErr := n.mailer.Send(ctx, sendgrid.Message{
 		Recipients: recipients,
 		Subject:    email.Subject,
 		HTML:       email.HTML,
@@ -256,9 +257,9 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		switch appErr.Type() {
 		case workflows.ErrTypeMailRejected:
 			state, outcome = outboxStateRejected, outboxOutcomeRejected
-		case mailErrTypeThrottled:
+		case sendgrid.ErrTypeThrottled:
 			outcome = outboxOutcomeThrottled
-		case mailErrTypeUnauthorized:
+		case sendgrid.ErrTypeUnauthorized:
 			// Every notice fails alike until an operator fixes the key:
 			// the row stays pending for the retry, and the log says so
 			// loudly (the message carries SendGrid's text, never the key).

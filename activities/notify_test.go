@@ -20,12 +20,17 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities/notice"
 	"github.com/svcupdate/svcupdate/activities/notice/noticetest"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/activities/sendgrid/sendgridtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/internal/sourcetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
 const notifyTestInstance = noticetest.InstanceID
+
+// notifyTestNow is the notifier's clock in every test.
+var notifyTestNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // notifyFixture is a fresh database holding one instance, a notifier on it
 // and an activity environment that runs SendNotice as Temporal would.
@@ -38,7 +43,7 @@ type notifyFixture struct {
 	logs     *notifyLogBuffer
 }
 
-func newNotifyFixture(t *testing.T, cfg MailerConfig) *notifyFixture {
+func newNotifyFixture(t *testing.T, cfg sendgrid.Config) *notifyFixture {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	notifyExec(t, pool, `INSERT INTO releases (version, name, ordinal) VALUES ('9.1.0', 'Spring 2026', 1), ('9.2.0', 'Fall 2026', 2)`)
@@ -51,7 +56,7 @@ func newNotifyFixture(t *testing.T, cfg MailerConfig) *notifyFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.now = func() time.Time { return mailTestNow }
+	n.now = func() time.Time { return notifyTestNow }
 
 	metrics := &notifyMetrics{counts: map[string]int64{}}
 	var suite testsuite.WorkflowTestSuite
@@ -148,7 +153,7 @@ func (f *notifyFixture) alerts() []string {
 	return out
 }
 
-func notifyRequestRecipients(req mailFakeRequest) []string {
+func notifyRequestRecipients(req sendgridtest.Request) []string {
 	var out []string
 	for _, p := range req.Personalizations {
 		out = append(out, p.To[0].Email)
@@ -247,8 +252,8 @@ func (b *notifyLogBuffer) String() string {
 }
 
 func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
-	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-first"}})
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-first"}})
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
 
@@ -261,12 +266,12 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 	if !second.Duplicate || second.MessageID != "sg-first" {
 		t.Errorf("second send: %+v, want a duplicate carrying the first message id", second)
 	}
-	if got := len(fake.acceptedRequests()); got != 1 {
+	if got := len(fake.Accepted()); got != 1 {
 		t.Fatalf("SendGrid accepted %d requests, want 1", got)
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != outboxStateSent || rows[0].MessageID != "sg-first" || rows[0].Attempts != 1 ||
-		rows[0].SentAt == nil || !rows[0].SentAt.Equal(mailTestNow) {
+		rows[0].SentAt == nil || !rows[0].SentAt.Equal(notifyTestNow) {
 		t.Fatalf("outbox rows %+v, want one sent row with the message id and the clock's sent_at", rows)
 	}
 	if f.metrics.count(in.Kind, outboxOutcomeSent) != 1 || f.metrics.count(in.Kind, outboxOutcomeDuplicate) != 1 {
@@ -278,24 +283,24 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 	if third := f.mustSend(in); third.Duplicate || !third.Emailed {
 		t.Errorf("send for a new slot: %+v, want a fresh send", third)
 	}
-	if got := len(fake.acceptedRequests()); got != 2 {
+	if got := len(fake.Accepted()); got != 2 {
 		t.Errorf("SendGrid accepted %d requests, want 2 after the slot moved", got)
 	}
 }
 
 func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
-	fake := newMailFakeSendGrid(t,
-		mailFakeResponse{Status: http.StatusInternalServerError, Body: `{"errors":[{"message":"internal error"}]}`},
-		mailFakeResponse{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-after-retry"}},
+	fake := sendgridtest.NewServer(t,
+		sendgridtest.Response{Status: http.StatusInternalServerError, Body: `{"errors":[{"message":"internal error"}]}`},
+		sendgridtest.Response{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-after-retry"}},
 	)
-	f := newNotifyFixture(t, fake.config())
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
-	if appErr.Type() != mailErrTypeUnavailable || appErr.NonRetryable() {
-		t.Fatalf("after a 500: %v, want a retryable %s", err, mailErrTypeUnavailable)
+	if appErr.Type() != sendgrid.ErrTypeUnavailable || appErr.NonRetryable() {
+		t.Fatalf("after a 500: %v, want a retryable %s", err, sendgrid.ErrTypeUnavailable)
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 500") {
@@ -308,10 +313,10 @@ func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 	if result := f.mustSend(in); !result.Duplicate {
 		t.Errorf("third run: %+v, want a duplicate", result)
 	}
-	if got := len(fake.acceptedRequests()); got != 1 {
+	if got := len(fake.Accepted()); got != 1 {
 		t.Errorf("SendGrid accepted %d requests, want exactly one 202", got)
 	}
-	if got := fake.callCount(); got != 2 {
+	if got := fake.Calls(); got != 2 {
 		t.Errorf("SendGrid was called %d times, want 2 (the 500 and the 202)", got)
 	}
 	rows = f.outboxRows()
@@ -324,17 +329,17 @@ func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 }
 
 func TestNotifyThrottledNoticeRetriesAtTheReset(t *testing.T) {
-	reset := strconv.FormatInt(mailTestNow.Add(90*time.Second).Unix(), 10)
-	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusTooManyRequests, Headers: map[string]string{"X-RateLimit-Reset": reset}})
-	f := newNotifyFixture(t, fake.config())
+	reset := strconv.FormatInt(notifyTestNow.Add(90*time.Second).Unix(), 10)
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusTooManyRequests, Headers: map[string]string{"X-RateLimit-Reset": reset}})
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	in := noticetest.Input(workflows.NoticeRescheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
-	if appErr.Type() != mailErrTypeThrottled || appErr.NonRetryable() || appErr.NextRetryDelay() != 90*time.Second {
+	if appErr.Type() != sendgrid.ErrTypeThrottled || appErr.NonRetryable() || appErr.NextRetryDelay() != 90*time.Second {
 		t.Fatalf("after a 429: type %s, non-retryable %t, next retry %s; want a retryable %s in 90s",
-			appErr.Type(), appErr.NonRetryable(), appErr.NextRetryDelay(), mailErrTypeThrottled)
+			appErr.Type(), appErr.NonRetryable(), appErr.NextRetryDelay(), sendgrid.ErrTypeThrottled)
 	}
 	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 {
 		t.Errorf("outbox: %+v, want the row pending for the retry", rows)
@@ -345,9 +350,9 @@ func TestNotifyThrottledNoticeRetriesAtTheReset(t *testing.T) {
 }
 
 func TestNotifyRecordsRejection(t *testing.T) {
-	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusBadRequest,
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusBadRequest,
 		Body: `{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from"}]}`})
-	f := newNotifyFixture(t, fake.config())
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	in := noticetest.Input(workflows.NoticeCancelled)
 
@@ -377,17 +382,17 @@ func TestNotifyRecordsRejection(t *testing.T) {
 // recipients' fault: the notice stays pending and is retried, the failure
 // is logged at ERROR without the key, and it is counted as unauthorized.
 func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	cfg := fake.config()
-	cfg.SendGridAPIKey = "SG.rotated-away-never-logged"
+	fake := sendgridtest.NewServer(t)
+	cfg := fake.Config()
+	cfg.APIKey = "SG.rotated-away-never-logged"
 	f := newNotifyFixture(t, cfg)
 	f.addRecipient(storeRoleAdmin, "ada@contoso.example")
 	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
-	if appErr.Type() != mailErrTypeUnauthorized || appErr.NonRetryable() {
-		t.Fatalf("after a 401: %v (non-retryable %t), want a retryable %s", err, appErr.NonRetryable(), mailErrTypeUnauthorized)
+	if appErr.Type() != sendgrid.ErrTypeUnauthorized || appErr.NonRetryable() {
+		t.Fatalf("after a 401: %v (non-retryable %t), want a retryable %s", err, appErr.NonRetryable(), sendgrid.ErrTypeUnauthorized)
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != outboxStatePending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 401") {
@@ -400,12 +405,16 @@ func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
 	if !strings.Contains(logs, `"level":"ERROR","msg":"notice not sent"`) || !strings.Contains(logs, `"outcome":"unauthorized"`) {
 		t.Errorf("the refused key is not logged at ERROR with its outcome:\n%s", logs)
 	}
-	if strings.Contains(logs, cfg.SendGridAPIKey) || strings.Contains(rows[0].LastError, cfg.SendGridAPIKey) {
+	if strings.Contains(logs, cfg.APIKey) || strings.Contains(rows[0].LastError, cfg.APIKey) {
 		t.Errorf("the API key is in the log or the outbox:\n%s\n%s", logs, rows[0].LastError)
 	}
 
 	// Once the worker runs with a valid key, the retry sends the notice.
-	f.notifier.mailer.apiKey = mailTestAPIKey
+	mailer, err := sendgrid.NewClient(fake.Config(), f.notifier.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.notifier.mailer = mailer
 	if result := f.mustSend(in); !result.Emailed || result.Duplicate {
 		t.Errorf("retry with a valid key: %+v, want it sent", result)
 	}
@@ -458,12 +467,12 @@ func TestNotifyConcurrentExecutionsSendOnce(t *testing.T) {
 }
 
 func notifyConcurrentSendOnce(t *testing.T, pendingFirst bool) {
-	var script []mailFakeResponse
+	var script []sendgridtest.Response
 	if pendingFirst {
-		script = append(script, mailFakeResponse{Status: http.StatusServiceUnavailable})
+		script = append(script, sendgridtest.Response{Status: http.StatusServiceUnavailable})
 	}
-	fake := newMailFakeSendGrid(t, script...)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t, script...)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	in := noticetest.Input(workflows.NoticeScheduled)
 	if pendingFirst {
@@ -493,15 +502,15 @@ func notifyConcurrentSendOnce(t *testing.T, pendingFirst bool) {
 			duplicates++
 		}
 	}
-	if got := len(fake.acceptedRequests()); got != 1 || duplicates != executions-1 {
+	if got := len(fake.Accepted()); got != 1 || duplicates != executions-1 {
 		t.Errorf("%d sends and %d duplicates from %d concurrent executions, want 1 and %d", got, duplicates, executions, executions-1)
 	}
 }
 
 func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	cfg := fake.config()
-	cfg.SendGridAPIKey = "" // outbox mode, though a SendGrid host is reachable
+	fake := sendgridtest.NewServer(t)
+	cfg := fake.Config()
+	cfg.APIKey = "" // outbox mode, though a SendGrid host is reachable
 	f := newNotifyFixture(t, cfg)
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
@@ -514,8 +523,8 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 	if again := f.mustSend(in); !again.Duplicate || again.Emailed {
 		t.Errorf("second run in outbox mode: %+v, want a duplicate", again)
 	}
-	if fake.callCount() != 0 {
-		t.Fatalf("SendGrid was called %d times in outbox mode", fake.callCount())
+	if fake.Calls() != 0 {
+		t.Fatalf("SendGrid was called %d times in outbox mode", fake.Calls())
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != outboxStateStored || rows[0].Attempts != 0 || rows[0].SentAt != nil ||
@@ -537,8 +546,8 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 }
 
 func TestNotifyWithoutRecipientSendsNothingAndSaysSo(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	// A user hears about in-progress and succeeded, not about scheduling;
 	// an address that is not one is dropped.
 	f.addRecipient("user", "user@contoso.example")
@@ -550,8 +559,8 @@ func TestNotifyWithoutRecipientSendsNothingAndSaysSo(t *testing.T) {
 	if appErr.Type() != workflows.ErrTypeNoRecipients || !appErr.NonRetryable() || !strings.Contains(err.Error(), notifyTestInstance) {
 		t.Fatalf("err = %v, want a non-retryable %s naming %s", err, workflows.ErrTypeNoRecipients, notifyTestInstance)
 	}
-	if fake.callCount() != 0 || len(f.outboxRows()) != 0 || len(f.alerts()) != 0 {
-		t.Errorf("%d requests, %d outbox rows, %d alerts; want none", fake.callCount(), len(f.outboxRows()), len(f.alerts()))
+	if fake.Calls() != 0 || len(f.outboxRows()) != 0 || len(f.alerts()) != 0 {
+		t.Errorf("%d requests, %d outbox rows, %d alerts; want none", fake.Calls(), len(f.outboxRows()), len(f.alerts()))
 	}
 	if !strings.Contains(f.logs.String(), "not-an-address") {
 		t.Errorf("the dropped address is not logged:\n%s", f.logs.String())
@@ -562,15 +571,15 @@ func TestNotifyWithoutRecipientSendsNothingAndSaysSo(t *testing.T) {
 }
 
 func TestNotifyReadsRecipientsAtSendTime(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.mustSend(noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour)))
 
 	f.addRecipient("extra", "new-colleague@contoso.example")
 	f.mustSend(noticetest.Input(workflows.ReminderKind(15 * 24 * time.Hour)))
 
-	reqs := fake.acceptedRequests()
+	reqs := fake.Accepted()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
@@ -587,15 +596,15 @@ func TestNotifyReadsRecipientsAtSendTime(t *testing.T) {
 }
 
 func TestNotifyDeduplicatesRecipientsCaseInsensitively(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "Ada@Contoso.example")
 	f.addRecipient("extra", "ada@contoso.EXAMPLE")
 	f.addRecipient("extra", "grace@contoso.example")
 	f.addRecipient("user", "ADA@contoso.example") // not in this audience anyway
 
 	result := f.mustSend(noticetest.Input(workflows.NoticeDayOf))
-	reqs := fake.acceptedRequests()
+	reqs := fake.Accepted()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1", len(reqs))
 	}
@@ -605,15 +614,15 @@ func TestNotifyDeduplicatesRecipientsCaseInsensitively(t *testing.T) {
 }
 
 func TestNotifyAudiences(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
 	f.addRecipient("user", "sam@contoso.example")
 
 	f.mustSend(noticetest.Input(workflows.NoticeSucceeded))
 	f.mustSend(noticetest.Input(workflows.NoticeFailed))
-	reqs := fake.acceptedRequests()
+	reqs := fake.Accepted()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
@@ -630,8 +639,8 @@ func TestNotifyAudiences(t *testing.T) {
 }
 
 func TestNotifyInProductAlerts(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("user", "sam@contoso.example")
 
@@ -684,7 +693,7 @@ func TestNotifyInProductAlerts(t *testing.T) {
 }
 
 func TestNotifyRejectsInvalidInput(t *testing.T) {
-	f := newNotifyFixture(t, MailerConfig{})
+	f := newNotifyFixture(t, sendgrid.Config{})
 	f.addRecipient("admin", "ada@contoso.example")
 
 	unknown := noticetest.Input(workflows.NoticeScheduled)
@@ -732,14 +741,14 @@ func TestNotifyDedupeRecipients(t *testing.T) {
 }
 
 func TestNewNotifierChecksItsDependencies(t *testing.T) {
-	if _, err := NewNotifier(nil, MailerConfig{}, nil); err == nil {
+	if _, err := NewNotifier(nil, sendgrid.Config{}, nil); err == nil {
 		t.Error("nil pool accepted")
 	}
 	pool := pgtest.NewPool(t)
-	if _, err := NewNotifier(pool, MailerConfig{SendGridAPIKey: "k", MailFrom: "nobody"}, nil); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
+	if _, err := NewNotifier(pool, sendgrid.Config{APIKey: "k", From: "nobody"}, nil); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
 		t.Errorf("bad sender: err = %v", err)
 	}
-	n, err := NewNotifier(pool, MailerConfig{}, nil)
+	n, err := NewNotifier(pool, sendgrid.Config{}, nil)
 	if err != nil || n.mailer != nil {
 		t.Errorf("no API key: %v, mailer %v; want outbox mode", err, n.mailer)
 	}

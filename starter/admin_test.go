@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -35,7 +36,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	(&activities.RecordActivities{Store: activities.NewStore(pool)}).Register(updates)
-	notifier, err := activities.NewNotifier(pool, activities.MailerConfig{SendGridHost: cfg.SendGridHost, MailFrom: cfg.MailFrom}, quiet)
+	notifier, err := activities.NewNotifier(pool, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -425,10 +426,10 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	(&activities.RecordActivities{Store: activities.NewStore(pool)}).Register(updates)
-	notifier, err := activities.NewNotifier(pool, activities.MailerConfig{
-		SendGridHost:   cfg.SendGridHost,
-		SendGridAPIKey: cfg.SendGridAPIKey,
-		MailFrom:       cfg.MailFrom,
+	notifier, err := activities.NewNotifier(pool, sendgrid.Config{
+		Host:   cfg.SendGridHost,
+		APIKey: cfg.SendGridAPIKey,
+		From:   cfg.MailFrom,
 	}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
