@@ -41,7 +41,11 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 		t.Fatal(err)
 	}
 	notifier.Register(updates)
-	executor, err := activities.NewExecutor(cfg)
+	executor, err := activities.NewExecutor(activities.ExecutorOptions{
+		Kind:              cfg.Executor,
+		SimulatedDuration: cfg.SimulatedDuration,
+		SimulatedFailures: cfg.SimulatedFailures,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -445,7 +445,13 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 			"taskQueue", workflows.ExecutorTaskQueue)
 		return set, nil
 	}
-	executor, err := activities.NewExecutor(cfg)
+	executor, err := activities.NewExecutor(activities.ExecutorOptions{
+		Kind:              cfg.Executor,
+		Command:           cfg.ExecutorArgv,
+		KillGrace:         cfg.ExecutorKillGrace,
+		SimulatedDuration: cfg.SimulatedDuration,
+		SimulatedFailures: cfg.SimulatedFailures,
+	})
 	if err != nil {
 		return nil, err
 	}
