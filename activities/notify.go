@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
@@ -32,20 +33,16 @@ import (
 type Notifier struct {
 	pool   *pgxpool.Pool
 	mailer *sendgrid.Client // nil in outbox mode
-	logger *slog.Logger
 	now    func() time.Time // replaced by tests
 }
 
 // NewNotifier builds the notifier. Without cfg.APIKey it runs in outbox
 // mode and never contacts SendGrid.
-func NewNotifier(pool *pgxpool.Pool, cfg sendgrid.Config, logger *slog.Logger) (*Notifier, error) {
+func NewNotifier(pool *pgxpool.Pool, cfg sendgrid.Config) (*Notifier, error) {
 	if pool == nil {
 		return nil, errors.New("notifier needs a Postgres pool, got nil")
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	n := &Notifier{pool: pool, logger: logger, now: time.Now}
+	n := &Notifier{pool: pool, now: time.Now}
 	if cfg.APIKey != "" {
 		// The client reads the clock through n so a test's clock reaches it.
 		m, err := sendgrid.NewClient(cfg, func() time.Time { return n.now() })
@@ -220,8 +217,8 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		if err := mark(outboxStateStored, 0, "", "", nil); err != nil {
 			return result, err
 		}
-		n.logger.Info("notice stored in outbox mode, not sent (SENDGRID_API_KEY is empty)",
-			"kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "subject", email.Subject)
+		activityLogger(ctx).Info("notice stored in outbox mode, not sent (SENDGRID_API_KEY is empty)",
+			"kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "subject", email.Subject)
 		n.count(ctx, in.Kind, outboxOutcomeStored)
 		return result, nil
 	}
@@ -245,13 +242,14 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		if err := mark(outboxStateSent, 1, messageID, "", &sentAt); err != nil {
 			return result, err
 		}
-		n.logger.Info("notice sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "messageId", messageID)
+		activityLogger(ctx).Info("notice sent", "kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "messageId", messageID)
 		n.count(ctx, in.Kind, outboxOutcomeSent)
 		result.Emailed, result.MessageID = true, messageID
 		return result, nil
 	}
 
-	state, outcome, level := outboxStatePending, outboxOutcomeUnavailable, slog.LevelWarn
+	logger := activityLogger(ctx)
+	state, outcome, logNotSent := outboxStatePending, outboxOutcomeUnavailable, logger.Warn
 	var appErr *temporal.ApplicationError
 	if errors.As(sendErr, &appErr) {
 		switch appErr.Type() {
@@ -263,14 +261,14 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 			// Every notice fails alike until an operator fixes the key:
 			// the row stays pending for the retry, and the log says so
 			// loudly (the message carries SendGrid's text, never the key).
-			outcome, level = outboxOutcomeUnauthorized, slog.LevelError
+			outcome, logNotSent = outboxOutcomeUnauthorized, logger.Error
 		}
 	}
 	if err := mark(state, 1, "", sendErr.Error(), nil); err != nil {
 		// The send error is the one that decides retrying; keep both.
 		return result, errors.Join(sendErr, err)
 	}
-	n.logger.Log(ctx, level, "notice not sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "outcome", outcome, "error", sendErr)
+	logNotSent("notice not sent", "kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "outcome", outcome, "error", sendErr)
 	n.count(ctx, in.Kind, outcome)
 	return result, sendErr
 }
@@ -288,7 +286,7 @@ func (n *Notifier) recipients(ctx context.Context, instanceID string, audience n
 	}
 	valid, invalid := noticeDedupeRecipients(addresses)
 	if len(invalid) > 0 {
-		n.logger.Warn("dropped invalid recipient addresses", "instance", instanceID, "audience", audience.Name, "invalid", invalid)
+		activityLogger(ctx).Warn("dropped invalid recipient addresses", "instanceId", instanceID, "audience", audience.Name, "invalid", invalid)
 	}
 	return valid, nil
 }
@@ -355,6 +353,16 @@ func noticeValidate(in workflows.SendNoticeInput) (notice.Spec, error) {
 			in.Kind, in.Offset, workflows.ReminderKind(in.Offset))
 	}
 	return spec, nil
+}
+
+// activityLogger is the activity's logger, whose lines carry the workflow
+// and run IDs. Outside an activity (a direct call from a test or a tool)
+// it is slog's default logger.
+func activityLogger(ctx context.Context) log.Logger {
+	if !activity.IsActivity(ctx) {
+		return log.NewStructuredLogger(slog.Default())
+	}
+	return activity.GetLogger(ctx)
 }
 
 // count increments svcupdate_notices_sent. Outside an activity (a direct

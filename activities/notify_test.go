@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -51,16 +52,17 @@ func newNotifyFixture(t *testing.T, cfg sendgrid.Config) *notifyFixture {
 	notifyExec(t, pool, `INSERT INTO instances (id, tenant_id, name, kind, region, time_zone, current_version)
 		VALUES ($1, 'contoso', 'Contoso Sales', 'production', 'eu-west', 'Europe/Berlin', '9.1.0')`, notifyTestInstance)
 
-	logs := &notifyLogBuffer{}
-	n, err := NewNotifier(pool, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	n, err := NewNotifier(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.now = func() time.Time { return notifyTestNow }
 
 	metrics := &notifyMetrics{counts: map[string]int64{}}
+	logs := &notifyLogBuffer{}
 	var suite testsuite.WorkflowTestSuite
 	suite.SetMetricsHandler(metrics)
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	env := suite.NewTestActivityEnvironment()
 	n.Register(env)
 	return &notifyFixture{t: t, pool: pool, notifier: n, env: env, metrics: metrics, logs: logs}
@@ -535,7 +537,7 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 		t.Errorf("stored recipients %s", got)
 	}
 	logs := f.logs.String()
-	for _, want := range []string{`"kind":"scheduled"`, `"workflow":"` + in.WorkflowID + `"`, `"recipients":2`, `"subject":"` + rows[0].Subject + `"`} {
+	for _, want := range []string{`"kind":"scheduled"`, `"workflowId":"` + in.WorkflowID + `"`, `"recipients":2`, `"subject":"` + rows[0].Subject + `"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
@@ -741,14 +743,14 @@ func TestNotifyDedupeRecipients(t *testing.T) {
 }
 
 func TestNewNotifierChecksItsDependencies(t *testing.T) {
-	if _, err := NewNotifier(nil, sendgrid.Config{}, nil); err == nil {
+	if _, err := NewNotifier(nil, sendgrid.Config{}); err == nil {
 		t.Error("nil pool accepted")
 	}
 	pool := pgtest.NewPool(t)
-	if _, err := NewNotifier(pool, sendgrid.Config{APIKey: "k", From: "nobody"}, nil); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
+	if _, err := NewNotifier(pool, sendgrid.Config{APIKey: "k", From: "nobody"}); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
 		t.Errorf("bad sender: err = %v", err)
 	}
-	n, err := NewNotifier(pool, sendgrid.Config{}, nil)
+	n, err := NewNotifier(pool, sendgrid.Config{})
 	if err != nil || n.mailer != nil {
 		t.Errorf("no API key: %v, mailer %v; want outbox mode", err, n.mailer)
 	}

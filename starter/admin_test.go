@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,12 +29,11 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 		t.Fatal(err)
 	}
 	pool := openTestPool(t, dbURL)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	(&activities.RecordActivities{Store: activities.NewStore(pool)}).Register(updates)
-	notifier, err := activities.NewNotifier(pool, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom}, quiet)
+	notifier, err := activities.NewNotifier(pool, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -430,7 +430,7 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 		Host:   cfg.SendGridHost,
 		APIKey: cfg.SendGridAPIKey,
 		From:   cfg.MailFrom,
-	}, logger)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
