@@ -445,13 +445,8 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 			"taskQueue", workflows.ExecutorTaskQueue)
 		return set, nil
 	}
-	executor, err := activities.NewExecutor(activities.ExecutorOptions{
-		Kind:              cfg.Executor,
-		Command:           cfg.ExecutorArgv,
-		KillGrace:         cfg.ExecutorKillGrace,
-		SimulatedDuration: cfg.SimulatedDuration,
-		SimulatedFailures: cfg.SimulatedFailures,
-	})
+	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv,
+		KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
 	if err != nil {
 		return nil, err
 	}
