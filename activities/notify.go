@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/svcupdate/svcupdate/activities/notice"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -28,24 +31,20 @@ import (
 // the notice again. SendGrid's API has no idempotency key to close it.
 type Notifier struct {
 	store  *store.Store
-	mailer *mailSendGrid // nil in outbox mode
-	logger *slog.Logger
+	mailer *sendgrid.Client // nil in outbox mode
 	now    func() time.Time // replaced by tests
 }
 
-// NewNotifier builds the notifier. Without cfg.SendGridAPIKey it runs in
-// outbox mode and never contacts SendGrid.
-func NewNotifier(st *store.Store, cfg MailerConfig, logger *slog.Logger) (*Notifier, error) {
+// NewNotifier builds the notifier. Without cfg.APIKey it runs in outbox
+// mode and never contacts SendGrid.
+func NewNotifier(st *store.Store, cfg sendgrid.Config) (*Notifier, error) {
 	if st == nil {
 		return nil, errors.New("notifier needs a store, got nil")
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	n := &Notifier{store: st, logger: logger, now: time.Now}
-	if cfg.SendGridAPIKey != "" {
-		// The mailer reads the clock through n so a test's clock reaches it.
-		m, err := newMailSendGrid(cfg, func() time.Time { return n.now() })
+	n := &Notifier{store: st, now: time.Now}
+	if cfg.APIKey != "" {
+		// The client reads the clock through n so a test's clock reaches it.
+		m, err := sendgrid.NewClient(cfg, func() time.Time { return n.now() })
 		if err != nil {
 			return nil, err
 		}
@@ -59,25 +58,25 @@ func (n *Notifier) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(n.SendNotice, activity.RegisterOptions{Name: workflows.ActivitySendNotice})
 }
 
-// Outcomes of SendNotice, the outcome tag of outboxMetricNoticesSent.
+// Outcomes of SendNotice, the outcome tag of metricNoticesSent.
 const (
-	outboxOutcomeSent         = "sent"
-	outboxOutcomeStored       = "stored"
-	outboxOutcomeDuplicate    = "duplicate"
-	outboxOutcomeRejected     = "rejected"
-	outboxOutcomeThrottled    = "throttled"
-	outboxOutcomeUnauthorized = "unauthorized"
-	outboxOutcomeUnavailable  = "unavailable"
-	outboxOutcomeNoRecipients = "no-recipients"
-	outboxOutcomeAlerted      = "alerted" // alert-only kinds (in-progress)
+	outcomeSent         = "sent"
+	outcomeStored       = "stored"
+	outcomeDuplicate    = "duplicate"
+	outcomeRejected     = "rejected"
+	outcomeThrottled    = "throttled"
+	outcomeUnauthorized = "unauthorized"
+	outcomeUnavailable  = "unavailable"
+	outcomeNoRecipients = "no-recipients"
+	outcomeAlerted      = "alerted" // alert-only kinds (in-progress)
 )
 
-const outboxMetricNoticesSent = "svcupdate_notices_sent"
+const metricNoticesSent = "svcupdate_notices_sent"
 
 // SendNotice sends one notice to every recipient its kind addresses, read
 // from Postgres now. It is idempotent per (WorkflowID, Kind, SlotStart).
 func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput) (workflows.SendNoticeResult, error) {
-	spec, err := noticeValidate(in)
+	spec, err := validateNotice(in)
 	if err != nil {
 		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
@@ -102,14 +101,14 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		return workflows.SendNoticeResult{}, err
 	}
 	if len(recipients) == 0 {
-		n.count(ctx, in.Kind, outboxOutcomeNoRecipients)
+		n.count(ctx, in.Kind, outcomeNoRecipients)
 		msg := fmt.Sprintf("notice %q for instance %q (%s): no valid recipient among its %s", in.Kind, instanceID, instanceName, spec.Audience.Name)
 		return workflows.SendNoticeResult{}, temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeNoRecipients, nil)
 	}
 	result := workflows.SendNoticeResult{Recipients: len(recipients)}
 
-	if spec.Alert.applies(in) {
-		message, err := renderAlert(in, spec, timeZone)
+	if spec.Alert.Applies(in) {
+		message, err := notice.RenderAlert(in, spec, timeZone)
 		if err != nil {
 			return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 		}
@@ -121,11 +120,11 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		result.Alerted = true
 	}
 	if !spec.Email {
-		n.count(ctx, in.Kind, outboxOutcomeAlerted)
+		n.count(ctx, in.Kind, outcomeAlerted)
 		return result, nil
 	}
 
-	email, err := renderEmail(in, spec, timeZone)
+	email, err := notice.RenderEmail(in, spec, timeZone)
 	if err != nil {
 		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
@@ -136,7 +135,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 // the notice was sent or stored already, and records the outcome. The row
 // stays locked while SendGrid is called, so concurrent executions of one
 // notice send it once.
-func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email renderedEmail, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
+func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email notice.Email, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
 	claim, err := n.store.ClaimOutbox(ctx, store.OutboxNotice{
 		WorkflowID: in.WorkflowID, Kind: string(in.Kind), SlotStart: in.SlotStart, InstanceID: in.Update.InstanceID,
 		Recipients: recipients, Subject: email.Subject, HTML: email.HTML, Text: email.Text,
@@ -149,7 +148,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 	// A rejected row is tried again: rejection is non-retryable, so only a
 	// deliberate re-run (after fixing an address or the sender) gets here.
 	if claim.State == store.OutboxSent || claim.State == store.OutboxStored {
-		n.count(ctx, in.Kind, outboxOutcomeDuplicate)
+		n.count(ctx, in.Kind, outcomeDuplicate)
 		result.Duplicate, result.Emailed, result.MessageID = true, claim.State == store.OutboxSent, claim.MessageID
 		return result, nil
 	}
@@ -158,13 +157,13 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		if err := claim.Finish(ctx, store.OutboxOutcome{State: store.OutboxStored}); err != nil {
 			return result, err
 		}
-		n.logger.Info("notice stored in outbox mode, not sent (SENDGRID_API_KEY is empty)",
-			"kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "subject", email.Subject)
-		n.count(ctx, in.Kind, outboxOutcomeStored)
+		activityLogger(ctx).Info("notice stored in outbox mode, not sent (SENDGRID_API_KEY is empty)",
+			"kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "subject", email.Subject)
+		n.count(ctx, in.Kind, outcomeStored)
 		return result, nil
 	}
 
-	messageID, sendErr := n.mailer.send(ctx, mailMessage{
+	messageID, sendErr := n.mailer.Send(ctx, sendgrid.Message{
 		Recipients: recipients,
 		Subject:    email.Subject,
 		HTML:       email.HTML,
@@ -183,53 +182,67 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		if err := claim.Finish(ctx, store.OutboxOutcome{State: store.OutboxSent, Attempted: 1, MessageID: messageID, SentAt: &sentAt}); err != nil {
 			return result, err
 		}
-		n.logger.Info("notice sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "messageId", messageID)
-		n.count(ctx, in.Kind, outboxOutcomeSent)
+		activityLogger(ctx).Info("notice sent", "kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "messageId", messageID)
+		n.count(ctx, in.Kind, outcomeSent)
 		result.Emailed, result.MessageID = true, messageID
 		return result, nil
 	}
 
-	state, outcome, level := store.OutboxPending, outboxOutcomeUnavailable, slog.LevelWarn
+	logger := activityLogger(ctx)
+	state, outcome, logNotSent := store.OutboxPending, outcomeUnavailable, logger.Warn
 	var appErr *temporal.ApplicationError
 	if errors.As(sendErr, &appErr) {
 		switch appErr.Type() {
 		case workflows.ErrTypeMailRejected:
-			state, outcome = store.OutboxRejected, outboxOutcomeRejected
-		case mailErrTypeThrottled:
-			outcome = outboxOutcomeThrottled
-		case mailErrTypeUnauthorized:
+			state, outcome = store.OutboxRejected, outcomeRejected
+		case sendgrid.ErrTypeThrottled:
+			outcome = outcomeThrottled
+		case sendgrid.ErrTypeUnauthorized:
 			// Every notice fails alike until an operator fixes the key:
 			// the row stays pending for the retry, and the log says so
 			// loudly (the message carries SendGrid's text, never the key).
-			outcome, level = outboxOutcomeUnauthorized, slog.LevelError
+			outcome, logNotSent = outcomeUnauthorized, logger.Error
 		}
 	}
 	if err := claim.Finish(ctx, store.OutboxOutcome{State: state, Attempted: 1, LastError: sendErr.Error()}); err != nil {
 		// The send error is the one that decides retrying; keep both.
 		return result, errors.Join(sendErr, err)
 	}
-	n.logger.Log(ctx, level, "notice not sent", "kind", in.Kind, "workflow", in.WorkflowID, "recipients", len(recipients), "outcome", outcome, "error", sendErr)
+	logNotSent("notice not sent", "kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "outcome", outcome, "error", sendErr)
 	n.count(ctx, in.Kind, outcome)
 	return result, sendErr
 }
 
 // recipients reads the audience's addresses now, drops invalid ones (with
 // a warning naming them) and duplicates, case-insensitively.
-func (n *Notifier) recipients(ctx context.Context, instanceID string, audience noticeAudience) ([]string, error) {
-	addresses, err := n.store.AudienceAddresses(ctx, instanceID, audience.Roles)
+func (n *Notifier) recipients(ctx context.Context, instanceID string, audience notice.Audience) ([]string, error) {
+	addresses, err := n.store.AudienceAddresses(ctx, instanceID, audienceRoles(audience))
 	if err != nil {
 		return nil, err
 	}
-	valid, invalid := noticeDedupeRecipients(addresses)
+	valid, invalid := dedupeRecipients(addresses)
 	if len(invalid) > 0 {
-		n.logger.Warn("dropped invalid recipient addresses", "instance", instanceID, "audience", audience.Name, "invalid", invalid)
+		activityLogger(ctx).Warn("dropped invalid recipient addresses", "instanceId", instanceID, "audience", audience.Name, "invalid", invalid)
 	}
 	return valid, nil
 }
 
-// noticeDedupeRecipients keeps each valid bare address once (first
+// groupRoles are the recipients.role values of the communications table's
+// recipient groups.
+var groupRoles = map[notice.Group]string{notice.Admins: store.RoleAdmin, notice.Users: store.RoleUser, notice.ExtraRecipients: store.RoleExtra}
+
+// audienceRoles lists the recipients.role values audience addresses.
+func audienceRoles(audience notice.Audience) []string {
+	out := make([]string, len(audience.Groups))
+	for i, group := range audience.Groups {
+		out[i] = groupRoles[group]
+	}
+	return out
+}
+
+// dedupeRecipients keeps each valid bare address once (first
 // spelling wins, compared case-insensitively) and returns the invalid ones.
-func noticeDedupeRecipients(addresses []string) (valid, invalid []string) {
+func dedupeRecipients(addresses []string) (valid, invalid []string) {
 	seen := make(map[string]bool, len(addresses))
 	for _, raw := range addresses {
 		address := strings.TrimSpace(raw)
@@ -248,12 +261,12 @@ func noticeDedupeRecipients(addresses []string) (valid, invalid []string) {
 	return valid, invalid
 }
 
-// noticeValidate checks what SendNotice needs from its input and returns
+// validateNotice checks what SendNotice needs from its input and returns
 // the kind's row of the communications table.
-func noticeValidate(in workflows.SendNoticeInput) (noticeSpec, error) {
-	spec, err := noticeSpecFor(in.Kind)
+func validateNotice(in workflows.SendNoticeInput) (notice.Spec, error) {
+	spec, err := notice.For(in.Kind)
 	if err != nil {
-		return noticeSpec{}, err
+		return notice.Spec{}, err
 	}
 	var missing []string
 	if in.WorkflowID == "" {
@@ -269,13 +282,23 @@ func noticeValidate(in workflows.SendNoticeInput) (noticeSpec, error) {
 		missing = append(missing, "update.primary.start")
 	}
 	if len(missing) > 0 {
-		return noticeSpec{}, fmt.Errorf("notice %q for workflow %q lacks %s", in.Kind, in.WorkflowID, strings.Join(missing, ", "))
+		return notice.Spec{}, fmt.Errorf("notice %q for workflow %q lacks %s", in.Kind, in.WorkflowID, strings.Join(missing, ", "))
 	}
 	if in.Kind.IsReminder() && workflows.ReminderKind(in.Offset) != in.Kind {
-		return noticeSpec{}, fmt.Errorf("notice %q has offset %s, which names %q: a reminder's kind must be workflows.ReminderKind(offset)",
+		return notice.Spec{}, fmt.Errorf("notice %q has offset %s, which names %q: a reminder's kind must be workflows.ReminderKind(offset)",
 			in.Kind, in.Offset, workflows.ReminderKind(in.Offset))
 	}
 	return spec, nil
+}
+
+// activityLogger is the activity's logger, whose lines carry the workflow
+// and run IDs. Outside an activity (a direct call from a test or a tool)
+// it is slog's default logger.
+func activityLogger(ctx context.Context) log.Logger {
+	if !activity.IsActivity(ctx) {
+		return log.NewStructuredLogger(slog.Default())
+	}
+	return activity.GetLogger(ctx)
 }
 
 // count increments svcupdate_notices_sent. Outside an activity (a direct
@@ -286,5 +309,5 @@ func (n *Notifier) count(ctx context.Context, kind workflows.NoticeKind, outcome
 	}
 	activity.GetMetricsHandler(ctx).
 		WithTags(map[string]string{"kind": string(kind), "outcome": outcome}).
-		Counter(outboxMetricNoticesSent).Inc(1)
+		Counter(metricNoticesSent).Inc(1)
 }

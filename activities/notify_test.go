@@ -15,15 +15,23 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/svcupdate/svcupdate/activities/notice"
+	"github.com/svcupdate/svcupdate/activities/notice/noticetest"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/activities/sendgrid/sendgridtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-const notifyTestInstance = "inst-contoso-prod" // the instance of renderTestInput
+const notifyTestInstance = noticetest.InstanceID
+
+// notifyTestNow is the notifier's clock in every test.
+var notifyTestNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // notifyFixture is a fresh database holding one instance, a notifier on it
 // and an activity environment that runs SendNotice as Temporal would.
@@ -36,7 +44,7 @@ type notifyFixture struct {
 	logs     *notifyLogBuffer
 }
 
-func newNotifyFixture(t *testing.T, cfg MailerConfig) *notifyFixture {
+func newNotifyFixture(t *testing.T, cfg sendgrid.Config) *notifyFixture {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	notifyExec(t, pool, `INSERT INTO releases (version, name, ordinal) VALUES ('9.1.0', 'Spring 2026', 1), ('9.2.0', 'Fall 2026', 2)`)
@@ -44,16 +52,17 @@ func newNotifyFixture(t *testing.T, cfg MailerConfig) *notifyFixture {
 	notifyExec(t, pool, `INSERT INTO instances (id, tenant_id, name, kind, region, time_zone, current_version)
 		VALUES ($1, 'contoso', 'Contoso Sales', 'production', 'eu-west', 'Europe/Berlin', '9.1.0')`, notifyTestInstance)
 
-	logs := &notifyLogBuffer{}
-	n, err := NewNotifier(store.New(pool), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	n, err := NewNotifier(store.New(pool), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.now = func() time.Time { return mailTestNow }
+	n.now = func() time.Time { return notifyTestNow }
 
 	metrics := &notifyMetrics{counts: map[string]int64{}}
+	logs := &notifyLogBuffer{}
 	var suite testsuite.WorkflowTestSuite
 	suite.SetMetricsHandler(metrics)
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	env := suite.NewTestActivityEnvironment()
 	n.Register(env)
 	return &notifyFixture{t: t, pool: pool, notifier: n, env: env, metrics: metrics, logs: logs}
@@ -146,7 +155,7 @@ func (f *notifyFixture) alerts() []string {
 	return out
 }
 
-func notifyRequestRecipients(req mailFakeRequest) []string {
+func notifyRequestRecipients(req sendgridtest.Request) []string {
 	var out []string
 	for _, p := range req.Personalizations {
 		out = append(out, p.To[0].Email)
@@ -189,7 +198,7 @@ func (m *notifyMetrics) Timer(string) client.MetricsTimer { return client.Metric
 func (m *notifyMetrics) count(kind workflows.NoticeKind, outcome string) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.counts[outboxMetricNoticesSent+" "+string(kind)+" "+outcome]
+	return m.counts[metricNoticesSent+" "+string(kind)+" "+outcome]
 }
 
 type notifyMetricsView struct {
@@ -245,12 +254,12 @@ func (b *notifyLogBuffer) String() string {
 }
 
 func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
-	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-first"}})
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-first"}})
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
 
-	in := renderTestInput(workflows.NoticeConfirmed)
+	in := noticetest.Input(workflows.NoticeConfirmed)
 	first := f.mustSend(in)
 	if !first.Emailed || first.Duplicate || first.MessageID != "sg-first" || first.Recipients != 2 {
 		t.Errorf("first send: %+v", first)
@@ -259,15 +268,15 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 	if !second.Duplicate || second.MessageID != "sg-first" {
 		t.Errorf("second send: %+v, want a duplicate carrying the first message id", second)
 	}
-	if got := len(fake.acceptedRequests()); got != 1 {
+	if got := len(fake.Accepted()); got != 1 {
 		t.Fatalf("SendGrid accepted %d requests, want 1", got)
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].MessageID != "sg-first" || rows[0].Attempts != 1 ||
-		rows[0].SentAt == nil || !rows[0].SentAt.Equal(mailTestNow) {
+		rows[0].SentAt == nil || !rows[0].SentAt.Equal(notifyTestNow) {
 		t.Fatalf("outbox rows %+v, want one sent row with the message id and the clock's sent_at", rows)
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeSent) != 1 || f.metrics.count(in.Kind, outboxOutcomeDuplicate) != 1 {
+	if f.metrics.count(in.Kind, outcomeSent) != 1 || f.metrics.count(in.Kind, outcomeDuplicate) != 1 {
 		t.Errorf("metrics %v, want one sent and one duplicate", f.metrics.counts)
 	}
 
@@ -276,24 +285,24 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 	if third := f.mustSend(in); third.Duplicate || !third.Emailed {
 		t.Errorf("send for a new slot: %+v, want a fresh send", third)
 	}
-	if got := len(fake.acceptedRequests()); got != 2 {
+	if got := len(fake.Accepted()); got != 2 {
 		t.Errorf("SendGrid accepted %d requests, want 2 after the slot moved", got)
 	}
 }
 
 func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
-	fake := newMailFakeSendGrid(t,
-		mailFakeResponse{Status: http.StatusInternalServerError, Body: `{"errors":[{"message":"internal error"}]}`},
-		mailFakeResponse{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-after-retry"}},
+	fake := sendgridtest.NewServer(t,
+		sendgridtest.Response{Status: http.StatusInternalServerError, Body: `{"errors":[{"message":"internal error"}]}`},
+		sendgridtest.Response{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-after-retry"}},
 	)
-	f := newNotifyFixture(t, fake.config())
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
-	if appErr.Type() != mailErrTypeUnavailable || appErr.NonRetryable() {
-		t.Fatalf("after a 500: %v, want a retryable %s", err, mailErrTypeUnavailable)
+	if appErr.Type() != sendgrid.ErrTypeUnavailable || appErr.NonRetryable() {
+		t.Fatalf("after a 500: %v, want a retryable %s", err, sendgrid.ErrTypeUnavailable)
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != store.OutboxPending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 500") {
@@ -306,48 +315,48 @@ func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 	if result := f.mustSend(in); !result.Duplicate {
 		t.Errorf("third run: %+v, want a duplicate", result)
 	}
-	if got := len(fake.acceptedRequests()); got != 1 {
+	if got := len(fake.Accepted()); got != 1 {
 		t.Errorf("SendGrid accepted %d requests, want exactly one 202", got)
 	}
-	if got := fake.callCount(); got != 2 {
+	if got := fake.Calls(); got != 2 {
 		t.Errorf("SendGrid was called %d times, want 2 (the 500 and the 202)", got)
 	}
 	rows = f.outboxRows()
 	if len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].Attempts != 2 || rows[0].LastError != "" || rows[0].MessageID != "sg-after-retry" {
 		t.Errorf("outbox at the end: %+v, want one sent row after 2 attempts", rows)
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeUnavailable) != 1 || f.metrics.count(in.Kind, outboxOutcomeSent) != 1 {
+	if f.metrics.count(in.Kind, outcomeUnavailable) != 1 || f.metrics.count(in.Kind, outcomeSent) != 1 {
 		t.Errorf("metrics %v", f.metrics.counts)
 	}
 }
 
 func TestNotifyThrottledNoticeRetriesAtTheReset(t *testing.T) {
-	reset := strconv.FormatInt(mailTestNow.Add(90*time.Second).Unix(), 10)
-	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusTooManyRequests, Headers: map[string]string{"X-RateLimit-Reset": reset}})
-	f := newNotifyFixture(t, fake.config())
+	reset := strconv.FormatInt(notifyTestNow.Add(90*time.Second).Unix(), 10)
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusTooManyRequests, Headers: map[string]string{"X-RateLimit-Reset": reset}})
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeRescheduled)
+	in := noticetest.Input(workflows.NoticeRescheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
-	if appErr.Type() != mailErrTypeThrottled || appErr.NonRetryable() || appErr.NextRetryDelay() != 90*time.Second {
+	if appErr.Type() != sendgrid.ErrTypeThrottled || appErr.NonRetryable() || appErr.NextRetryDelay() != 90*time.Second {
 		t.Fatalf("after a 429: type %s, non-retryable %t, next retry %s; want a retryable %s in 90s",
-			appErr.Type(), appErr.NonRetryable(), appErr.NextRetryDelay(), mailErrTypeThrottled)
+			appErr.Type(), appErr.NonRetryable(), appErr.NextRetryDelay(), sendgrid.ErrTypeThrottled)
 	}
 	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != store.OutboxPending || rows[0].Attempts != 1 {
 		t.Errorf("outbox: %+v, want the row pending for the retry", rows)
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeThrottled) != 1 {
+	if f.metrics.count(in.Kind, outcomeThrottled) != 1 {
 		t.Errorf("metrics %v, want one throttled", f.metrics.counts)
 	}
 }
 
 func TestNotifyRecordsRejection(t *testing.T) {
-	fake := newMailFakeSendGrid(t, mailFakeResponse{Status: http.StatusBadRequest,
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusBadRequest,
 		Body: `{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from"}]}`})
-	f := newNotifyFixture(t, fake.config())
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeCancelled)
+	in := noticetest.Input(workflows.NoticeCancelled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
@@ -358,7 +367,7 @@ func TestNotifyRecordsRejection(t *testing.T) {
 	if len(rows) != 1 || rows[0].State != store.OutboxRejected || !strings.Contains(rows[0].LastError, "from: The from address does not match a verified Sender Identity.") {
 		t.Fatalf("outbox: %+v, want a rejected row with SendGrid's text", rows)
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeRejected) != 1 {
+	if f.metrics.count(in.Kind, outcomeRejected) != 1 {
 		t.Errorf("metrics %v, want one rejected", f.metrics.counts)
 	}
 
@@ -375,40 +384,60 @@ func TestNotifyRecordsRejection(t *testing.T) {
 // recipients' fault: the notice stays pending and is retried, the failure
 // is logged at ERROR without the key, and it is counted as unauthorized.
 func TestNotifyUnauthorizedKeyKeepsTheNoticePending(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	cfg := fake.config()
-	cfg.SendGridAPIKey = "SG.rotated-away-never-logged"
+	fake := sendgridtest.NewServer(t)
+	cfg := fake.Config()
+	cfg.APIKey = "SG.rotated-away-never-logged"
 	f := newNotifyFixture(t, cfg)
 	f.addRecipient(store.RoleAdmin, "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
-	if appErr.Type() != mailErrTypeUnauthorized || appErr.NonRetryable() {
-		t.Fatalf("after a 401: %v (non-retryable %t), want a retryable %s", err, appErr.NonRetryable(), mailErrTypeUnauthorized)
+	if appErr.Type() != sendgrid.ErrTypeUnauthorized || appErr.NonRetryable() {
+		t.Fatalf("after a 401: %v (non-retryable %t), want a retryable %s", err, appErr.NonRetryable(), sendgrid.ErrTypeUnauthorized)
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != store.OutboxPending || rows[0].Attempts != 1 || !strings.Contains(rows[0].LastError, "HTTP 401") {
 		t.Fatalf("outbox: %+v, want one pending row, 1 attempt, the 401", rows)
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeUnauthorized) != 1 || f.metrics.count(in.Kind, outboxOutcomeRejected) != 0 {
+	if f.metrics.count(in.Kind, outcomeUnauthorized) != 1 || f.metrics.count(in.Kind, outcomeRejected) != 0 {
 		t.Errorf("metrics %v, want one unauthorized and no rejection", f.metrics.counts)
 	}
 	logs := f.logs.String()
 	if !strings.Contains(logs, `"level":"ERROR","msg":"notice not sent"`) || !strings.Contains(logs, `"outcome":"unauthorized"`) {
 		t.Errorf("the refused key is not logged at ERROR with its outcome:\n%s", logs)
 	}
-	if strings.Contains(logs, cfg.SendGridAPIKey) || strings.Contains(rows[0].LastError, cfg.SendGridAPIKey) {
+	if strings.Contains(logs, cfg.APIKey) || strings.Contains(rows[0].LastError, cfg.APIKey) {
 		t.Errorf("the API key is in the log or the outbox:\n%s\n%s", logs, rows[0].LastError)
 	}
 
 	// Once the worker runs with a valid key, the retry sends the notice.
-	f.notifier.mailer.apiKey = mailTestAPIKey
+	mailer, err := sendgrid.NewClient(fake.Config(), f.notifier.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.notifier.mailer = mailer
 	if result := f.mustSend(in); !result.Emailed || result.Duplicate {
 		t.Errorf("retry with a valid key: %+v, want it sent", result)
 	}
 	if rows := f.outboxRows(); len(rows) != 1 || rows[0].State != store.OutboxSent || rows[0].Attempts != 2 {
 		t.Errorf("outbox after the retry: %+v, want the same row sent after 2 attempts", rows)
+	}
+}
+
+// The communications table's audiences read the right recipients.role values.
+func TestNotifyAudiencesReadTheRightRoles(t *testing.T) {
+	for kind, want := range map[workflows.NoticeKind]string{
+		workflows.NoticeScheduled:  "admin,extra",
+		workflows.NoticeInProgress: "admin,user",
+	} {
+		spec, err := notice.For(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(audienceRoles(spec.Audience), ","); got != want {
+			t.Errorf("%s reads roles %s, want %s", spec.Audience.Name, got, want)
+		}
 	}
 }
 
@@ -420,14 +449,14 @@ func TestNotifyConcurrentExecutionsSendOnce(t *testing.T) {
 }
 
 func notifyConcurrentSendOnce(t *testing.T, pendingFirst bool) {
-	var script []mailFakeResponse
+	var script []sendgridtest.Response
 	if pendingFirst {
-		script = append(script, mailFakeResponse{Status: http.StatusServiceUnavailable})
+		script = append(script, sendgridtest.Response{Status: http.StatusServiceUnavailable})
 	}
-	fake := newMailFakeSendGrid(t, script...)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t, script...)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 	if pendingFirst {
 		if _, err := f.notifier.SendNotice(context.Background(), in); err == nil {
 			t.Fatal("the scripted 503 did not fail the first execution")
@@ -455,19 +484,19 @@ func notifyConcurrentSendOnce(t *testing.T, pendingFirst bool) {
 			duplicates++
 		}
 	}
-	if got := len(fake.acceptedRequests()); got != 1 || duplicates != executions-1 {
+	if got := len(fake.Accepted()); got != 1 || duplicates != executions-1 {
 		t.Errorf("%d sends and %d duplicates from %d concurrent executions, want 1 and %d", got, duplicates, executions, executions-1)
 	}
 }
 
 func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	cfg := fake.config()
-	cfg.SendGridAPIKey = "" // outbox mode, though a SendGrid host is reachable
+	fake := sendgridtest.NewServer(t)
+	cfg := fake.Config()
+	cfg.APIKey = "" // outbox mode, though a SendGrid host is reachable
 	f := newNotifyFixture(t, cfg)
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	result := f.mustSend(in)
 	if result.Emailed || result.Duplicate || result.Recipients != 2 || !result.Alerted {
@@ -476,8 +505,8 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 	if again := f.mustSend(in); !again.Duplicate || again.Emailed {
 		t.Errorf("second run in outbox mode: %+v, want a duplicate", again)
 	}
-	if fake.callCount() != 0 {
-		t.Fatalf("SendGrid was called %d times in outbox mode", fake.callCount())
+	if fake.Calls() != 0 {
+		t.Fatalf("SendGrid was called %d times in outbox mode", fake.Calls())
 	}
 	rows := f.outboxRows()
 	if len(rows) != 1 || rows[0].State != store.OutboxStored || rows[0].Attempts != 0 || rows[0].SentAt != nil ||
@@ -488,51 +517,51 @@ func TestNotifyOutboxModeStoresAndSendsNothing(t *testing.T) {
 		t.Errorf("stored recipients %s", got)
 	}
 	logs := f.logs.String()
-	for _, want := range []string{`"kind":"scheduled"`, `"workflow":"` + in.WorkflowID + `"`, `"recipients":2`, `"subject":"` + rows[0].Subject + `"`} {
+	for _, want := range []string{`"kind":"scheduled"`, `"workflowId":"` + in.WorkflowID + `"`, `"recipients":2`, `"subject":"` + rows[0].Subject + `"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeStored) != 1 {
+	if f.metrics.count(in.Kind, outcomeStored) != 1 {
 		t.Errorf("metrics %v, want one stored", f.metrics.counts)
 	}
 }
 
 func TestNotifyWithoutRecipientSendsNothingAndSaysSo(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	// A user hears about in-progress and succeeded, not about scheduling;
 	// an address that is not one is dropped.
 	f.addRecipient("user", "user@contoso.example")
 	f.addRecipient("admin", "not-an-address")
-	in := renderTestInput(workflows.NoticeScheduled)
+	in := noticetest.Input(workflows.NoticeScheduled)
 
 	_, err := f.send(in)
 	appErr := notifyAppError(t, err)
 	if appErr.Type() != workflows.ErrTypeNoRecipients || !appErr.NonRetryable() || !strings.Contains(err.Error(), notifyTestInstance) {
 		t.Fatalf("err = %v, want a non-retryable %s naming %s", err, workflows.ErrTypeNoRecipients, notifyTestInstance)
 	}
-	if fake.callCount() != 0 || len(f.outboxRows()) != 0 || len(f.alerts()) != 0 {
-		t.Errorf("%d requests, %d outbox rows, %d alerts; want none", fake.callCount(), len(f.outboxRows()), len(f.alerts()))
+	if fake.Calls() != 0 || len(f.outboxRows()) != 0 || len(f.alerts()) != 0 {
+		t.Errorf("%d requests, %d outbox rows, %d alerts; want none", fake.Calls(), len(f.outboxRows()), len(f.alerts()))
 	}
 	if !strings.Contains(f.logs.String(), "not-an-address") {
 		t.Errorf("the dropped address is not logged:\n%s", f.logs.String())
 	}
-	if f.metrics.count(in.Kind, outboxOutcomeNoRecipients) != 1 {
+	if f.metrics.count(in.Kind, outcomeNoRecipients) != 1 {
 		t.Errorf("metrics %v, want one no-recipients", f.metrics.counts)
 	}
 }
 
 func TestNotifyReadsRecipientsAtSendTime(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
-	f.mustSend(renderTestInput(workflows.ReminderKind(30 * 24 * time.Hour)))
+	f.mustSend(noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour)))
 
 	f.addRecipient("extra", "new-colleague@contoso.example")
-	f.mustSend(renderTestInput(workflows.ReminderKind(15 * 24 * time.Hour)))
+	f.mustSend(noticetest.Input(workflows.ReminderKind(15 * 24 * time.Hour)))
 
-	reqs := fake.acceptedRequests()
+	reqs := fake.Accepted()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
@@ -549,15 +578,15 @@ func TestNotifyReadsRecipientsAtSendTime(t *testing.T) {
 }
 
 func TestNotifyDeduplicatesRecipientsCaseInsensitively(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "Ada@Contoso.example")
 	f.addRecipient("extra", "ada@contoso.EXAMPLE")
 	f.addRecipient("extra", "grace@contoso.example")
 	f.addRecipient("user", "ADA@contoso.example") // not in this audience anyway
 
-	result := f.mustSend(renderTestInput(workflows.NoticeDayOf))
-	reqs := fake.acceptedRequests()
+	result := f.mustSend(noticetest.Input(workflows.NoticeDayOf))
+	reqs := fake.Accepted()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1", len(reqs))
 	}
@@ -567,15 +596,15 @@ func TestNotifyDeduplicatesRecipientsCaseInsensitively(t *testing.T) {
 }
 
 func TestNotifyAudiences(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("extra", "ops@partner.example")
 	f.addRecipient("user", "sam@contoso.example")
 
-	f.mustSend(renderTestInput(workflows.NoticeSucceeded))
-	f.mustSend(renderTestInput(workflows.NoticeFailed))
-	reqs := fake.acceptedRequests()
+	f.mustSend(noticetest.Input(workflows.NoticeSucceeded))
+	f.mustSend(noticetest.Input(workflows.NoticeFailed))
+	reqs := fake.Accepted()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
@@ -592,12 +621,12 @@ func TestNotifyAudiences(t *testing.T) {
 }
 
 func TestNotifyInProductAlerts(t *testing.T) {
-	fake := newMailFakeSendGrid(t)
-	f := newNotifyFixture(t, fake.config())
+	fake := sendgridtest.NewServer(t)
+	f := newNotifyFixture(t, fake.Config())
 	f.addRecipient("admin", "ada@contoso.example")
 	f.addRecipient("user", "sam@contoso.example")
 
-	sevenDays := renderTestInput(workflows.ReminderKind(7 * 24 * time.Hour)) // approved
+	sevenDays := noticetest.Input(workflows.ReminderKind(7 * 24 * time.Hour)) // approved
 	sevenDaysUnapproved := sevenDays
 	sevenDaysUnapproved.Update.ApprovedBy, sevenDaysUnapproved.Update.Status = "", workflows.StatusScheduled
 	sevenDaysUnapproved.SlotStart = sevenDays.SlotStart.Add(24 * time.Hour) // another slot, so another key
@@ -607,14 +636,14 @@ func TestNotifyInProductAlerts(t *testing.T) {
 		wantAlert bool
 		wantEmail bool
 	}{
-		{renderTestInput(workflows.NoticeScheduled), true, true},
-		{renderTestInput(workflows.ReminderKind(30 * 24 * time.Hour)), false, true},
+		{noticetest.Input(workflows.NoticeScheduled), true, true},
+		{noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour)), false, true},
 		{sevenDaysUnapproved, false, true},
 		{sevenDays, true, true},
-		{renderTestInput(workflows.NoticeDayOf), false, true},
-		{renderTestInput(workflows.NoticeConfirmed), false, true},
-		{renderTestInput(workflows.NoticeInProgress), true, false},
-		{renderTestInput(workflows.NoticeSucceeded), false, true},
+		{noticetest.Input(workflows.NoticeDayOf), false, true},
+		{noticetest.Input(workflows.NoticeConfirmed), false, true},
+		{noticetest.Input(workflows.NoticeInProgress), true, false},
+		{noticetest.Input(workflows.NoticeSucceeded), false, true},
 	}
 	for _, tc := range cases {
 		result := f.mustSend(tc.in)
@@ -623,8 +652,8 @@ func TestNotifyInProductAlerts(t *testing.T) {
 		}
 	}
 	// Re-running an alerting notice adds no second alert.
-	f.mustSend(renderTestInput(workflows.NoticeScheduled))
-	f.mustSend(renderTestInput(workflows.NoticeInProgress))
+	f.mustSend(noticetest.Input(workflows.NoticeScheduled))
+	f.mustSend(noticetest.Input(workflows.NoticeInProgress))
 
 	want := "scheduled admins|reminder-7d admins|in-progress admins+users"
 	if got := strings.Join(f.alerts(), "|"); got != want {
@@ -633,7 +662,7 @@ func TestNotifyInProductAlerts(t *testing.T) {
 	if got := len(f.outboxRows()); got != 7 {
 		t.Errorf("%d outbox rows, want 7 (every case but in-progress)", got)
 	}
-	if f.metrics.count(workflows.NoticeInProgress, outboxOutcomeAlerted) != 2 {
+	if f.metrics.count(workflows.NoticeInProgress, outcomeAlerted) != 2 {
 		t.Errorf("metrics %v, want in-progress alerted twice", f.metrics.counts)
 	}
 	var message string
@@ -646,16 +675,16 @@ func TestNotifyInProductAlerts(t *testing.T) {
 }
 
 func TestNotifyRejectsInvalidInput(t *testing.T) {
-	f := newNotifyFixture(t, MailerConfig{})
+	f := newNotifyFixture(t, sendgrid.Config{})
 	f.addRecipient("admin", "ada@contoso.example")
 
-	unknown := renderTestInput(workflows.NoticeScheduled)
+	unknown := noticetest.Input(workflows.NoticeScheduled)
 	unknown.Kind = "postponed"
-	wrongOffset := renderTestInput(workflows.ReminderKind(30 * 24 * time.Hour))
+	wrongOffset := noticetest.Input(workflows.ReminderKind(30 * 24 * time.Hour))
 	wrongOffset.Offset = 7 * 24 * time.Hour
-	noSlot := renderTestInput(workflows.NoticeScheduled)
+	noSlot := noticetest.Input(workflows.NoticeScheduled)
 	noSlot.SlotStart = time.Time{}
-	otherInstance := renderTestInput(workflows.NoticeScheduled)
+	otherInstance := noticetest.Input(workflows.NoticeScheduled)
 	otherInstance.Update.InstanceID = "inst-nowhere"
 
 	for _, tc := range []struct {
@@ -681,7 +710,7 @@ func TestNotifyRejectsInvalidInput(t *testing.T) {
 }
 
 func TestNotifyDedupeRecipients(t *testing.T) {
-	valid, invalid := noticeDedupeRecipients([]string{
+	valid, invalid := dedupeRecipients([]string{
 		"Ada@Contoso.example", " ada@contoso.example ", "grace@contoso.example", "",
 		"Bob <bob@contoso.example>", "no-at-sign", "grace@CONTOSO.example",
 	})
@@ -694,14 +723,14 @@ func TestNotifyDedupeRecipients(t *testing.T) {
 }
 
 func TestNewNotifierChecksItsDependencies(t *testing.T) {
-	if _, err := NewNotifier(nil, MailerConfig{}, nil); err == nil {
+	if _, err := NewNotifier(nil, sendgrid.Config{}); err == nil {
 		t.Error("nil store accepted")
 	}
 	st := store.New(pgtest.NewPool(t))
-	if _, err := NewNotifier(st, MailerConfig{SendGridAPIKey: "k", MailFrom: "nobody"}, nil); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
+	if _, err := NewNotifier(st, sendgrid.Config{APIKey: "k", From: "nobody"}); err == nil || !strings.Contains(err.Error(), "MAIL_FROM") {
 		t.Errorf("bad sender: err = %v", err)
 	}
-	n, err := NewNotifier(st, MailerConfig{}, nil)
+	n, err := NewNotifier(st, sendgrid.Config{})
 	if err != nil || n.mailer != nil {
 		t.Errorf("no API key: %v, mailer %v; want outbox mode", err, n.mailer)
 	}

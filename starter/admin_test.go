@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
@@ -32,18 +31,21 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 		t.Fatal(err)
 	}
 	pool := openTestPool(t, dbURL)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
-	notifier, err := activities.NewNotifier(st, activities.MailerConfig{SendGridHost: cfg.SendGridHost, MailFrom: cfg.MailFrom}, quiet)
+	notifier, err := activities.NewNotifier(st, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom})
 	if err != nil {
 		t.Fatal(err)
 	}
 	notifier.Register(updates)
-	executor, err := activities.NewExecutor(cfg)
+	executor, err := activities.NewExecutor(activities.ExecutorOptions{
+		Kind:              cfg.Executor,
+		SimulatedDuration: cfg.SimulatedDuration,
+		SimulatedFailures: cfg.SimulatedFailures,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

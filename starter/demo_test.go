@@ -60,12 +60,14 @@ func TestDemoSimulatedFailuresAreAValidWorkerSetting(t *testing.T) {
 	}
 	for _, m := range demoCast {
 		id := run.instanceID(m.instance)
-		wantPrimaryFails := m.action == demoApproveThenFail
-		if got := cfg.SimulatedFailures.Fails(id, workflows.SlotPrimary); got != wantPrimaryFails {
-			t.Errorf("%s: primary fails = %v, want %v", id, got, wantPrimaryFails)
+		// The primary attempt fails for approve-then-fail only, and no
+		// secondary does, so the demo shows a fallback success.
+		want := config.FailingAttempts("")
+		if m.action == demoApproveThenFail {
+			want = config.FailPrimary
 		}
-		if cfg.SimulatedFailures.Fails(id, workflows.SlotSecondary) {
-			t.Errorf("%s: the secondary attempt fails too, so the demo shows no fallback success", id)
+		if got := cfg.SimulatedFailures[id]; got != want {
+			t.Errorf("%s: SIMULATED_FAILURES fails %q, want %q", id, got, want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -52,11 +53,11 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
-	notifier, err := activities.NewNotifier(st, activities.MailerConfig{
-		SendGridHost:   cfg.SendGridHost,
-		SendGridAPIKey: cfg.SendGridAPIKey,
-		MailFrom:       cfg.MailFrom,
-	}, logger)
+	notifier, err := activities.NewNotifier(st, sendgrid.Config{
+		Host:   cfg.SendGridHost,
+		APIKey: cfg.SendGridAPIKey,
+		From:   cfg.MailFrom,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
@@ -71,7 +72,8 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 			"taskQueue", workflows.ExecutorTaskQueue)
 		return set, nil
 	}
-	executor, err := activities.NewExecutor(cfg)
+	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv,
+		KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
 	if err != nil {
 		return nil, err
 	}

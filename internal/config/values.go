@@ -21,21 +21,9 @@ const (
 )
 
 // SimulatedFailures maps an instance ID to the attempts the simulated
-// executor fails for it; instances not listed succeed.
+// executor fails for it (activities.SimulatedExecutor decides); instances
+// not listed succeed.
 type SimulatedFailures map[string]FailingAttempts
-
-// Fails reports whether the simulated executor fails attempt of instanceID.
-func (f SimulatedFailures) Fails(instanceID string, attempt workflows.SlotRole) bool {
-	switch f[instanceID] {
-	case FailAll:
-		return true
-	case FailPrimary:
-		return attempt == workflows.SlotPrimary
-	case FailSecondary:
-		return attempt == workflows.SlotSecondary
-	}
-	return false
-}
 
 // String renders f in the SIMULATED_FAILURES syntax, instances sorted.
 func (f SimulatedFailures) String() string {
