@@ -18,8 +18,8 @@ import (
 	sdktally "go.temporal.io/sdk/contrib/tally"
 )
 
-// metricsShutdownTimeout bounds the last scrapes at exit.
-const metricsShutdownTimeout = 5 * time.Second
+// scrapeShutdownTimeout bounds the last scrapes at exit.
+const scrapeShutdownTimeout = 5 * time.Second
 
 // workerMetrics serves the SDK's metrics and svcupdate's own (recorded
 // through activity.GetMetricsHandler) on one Prometheus endpoint.
@@ -77,7 +77,7 @@ func startMetrics(addr string, logger *slog.Logger) (*workerMetrics, error) {
 
 func (m *workerMetrics) close(logger *slog.Logger) {
 	if m.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeShutdownTimeout)
 		defer cancel()
 		if err := m.server.Shutdown(ctx); err != nil {
 			logger.Warn("Metrics endpoint did not stop cleanly", "error", err)

@@ -61,8 +61,8 @@ func createDatabase(ctx context.Context, name string) error {
 		return fmt.Errorf("pgtest: connect to %s: %w (is Postgres running?)", ServerURL(), err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return fmt.Errorf("pgtest: create database: %w", err)
+	if _, err := schemas.CreateDatabase(ctx, admin, name); err != nil {
+		return fmt.Errorf("pgtest: %w", err)
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ const takePlaceSQL = `UPDATE slots SET booked = booked + 1 WHERE id = $1 AND boo
 
 const givePlaceSQL = `UPDATE slots SET booked = booked - 1 WHERE id = $1 AND booked > 0`
 
-const bookingsOfUpdateSQL = `
+const updateBookingsSQL = `
 SELECT role, slot_id FROM slot_bookings WHERE instance_id = $1 AND offered_version = $2`
 
 const upsertBookingSQL = `
@@ -189,7 +189,7 @@ func (s *Store) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (wor
 			})
 			return err
 		})
-		batch.Queue(bookingsOfUpdateSQL, in.InstanceID, in.OfferedVersion).Query(func(rows pgx.Rows) error {
+		batch.Queue(updateBookingsSQL, in.InstanceID, in.OfferedVersion).Query(func(rows pgx.Rows) error {
 			var role string
 			var slotID int64
 			_, err := pgx.ForEachRow(rows, []any{&role, &slotID}, func() error { old[role] = slotID; return nil })

@@ -22,7 +22,7 @@ type InstanceRecipients struct {
 
 const instanceVersionSQL = `SELECT current_version FROM instances WHERE id = $1`
 
-const recipientsSQL = `
+const instanceRecipientsSQL = `
 SELECT role, email FROM recipients WHERE instance_id = $1 ORDER BY role, lower(email)`
 
 // Recipients returns an instance's current version and recipients (each
@@ -42,7 +42,7 @@ func (s *Store) Recipients(ctx context.Context, instanceID string) (InstanceReci
 // readRecipients fills r's lists with the instance's recipients, each
 // sorted by address.
 func readRecipients(ctx context.Context, db DBTX, instanceID string, r *InstanceRecipients) error {
-	rows, err := db.Query(ctx, recipientsSQL, instanceID)
+	rows, err := db.Query(ctx, instanceRecipientsSQL, instanceID)
 	if err != nil {
 		return mapError(err, fmt.Sprintf("read the recipients of instance %q", instanceID))
 	}

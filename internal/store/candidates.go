@@ -28,7 +28,7 @@ WITH ranked AS (SELECT version, ordinal, row_number() OVER (ORDER BY ordinal)::i
 
 const releaseExistsSQL = `SELECT EXISTS (SELECT 1 FROM releases WHERE version = $1)`
 
-const candidatesSQL = rankedReleasesCTE + `
+const rolloutCandidatesSQL = rankedReleasesCTE + `
 SELECT i.id, i.name, i.tenant_id, i.kind, i.region, i.time_zone, i.current_version, cur.position, tgt.position
 FROM instances i
 JOIN ranked cur ON cur.version = i.current_version
@@ -42,7 +42,7 @@ func (s *Store) RolloutCandidates(ctx context.Context, version string) ([]Rollou
 	if err := requireRelease(ctx, s.db, version); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, candidatesSQL, version)
+	rows, err := s.db.Query(ctx, rolloutCandidatesSQL, version)
 	if err != nil {
 		return nil, mapError(err, "list rollout candidates for "+version)
 	}
