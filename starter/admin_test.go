@@ -19,6 +19,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
+	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -67,22 +68,22 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 func TestAdminCommands(t *testing.T) {
 	c, dbURL := startTemporal(t)
 	mustRun(t, "setup")
-	t.Setenv("SECONDARY_MIN_GAP", demoSecondaryGap.String())
+	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
 	startInProcessWorker(t, c, dbURL)
 
 	dir := t.TempDir()
-	run := newDemoRun("adm", time.Now())
-	data, err := run.fleetFile()
+	run := demo.NewRun("adm", time.Now())
+	data, err := run.FleetFile()
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fleet.json")
 	writeFile(t, path, string(data))
 	mustRun(t, "load", path)
-	mustRun(t, "rollout", "--version", demoVersion)
+	mustRun(t, "rollout", "--version", demo.Version)
 
-	instance := run.instanceID("contoso-prod")
-	id := workflows.WorkflowID(instance, demoVersion)
+	instance := run.InstanceID("contoso-prod")
+	id := workflows.WorkflowID(instance, demo.Version)
 	ctx := context.Background()
 	if err := awaitNotice(ctx, c, id, workflows.NoticeScheduled); err != nil {
 		t.Fatal(err)
@@ -147,7 +148,7 @@ func TestAdminCommands(t *testing.T) {
 	}
 
 	_, _, err = runStarter(t, "reschedule", "--instance", instance, "--admin", newAdmin,
-		"--primary", run.slot(1).Format(time.RFC3339), "--secondary", run.slot(1).Format(time.RFC3339))
+		"--primary", run.Slot(1).Format(time.RFC3339), "--secondary", run.Slot(1).Format(time.RFC3339))
 	if err == nil || !strings.Contains(err.Error(), "Reschedule refused by "+id+": ") {
 		t.Fatalf("reschedule with the secondary on the primary: %v, want the workflow's refusal", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -86,8 +87,8 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 		t.Errorf("a refused file wrote %d releases", n)
 	}
 
-	run := newDemoRun("it", time.Now())
-	data, err := run.fleetFile()
+	run := demo.NewRun("it", time.Now())
+	data, err := run.FleetFile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +100,8 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 	}
 
 	// The demo fleet's slots are a minute apart.
-	t.Setenv("SECONDARY_MIN_GAP", demoSecondaryGap.String())
-	out = mustRun(t, "rollout", "--version", demoVersion, "--dry-run")
+	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
+	out = mustRun(t, "rollout", "--version", demo.Version, "--dry-run")
 	if !strings.Contains(out, "would start 5") || !strings.Contains(out, "not eligible 1") {
 		t.Errorf("dry run:\n%s", out)
 	}
@@ -111,14 +112,14 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 		t.Errorf("a dry run started %d workflows", n)
 	}
 
-	out = mustRun(t, "rollout", "--version", demoVersion, "--concurrency", "3")
+	out = mustRun(t, "rollout", "--version", demo.Version, "--concurrency", "3")
 	if !strings.Contains(out, "started 5, already running 0, not eligible 1, no capacity 0, failed 0") {
 		t.Errorf("first rollout:\n%s", out)
 	}
 	if n := countRows(t, dbURL, "slot_bookings"); n != 10 {
 		t.Errorf("%d slot bookings after starting 5 updates, want a primary and a secondary each", n)
 	}
-	out = mustRun(t, "rollout", "--version", demoVersion)
+	out = mustRun(t, "rollout", "--version", demo.Version)
 	if !strings.Contains(out, "started 0, already running 5, not eligible 1") {
 		t.Errorf("second rollout:\n%s", out)
 	}
@@ -131,21 +132,21 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 	for countWorkflows(t, c) < 5 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	out = mustRun(t, "list", "--version", demoVersion, "--status", "scheduled")
+	out = mustRun(t, "list", "--version", demo.Version, "--status", "scheduled")
 	if !strings.Contains(out, "5 updates: Scheduled 5") {
 		t.Errorf("list:\n%s", out)
 	}
-	for _, m := range demoCast {
-		listed := strings.Contains(out, run.instanceID(m.instance)+" ")
-		if listed == (m.action == demoAlreadyCurrent) {
-			t.Errorf("%s listed = %v:\n%s", run.instanceID(m.instance), listed, out)
+	for _, m := range demo.Cast {
+		listed := strings.Contains(out, run.InstanceID(m.Instance)+" ")
+		if listed == (m.Action == demo.AlreadyCurrent) {
+			t.Errorf("%s listed = %v:\n%s", run.InstanceID(m.Instance), listed, out)
 		}
 	}
-	desc, err := c.DescribeWorkflow(ctx, workflows.WorkflowID(run.instanceID("contoso-prod"), demoVersion), "")
+	desc, err := c.DescribeWorkflow(ctx, workflows.WorkflowID(run.InstanceID("contoso-prod"), demo.Version), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if summary, _ := desc.GetStaticSummary(); !strings.HasPrefix(summary, run.instanceID("contoso-prod")+": 9.1.0 → 9.2.0, needs approval, primary ") {
+	if summary, _ := desc.GetStaticSummary(); !strings.HasPrefix(summary, run.InstanceID("contoso-prod")+": 9.1.0 → 9.2.0, needs approval, primary ") {
 		t.Errorf("Web UI summary = %q", summary)
 	}
 }

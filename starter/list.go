@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -49,7 +50,7 @@ func parseStatus(value string) (workflows.Status, error) {
 			return s, nil
 		}
 	}
-	return "", usagef("list: --status %q is not a status (accepted: %s)", value, statusNames())
+	return "", cli.Usagef("list: --status %q is not a status (accepted: %s)", value, statusNames())
 }
 
 func statusNames() string {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"text/tabwriter"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/fleet"
 	"github.com/svcupdate/svcupdate/internal/store"
 )
@@ -18,14 +19,14 @@ func runLoad(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usagef("load: name the fleet file: starter load FILE")
+		return cli.Usagef("load: name the fleet file: starter load FILE")
 	}
 	path := fs.Arg(0)
 	fl, err := fleet.ParseFile(path)
 	if err != nil {
 		return fleetRefused(e, path, err)
 	}
-	return loadFleet(ctx, e, fl)
+	return applyFleet(ctx, e, fl)
 }
 
 // fleetRefused prints every problem of a refused fleet file, one a line
@@ -41,9 +42,9 @@ func fleetRefused(e *env, path string, err error) error {
 	return fmt.Errorf("fleet file %s refused: %d problem(s) listed above; nothing was loaded", path, len(invalid.Problems))
 }
 
-// loadFleet upserts a parsed fleet and tells the running workflows of every
+// applyFleet upserts a parsed fleet and tells the running workflows of every
 // instance whose admins changed.
-func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
+func applyFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return err
@@ -66,11 +67,11 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 	c, err := e.temporal(ctx)
 	if err != nil {
 		return fmt.Errorf("the fleet is loaded, but the running updates of %d instance(s) with new admins were not told (%w); tell them with: %s",
-			len(changed), err, syncAdminsCommand(changed))
+			len(changed), err, adminSyncCommand(changed))
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, loadSyncConcurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, adminSyncConcurrency)
 	if err != nil {
-		return fmt.Errorf("the fleet is loaded, but %w; tell them with: %s", err, syncAdminsCommand(changed))
+		return fmt.Errorf("the fleet is loaded, but %w; tell them with: %s", err, adminSyncCommand(changed))
 	}
 	if failed := result.failedInstances(); len(failed) > 0 || ctx.Err() != nil {
 		result.write(e.stdout)
@@ -78,13 +79,13 @@ func loadFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 			failed = changed // which ones were reached is not worth sorting out
 		}
 		return fmt.Errorf("the fleet is loaded, but %d instance(s) kept their old admins in running updates (listed above); retry with: %s",
-			len(failed), syncAdminsCommand(failed))
+			len(failed), adminSyncCommand(failed))
 	}
 	return nil
 }
 
-// loadSyncConcurrency bounds the instances a load tells of new admins at once.
-const loadSyncConcurrency = 16
+// adminSyncConcurrency bounds the instances a load tells of new admins at once.
+const adminSyncConcurrency = 16
 
 // writeLoadReport prints what a load changed, one line per kind of row.
 func writeLoadReport(w io.Writer, r store.FleetLoadReport) {

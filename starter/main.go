@@ -38,11 +38,6 @@ func main() {
 	os.Exit(cli.ExitCode("starter", err, os.Stderr))
 }
 
-// usagef is cli.Usagef, for the flag checks of every subcommand.
-func usagef(format string, args ...any) error {
-	return cli.Usagef(format, args...)
-}
-
 // command is one subcommand.
 type command struct {
 	name     string
@@ -75,7 +70,7 @@ func init() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		printUsage(stderr)
-		return usagef("no subcommand given")
+		return cli.Usagef("no subcommand given")
 	}
 	name := args[0]
 	if name == "-h" || name == "-help" || name == "--help" || name == "help" {
@@ -97,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	return usagef("unknown subcommand %q (one of: %s; see starter -h)", name, commandNames())
+	return cli.Usagef("unknown subcommand %q (one of: %s; see starter -h)", name, commandNames())
 }
 
 func commandNames() string {
@@ -139,10 +134,10 @@ func parseFlags(fs *flag.FlagSet, e *env, args []string, maxArgs int) error {
 		return errHelpShown
 	}
 	if err != nil {
-		return usagef("%s: %v (see starter %s -h)", fs.Name(), err, fs.Name())
+		return cli.Usagef("%s: %v (see starter %s -h)", fs.Name(), err, fs.Name())
 	}
 	if fs.NArg() > maxArgs {
-		return usagef("%s: unexpected argument %q (see starter %s -h)", fs.Name(), fs.Arg(maxArgs), fs.Name())
+		return cli.Usagef("%s: unexpected argument %q (see starter %s -h)", fs.Name(), fs.Arg(maxArgs), fs.Name())
 	}
 	return nil
 }
@@ -162,7 +157,7 @@ func printFlags(fs *flag.FlagSet, w io.Writer) {
 func required(fs *flag.FlagSet, names ...string) error {
 	for _, name := range names {
 		if fs.Lookup(name).Value.String() == "" {
-			return usagef("%s: --%s is required (see starter %s -h)", fs.Name(), name, fs.Name())
+			return cli.Usagef("%s: --%s is required (see starter %s -h)", fs.Name(), name, fs.Name())
 		}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -35,9 +36,9 @@ func runRollout(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *concurrency < 1 || *concurrency > 1000 {
-		return usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
+		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
 	}
-	summary, err := rollout(ctx, e, rolloutPlan{
+	summary, err := rollout(ctx, e, releasePlan{
 		Version:         *version,
 		Concurrency:     *concurrency,
 		DryRun:          *dryRun,
@@ -54,8 +55,8 @@ func runRollout(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// rolloutPlan is what one rollout does.
-type rolloutPlan struct {
+// releasePlan is what one rollout does.
+type releasePlan struct {
 	Version     string
 	Concurrency int
 	DryRun      bool
@@ -73,11 +74,11 @@ type rolloutPlan struct {
 	SlotsFrom time.Time
 }
 
-// rolloutOutcome is what happened to one candidate.
-type rolloutOutcome int
+// outcome is what happened to one candidate.
+type outcome int
 
 const (
-	outcomeStarted rolloutOutcome = iota
+	outcomeStarted outcome = iota
 	outcomeAlreadyRunning
 	outcomeNotEligible
 	outcomeNoCapacity
@@ -99,21 +100,21 @@ var outcomeNames = [outcomeCount]string{
 	outcomeNotAttempted:   "not attempted",
 }
 
-// rolloutResult is one candidate's outcome and why.
-type rolloutResult struct {
+// candidateResult is one candidate's outcome and why.
+type candidateResult struct {
 	InstanceID string
-	Outcome    rolloutOutcome
+	Outcome    outcome
 	Detail     string
 }
 
-// rolloutSummary counts outcomes and keeps the reasons worth reading.
-type rolloutSummary struct {
+// outcomeSummary counts outcomes and keeps the reasons worth reading.
+type outcomeSummary struct {
 	mu      sync.Mutex
 	counts  [outcomeCount]int
-	details []rolloutResult // failures, no capacity, dry-run plans
+	details []candidateResult // failures, no capacity, dry-run plans
 }
 
-func (s *rolloutSummary) add(r rolloutResult) {
+func (s *outcomeSummary) add(r candidateResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counts[r.Outcome]++
@@ -123,14 +124,14 @@ func (s *rolloutSummary) add(r rolloutResult) {
 	}
 }
 
-func (s *rolloutSummary) count(o rolloutOutcome) int {
+func (s *outcomeSummary) count(o outcome) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.counts[o]
 }
 
 // write prints one line per noteworthy candidate, then the counts.
-func (s *rolloutSummary) write(w io.Writer, version string, dryRun bool) {
+func (s *outcomeSummary) write(w io.Writer, version string, dryRun bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.details {
@@ -159,7 +160,7 @@ func (s *rolloutSummary) write(w io.Writer, version string, dryRun bool) {
 
 // rollout books slots for and starts the update of every eligible
 // candidate, Concurrency at a time, and prints the summary.
-func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, error) {
+func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, error) {
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return nil, err
@@ -192,8 +193,8 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionClearOnFinish())
 	}
-	summary := &rolloutSummary{}
-	starter := &rolloutStarter{store: st, client: c, taskQueue: e.cfg.TaskQueue, plan: plan}
+	summary := &outcomeSummary{}
+	starter := &updateStarter{store: st, client: c, taskQueue: e.cfg.TaskQueue, plan: plan}
 	// Sandboxes take the earliest slots: every sandbox is booked before the
 	// first production instance.
 	for _, wave := range kindWaves(candidates) {
@@ -202,7 +203,7 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 		for _, candidate := range wave {
 			if ctx.Err() != nil {
 				// Interrupted (Ctrl-C): start nothing more, count the rest.
-				summary.add(rolloutResult{InstanceID: candidate.Instance.ID, Outcome: outcomeNotAttempted})
+				summary.add(candidateResult{InstanceID: candidate.Instance.ID, Outcome: outcomeNotAttempted})
 				continue
 			}
 			g.Go(func() error {
@@ -225,16 +226,16 @@ func rollout(ctx context.Context, e *env, plan rolloutPlan) (*rolloutSummary, er
 	return summary, nil
 }
 
-// rolloutStarter starts the update of one candidate.
-type rolloutStarter struct {
+// updateStarter starts the update of one candidate.
+type updateStarter struct {
 	store     *store.Store
 	client    client.Client
 	taskQueue string
-	plan      rolloutPlan
+	plan      releasePlan
 }
 
-func (s *rolloutStarter) start(ctx context.Context, cand store.RolloutCandidate) rolloutResult {
-	result := rolloutResult{InstanceID: cand.Instance.ID}
+func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) candidateResult {
+	result := candidateResult{InstanceID: cand.Instance.ID}
 	if ctx.Err() != nil {
 		result.Outcome = outcomeNotAttempted // waited for a turn while interrupted
 		return result
@@ -304,18 +305,18 @@ func (s *rolloutStarter) start(ctx context.Context, cand store.RolloutCandidate)
 	return result
 }
 
-// rolloutCheckTimeout bounds the look-up after a failed start; it runs on
+// startCheckTimeout bounds the look-up after a failed start; it runs on
 // a fresh context, so an interrupted rollout still finds out.
-const rolloutCheckTimeout = 10 * time.Second
+const startCheckTimeout = 10 * time.Second
 
 // afterFailedStart settles a start that returned startErr. A cancelled,
 // timed-out or unanswered request may still have started the workflow,
 // which then owns the slots, so they are released only when the server
 // says the workflow does not exist. Slots kept in doubt are safe: a
 // re-run's booking reuses them for the same update.
-func (s *rolloutStarter) afterFailedStart(ctx context.Context, cand store.RolloutCandidate, id string, startErr error) rolloutResult {
-	result := rolloutResult{InstanceID: cand.Instance.ID}
-	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rolloutCheckTimeout)
+func (s *updateStarter) afterFailedStart(ctx context.Context, cand store.RolloutCandidate, id string, startErr error) candidateResult {
+	result := candidateResult{InstanceID: cand.Instance.ID}
+	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCheckTimeout)
 	defer cancel()
 	_, err := s.client.DescribeWorkflow(checkCtx, id, "")
 	switch {

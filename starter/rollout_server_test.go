@@ -18,6 +18,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -53,7 +54,7 @@ type rolloutFixture struct {
 	server client.Client
 	pool   *pgxpool.Pool
 	cfg    config.Config
-	run    demoRun
+	run    demo.Run
 }
 
 func newRolloutFixture(t *testing.T) rolloutFixture {
@@ -62,9 +63,9 @@ func newRolloutFixture(t *testing.T) rolloutFixture {
 	dbURL := pgtest.NewDatabase(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", dbURL)
-	t.Setenv("SECONDARY_MIN_GAP", demoSecondaryGap.String())
-	run := newDemoRun("ro", time.Now())
-	data, err := run.fleetFile()
+	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
+	run := demo.NewRun("ro", time.Now())
+	data, err := run.FleetFile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +81,12 @@ func newRolloutFixture(t *testing.T) rolloutFixture {
 }
 
 // rollout runs a rollout of the demo version through c, with the output in out.
-func (f rolloutFixture) rollout(ctx context.Context, c client.Client, out *bytes.Buffer, concurrency int, instances ...string) (*rolloutSummary, error) {
+func (f rolloutFixture) rollout(ctx context.Context, c client.Client, out *bytes.Buffer, concurrency int, instances ...string) (*outcomeSummary, error) {
 	// The env is not closed: the pool is the fixture's and c wraps the server's client.
 	e := &env{cfg: f.cfg, stdout: out, stderr: out, temporalClient: c, pool: f.pool}
-	plan := rolloutPlan{
-		Version: demoVersion, Concurrency: concurrency,
-		ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow, SecondaryMinGap: demoSecondaryGap,
+	plan := releasePlan{
+		Version: demo.Version, Concurrency: concurrency,
+		ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow, SecondaryMinGap: demo.SecondaryGap,
 	}
 	if instances != nil {
 		plan.Instances = map[string]bool{}
@@ -98,7 +99,7 @@ func (f rolloutFixture) rollout(ctx context.Context, c client.Client, out *bytes
 
 func (f rolloutFixture) bookings(t *testing.T, instanceID string) int {
 	t.Helper()
-	rows, err := store.New(f.pool).Bookings(context.Background(), instanceID, demoVersion)
+	rows, err := store.New(f.pool).Bookings(context.Background(), instanceID, demo.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,20 +178,20 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 		return nil, serviceerror.NewUnavailable("connection reset")
 	}
 
-	notStarted := f.run.instanceID("contoso-prod")
+	notStarted := f.run.InstanceID("contoso-prod")
 	var out bytes.Buffer
 	summary, err := f.rollout(context.Background(), &unreliableStartClient{Client: f.server, start: unavailable}, &out, 1, notStarted)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if summary.count(outcomeFailed) != 1 || !strings.Contains(out.String(), "start "+workflows.WorkflowID(notStarted, demoVersion)+": connection reset") {
+	if summary.count(outcomeFailed) != 1 || !strings.Contains(out.String(), "start "+workflows.WorkflowID(notStarted, demo.Version)+": connection reset") {
 		t.Errorf("a refused start:\n%s", out.String())
 	}
 	if n := f.bookings(t, notStarted); n != 0 {
 		t.Errorf("%s keeps %d bookings although its workflow does not exist", notStarted, n)
 	}
 
-	unknown := f.run.instanceID("fabrikam-prod")
+	unknown := f.run.InstanceID("fabrikam-prod")
 	out.Reset()
 	lookUpFails := &unreliableStartClient{Client: f.server, start: unavailable}
 	lookUps := 0

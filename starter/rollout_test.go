@@ -14,15 +14,15 @@ import (
 )
 
 func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
-	summary := &rolloutSummary{}
-	outcomes := map[rolloutOutcome]int{
+	summary := &outcomeSummary{}
+	outcomes := map[outcome]int{
 		outcomeStarted: 40, outcomeAlreadyRunning: 7, outcomeNotEligible: 5, outcomeNoCapacity: 2, outcomeFailed: 1,
 	}
 	var wg sync.WaitGroup
 	for outcome, n := range outcomes {
 		for i := range n {
 			wg.Go(func() {
-				r := rolloutResult{InstanceID: "i", Outcome: outcome}
+				r := candidateResult{InstanceID: "i", Outcome: outcome}
 				if outcome == outcomeFailed {
 					r.InstanceID, r.Detail = "initech-prod", "start service-update:initech-prod:9.2.0: unavailable"
 				}
@@ -56,9 +56,9 @@ func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 }
 
 func TestDryRunSummary(t *testing.T) {
-	summary := &rolloutSummary{}
-	summary.add(rolloutResult{InstanceID: "acme-test", Outcome: outcomePlanned, Detail: "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional"})
-	summary.add(rolloutResult{InstanceID: "acme-prod", Outcome: outcomeAlreadyRunning})
+	summary := &outcomeSummary{}
+	summary.add(candidateResult{InstanceID: "acme-test", Outcome: outcomePlanned, Detail: "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional"})
+	summary.add(candidateResult{InstanceID: "acme-prod", Outcome: outcomeAlreadyRunning})
 	var out bytes.Buffer
 	summary.write(&out, "9.2.0", true)
 	text := out.String()

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -25,7 +26,7 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *concurrency < 1 || *concurrency > 1000 {
-		return usagef("sync-admins: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
+		return cli.Usagef("sync-admins: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
 	}
 	pool, err := e.postgres(ctx)
 	if err != nil {
@@ -45,7 +46,7 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 	}
 	if len(result.failed) > 0 {
 		return fmt.Errorf("%d instance(s) kept their old admins in running updates (listed above); retry with: %s",
-			len(result.failedInstances()), syncAdminsCommand(result.failedInstances()))
+			len(result.failedInstances()), adminSyncCommand(result.failedInstances()))
 	}
 	return nil
 }
@@ -65,9 +66,9 @@ func (l *instanceList) Set(value string) error {
 	return nil
 }
 
-// syncAdminsCommand is the command that retries sending the database's
+// adminSyncCommand is the command that retries sending the database's
 // admins to the running updates of instances.
-func syncAdminsCommand(instances []string) string {
+func adminSyncCommand(instances []string) string {
 	var b strings.Builder
 	b.WriteString("starter sync-admins")
 	for _, id := range instances {

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -43,7 +44,7 @@ func (f updateFilter) query() (string, error) {
 			continue
 		}
 		if strings.ContainsAny(c.value, `'"\`) {
-			return "", usagef("--%s %s: quotes and backslashes are not allowed", c.flag, c.value)
+			return "", cli.Usagef("--%s %s: quotes and backslashes are not allowed", c.flag, c.value)
 		}
 		clauses = append(clauses, fmt.Sprintf("%s = '%s'", c.key.GetName(), c.value))
 	}
