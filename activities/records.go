@@ -65,11 +65,16 @@ func (a *StoreActivities) ReleaseSlots(ctx context.Context, in workflows.Release
 }
 
 // RecordInstanceVersion records the version an instance runs after a
-// successful update.
+// successful update; it never moves the version back.
 func (a *StoreActivities) RecordInstanceVersion(ctx context.Context, in workflows.RecordVersionInput) (workflows.RecordVersionResult, error) {
 	res, err := a.Store.RecordInstanceVersion(ctx, in)
 	if err != nil {
 		return res, activityError(err)
+	}
+	if res.Unchanged {
+		activity.GetLogger(ctx).Info("Instance version unchanged: it already runs this or a later release",
+			"instanceId", in.InstanceID, "version", in.Version, "currentVersion", res.PreviousVersion)
+		return res, nil
 	}
 	activity.GetLogger(ctx).Info("Instance version recorded", "instanceId", in.InstanceID, "version", in.Version, "previousVersion", res.PreviousVersion)
 	return res, nil

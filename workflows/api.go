@@ -390,6 +390,9 @@ type RecordVersionInput struct {
 // RecordVersionResult reports the version the instance ran before.
 type RecordVersionResult struct {
 	PreviousVersion string `json:"previousVersion"`
+	// Unchanged: the instance already ran Version or a later release, so
+	// nothing was recorded (versions only move forward).
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // ApplyUpdateInput runs the update of one instance inside one window.

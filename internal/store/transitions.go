@@ -12,29 +12,47 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// recordVersionSQL returns the version the instance ran before, read
-// under the row lock the update takes.
+// recordVersionSQL moves an instance to a version only forward, by
+// release order: under the instance's row lock it compares the ordinal of
+// the version it runs with the new one's and updates only when the new one
+// is later. It returns the version run before, whether the new version
+// exists, and whether the row moved; no row means no such instance.
 const recordVersionSQL = `
-UPDATE instances AS i SET current_version = $2, updated_at = now()
-FROM (SELECT id, current_version FROM instances WHERE id = $1 FOR UPDATE) AS prev
-WHERE i.id = prev.id
-RETURNING prev.current_version`
+WITH prev AS (
+    SELECT i.id, i.current_version, cur.ordinal AS current_ordinal, tgt.ordinal AS new_ordinal
+    FROM instances i
+    JOIN releases cur ON cur.version = i.current_version
+    LEFT JOIN releases tgt ON tgt.version = $2
+    WHERE i.id = $1
+    FOR UPDATE OF i
+), moved AS (
+    UPDATE instances AS i SET current_version = $2, updated_at = now()
+    FROM prev
+    WHERE i.id = prev.id AND prev.new_ordinal > prev.current_ordinal
+    RETURNING i.id
+)
+SELECT prev.current_version, prev.new_ordinal IS NOT NULL, EXISTS (SELECT 1 FROM moved) FROM prev`
 
 // RecordInstanceVersion records that an instance now runs version. A
-// repeated call (a retried activity) reports the version itself as the
-// previous one.
+// version only moves forward: recording the version the instance runs (a
+// retried activity) or an older one (a late success of an older update)
+// changes nothing and says so with Unchanged.
 func (s *Store) RecordInstanceVersion(ctx context.Context, in workflows.RecordVersionInput) (workflows.RecordVersionResult, error) {
 	var res workflows.RecordVersionResult
 	if in.InstanceID == "" || in.Version == "" {
 		return res, errorf(ErrInvalidRequest, "record instance version: instanceId and version required")
 	}
-	err := s.db.QueryRow(ctx, recordVersionSQL, in.InstanceID, in.Version).Scan(&res.PreviousVersion)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var known, moved bool
+	err := s.db.QueryRow(ctx, recordVersionSQL, in.InstanceID, in.Version).Scan(&res.PreviousVersion, &known, &moved)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return res, errorf(ErrNotFound, "record instance version: instance %q does not exist", in.InstanceID)
-	}
-	if err != nil {
+	case err != nil:
 		return res, mapError(err, fmt.Sprintf("record version %s on instance %q", in.Version, in.InstanceID))
+	case !known:
+		return workflows.RecordVersionResult{}, errorf(ErrNotFound, "record version %s on instance %q: release %q does not exist", in.Version, in.InstanceID, in.Version)
 	}
+	res.Unchanged = !moved
 	return res, nil
 }
 

@@ -30,7 +30,30 @@ func TestRecordInstanceVersion(t *testing.T) {
 	_, err = s.RecordInstanceVersion(ctx, workflows.RecordVersionInput{InstanceID: "ghost", Version: "9.2.0"})
 	wantErr(t, err, store.ErrNotFound, `record instance version: instance "ghost" does not exist`)
 	_, err = s.RecordInstanceVersion(ctx, workflows.RecordVersionInput{InstanceID: "inst-000", Version: "9.9.9"})
-	wantErr(t, err, store.ErrNotFound, `record version 9.9.9 on instance "inst-000": refers to something that does not exist (Key (current_version)=(9.9.9) is not present in table "releases".)`)
+	wantErr(t, err, store.ErrNotFound, `record version 9.9.9 on instance "inst-000": release "9.9.9" does not exist`)
+}
+
+// A late success of an older update (9.1.0 finishing after 9.3.0) must
+// not move the instance back: versions only move forward, by release
+// order, and a call that would not is a no-op that says so.
+func TestRecordInstanceVersionOnlyMovesForward(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, tx := setup(t, storetest.Fleet(1, 5))
+	res, err := s.RecordInstanceVersion(ctx, workflows.RecordVersionInput{InstanceID: "inst-000", Version: "9.3.0"})
+	if err != nil || res != (workflows.RecordVersionResult{PreviousVersion: "9.0.0"}) {
+		t.Fatalf("record 9.3.0 = %+v, %v; want previous 9.0.0, recorded", res, err)
+	}
+	for _, older := range []string{"9.1.0", "9.2.0", "9.3.0"} {
+		res, err := s.RecordInstanceVersion(ctx, workflows.RecordVersionInput{InstanceID: "inst-000", Version: older})
+		if err != nil || res != (workflows.RecordVersionResult{PreviousVersion: "9.3.0", Unchanged: true}) {
+			t.Errorf("record %s on an instance at 9.3.0 = %+v, %v; want unchanged at 9.3.0", older, res, err)
+		}
+	}
+	var version string
+	if err := tx.QueryRow(ctx, "SELECT current_version FROM instances WHERE id = 'inst-000'").Scan(&version); err != nil || version != "9.3.0" {
+		t.Fatalf("instance runs %q (%v), want 9.3.0", version, err)
+	}
 }
 
 func TestRecordTransitionAuditAndProjection(t *testing.T) {
