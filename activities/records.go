@@ -92,6 +92,7 @@ func activityError(err error) error {
 		{store.ErrSlotNotOffered, workflows.ErrTypeSlotNotOffered},
 		{store.ErrNotFound, workflows.ErrTypeNotFound},
 		{store.ErrInvalidRequest, workflows.ErrTypeInvalidInput},
+		{store.ErrInstanceHeld, workflows.ErrTypeInstanceHeld},
 		{store.ErrDuplicate, workflows.ErrTypeInvalidInput},
 	} {
 		if errors.Is(err, m.sentinel) {

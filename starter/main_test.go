@@ -75,7 +75,7 @@ func TestCommandLineMistakes(t *testing.T) {
 			`reschedule: invalid value "tomorrow" for flag -primary: not an RFC 3339 time`},
 		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "2026-03-03T02:00:00+01:00"},
 			"reschedule: --secondary is required"},
-		{[]string{"list", "--status", "Done"}, `list: --status "Done" is not a status (accepted: Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled)`},
+		{[]string{"list", "--status", "Done"}, `list: --status "Done" is not a status (accepted: Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled, Superseded)`},
 		{[]string{"list", "--version", "9.2'--"}, "--version 9.2'--: quotes and backslashes are not allowed"},
 		{[]string{"status"}, "status: --instance is required"},
 		{[]string{"cancel", "--instance", "acme-prod", "--wait", "soon"}, `cancel: invalid value "soon" for flag -wait`},

@@ -83,6 +83,9 @@ const (
 	outcomeNotEligible
 	outcomeNoCapacity
 	outcomeFailed
+	// outcomeHeld: another open update (of another version) holds the
+	// instance; nothing was booked.
+	outcomeHeld
 	outcomePlanned // dry run: would be booked and started
 	// outcomeNotAttempted: the rollout was interrupted before this
 	// candidate; a re-run takes it up.
@@ -96,6 +99,7 @@ var outcomeNames = [outcomeCount]string{
 	outcomeNotEligible:    "not eligible",
 	outcomeNoCapacity:     "no capacity",
 	outcomeFailed:         "failed",
+	outcomeHeld:           "held",
 	outcomePlanned:        "would start",
 	outcomeNotAttempted:   "not attempted",
 }
@@ -105,13 +109,16 @@ type candidateResult struct {
 	InstanceID string
 	Outcome    outcome
 	Detail     string
+	// HeldBy is the open update that holds the instance (outcomeHeld):
+	// its workflow ID, target, whether it is mandatory, its status.
+	HeldBy store.Holder
 }
 
 // outcomeSummary counts outcomes and keeps the reasons worth reading.
 type outcomeSummary struct {
 	mu      sync.Mutex
 	counts  [outcomeCount]int
-	details []candidateResult // failures, no capacity, dry-run plans
+	details []candidateResult // failures, held, no capacity, dry-run plans
 }
 
 func (s *outcomeSummary) add(r candidateResult) {
@@ -119,7 +126,7 @@ func (s *outcomeSummary) add(r candidateResult) {
 	defer s.mu.Unlock()
 	s.counts[r.Outcome]++
 	switch r.Outcome {
-	case outcomeFailed, outcomeNoCapacity, outcomePlanned:
+	case outcomeFailed, outcomeHeld, outcomeNoCapacity, outcomePlanned:
 		s.details = append(s.details, r)
 	}
 }
@@ -258,11 +265,18 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 		return result
 	}
 	if s.plan.DryRun {
+		if h, found, err := s.store.OpenUpdate(ctx, cand.Instance.ID); err != nil {
+			result.Outcome, result.Detail = outcomeFailed, err.Error()
+			return result
+		} else if found && h.WorkflowID != id {
+			return held(result, h)
+		}
 		result.Outcome = outcomePlanned
 		result.Detail = fmt.Sprintf("%s %s in %s, %s → %s, %s", cand.Instance.Kind, cand.Instance.Name, cand.Instance.Region,
 			cand.CurrentVersion, s.plan.Version, cand.Eligibility)
 		return result
 	}
+	var heldErr *store.HeldError
 	input, err := s.store.BookRolloutSlots(ctx, store.BookRolloutSlotsParams{
 		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap, Now: cmp.Or(s.plan.SlotsFrom, time.Now()),
 	})
@@ -273,14 +287,14 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 	case errors.Is(err, store.ErrNotEligible):
 		result.Outcome, result.Detail = outcomeNotEligible, err.Error()
 		return result
+	case errors.As(err, &heldErr):
+		return held(result, heldErr.Holder)
 	case err != nil && ctx.Err() != nil:
 		// Interrupted while booking: the transaction may have committed, and
 		// no workflow was asked to start, so any bookings are surely unowned.
 		result.Outcome = outcomeNotAttempted
-		if _, releaseErr := s.store.ReleaseSlots(context.WithoutCancel(ctx), workflows.ReleaseSlotsInput{
-			InstanceID: cand.Instance.ID, OfferedVersion: s.plan.Version,
-		}); releaseErr != nil {
-			result.Outcome, result.Detail = outcomeFailed, "interrupted while booking slots, and releasing them failed: "+releaseErr.Error()
+		if _, abandonErr := s.store.AbandonUpdate(context.WithoutCancel(ctx), cand.Instance.ID, s.plan.Version); abandonErr != nil {
+			result.Outcome, result.Detail = outcomeFailed, "interrupted while booking slots, and releasing them failed: "+abandonErr.Error()
 		}
 		return result
 	case err != nil:
@@ -334,13 +348,20 @@ func (s *updateStarter) afterFailedStart(ctx context.Context, cand store.Rollout
 	if ctx.Err() != nil {
 		result.Outcome, result.Detail = outcomeNotAttempted, ""
 	}
-	// No workflow holds the reservations just made: give them back.
-	if _, releaseErr := s.store.ReleaseSlots(checkCtx, workflows.ReleaseSlotsInput{
-		InstanceID: cand.Instance.ID, OfferedVersion: s.plan.Version,
-	}); releaseErr != nil {
+	// No workflow holds the reservations and the instance: give them back.
+	if _, abandonErr := s.store.AbandonUpdate(checkCtx, cand.Instance.ID, s.plan.Version); abandonErr != nil {
 		result.Outcome = outcomeFailed
-		result.Detail = "start " + id + ": " + startErr.Error() + "; releasing its slots failed too: " + releaseErr.Error()
+		result.Detail = "start " + id + ": " + startErr.Error() + "; releasing its slots failed too: " + abandonErr.Error()
 	}
+	return result
+}
+
+// held is the outcome of a candidate whose instance another open update
+// holds. Superseding it is the workflow's business; the rollout only says
+// which update stands in the way.
+func held(result candidateResult, h store.Holder) candidateResult {
+	result.Outcome, result.HeldBy = outcomeHeld, h
+	result.Detail = "held by open update " + h.String()
 	return result
 }
 

@@ -190,6 +190,9 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 	if n := f.bookings(t, notStarted); n != 0 {
 		t.Errorf("%s keeps %d bookings although its workflow does not exist", notStarted, n)
 	}
+	if h, found, err := store.New(f.pool).OpenUpdate(context.Background(), notStarted); err != nil || found {
+		t.Errorf("%s is still held by %+v (%v) although its workflow does not exist", notStarted, h, err)
+	}
 
 	unknown := f.run.InstanceID("fabrikam-prod")
 	out.Reset()
@@ -212,5 +215,51 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 	}
 	if n := f.bookings(t, unknown); n != 2 {
 		t.Errorf("%s has %d bookings after a start in doubt, want both kept", unknown, n)
+	}
+	if h, found, err := store.New(f.pool).OpenUpdate(context.Background(), unknown); err != nil || !found || h.WorkflowID != workflows.WorkflowID(unknown, demo.Version) {
+		t.Errorf("%s held by %+v, %t (%v) after a start in doubt; want its own update to keep it", unknown, h, found, err)
+	}
+}
+
+// TestRolloutReportsAnInstanceHeldByAnotherUpdate meets an instance whose
+// update of another version is still open: the dry run and the rollout
+// both name that update, nothing is booked and no workflow is started.
+func TestRolloutReportsAnInstanceHeldByAnotherUpdate(t *testing.T) {
+	f := newRolloutFixture(t)
+	ctx := context.Background()
+	instance := f.run.InstanceID("contoso-prod")
+	holderID := workflows.WorkflowID(instance, "9.1.0")
+	if _, err := store.New(f.pool).RecordTransition(ctx, "held/1", workflows.RecordTransitionInput{
+		Actor: "ben.ops@contoso.example", Channel: workflows.ChannelUpdate, Action: "approved", From: workflows.StatusScheduled,
+		Snapshot: workflows.StatusView{
+			WorkflowID: holderID, InstanceID: instance, TenantID: "contoso", CurrentVersion: "9.0.0",
+			OfferedVersion: "9.1.0", TargetVersion: "9.1.0", Status: workflows.StatusApproved,
+			Primary: workflows.Window{Start: f.run.Slot(0)}, Secondary: workflows.Window{Start: f.run.Slot(1)},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantLine := "held by open update " + holderID + " (Approved)"
+
+	e := &env{cfg: f.cfg, temporalClient: f.server, pool: f.pool}
+	for _, dryRun := range []bool{true, false} {
+		var out bytes.Buffer
+		e.stdout, e.stderr = &out, &out
+		summary, err := rollout(ctx, e, releasePlan{
+			Version: demo.Version, Concurrency: 1, DryRun: dryRun, SecondaryMinGap: demo.SecondaryGap,
+			ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow, Instances: map[string]bool{instance: true},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if summary.count(outcomeHeld) != 1 || !strings.Contains(out.String(), instance) || !strings.Contains(out.String(), wantLine) {
+			t.Errorf("dry run %t: want %s %q:\n%s", dryRun, instance, wantLine, out.String())
+		}
+	}
+	if n := f.bookings(t, instance); n != 0 {
+		t.Errorf("%s has %d bookings for %s although another update holds it", instance, n, demo.Version)
+	}
+	if _, err := f.server.DescribeWorkflow(ctx, workflows.WorkflowID(instance, demo.Version), ""); !isNotFound(err) {
+		t.Errorf("the %s update of a held instance was started (describe: %v)", demo.Version, err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 	summary := &outcomeSummary{}
 	outcomes := map[outcome]int{
-		outcomeStarted: 40, outcomeAlreadyRunning: 7, outcomeNotEligible: 5, outcomeNoCapacity: 2, outcomeFailed: 1,
+		outcomeStarted: 40, outcomeAlreadyRunning: 7, outcomeNotEligible: 5, outcomeNoCapacity: 2, outcomeFailed: 1, outcomeHeld: 3,
 	}
 	var wg sync.WaitGroup
 	for outcome, n := range outcomes {
@@ -28,6 +28,11 @@ func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 				}
 				if outcome == outcomeNoCapacity && i == 0 {
 					r.InstanceID, r.Detail = "acme-prod", "no slot pair with free capacity"
+				}
+				if outcome == outcomeHeld {
+					r = held(candidateResult{InstanceID: "globex-prod"}, store.Holder{
+						WorkflowID: "service-update:globex-prod:9.1.0", OfferedVersion: "9.1.0", TargetVersion: "9.1.0", Status: workflows.StatusApproved,
+					})
 				}
 				summary.add(r)
 			})
@@ -44,7 +49,8 @@ func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"initech-prod", "failed", "unavailable", "acme-prod", "no capacity",
-		"rollout of 9.2.0, 55 candidate(s): started 40, already running 7, not eligible 5, no capacity 2, failed 1\n",
+		"globex-prod                      held         held by open update service-update:globex-prod:9.1.0 (Approved)\n",
+		"rollout of 9.2.0, 58 candidate(s): started 40, already running 7, not eligible 5, no capacity 2, failed 1, held 3\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("summary lacks %q:\n%s", want, text)
@@ -64,7 +70,7 @@ func TestDryRunSummary(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"acme-test", "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional",
-		"dry run (nothing booked, nothing started) of 9.2.0, 2 candidate(s): already running 1, not eligible 0, no capacity 0, failed 0, would start 1",
+		"dry run (nothing booked, nothing started) of 9.2.0, 2 candidate(s): already running 1, not eligible 0, no capacity 0, failed 0, held 0, would start 1",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("dry-run summary lacks %q:\n%s", want, text)

@@ -57,6 +57,9 @@ const (
 	ErrTypeMailRejected   = "MailRejected"
 	ErrTypeUpdateFailed   = "UpdateFailed"
 	ErrTypeInvalidInput   = "InvalidInput"
+	// ErrTypeInstanceHeld: another open update holds the instance (one
+	// open update per instance); the message names it.
+	ErrTypeInstanceHeld = "InstanceHeld"
 )
 
 // Search attributes kept current on every transition.
@@ -88,19 +91,22 @@ const (
 	StatusFailed            Status = "Failed"
 	StatusNotApproved       Status = "NotApproved"
 	StatusCancelled         Status = "Cancelled"
+	// StatusSuperseded closes an update that a newer one of the same
+	// instance replaced; only one update per instance is open at a time.
+	StatusSuperseded Status = "Superseded"
 )
 
 // AllStatuses lists every status in lifecycle order (for CLI validation and
 // summaries).
 var AllStatuses = []Status{
 	StatusScheduled, StatusApproved, StatusInProgress, StatusFallbackScheduled,
-	StatusSucceeded, StatusFailed, StatusNotApproved, StatusCancelled,
+	StatusSucceeded, StatusFailed, StatusNotApproved, StatusCancelled, StatusSuperseded,
 }
 
 // Terminal reports whether no further transition can follow s.
 func (s Status) Terminal() bool {
 	switch s {
-	case StatusSucceeded, StatusFailed, StatusNotApproved, StatusCancelled:
+	case StatusSucceeded, StatusFailed, StatusNotApproved, StatusCancelled, StatusSuperseded:
 		return true
 	}
 	return false

@@ -148,6 +148,10 @@ func givePlaceResult(slotID int64, tag pgconn.CommandTag) error {
 // are given back and the new ones taken. Booking the slots already held
 // changes nothing. It fails with ErrSlotNotOffered or ErrSlotFull, naming
 // the slot, and then leaves the previous reservations as they were.
+//
+// Booking takes the instance for the update: while another open update
+// holds it the booking fails with a *HeldError; an update that had closed
+// (NotApproved, booking again through a late Reschedule) is open again.
 func (s *Store) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (workflows.BookSlotsResult, error) {
 	var res workflows.BookSlotsResult
 	var missing []string
@@ -195,8 +199,20 @@ func (s *Store) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (wor
 			_, err := pgx.ForEachRow(rows, []any{&role, &slotID}, func() error { old[role] = slotID; return nil })
 			return err
 		})
+		var other *Holder
+		batch.Queue(holderSQL, in.InstanceID, workflowID, closedStatuses).Query(func(rows pgx.Rows) error {
+			var h Holder
+			_, err := pgx.ForEachRow(rows, []any{&h.WorkflowID, &h.OfferedVersion, &h.TargetVersion, &h.Mandatory, &h.Status}, func() error {
+				other = &h
+				return nil
+			})
+			return err
+		})
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return mapError(err, "read the slots and bookings of "+workflowID)
+		}
+		if other != nil {
+			return &HeldError{InstanceID: in.InstanceID, Holder: *other}
 		}
 		wanted := map[string]resolvedSlot{}
 		for _, r := range roles {
@@ -210,6 +226,7 @@ func (s *Store) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (wor
 		// update in those slots contends for, stay locked only for the
 		// final round trip before the commit.
 		batch = &pgx.Batch{}
+		batch.Queue(reopenSQL, workflowID, string(workflows.StatusApproved), closedStatuses)
 		for _, r := range roles {
 			batch.Queue(upsertBookingSQL, in.InstanceID, in.OfferedVersion, string(r), wanted[string(r)].ID, workflowID)
 		}
@@ -222,7 +239,7 @@ func (s *Store) BookSlots(ctx context.Context, in workflows.BookSlotsInput) (wor
 		res = workflows.BookSlotsResult{PrimarySlotID: wanted[string(workflows.SlotPrimary)].ID, SecondarySlotID: wanted[string(workflows.SlotSecondary)].ID}
 		return nil
 	})
-	return res, err
+	return res, s.heldOnConflict(ctx, err, in.InstanceID, workflowID)
 }
 
 // ReleaseSlots gives back every reservation of an update and reports how
@@ -236,22 +253,30 @@ func (s *Store) ReleaseSlots(ctx context.Context, in workflows.ReleaseSlotsInput
 		if err := lockUpdate(ctx, tx, in.InstanceID, in.OfferedVersion); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, deleteBookingsSQL, in.InstanceID, in.OfferedVersion)
-		if err != nil {
-			return mapError(err, "delete the bookings of "+workflows.WorkflowID(in.InstanceID, in.OfferedVersion))
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return mapError(err, "delete the bookings of "+workflows.WorkflowID(in.InstanceID, in.OfferedVersion))
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			if err := givePlace(ctx, tx, id); err != nil {
-				return err
-			}
-		}
-		res = workflows.ReleaseSlotsResult{Released: len(ids)}
-		return nil
+		released, err := releaseBookings(ctx, tx, in.InstanceID, in.OfferedVersion)
+		res = workflows.ReleaseSlotsResult{Released: released}
+		return err
 	})
 	return res, err
+}
+
+// releaseBookings deletes an update's reservations and gives their
+// places back; the caller holds the update's lock.
+func releaseBookings(ctx context.Context, tx pgx.Tx, instanceID, offeredVersion string) (int, error) {
+	what := "delete the bookings of " + workflows.WorkflowID(instanceID, offeredVersion)
+	rows, err := tx.Query(ctx, deleteBookingsSQL, instanceID, offeredVersion)
+	if err != nil {
+		return 0, mapError(err, what)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, mapError(err, what)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if err := givePlace(ctx, tx, id); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
 }

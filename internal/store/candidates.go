@@ -119,12 +119,17 @@ type BookRolloutSlotsParams struct {
 // transaction it books the earliest slot with free capacity in the
 // instance's region that starts after p.Now as primary, and the earliest
 // one starting at least p.SecondaryMinGap after the primary window ends as
-// secondary, and returns the workflow's complete Input (ReminderOffsets
-// and SecondaryMinGap are the caller's). When the update has its bookings
-// already (a rollout re-run) they are returned as they are. The
-// instance's version and eligibility are read again inside the
-// transaction, so a stale candidate cannot book a wrong update:
-// ErrNotEligible when it needs none, ErrNoCapacity when no pair is free.
+// secondary, writes the update's row (Scheduled), which holds the instance
+// for it, and returns the workflow's complete Input (ReminderOffsets and
+// SecondaryMinGap are the caller's). When the update has its bookings
+// already (a rollout re-run) they are returned as they are.
+//
+// The caller has found no workflow for the update. The instance's version
+// and eligibility are read again inside the transaction, so a stale
+// candidate cannot book a wrong update: ErrNotEligible when it needs none,
+// a *HeldError (ErrInstanceHeld) when another open update holds the
+// instance, ErrNoCapacity when no pair is free. The first two release
+// whatever an earlier try booked for the update, since no workflow holds it.
 func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) (workflows.Input, error) {
 	var in workflows.Input
 	instanceID, version := p.InstanceID, p.Version
@@ -135,7 +140,11 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 		return in, errorf(ErrInvalidRequest, "book rollout slots: secondary gap %s is negative", p.SecondaryMinGap)
 	}
 	workflowID := workflows.WorkflowID(instanceID, version)
+	// refusal is an answer for the caller that still commits: releasing
+	// what an earlier try left behind.
+	var refusal error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		refusal = nil
 		in = workflows.Input{Instance: workflows.Instance{ID: instanceID}, TargetVersion: version}
 		if err := lockUpdate(ctx, tx, instanceID, version); err != nil {
 			return err
@@ -154,9 +163,22 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 		}
 		switch workflows.Eligibility(cur, tgt) {
 		case workflows.EligibilityNone:
-			return errorf(ErrNotEligible, "instance %q runs %s, which is not older than %s: no update needed", instanceID, in.CurrentVersion, version)
+			refusal = errorf(ErrNotEligible, "instance %q runs %s, which is not older than %s: no update needed", instanceID, in.CurrentVersion, version)
 		case workflows.EligibilityMandatory:
 			in.Mandatory = true
+		}
+		if refusal == nil {
+			other, held, err := holder(ctx, tx, instanceID, workflowID)
+			if err != nil {
+				return err
+			}
+			if held {
+				refusal = &HeldError{InstanceID: instanceID, Holder: other}
+			}
+		}
+		if refusal != nil {
+			_, err := abandon(ctx, tx, instanceID, version)
+			return err
 		}
 
 		primary, secondary, err := bookPair(ctx, tx, p, in.Instance.Region, workflowID)
@@ -164,6 +186,9 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 			return err
 		}
 		in.PrimaryStart, in.SecondaryStart, in.WindowLength = primary.Start.UTC(), secondary.Start.UTC(), primary.Window
+		if err := claim(ctx, tx, workflowID, in, primary, secondary); err != nil {
+			return err
+		}
 
 		var recipients InstanceRecipients
 		if err := readRecipients(ctx, tx, instanceID, &recipients); err != nil {
@@ -182,8 +207,11 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 		})
 		return mapError(err, "read releases from "+version)
 	})
+	if err == nil {
+		err = refusal
+	}
 	if err != nil {
-		return workflows.Input{}, err
+		return workflows.Input{}, s.heldOnConflict(ctx, err, instanceID, workflowID)
 	}
 	return in, nil
 }

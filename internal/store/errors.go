@@ -25,6 +25,9 @@ var (
 	// ErrCapacityBelowBookings: a fleet load would cut a slot's capacity
 	// below the reservations it already holds.
 	ErrCapacityBelowBookings = errors.New("capacity below current bookings")
+	// ErrInstanceHeld: another open update holds the instance (at most
+	// one is open per instance). Errors of this kind are *HeldError.
+	ErrInstanceHeld = errors.New("instance held by another open update")
 )
 
 // Postgres error codes the store acts on
@@ -39,6 +42,9 @@ const (
 
 // slotCapacityConstraint guards booked <= capacity in the schema.
 const slotCapacityConstraint = "slots_booked_within_capacity"
+
+// oneOpenUpdateIndex allows one open update per instance (schemas/002).
+const oneOpenUpdateIndex = "updates_one_open_per_instance"
 
 // sentinelError is a store failure with a message for people and a
 // sentinel (and the driver's error, when there is one) for errors.Is /

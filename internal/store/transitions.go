@@ -79,7 +79,9 @@ ON CONFLICT (workflow_id) DO UPDATE SET
     snapshot = EXCLUDED.snapshot, updated_at = now()`
 
 // RecordTransition appends the audit row of one transition and refreshes
-// the updates projection from its snapshot, in one transaction.
+// the updates projection from its snapshot, in one transaction. An open
+// status while another open update holds the instance is refused with a
+// *HeldError and writes nothing (at most one update per instance is open).
 // idempotencyKey identifies the caller (the activity's run and activity
 // ID): a second call with the same key writes nothing and returns the
 // audit ID of the first.
@@ -122,5 +124,5 @@ func (s *Store) RecordTransition(ctx context.Context, idempotencyKey string, in 
 			nullText(snap.ApprovedBy), nullTime(snap.ApprovedAt), len(snap.Attempts), nullText(lastError), snapshotJSON)
 		return mapError(err, fmt.Sprintf("update the projection of %s (instance %q)", snap.WorkflowID, snap.InstanceID))
 	})
-	return res, err
+	return res, s.heldOnConflict(ctx, err, snap.InstanceID, snap.WorkflowID)
 }

@@ -139,7 +139,7 @@ func TestRecordTransitionAuditAndProjection(t *testing.T) {
 		}
 	}
 	_, err = s.ListUpdates(ctx, store.UpdateFilter{Status: "Done"})
-	wantErr(t, err, store.ErrInvalidRequest, `list updates: status "Done" is not one of Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled`)
+	wantErr(t, err, store.ErrInvalidRequest, `list updates: status "Done" is not one of Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled, Superseded`)
 
 	// An admin chose 9.3.0: the update is listed under both versions.
 	chosen := storetest.Transition("inst-001", workflows.StatusScheduled, workflows.StatusApproved)
