@@ -61,6 +61,7 @@ func init() {
 		{"reschedule", "--instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]", "move an update to other slots (RFC 3339 times), optionally to a later version", runReschedule},
 		{"status", "--instance I [--version V] [--json]", "show one update: status, windows, attempts, notices", runStatus},
 		{"list", "[--version V] [--status S]", "list updates from Temporal visibility, with counts per status", runList},
+		{"slots", "--version V [--holders=false]", "show a release's slots (UTC): capacity, booked, the updates holding them; warn where bookings and open updates disagree", runSlots},
 		{"cancel", "--instance I [--version V] [--reason R]", "cancel an update (its slots are released, admins told)", runCancel},
 		{"demo", "[--run ID]", "the demo behind `make run`: a small fleet through the whole lifecycle in minutes", runDemo},
 	}

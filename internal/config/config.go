@@ -204,7 +204,7 @@ func (c *Config) validate() error {
 		{"EXECUTOR_STOP_TIMEOUT", c.ExecutorStopTimeout, true},
 	} {
 		if d.value < 0 || (d.value == 0 && !d.zeroAllowed) {
-			return invalid(d.name, formatDuration(d.value), "")
+			return invalid(d.name, FormatDuration(d.value), "")
 		}
 	}
 	if c.ExecutorCommand != "" {

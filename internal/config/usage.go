@@ -50,7 +50,7 @@ func formatValue(v any) string {
 		if v == 0 {
 			return ""
 		}
-		return formatDuration(v)
+		return FormatDuration(v)
 	case []time.Duration:
 		return formatDurations(v)
 	case SimulatedFailures:

@@ -133,9 +133,9 @@ func SplitCommand(command string) ([]string, error) {
 	return words, nil
 }
 
-// formatDuration writes d the way a person would configure it: 720h, 90m,
+// FormatDuration writes d the way a person would configure it: 720h, 90m,
 // 30s rather than 720h0m0s.
-func formatDuration(d time.Duration) string {
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -149,7 +149,7 @@ func formatDuration(d time.Duration) string {
 func formatDurations(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
-		parts[i] = formatDuration(d)
+		parts[i] = FormatDuration(d)
 	}
 	return strings.Join(parts, ",")
 }

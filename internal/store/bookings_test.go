@@ -16,6 +16,7 @@ func TestBookSlotsBooksRebooksAndIsIdempotent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := setup(t, storetest.Fleet(2, 5))
+	storetest.Open(t, s, "inst-000")
 
 	first, err := s.BookSlots(ctx, storetest.Booking("inst-000", 0, 1))
 	if err != nil {
@@ -66,6 +67,7 @@ func TestBookSlotsBooksRebooksAndIsIdempotent(t *testing.T) {
 	if got := storetest.Usage(t, s); !reflect.DeepEqual(got, []int{0, 1, 0, 1, 0}) {
 		t.Fatalf("after refused rebooking: usage %v", got)
 	}
+	storetest.CheckBookings(t, s)
 }
 
 func TestBookSlotsErrors(t *testing.T) {
@@ -128,6 +130,7 @@ func TestReleaseSlotsIsIdempotent(t *testing.T) {
 	ctx := context.Background()
 	s, _ := setup(t, storetest.Fleet(2, 5))
 	for _, id := range []string{"inst-000", "inst-001"} {
+		storetest.Open(t, s, id)
 		if _, err := s.BookSlots(ctx, storetest.Booking(id, 0, 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -142,6 +145,7 @@ func TestReleaseSlotsIsIdempotent(t *testing.T) {
 	if got := storetest.Usage(t, s); !reflect.DeepEqual(got, []int{1, 1, 0, 0, 0}) {
 		t.Fatalf("usage = %v", got)
 	}
+	storetest.CheckBookings(t, s) // inst-000's update is open, and holds nothing now
 	_, err := s.ReleaseSlots(ctx, workflows.ReleaseSlotsInput{InstanceID: "inst-000"})
 	wantErr(t, err, store.ErrInvalidRequest, "release slots: instanceId and offeredVersion required")
 }

@@ -142,6 +142,7 @@ func TestBookRolloutSlots(t *testing.T) {
 	if !errors.Is(err, store.ErrInvalidRequest) {
 		t.Fatalf("negative gap: %v", err)
 	}
+	storetest.CheckBookings(t, s)
 }
 
 // The rollout's bookings are the same reservations BookSlots moves: an
@@ -163,6 +164,7 @@ func TestBookRolloutSlotsThenReschedule(t *testing.T) {
 	if usage := storetest.Usage(t, s); !reflect.DeepEqual(usage, []int{0, 0, 1, 1, 0}) {
 		t.Fatalf("usage = %v", usage)
 	}
+	storetest.CheckBookings(t, s)
 }
 
 // A lone reservation (left by hand, or by a tool other than BookSlots) is
@@ -188,4 +190,5 @@ SELECT 'inst-000', '9.2.0', 'secondary', id, 'service-update:inst-000:9.2.0' FRO
 	if usage := storetest.Usage(t, s); !reflect.DeepEqual(usage, []int{1, 1, 0, 0, 0}) {
 		t.Fatalf("usage = %v", usage)
 	}
+	storetest.CheckBookings(t, s)
 }

@@ -97,6 +97,7 @@ func TestRebookingStormKeepsCountersTrue(t *testing.T) {
 	ctx := context.Background()
 	s := concurrentStore(t, storetest.Fleet(instances, capacity))
 	for i := range instances {
+		storetest.Open(t, s, fmt.Sprintf("inst-%03d", i))
 		if _, err := s.BookSlots(ctx, storetest.Booking(fmt.Sprintf("inst-%03d", i), i%5, (i+2)%5)); err != nil {
 			t.Fatal(err)
 		}
@@ -128,6 +129,7 @@ func TestRebookingStormKeepsCountersTrue(t *testing.T) {
 	if total != 2*instances {
 		t.Fatalf("%d reservations in total, want %d", total, 2*instances)
 	}
+	storetest.CheckBookings(t, s)
 	for i := range instances {
 		id := fmt.Sprintf("inst-%03d", i)
 		b, err := s.Bookings(ctx, id, "9.2.0")
@@ -179,6 +181,7 @@ func TestConcurrentRolloutBookings(t *testing.T) {
 	if total != 2*placed || placed < 60 || placed > 75 {
 		t.Fatalf("%d instances placed with %d reservations", placed, total)
 	}
+	storetest.CheckBookings(t, s)
 	t.Logf("%d of %d instances placed", placed, instances)
 }
 

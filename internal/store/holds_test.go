@@ -137,6 +137,7 @@ func TestRolloutMeetsTheOpenUpdateOfAnotherVersion(t *testing.T) {
 	if got, found, err := s.OpenUpdate(ctx, "inst-001"); err != nil || !found || got != reopened {
 		t.Fatalf("after the late reschedule, OpenUpdate = %+v, %t, %v; want %+v", got, found, err, reopened)
 	}
+	storetest.CheckBookings(t, s)
 }
 
 // A re-run of a rollout for an instance that no longer needs the update,
@@ -205,6 +206,7 @@ func TestAbandonUpdate(t *testing.T) {
 	if got := storetest.Usage(t, s); !slices.Equal(got, []int{0, 0, 0, 0, 0}) {
 		t.Errorf("usage = %v, want every place back", got)
 	}
+	storetest.CheckBookings(t, s)
 	_, err := s.AbandonUpdate(ctx, "", "9.2.0")
 	wantErr(t, err, store.ErrInvalidRequest, "abandon update: instance ID and version required")
 }

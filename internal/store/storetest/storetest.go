@@ -114,3 +114,32 @@ func Usage(t testing.TB, s *store.Store) []int {
 	}
 	return booked
 }
+
+// CheckBookings fails the test when a slot's booked counter differs from
+// the reservations open updates hold in it.
+func CheckBookings(t testing.TB, s *store.Store) {
+	t.Helper()
+	for _, m := range Mismatches(t, s) {
+		t.Errorf("bookings out of step: %s", m)
+	}
+}
+
+// Mismatches returns what store.CheckBookings finds over every release.
+func Mismatches(t testing.TB, s *store.Store) []store.BookingMismatch {
+	t.Helper()
+	mismatches, err := s.CheckBookings(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mismatches
+}
+
+// Open records instance's 9.2.0 update as Scheduled, the row a running
+// workflow has written before it books slots itself.
+func Open(t testing.TB, s *store.Store, instance string) {
+	t.Helper()
+	in := Transition(instance, workflows.StatusScheduled, workflows.StatusScheduled)
+	if _, err := s.RecordTransition(context.Background(), "open/"+instance, in); err != nil {
+		t.Fatal(err)
+	}
+}
