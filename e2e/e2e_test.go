@@ -216,7 +216,10 @@ func TestEndToEnd(t *testing.T) {
 		"REMINDER_OFFSETS":  fmt.Sprintf("%s,0s", reminderOffset),
 		"UPDATE_WINDOW":     updateWindow.String(),
 		"SECONDARY_MIN_GAP": secondaryGap.String(),
-		"CONNECT_TIMEOUT":   "30s",
+		// The compressed clock's slots start within minutes.
+		"MIN_NOTICE":            "0s",
+		"RESCHEDULE_MIN_NOTICE": "0s",
+		"CONNECT_TIMEOUT":       "30s",
 	} {
 		t.Setenv(name, value)
 	}

@@ -69,6 +69,8 @@ func TestAdminCommands(t *testing.T) {
 	c, dbURL := startTemporal(t)
 	mustRun(t, "setup")
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
+	t.Setenv("MIN_NOTICE", "0s") // the demo's slots start in two minutes
+	t.Setenv("RESCHEDULE_MIN_NOTICE", "0s")
 	startInProcessWorker(t, c, dbURL)
 
 	dir := t.TempDir()

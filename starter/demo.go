@@ -61,6 +61,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		SecondaryMinGap: demo.SecondaryGap,
 		Instances:       only,
 		SlotsFrom:       run.Slot(0).Add(-time.Second),
+		// MinNotice and RescheduleMinNotice stay zero: on the demo's
+		// compressed clock the slots are minutes away.
 	})
 	if err != nil {
 		return err

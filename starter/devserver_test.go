@@ -99,8 +99,9 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 		t.Errorf("load report:\n%s", out)
 	}
 
-	// The demo fleet's slots are a minute apart.
+	// The demo fleet's slots are a minute apart and start in two minutes.
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
+	t.Setenv("MIN_NOTICE", "0s")
 	out = mustRun(t, "rollout", "--version", demo.Version, "--dry-run")
 	if !strings.Contains(out, "would start 5") || !strings.Contains(out, "not eligible 1") {
 		t.Errorf("dry run:\n%s", out)

@@ -39,12 +39,14 @@ func runRollout(ctx context.Context, e *env, args []string) error {
 		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
 	}
 	summary, err := rollout(ctx, e, releasePlan{
-		Version:         *version,
-		Concurrency:     *concurrency,
-		DryRun:          *dryRun,
-		ReminderOffsets: e.cfg.ReminderOffsets,
-		WindowLength:    e.cfg.UpdateWindow,
-		SecondaryMinGap: e.cfg.SecondaryMinGap,
+		Version:             *version,
+		Concurrency:         *concurrency,
+		DryRun:              *dryRun,
+		ReminderOffsets:     e.cfg.ReminderOffsets,
+		WindowLength:        e.cfg.UpdateWindow,
+		SecondaryMinGap:     e.cfg.SecondaryMinGap,
+		MinNotice:           e.cfg.MinNotice,
+		RescheduleMinNotice: e.cfg.RescheduleMinNotice,
 	})
 	if err != nil {
 		return err
@@ -61,10 +63,13 @@ type releasePlan struct {
 	Concurrency int
 	DryRun      bool
 	// The schedule of every update started, from the configuration
-	// (REMINDER_OFFSETS, UPDATE_WINDOW, SECONDARY_MIN_GAP) or the demo.
-	ReminderOffsets []time.Duration
-	WindowLength    time.Duration
-	SecondaryMinGap time.Duration
+	// (REMINDER_OFFSETS, UPDATE_WINDOW, SECONDARY_MIN_GAP, MIN_NOTICE,
+	// RESCHEDULE_MIN_NOTICE) or the demo.
+	ReminderOffsets     []time.Duration
+	WindowLength        time.Duration
+	SecondaryMinGap     time.Duration
+	MinNotice           time.Duration // least time from now to a booked primary
+	RescheduleMinNotice time.Duration // carried in each update's input
 	// Instances limits the rollout to these instance IDs (the demo's own);
 	// nil means the whole fleet.
 	Instances map[string]bool
@@ -278,7 +283,8 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 	}
 	var heldErr *store.HeldError
 	input, err := s.store.BookRolloutSlots(ctx, store.BookRolloutSlotsParams{
-		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap, Now: cmp.Or(s.plan.SlotsFrom, time.Now()),
+		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap,
+		Now: cmp.Or(s.plan.SlotsFrom, time.Now()), MinNotice: s.plan.MinNotice,
 	})
 	switch {
 	case errors.Is(err, store.ErrNoCapacity):
@@ -306,6 +312,7 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 		input.WindowLength = s.plan.WindowLength
 	}
 	input.SecondaryMinGap = s.plan.SecondaryMinGap
+	input.RescheduleMinNotice = s.plan.RescheduleMinNotice
 	_, err = s.client.ExecuteWorkflow(ctx, startOptions(id, s.taskQueue, input), workflows.WorkflowType, input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {

@@ -263,3 +263,53 @@ func TestRolloutReportsAnInstanceHeldByAnotherUpdate(t *testing.T) {
 		t.Errorf("the %s update of a held instance was started (describe: %v)", demo.Version, err)
 	}
 }
+
+// TestRolloutHonoursTheMinimumNotice rolls out with MIN_NOTICE and
+// RESCHEDULE_MIN_NOTICE set: the first slot, too close, is not booked as
+// primary, the workflow's input carries the reschedule notice, and when no
+// slot is far enough the instance's line says so.
+func TestRolloutHonoursTheMinimumNotice(t *testing.T) {
+	f := newRolloutFixture(t)
+	ctx := context.Background()
+	var started []workflows.Input
+	var mu sync.Mutex
+	c := &unreliableStartClient{Client: f.server}
+	c.start = func(_ int, ctx context.Context, opts client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error) {
+		mu.Lock()
+		started = append(started, args[0].(workflows.Input))
+		mu.Unlock()
+		return f.server.ExecuteWorkflow(ctx, opts, workflow, args...)
+	}
+	e := &env{cfg: f.cfg, temporalClient: c, pool: f.pool}
+	plan := releasePlan{
+		Version: demo.Version, Concurrency: 1, SecondaryMinGap: demo.SecondaryGap,
+		ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow,
+		// The demo's slots start 2, 3 and 4 minutes after the fixture's run.
+		MinNotice: time.Until(f.run.Slot(1)) - 10*time.Second, RescheduleMinNotice: 42 * time.Minute,
+		Instances: map[string]bool{f.run.InstanceID("contoso-prod"): true},
+	}
+	var out bytes.Buffer
+	e.stdout, e.stderr = &out, &out
+	if _, err := rollout(ctx, e, plan); err != nil {
+		t.Fatal(err)
+	}
+	if len(started) != 1 {
+		t.Fatalf("started %d updates, want 1:\n%s", len(started), out.String())
+	}
+	in := started[0]
+	if !in.PrimaryStart.Equal(f.run.Slot(1)) || in.RescheduleMinNotice != 42*time.Minute {
+		t.Errorf("input: primary %s, reschedule notice %s; want %s (the first slot is too close) and 42m", in.PrimaryStart, in.RescheduleMinNotice, f.run.Slot(1))
+	}
+
+	out.Reset()
+	plan.MinNotice = time.Hour
+	plan.Instances = map[string]bool{f.run.InstanceID("fabrikam-prod"): true}
+	summary, err := rollout(ctx, e, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary.count(outcomeNoCapacity) != 1 || !strings.Contains(out.String(), "no free slot of 9.2.0 in amer starts after ") ||
+		!strings.Contains(out.String(), " UTC (MIN_NOTICE 1h)") {
+		t.Errorf("no slot an hour out:\n%s", out.String())
+	}
+}

@@ -234,6 +234,10 @@ type Input struct {
 	// SecondaryMinGap is the least time between the end of the primary
 	// window and the start of the secondary slot.
 	SecondaryMinGap time.Duration `json:"secondaryMinGap,omitempty"`
+	// RescheduleMinNotice is the least time from a Reschedule to the new
+	// primary slot's start (RESCHEDULE_MIN_NOTICE when the rollout started
+	// the update; zero in updates started before it existed).
+	RescheduleMinNotice time.Duration `json:"rescheduleMinNotice,omitempty"`
 }
 
 // Result is what a closed workflow returns.

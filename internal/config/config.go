@@ -44,6 +44,12 @@ type Config struct {
 	ReminderOffsets []time.Duration `envconfig:"REMINDER_OFFSETS" desc:"reminders before the primary slot for new updates; 0h is the day-of notice" accepted:"comma-separated non-negative durations, such as 2160h,720h,168h,0h"`
 	UpdateWindow    time.Duration   `envconfig:"UPDATE_WINDOW" desc:"length of each update window for new updates" accepted:"a positive duration, such as 12h or 90m"`
 	SecondaryMinGap time.Duration   `envconfig:"SECONDARY_MIN_GAP" default:"24h" desc:"least time between the end of the primary window and the secondary slot" accepted:"a non-negative duration, such as 24h"`
+	// MinNotice keeps mandatory updates from running before their admins
+	// were told: a rollout books no primary slot sooner than this.
+	MinNotice time.Duration `envconfig:"MIN_NOTICE" default:"168h" desc:"least time from a rollout to the primary slot it books; a re-run gives back a held booking whose primary has come closer and books anew" accepted:"a non-negative Go duration, such as 168h (days are written in hours)"`
+	// RescheduleMinNotice travels in each update's input from its rollout;
+	// the workflow refuses a Reschedule to a primary sooner than this.
+	RescheduleMinNotice time.Duration `envconfig:"RESCHEDULE_MIN_NOTICE" default:"1h" desc:"least time from a Reschedule to the new primary slot, for updates rolled out from now on" accepted:"a non-negative Go duration, such as 1h"`
 
 	Executor            ExecutorKind      `envconfig:"EXECUTOR" default:"simulated" desc:"how ApplyUpdate runs an update: simulated (the default, for demos and tests: nothing is updated), command (runs EXECUTOR_COMMAND), or none (this worker hosts no executor; another worker polls its task queue)" accepted:"simulated, command or none"`
 	ExecutorCommand     string            `envconfig:"EXECUTOR_COMMAND" desc:"program and arguments run by the command executor, split like a shell would (quotes, backslashes) but without a shell" accepted:"a program and its arguments, such as \"/opt/acme/update --verbose\"; required with EXECUTOR=command"`
@@ -197,6 +203,8 @@ func (c *Config) validate() error {
 	}{
 		{"UPDATE_WINDOW", c.UpdateWindow, false},
 		{"SECONDARY_MIN_GAP", c.SecondaryMinGap, true},
+		{"MIN_NOTICE", c.MinNotice, true},
+		{"RESCHEDULE_MIN_NOTICE", c.RescheduleMinNotice, true},
 		{"EXECUTOR_KILL_GRACE", c.ExecutorKillGrace, false},
 		{"SIMULATED_DURATION", c.SimulatedDuration, true},
 		{"CONNECT_TIMEOUT", c.ConnectTimeout, false},

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/fleet"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -113,23 +114,29 @@ type BookRolloutSlotsParams struct {
 	SecondaryMinGap time.Duration
 	// Now is the time after which slots must start to be booked.
 	Now time.Time
+	// MinNotice (MIN_NOTICE) is the least time from Now to the start of
+	// the primary slot, so admins get their reminders before it.
+	MinNotice time.Duration
 }
 
 // BookRolloutSlots prepares the update of an instance to a version: in one
 // transaction it books the earliest slot with free capacity in the
-// instance's region that starts after p.Now as primary, and the earliest
+// instance's region that starts more than p.MinNotice after p.Now as
+// primary, and the earliest
 // one starting at least p.SecondaryMinGap after the primary window ends as
 // secondary, writes the update's row (Scheduled), which holds the instance
 // for it, and returns the workflow's complete Input (ReminderOffsets and
 // SecondaryMinGap are the caller's). When the update has its bookings
-// already (a rollout re-run) they are returned as they are.
+// already (a rollout re-run) they are returned as they are, unless their
+// primary starts too soon for the notice: then they are booked anew.
 //
 // The caller has found no workflow for the update. The instance's version
 // and eligibility are read again inside the transaction, so a stale
 // candidate cannot book a wrong update: ErrNotEligible when it needs none,
 // a *HeldError (ErrInstanceHeld) when another open update holds the
-// instance, ErrNoCapacity when no pair is free. The first two release
-// whatever an earlier try booked for the update, since no workflow holds it.
+// instance, ErrNoCapacity when no pair is free far enough ahead. These
+// release whatever an earlier try booked for the update, since no
+// workflow holds it.
 func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) (workflows.Input, error) {
 	var in workflows.Input
 	instanceID, version := p.InstanceID, p.Version
@@ -182,6 +189,12 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 		}
 
 		primary, secondary, err := bookPair(ctx, tx, p, in.Instance.Region, workflowID)
+		if errors.Is(err, ErrNoCapacity) {
+			// A held booking given back for lack of notice stays given back.
+			refusal = err
+			_, err = abandon(ctx, tx, instanceID, version)
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -216,10 +229,12 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 	return in, nil
 }
 
-// bookPair returns the update's booked slots, booking a pair when
-// it has none. Slots are taken earliest first, primary before secondary,
-// each with one conditional statement.
+// bookPair returns the update's booked slots, booking a pair when it has
+// none or when its primary starts sooner than the minimum notice allows
+// (the booking is given back first). Slots are taken earliest first,
+// primary before secondary, each with one conditional statement.
 func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, workflowID string) (primary, secondary timedSlot, err error) {
+	earliest := p.Now.Add(p.MinNotice)
 	rows, err := tx.Query(ctx, heldSlotsSQL, p.InstanceID, p.Version)
 	if err != nil {
 		return primary, secondary, mapError(err, "read the bookings of "+workflowID)
@@ -238,18 +253,19 @@ func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, 
 	}
 	heldPrimary, okP := held[string(workflows.SlotPrimary)]
 	heldSecondary, okS := held[string(workflows.SlotSecondary)]
-	if okP && okS {
+	if okP && okS && heldPrimary.Start.After(earliest) {
 		return heldPrimary, heldSecondary, nil
 	}
 	// A lone reservation cannot come from BookSlots (it books both roles
-	// at once); give it back and book a fresh pair.
-	for _, h := range held {
-		if err := givePlace(ctx, tx, h.ID); err != nil {
+	// at once), and a primary that came too close leaves no time for the
+	// reminders: give them back and book a fresh pair.
+	if len(held) > 0 {
+		if _, err := releaseBookings(ctx, tx, p.InstanceID, p.Version); err != nil {
 			return primary, secondary, err
 		}
 	}
 
-	rows, err = tx.Query(ctx, freeSlotsSQL, p.Version, region, p.Now)
+	rows, err = tx.Query(ctx, freeSlotsSQL, p.Version, region, earliest)
 	if err != nil {
 		return primary, secondary, mapError(err, "list free slots of "+p.Version)
 	}
@@ -261,6 +277,10 @@ func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, 
 	})
 	if err != nil {
 		return primary, secondary, mapError(err, "list free slots of "+p.Version)
+	}
+	if len(free) == 0 {
+		return primary, secondary, errorf(ErrNoCapacity, "no free slot of %s in %s starts after %s (MIN_NOTICE %s)",
+			p.Version, region, timeText(earliest), config.FormatDuration(p.MinNotice))
 	}
 	for i, first := range free {
 		taken, err := tryTake(ctx, tx, first.ID)
@@ -298,8 +318,8 @@ func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, 
 		}
 	}
 	return primary, secondary, errorf(ErrNoCapacity,
-		"no free primary and secondary slot pair of %s in region %s after %s (secondary at least %s after the primary window) for instance %q",
-		p.Version, region, timeText(p.Now), p.SecondaryMinGap, p.InstanceID)
+		"no free primary and secondary slot pair of %s in region %s after %s (MIN_NOTICE %s; secondary at least %s after the primary window) for instance %q",
+		p.Version, region, timeText(earliest), config.FormatDuration(p.MinNotice), config.FormatDuration(p.SecondaryMinGap), p.InstanceID)
 }
 
 func tryTake(ctx context.Context, tx pgx.Tx, slotID int64) (bool, error) {
