@@ -278,7 +278,7 @@ func (v *validator) validate(doc fileDocument) *Fleet {
 	for i, fr := range doc.Releases {
 		path := fmt.Sprintf("releases[%d]", i)
 		rel := Release{Version: fr.Version, Name: fr.Name}
-		if v.identifier(path+".version", fr.Version) {
+		if v.version(path+".version", fr.Version) {
 			if j, dup := versionAt[fr.Version]; dup {
 				v.add(path+".version", "%q is already the version of releases[%d]; versions must be unique", fr.Version, j)
 			} else {
@@ -320,7 +320,7 @@ func (v *validator) validate(doc fileDocument) *Fleet {
 	tenantAt := map[string]int{}
 	for i, t := range doc.Tenants {
 		path := fmt.Sprintf("tenants[%d]", i)
-		if v.identifier(path+".id", t.ID) {
+		if v.id(path+".id", "a tenant id", t.ID) {
 			if j, dup := tenantAt[t.ID]; dup {
 				v.add(path+".id", "%q is already the id of tenants[%d]; tenant ids must be unique", t.ID, j)
 			} else {
@@ -336,7 +336,7 @@ func (v *validator) validate(doc fileDocument) *Fleet {
 	instanceAt := map[string]int{}
 	for i, in := range doc.Instances {
 		path := fmt.Sprintf("instances[%d]", i)
-		if v.identifier(path+".id", in.ID) {
+		if v.id(path+".id", "an instance id", in.ID) {
 			if j, dup := instanceAt[in.ID]; dup {
 				v.add(path+".id", "%q is already the id of instances[%d]; instance ids must be unique", in.ID, j)
 			} else {
@@ -352,8 +352,10 @@ func (v *validator) validate(doc fileDocument) *Fleet {
 		if in.Kind != KindProduction && in.Kind != KindSandbox {
 			v.add(path+".kind", "%q is not an instance kind; want %q or %q", in.Kind, KindProduction, KindSandbox)
 		}
-		if strings.TrimSpace(in.Region) == "" {
+		if in.Region == "" {
 			v.add(path+".region", "is required (slots are offered per region)")
+		} else {
+			v.id(path+".region", "a region", in.Region)
 		}
 		if in.TimeZone == "" || in.TimeZone == "Local" {
 			v.add(path+".timeZone", "%q is not an IANA time zone (e.g. Europe/Berlin)", in.TimeZone)
@@ -377,9 +379,7 @@ func (v *validator) validate(doc fileDocument) *Fleet {
 // slot converts and checks one slot of rel.
 func (v *validator) slot(path string, fs fileSlot, rel Release, seen map[string]int, index int) Slot {
 	s := Slot{Region: fs.Region, Start: v.timestamp(path+".start", fs.Start), Window: Duration(workflows.DefaultWindowLength)}
-	if strings.TrimSpace(fs.Region) == "" {
-		v.add(path+".region", "is required")
-	}
+	v.id(path+".region", "a region", fs.Region)
 	if fs.Start == "" {
 		v.add(path+".start", "is required (an RFC 3339 time such as 2027-03-06T22:00:00Z)")
 	}
@@ -415,20 +415,6 @@ func (v *validator) slot(path string, fs fileSlot, rel Release, seen map[string]
 		}
 	}
 	return s
-}
-
-// identifier checks an id or version: required, and free of spaces and
-// colons because it becomes part of a workflow ID ("service-update:<instance>:<version>").
-func (v *validator) identifier(path, id string) bool {
-	switch {
-	case id == "":
-		v.add(path, "is required")
-	case strings.ContainsAny(id, ": \t\r\n"):
-		v.add(path, "%q contains a colon or white space; ids and versions may not, they are part of workflow IDs", id)
-	default:
-		return true
-	}
-	return false
 }
 
 // timestamp parses an RFC 3339 time; empty gives the zero time.
