@@ -56,11 +56,10 @@ type data struct {
 	Deadline    moment
 	HasDeadline bool
 	StartsIn    string // reminders: "30 days", "7 days", "2 minutes"
-	LastError   string // the latest failed attempt's error, if any
+	// LastError summarizes the latest failed attempt's error, if any: one
+	// sanitized line (summary.go), never the executor's raw output.
+	LastError string
 }
-
-// lastErrorLimit keeps an executor's long output out of the email.
-const lastErrorLimit = 400
 
 // newData prepares in for the templates, with windows in timeZone.
 func newData(in workflows.SendNoticeInput, spec Spec, timeZone string) (data, error) {
@@ -107,7 +106,7 @@ func newData(in workflows.SendNoticeInput, spec Spec, timeZone string) (data, er
 	}
 	for i := len(u.Attempts) - 1; i >= 0; i-- {
 		if msg := u.Attempts[i].Error; msg != "" {
-			d.LastError = truncate(msg, lastErrorLimit)
+			d.LastError = summary(msg)
 			break
 		}
 	}
