@@ -128,6 +128,13 @@ func newCalendar(now time.Time) calendar {
 // slots in every region the instances live in, and the instances.
 func (s calendar) fleetFile(t *testing.T, instances []fleetInstance) []byte {
 	t.Helper()
+	return s.fleetFileWithSlots(t, instances, func(string) (primary, secondary time.Time) { return s.primary, s.secondary })
+}
+
+// fleetFileWithSlots is fleetFile with each region's two slots chosen by
+// slotsIn; the release period is the calendar's.
+func (s calendar) fleetFileWithSlots(t *testing.T, instances []fleetInstance, slotsIn func(region string) (primary, secondary time.Time)) []byte {
+	t.Helper()
 	type slot struct {
 		Region   string `json:"region"`
 		Start    string `json:"start"`
@@ -170,7 +177,8 @@ func (s calendar) fleetFile(t *testing.T, instances []fleetInstance) []byte {
 	for _, in := range instances {
 		if !slices.Contains(regions, in.region) {
 			regions = append(regions, in.region)
-			for _, start := range []time.Time{s.primary, s.secondary} {
+			primary, secondary := slotsIn(in.region)
+			for _, start := range []time.Time{primary, secondary} {
 				newest.Slots = append(newest.Slots, slot{Region: in.region, Start: start.Format(time.RFC3339), Window: updateWindow.String(), Capacity: 10})
 			}
 		}

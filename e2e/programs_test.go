@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/devtest"
@@ -53,8 +56,15 @@ func (f *starterFailed) Error() string {
 // output and, when it exits non-zero, a *starterFailed.
 func runStarter(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runStarterBinary(t, testkit.Build(t, "./starter"), args...)
+}
+
+// runStarterBinary is runStarter with the starter built elsewhere, such as
+// an earlier release's.
+func runStarterBinary(t *testing.T, binary string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(testkit.Build(t, "./starter"), args...)
+	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
 	var exit *exec.ExitError
@@ -69,7 +79,13 @@ func runStarter(t *testing.T, args ...string) (stdout, stderr string, err error)
 // mustRun runs the starter and fails the test on an error.
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := runStarter(t, args...)
+	return mustRunBinary(t, testkit.Build(t, "./starter"), args...)
+}
+
+// mustRunBinary is mustRun with the starter built elsewhere.
+func mustRunBinary(t *testing.T, binary string, args ...string) string {
+	t.Helper()
+	out, errOut, err := runStarterBinary(t, binary, args...)
 	if err != nil {
 		t.Fatalf("starter %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
 	}
@@ -115,6 +131,7 @@ func left(ctx context.Context) time.Duration {
 
 // workerProcess is the worker binary running beside the test.
 type workerProcess struct {
+	name    string // which worker, in messages
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{} // closed once the process has been waited for
@@ -125,7 +142,13 @@ type workerProcess struct {
 // killed at the end of the test unless stop ended it.
 func startWorker(t *testing.T, extra []string) *workerProcess {
 	t.Helper()
-	binary := testkit.Build(t, "./worker")
+	return startWorkerBinary(t, "worker", testkit.Build(t, "./worker"), extra)
+}
+
+// startWorkerBinary is startWorker with the worker built elsewhere, such as
+// an earlier release's; name tells the workers apart in messages.
+func startWorkerBinary(t *testing.T, name, binary string, extra []string) *workerProcess {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "worker.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -135,9 +158,9 @@ func startWorker(t *testing.T, extra []string) *workerProcess {
 	cmd.Env = append(os.Environ(), extra...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the worker: %v", err)
+		t.Fatalf("start the %s: %v", name, err)
 	}
-	w := &workerProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	w := &workerProcess{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status is read from cmd.ProcessState
 		logFile.Close()
@@ -151,7 +174,7 @@ func startWorker(t *testing.T, extra []string) *workerProcess {
 			<-w.exited
 		}
 		if t.Failed() {
-			t.Logf("worker log:\n%s", w.log())
+			t.Logf("%s log:\n%s", w.name, w.log())
 		}
 	})
 	return w
@@ -166,6 +189,8 @@ func (w *workerProcess) log() string {
 }
 
 // waitUntilPolling waits until the worker polls both of its task queues.
+// It looks for this process's pollers (the SDK's default identity starts
+// with the process ID): the server lists a stopped worker's for minutes.
 func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -177,10 +202,10 @@ func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
 		{workflows.TaskQueue, enums.TASK_QUEUE_TYPE_WORKFLOW},
 		{workflows.ExecutorTaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY},
 	}
-	testkit.WaitFor(t, time.Minute, "the worker to poll its task queues", func() (bool, string) {
+	testkit.WaitFor(t, time.Minute, "the "+w.name+" to poll its task queues", func() (bool, string) {
 		select {
 		case <-w.exited:
-			t.Fatalf("the worker exited at start (%s):\n%s", w.cmd.ProcessState, w.log())
+			t.Fatalf("the %s exited at start (%s):\n%s", w.name, w.cmd.ProcessState, w.log())
 		default:
 		}
 		for _, q := range queues {
@@ -188,8 +213,10 @@ func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
 			if err != nil {
 				return false, "describe " + q.name + ": " + err.Error()
 			}
-			if len(resp.GetPollers()) == 0 {
-				return false, "no poller on " + q.name
+			if !slices.ContainsFunc(resp.GetPollers(), func(p *taskqueuepb.PollerInfo) bool {
+				return strings.HasPrefix(p.GetIdentity(), strconv.Itoa(w.cmd.Process.Pid)+"@")
+			}) {
+				return false, "no poller of process " + strconv.Itoa(w.cmd.Process.Pid) + " on " + q.name
 			}
 		}
 		return true, ""
@@ -201,20 +228,20 @@ func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
 func (w *workerProcess) stop(t *testing.T) {
 	t.Helper()
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM to the worker: %v", err)
+		t.Fatalf("SIGTERM to the %s: %v", w.name, err)
 	}
 	select {
 	case <-w.exited:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the worker did not exit within 30s of SIGTERM")
+		t.Fatalf("the %s did not exit within 30s of SIGTERM", w.name)
 	}
 	if !w.cmd.ProcessState.Success() {
-		t.Errorf("the worker exited with %s after SIGTERM", w.cmd.ProcessState)
+		t.Errorf("the %s exited with %s after SIGTERM", w.name, w.cmd.ProcessState)
 	}
 	log := w.log()
 	for _, q := range []string{workflows.TaskQueue, workflows.ExecutorTaskQueue} {
 		if !strings.Contains(log, "Worker stopped") || !strings.Contains(log, "taskQueue="+q) {
-			t.Errorf("the worker's log does not show the worker on %s stopping", q)
+			t.Errorf("the %s's log does not show the worker on %s stopping", w.name, q)
 		}
 	}
 }

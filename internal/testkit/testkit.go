@@ -112,11 +112,7 @@ func Build(t testing.TB, pkg string) string {
 		}
 		builds.dir, builds.binary = dir, map[string]string{}
 	}
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	root := moduleRoot(t)
 	binary := filepath.Join(builds.dir, filepath.Base(pkg))
 	build := exec.Command("go", "build", "-o", binary, pkg)
 	build.Dir = root
@@ -125,6 +121,16 @@ func Build(t testing.TB, pkg string) string {
 	}
 	builds.binary[pkg] = binary
 	return binary
+}
+
+// moduleRoot is the directory of the module's go.mod.
+func moduleRoot(t testing.TB) string {
+	t.Helper()
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(gomod)))
 }
 
 // Main runs the tests of a package that calls Build, then removes what
