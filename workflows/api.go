@@ -6,6 +6,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -177,7 +178,9 @@ const ActorSystem = "system"
 // Temporal (which does not say who cancelled).
 const ActorOperator = "operator"
 
-// Defaults applied by the workflow when the input leaves them empty.
+// Defaults resolved into an Input when a workflow is started
+// (Input.WithDefaults), so a running workflow never sees a later change of
+// them: it carries the values it started with.
 var DefaultReminderOffsets = []time.Duration{
 	90 * 24 * time.Hour, 30 * 24 * time.Hour, 15 * 24 * time.Hour, 7 * 24 * time.Hour, 0,
 }
@@ -228,6 +231,20 @@ type Input struct {
 	// SecondaryMinGap is the least time between the end of the primary
 	// window and the start of the secondary slot.
 	SecondaryMinGap time.Duration `json:"secondaryMinGap,omitempty"`
+}
+
+// WithDefaults fills the fields in left empty with the current defaults.
+// The starter calls it on every Input it starts a workflow with, so the
+// workflow never applies a default of its own: a deploy that changes a
+// default changes new workflows only.
+func (in Input) WithDefaults() Input {
+	if len(in.ReminderOffsets) == 0 {
+		in.ReminderOffsets = slices.Clone(DefaultReminderOffsets)
+	}
+	if in.WindowLength == 0 {
+		in.WindowLength = DefaultWindowLength
+	}
+	return in
 }
 
 // Result is what a closed workflow returns.

@@ -180,18 +180,8 @@ func ValidateAdmins(admins []string) error {
 	return nil
 }
 
-// withDefaults fills the optional fields of in.
-func withDefaults(in Input) Input {
-	if len(in.ReminderOffsets) == 0 {
-		in.ReminderOffsets = slices.Clone(DefaultReminderOffsets)
-	}
-	if in.WindowLength == 0 {
-		in.WindowLength = DefaultWindowLength
-	}
-	return in
-}
-
-// validateInput checks a workflow input after defaults were applied. The
+// validateInput checks a workflow input after release 1's defaults were
+// applied to the fields it lacks. The
 // error names the field at fault and what it accepts.
 func validateInput(in Input) error {
 	switch {
@@ -208,7 +198,7 @@ func validateInput(in Input) error {
 	case in.SecondaryStart.IsZero():
 		return errors.New("secondaryStart is not set")
 	case in.WindowLength < 0:
-		return fmt.Errorf("windowLength %s is negative; give a positive duration or leave it empty for %s", in.WindowLength, DefaultWindowLength)
+		return fmt.Errorf("windowLength %s is negative; give a positive duration", in.WindowLength)
 	case in.SecondaryMinGap < 0:
 		return fmt.Errorf("secondaryMinGap %s is negative; give zero or a positive duration", in.SecondaryMinGap)
 	}

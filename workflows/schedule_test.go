@@ -202,7 +202,7 @@ func TestValidateInput(t *testing.T) {
 			in := scenarioInput()
 			in.Releases = []ReleaseOption{release92, release93}
 			tt.change(&in)
-			err := validateInput(withDefaults(in))
+			err := validateInput(in.WithDefaults())
 			if tt.wantErr == "" {
 				assert.NoError(t, err)
 				return
@@ -214,15 +214,21 @@ func TestValidateInput(t *testing.T) {
 }
 
 func TestWithDefaults(t *testing.T) {
-	in := withDefaults(Input{})
+	in := Input{}.WithDefaults()
 	assert.Equal(t, DefaultReminderOffsets, in.ReminderOffsets)
 	assert.Equal(t, DefaultWindowLength, in.WindowLength)
 	in.ReminderOffsets[0] = time.Hour
 	assert.Equal(t, 90*24*time.Hour, DefaultReminderOffsets[0], "defaults are copied, not shared")
 
-	custom := withDefaults(Input{ReminderOffsets: []time.Duration{time.Minute}, WindowLength: time.Hour})
+	custom := Input{ReminderOffsets: []time.Duration{time.Minute}, WindowLength: time.Hour}.WithDefaults()
 	assert.Equal(t, []time.Duration{time.Minute}, custom.ReminderOffsets)
 	assert.Equal(t, time.Hour, custom.WindowLength)
+
+	old := withRelease1Defaults(Input{})
+	assert.Equal(t, release1ReminderOffsets, old.ReminderOffsets)
+	assert.Equal(t, 12*time.Hour, old.WindowLength)
+	old.ReminderOffsets[0] = time.Hour
+	assert.Equal(t, 90*24*time.Hour, release1ReminderOffsets[0], "release 1's defaults are copied, not shared")
 }
 
 func TestHeartbeatTimeout(t *testing.T) {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,6 +32,15 @@ func (w *serviceUpdate) refuseChanges(verb string) error {
 	return nil
 }
 
+// listedAs is admin as the admin list spells it; as given when SetAdmins
+// removed it after the Update was accepted.
+func (w *serviceUpdate) listedAs(admin string) string {
+	if listed, ok := FindAdmin(w.admins, admin); ok {
+		return listed
+	}
+	return admin
+}
+
 func (w *serviceUpdate) checkAdmin(admin string) error {
 	if _, ok := FindAdmin(w.admins, admin); !ok {
 		return fmt.Errorf("%q is not an admin of instance %s; ask one of its admins", admin, w.in.Instance.ID)
@@ -42,6 +52,12 @@ func (w *serviceUpdate) validateApprove(ctx workflow.Context, in ApproveInput) e
 	if err := w.checkAdmin(in.Admin); err != nil {
 		return err
 	}
+	return w.refuseApproval()
+}
+
+// refuseApproval explains why the state no longer takes an approval, or
+// returns nil while it does.
+func (w *serviceUpdate) refuseApproval() error {
 	if err := w.refuseChanges("approved"); err != nil {
 		return err
 	}
@@ -60,13 +76,19 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	// The state may have moved while this handler waited for the mutex.
-	if err := w.validateApprove(ctx, in); err != nil {
+	// The state may have moved while this handler waited for the mutex:
+	// check it again, but not the validator's rules, which may change
+	// from one release to the next (the SDK skips validators on replay).
+	recheck := w.refuseApproval
+	if !patched(ctx, changeStateOnlyRecheck) {
+		recheck = func() error { return w.release1RecheckApprove(in) }
+	}
+	if err := recheck(); err != nil {
 		return StatusView{}, err
 	}
 	from := w.status
 	w.status = StatusApproved
-	w.approvedBy, _ = FindAdmin(w.admins, in.Admin)
+	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = workflow.Now(ctx)
 	err := w.record(ctx, from, change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
 		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart})
@@ -90,15 +112,38 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 	}, workflow.Now(ctx))
 }
 
+// refuseReschedule re-checks, once the mutex is held, what can have
+// changed since the validator accepted in: the state, and time, which may
+// have carried the chosen primary start into the past.
+func (w *serviceUpdate) refuseReschedule(ctx workflow.Context, in RescheduleInput) error {
+	if err := w.refuseChanges("rescheduled"); err != nil {
+		return err
+	}
+	if now := workflow.Now(ctx); !in.PrimaryStart.After(now) {
+		return fmt.Errorf("primary start %s passed while the reschedule waited its turn (now %s); choose a later slot",
+			in.PrimaryStart.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+	}
+	return nil
+}
+
 func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (StatusView, error) {
+	// The release the validator accepted: another Reschedule may move the
+	// target while this one waits for the mutex.
+	release, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
 	if err := w.lockAnnounced(ctx); err != nil {
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if err := w.validateReschedule(ctx, in); err != nil {
-		return StatusView{}, err
+	if patched(ctx, changeStateOnlyRecheck) {
+		if err := w.refuseReschedule(ctx, in); err != nil {
+			return StatusView{}, err
+		}
+	} else {
+		if err := w.release1RecheckReschedule(ctx, in); err != nil {
+			return StatusView{}, err
+		}
+		release, _, _ = FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
 	}
-	release, _ := ChooseTargetVersion(w.in.Releases, w.targetVersion, in.TargetVersion)
 	// Capacity lives in Postgres, so a full or withdrawn slot is only found
 	// here, after the validator accepted the Update: this is the one refusal
 	// that leaves an Update in history. The state stays unchanged.
@@ -117,7 +162,7 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.reminders = ReminderSchedule(w.primaryStart, w.in.ReminderOffsets, now)
 	w.scheduleVersion++
 	w.status = StatusApproved
-	w.approvedBy, _ = FindAdmin(w.admins, in.Admin)
+	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = now
 	err := w.record(ctx, from, change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
 		detail: fmt.Sprintf("primary %s, secondary %s, target %s", w.primaryStart.Format(timeLayout), w.secondaryStart.Format(timeLayout), w.targetVersion),
@@ -126,13 +171,22 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 }
 
 func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInput) error {
+	if err := w.refuseAdminChange(); err != nil {
+		return err
+	}
+	return ValidateAdmins(in.Admins)
+}
+
+// refuseAdminChange explains why the admins can no longer change, or
+// returns nil while they can.
+func (w *serviceUpdate) refuseAdminChange() error {
 	switch {
 	case w.cancelled:
 		return errors.New("the update was cancelled; its admins can no longer change")
 	case w.closing:
 		return fmt.Errorf("the update closed as %s; its admins can no longer change", w.status)
 	}
-	return ValidateAdmins(in.Admins)
+	return nil
 }
 
 func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (StatusView, error) {
@@ -140,7 +194,11 @@ func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (Stat
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if err := w.validateSetAdmins(ctx, in); err != nil {
+	recheck := w.refuseAdminChange
+	if !patched(ctx, changeStateOnlyRecheck) {
+		recheck = func() error { return w.release1RecheckSetAdmins(in) }
+	}
+	if err := recheck(); err != nil {
 		return StatusView{}, err
 	}
 	w.admins = slices.Clone(in.Admins)

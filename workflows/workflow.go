@@ -69,10 +69,12 @@ type serviceUpdate struct {
 	noticesInFlight int
 }
 
-// setup validates the input, applies defaults and registers every handler
-// before the first blocking call, so no Update or query arrives unhandled.
+// setup validates the input and registers every handler before the first
+// blocking call, so no Update or query arrives unhandled. Defaults were
+// resolved when the workflow was started; only an input from release 1
+// may lack them (withRelease1Defaults).
 func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
-	in = withDefaults(in)
+	in = withRelease1Defaults(in)
 	if err := validateInput(in); err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("invalid ServiceUpdate input: "+err.Error(), ErrTypeInvalidInput, err)
 	}
