@@ -45,9 +45,15 @@ func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary,
 	return fmt.Errorf("the slots could not be booked, try again later: %w", err)
 }
 
-// releaseSlots gives both reservations back to the pool. Retried for a
-// day: a reservation left behind takes capacity from other instances.
+// releaseSlots gives both reservations back to the pool.
 func (w *serviceUpdate) releaseSlots(ctx workflow.Context) error {
+	return w.settleRelease(ctx, w.startReleaseSlots(ctx))
+}
+
+// startReleaseSlots starts giving both reservations back; settleRelease
+// waits for it. Retried for a day: a reservation left behind takes
+// capacity from other instances.
+func (w *serviceUpdate) startReleaseSlots(ctx workflow.Context) workflow.Future {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 24 * time.Hour,
@@ -55,10 +61,17 @@ func (w *serviceUpdate) releaseSlots(ctx workflow.Context) error {
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
 		},
 	})
-	var res ReleaseSlotsResult
-	err := workflow.ExecuteActivity(ctx, ActivityReleaseSlots, ReleaseSlotsInput{
+	return workflow.ExecuteActivity(ctx, ActivityReleaseSlots, ReleaseSlotsInput{
 		InstanceID: w.in.Instance.ID, OfferedVersion: w.in.TargetVersion,
-	}).Get(ctx, &res)
+	})
+}
+
+// settleRelease waits for a release started by startReleaseSlots. A
+// release given up on is logged; the only error returned is the
+// workflow's cancellation.
+func (w *serviceUpdate) settleRelease(ctx workflow.Context, f workflow.Future) error {
+	var res ReleaseSlotsResult
+	err := f.Get(ctx, &res)
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}

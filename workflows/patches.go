@@ -49,6 +49,10 @@ func withRelease1Defaults(in Input) Input {
 	return in
 }
 
+// changeReleaseAtClose: every close (Succeeded, Failed, NotApproved)
+// gives the update's reservations back, as a cancellation always did.
+const changeReleaseAtClose = "release-slots-at-close"
+
 // changeStateOnlyRecheck: after waiting for the mutex, an Update handler
 // re-checks only the state that can have changed meanwhile (cancelled,
 // started, closed, approved, the primary start passed), never the

@@ -337,18 +337,42 @@ func (w *serviceUpdate) fallBack(ctx workflow.Context) error {
 // disconnected context: a late cancellation must not misreport it.
 func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	released := w.giveBackAtClose(dctx)
 	w.recordVersion(dctx)
-	return w.close(dctx, StatusSucceeded, change{action: actionSucceeded, notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
+	return w.closeAfter(dctx, released, StatusSucceeded, change{action: actionSucceeded, notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
 }
 
-// close moves to the final status, records it, counts it and returns the
-// Result once every Update handler has finished. As in run, an error
-// means the workflow was cancelled.
+// close gives the reservations back, moves to the final status, records
+// it, counts it and returns the Result once every Update handler has
+// finished. As in run, an error means the workflow was cancelled.
 func (w *serviceUpdate) close(ctx workflow.Context, final Status, c change) (Result, error) {
+	return w.closeAfter(ctx, w.giveBackAtClose(ctx), final, c)
+}
+
+// closeAfter is close with the release of the reservations already
+// started (nil: none to wait for); the final transition goes out beside it.
+func (w *serviceUpdate) closeAfter(ctx workflow.Context, released workflow.Future, final Status, c change) (Result, error) {
 	if err := w.transition(ctx, w.status, final, c); err != nil {
 		return w.cancel(ctx)
 	}
+	if released != nil {
+		if err := w.settleRelease(ctx, released); err != nil {
+			return w.cancel(ctx)
+		}
+	}
 	return w.finish(ctx)
+}
+
+// giveBackAtClose starts releasing every reservation of the update: once
+// it closes none is of use (the secondary after a primary success, both
+// after a failure), and one left behind keeps other instances out of the
+// slot. Nil for a workflow that closed before changeReleaseAtClose, which
+// kept them, as release 1 did.
+func (w *serviceUpdate) giveBackAtClose(ctx workflow.Context) workflow.Future {
+	if !patched(ctx, changeReleaseAtClose) {
+		return nil
+	}
+	return w.startReleaseSlots(ctx)
 }
 
 // cancel handles an operator's cancellation in any phase: release the
