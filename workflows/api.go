@@ -227,10 +227,27 @@ type Input struct {
 	// their periods bound the slots an admin may pick.
 	Releases        []ReleaseOption `json:"releases"`
 	ReminderOffsets []time.Duration `json:"reminderOffsets,omitempty"` // default DefaultReminderOffsets
-	WindowLength    time.Duration   `json:"windowLength,omitempty"`    // default DefaultWindowLength
+	// WindowLength is the primary slot's window (default
+	// DefaultWindowLength); in inputs of release 1, every slot's.
+	WindowLength time.Duration `json:"windowLength,omitempty"`
+	// SecondaryWindowLength is the secondary slot's window; zero (inputs
+	// of release 1) means WindowLength.
+	SecondaryWindowLength time.Duration `json:"secondaryWindowLength,omitempty"`
+	// Slots are the slots every release in Releases offers in the
+	// instance's region, so that a slot chosen by a Reschedule runs for
+	// its own window. Inputs of release 1 have none: every slot then has
+	// WindowLength.
+	Slots []OfferedSlot `json:"slots,omitempty"`
 	// SecondaryMinGap is the least time between the end of the primary
 	// window and the start of the secondary slot.
 	SecondaryMinGap time.Duration `json:"secondaryMinGap,omitempty"`
+}
+
+// OfferedSlot is one update window a release offers in a region.
+type OfferedSlot struct {
+	Version      string        `json:"version"`
+	Start        time.Time     `json:"start"`
+	WindowLength time.Duration `json:"windowLength"`
 }
 
 // WithDefaults fills the fields in left empty with the current defaults.
@@ -243,6 +260,9 @@ func (in Input) WithDefaults() Input {
 	}
 	if in.WindowLength == 0 {
 		in.WindowLength = DefaultWindowLength
+	}
+	if in.SecondaryWindowLength == 0 {
+		in.SecondaryWindowLength = in.WindowLength
 	}
 	return in
 }

@@ -112,7 +112,7 @@ func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowE
 		TaskQueue:              ExecutorTaskQueue,
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
-		HeartbeatTimeout:       HeartbeatTimeout(w.in.WindowLength),
+		HeartbeatTimeout:       HeartbeatTimeout(w.slotWindow(role)),
 		// A cancelled workflow reports Cancelled only once the executor has
 		// stopped (or stopped heartbeating), never while it still changes
 		// the instance.

@@ -107,8 +107,9 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 		return err
 	}
 	return ValidateSlots(SlotChoice{
-		PrimaryStart: in.PrimaryStart, SecondaryStart: in.SecondaryStart,
-		WindowLength: w.in.WindowLength, SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
+		PrimaryStart: in.PrimaryStart, PrimaryWindow: w.offeredWindow(release.Version, in.PrimaryStart),
+		SecondaryStart: in.SecondaryStart, SecondaryWindow: w.offeredWindow(release.Version, in.SecondaryStart),
+		SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
 	}, workflow.Now(ctx))
 }
 
@@ -159,6 +160,8 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	now := workflow.Now(ctx)
 	w.targetVersion, w.release = release.Version, release
 	w.primaryStart, w.secondaryStart = in.PrimaryStart.UTC(), in.SecondaryStart.UTC()
+	w.primaryWindow = w.offeredWindow(release.Version, in.PrimaryStart)
+	w.secondaryWindow = w.offeredWindow(release.Version, in.SecondaryStart)
 	w.reminders = ReminderSchedule(w.primaryStart, w.in.ReminderOffsets, now)
 	w.scheduleVersion++
 	w.status = StatusApproved

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -48,14 +49,17 @@ type serviceUpdate struct {
 	release        ReleaseOption
 	primaryStart   time.Time
 	secondaryStart time.Time
-	approvedBy     string
-	approvedAt     time.Time
-	startedAt      time.Time // when the update began; zero before that
-	closing        bool      // the final status is decided; nothing may change it
-	cancelled      bool      // an operator cancelled the workflow
-	attempts       []Attempt
-	notices        []NoticeRecord
-	reminders      []Reminder // still due for the current primary slot, earliest first
+	// Each slot's own window length.
+	primaryWindow   time.Duration
+	secondaryWindow time.Duration
+	approvedBy      string
+	approvedAt      time.Time
+	startedAt       time.Time // when the update began; zero before that
+	closing         bool      // the final status is decided; nothing may change it
+	cancelled       bool      // an operator cancelled the workflow
+	attempts        []Attempt
+	notices         []NoticeRecord
+	reminders       []Reminder // still due for the current primary slot, earliest first
 	// announced is set once the scheduled notice was scheduled; admin Updates
 	// wait for it, so an approval in the workflow's first moments is neither
 	// overwritten by the announcement nor confirmed before it.
@@ -90,7 +94,10 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 		release:        release,
 		primaryStart:   in.PrimaryStart.UTC(),
 		secondaryStart: in.SecondaryStart.UTC(),
-		reminders:      ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
+		primaryWindow:  in.WindowLength,
+		// Zero in inputs of release 1, which gave both slots one length.
+		secondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
+		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
 		return w.view(ctx), nil
@@ -283,6 +290,10 @@ func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) 
 // latestPrimaryStart is the last primary start a reschedule in the current
 // release may choose.
 func (w *serviceUpdate) latestPrimaryStart() time.Time {
+	if latest, ok := LatestOfferedPrimaryStart(w.in.Slots, w.release, w.in.SecondaryMinGap); ok {
+		return latest
+	}
+	// No offered slots in the input (release 1): every slot has one length.
 	return LatestPrimaryStart(w.release, w.in.WindowLength, w.in.SecondaryMinGap)
 }
 
@@ -290,7 +301,7 @@ func (w *serviceUpdate) latestPrimaryStart() time.Time {
 // whether the update succeeded; an error means the workflow was cancelled.
 func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status) (bool, error) {
 	slotStart := w.slotStart(role)
-	windowEnd := slotStart.Add(w.in.WindowLength)
+	windowEnd := slotStart.Add(w.slotWindow(role))
 	if err := w.transition(ctx, from, StatusInProgress, change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}); err != nil {
 		return false, err
 	}
@@ -436,4 +447,23 @@ func (w *serviceUpdate) slotStart(role SlotRole) time.Time {
 		return w.secondaryStart
 	}
 	return w.primaryStart
+}
+
+func (w *serviceUpdate) slotWindow(role SlotRole) time.Duration {
+	if role == SlotSecondary {
+		return w.secondaryWindow
+	}
+	return w.primaryWindow
+}
+
+// offeredWindow is the window of the slot release version offers at
+// start; WindowLength when the input lists no such slot (every slot of
+// release 1's inputs, or one the booking will refuse as not offered).
+func (w *serviceUpdate) offeredWindow(version string, start time.Time) time.Duration {
+	for _, slot := range w.in.Slots {
+		if slot.Version == version && slot.Start.Equal(start) {
+			return slot.WindowLength
+		}
+	}
+	return w.in.WindowLength
 }
