@@ -32,9 +32,10 @@ type fakeActivities struct {
 	calls []string
 
 	// Outcome hooks; nil means success.
-	applyUpdate func(ctx context.Context, in ApplyUpdateInput) error
-	sendNotice  func(in SendNoticeInput) error
-	bookSlots   func(in BookSlotsInput) error
+	applyUpdate      func(ctx context.Context, in ApplyUpdateInput) error
+	sendNotice       func(in SendNoticeInput) error
+	bookSlots        func(in BookSlotsInput) error
+	recordTransition func(in RecordTransitionInput) error
 }
 
 // activityRegistrar is what both the test environment and a real worker offer.
@@ -60,6 +61,11 @@ func (f *fakeActivities) RecordTransition(_ context.Context, in RecordTransition
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, ActivityRecordTransition)
+	if f.recordTransition != nil {
+		if err := f.recordTransition(in); err != nil {
+			return RecordTransitionResult{}, err
+		}
+	}
 	f.transitions = append(f.transitions, in)
 	return RecordTransitionResult{AuditID: int64(len(f.transitions))}, nil
 }

@@ -53,6 +53,11 @@ func withRelease1Defaults(in Input) Input {
 // gives the update's reservations back, as a cancellation always did.
 const changeReleaseAtClose = "release-slots-at-close"
 
+// changeDecidedOutcome: Failed and NotApproved, once decided, close on a
+// disconnected context, so a late cancellation changes neither the status
+// nor the final notice and audit row.
+const changeDecidedOutcome = "decided-outcome-stays"
+
 // changeStateOnlyRecheck: after waiting for the mutex, an Update handler
 // re-checks only the state that can have changed meanwhile (cancelled,
 // started, closed, approved, the primary start passed), never the

@@ -156,7 +156,7 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 			return w.cancel(ctx)
 		}
 		if !rescheduled {
-			return w.close(ctx, StatusNotApproved, change{action: actionExpired, detail: "release period ended without approval"})
+			return w.close(w.decided(ctx), StatusNotApproved, change{action: actionExpired, detail: "release period ended without approval"})
 		}
 	}
 	// 5. The primary attempt failed: fall back to the secondary slot.
@@ -172,7 +172,19 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	}
 	w.logger.Error("Service update failed in both slots; the instance stays on its current version",
 		"currentVersion", w.in.CurrentVersion, "attempts", w.attempts)
-	return w.close(ctx, StatusFailed, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart})
+	return w.close(w.decided(ctx), StatusFailed, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart})
+}
+
+// decided is the context a decided outcome closes on: disconnected, as
+// succeed's always was, so a cancellation arriving now neither turns it
+// into Cancelled nor cuts off its notice and audit row. A workflow that
+// closed before changeDecidedOutcome closes on ctx, as release 1 did.
+func (w *serviceUpdate) decided(ctx workflow.Context) workflow.Context {
+	if !patched(ctx, changeDecidedOutcome) {
+		return ctx
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	return dctx
 }
 
 // awaitPrimaryStart sends the reminders as they come due and returns at the
