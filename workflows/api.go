@@ -20,6 +20,11 @@ const (
 	// ExecutorTaskQueue carries ApplyUpdate only, so a provider can host the
 	// executor in its own worker, next to its own tooling.
 	ExecutorTaskQueue = "service-update-executor"
+	// AdminTaskQueue carries the store activities an admin's answer waits
+	// for (a Reschedule's booking), so they never queue behind the bulk of
+	// notices and audit rows a rollout produces. Every worker that runs
+	// the store activities polls it too.
+	AdminTaskQueue = "service-update-admin"
 )
 
 // WorkflowType is the registered name of the ServiceUpdate workflow.

@@ -14,6 +14,7 @@ import (
 // full, withdrawn or unknown slot comes back as an error for the admin.
 func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary, secondary time.Time) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              AdminTaskQueue, // never behind a rollout's bulk of notices
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute, // an admin is waiting for the answer
 		// On cancellation, wait until the booking has really ended, so the
@@ -138,12 +139,12 @@ func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) 
 		Actor: cmp.Or(c.actor, ActorSystem), Channel: cmp.Or(c.channel, ChannelWorkflow),
 		Action: c.action, From: from, Detail: c.detail, Snapshot: w.view(ctx),
 	}
-	// Retried with backoff for a few minutes, then logged and given up: an
-	// admin's Update waits for it, and the next transition's snapshot
-	// refreshes the projection anyway.
+	// The audit log is who did what and when; the projection is what
+	// operators list. Neither is ever given up: retried until written (a
+	// Postgres outage only delays them), each try short, the backoff
+	// capped so the row follows soon after Postgres is back.
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 5 * time.Minute,
+		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},

@@ -64,13 +64,16 @@ func bootDevServer() error {
 	fakes.register(updates)
 	executor := worker.New(server.Client(), ExecutorTaskQueue, worker.Options{})
 	fakes.registerExecutor(executor)
-	for _, w := range []worker.Worker{updates, executor} {
+	admin := worker.New(server.Client(), AdminTaskQueue, worker.Options{DisableWorkflowWorker: true})
+	fakes.register(admin)
+	for _, w := range []worker.Worker{updates, executor, admin} {
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
 	devServer.server, devServer.client, devServer.fakes = server, server.Client(), fakes
 	devServer.stop = func() {
+		admin.Stop()
 		executor.Stop()
 		updates.Stop()
 		_ = server.Stop()

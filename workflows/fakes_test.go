@@ -20,6 +20,7 @@ type fakeActivities struct {
 	notices     []SendNoticeInput // in the order the workflow scheduled them
 	noticeSeqs  []int64           // the activity ID (schedule sequence) of each
 	bookings    []BookSlotsInput
+	bookQueues  []string // the task queue of each booking
 	releases    []ReleaseSlotsInput
 	versions    []RecordVersionInput
 	applies     []ApplyUpdateInput
@@ -92,11 +93,12 @@ func (f *fakeActivities) SendNotice(ctx context.Context, in SendNoticeInput) (Se
 	return SendNoticeResult{Recipients: 2, Emailed: true}, nil
 }
 
-func (f *fakeActivities) BookSlots(_ context.Context, in BookSlotsInput) (BookSlotsResult, error) {
+func (f *fakeActivities) BookSlots(ctx context.Context, in BookSlotsInput) (BookSlotsResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, ActivityBookSlots)
 	f.bookings = append(f.bookings, in)
+	f.bookQueues = append(f.bookQueues, activity.GetInfo(ctx).TaskQueue)
 	if f.bookSlots != nil {
 		if err := f.bookSlots(in); err != nil {
 			return BookSlotsResult{}, err
