@@ -62,7 +62,11 @@ const (
 	ErrTypeNoRecipients   = "NoRecipients"
 	ErrTypeMailRejected   = "MailRejected"
 	ErrTypeUpdateFailed   = "UpdateFailed"
-	ErrTypeInvalidInput   = "InvalidInput"
+	// ErrTypeWindowElapsed is an executor stopped because its window ends
+	// (retryable: the window's end, as the activity's deadline, closes the
+	// attempt); the attempt is then window-elapsed, not failed.
+	ErrTypeWindowElapsed = "WindowElapsed"
+	ErrTypeInvalidInput  = "InvalidInput"
 )
 
 // Search attributes kept current on every transition.

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -92,12 +93,20 @@ func recordedExecutor(ctx context.Context, in ApplyUpdateInput) error {
 		return blockUntilCancelled(ctx, in)
 	case in.InstanceID == instanceCancelledRunning:
 		return heartbeatUntilCancelled(ctx)
+	case in.InstanceID == instanceStoppedForWindow && in.Attempt == SlotPrimary:
+		return errStoppedForWindow
 	}
 	return nil
 }
 
 // instanceCancelledRunning is cancelled while its executor runs.
 const instanceCancelledRunning = "inst-cancelled-running"
+
+// instanceStoppedForWindow's primary attempt keeps failing with a
+// retryable error until the window leaves no room for another try.
+const instanceStoppedForWindow = "inst-stopped-for-window"
+
+var errStoppedForWindow = errors.New("the primary update window ends soon: the update command was stopped")
 
 // compressedInput is a whole lifecycle in seconds: five reminders shaped
 // like the defaults, a 3-second window and a secondary slot 4 seconds later.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -320,16 +321,9 @@ func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status
 	attempt := Attempt{Slot: role, Started: workflow.Now(ctx)}
 	err := w.applyUpdate(ctx, role, windowEnd)
 	attempt.Finished = workflow.Now(ctx)
-	var timeout *temporal.TimeoutError
-	switch {
-	case err == nil:
-		attempt.Outcome = OutcomeSucceeded
-	case ctx.Err() != nil:
-		attempt.Outcome, attempt.Error = OutcomeCancelled, failureText(err)
-	case errors.As(err, &timeout) || !attempt.Finished.Before(windowEnd):
-		attempt.Outcome, attempt.Error = OutcomeWindowElapsed, failureText(err)
-	default:
-		attempt.Outcome, attempt.Error = OutcomeFailed, failureText(err)
+	attempt.Outcome = attemptOutcome(err, ctx.Err() != nil, attempt.Finished, windowEnd)
+	if err != nil {
+		attempt.Error = failureText(err)
 	}
 	w.attempts = append(w.attempts, attempt)
 	switch {
@@ -340,6 +334,30 @@ func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status
 	}
 	w.logger.Warn("Update attempt did not succeed", "slot", role, "outcome", attempt.Outcome, "error", err)
 	return false, nil
+}
+
+// attemptOutcome names how an attempt that ended at finished in a window
+// ending at windowEnd went. A window that ran out is window-elapsed however
+// it shows: Temporal's timeout, retries stopped because the next one would
+// not fit in the window (on a server, retry state Timeout, whatever the
+// last failure), the executor's own WindowElapsed error as the last
+// failure (it stops a little before the end), or simply an end at or
+// after the window's end.
+func attemptOutcome(err error, cancelled bool, finished, windowEnd time.Time) string {
+	var timeout *temporal.TimeoutError
+	var activityErr *temporal.ActivityError
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return OutcomeSucceeded
+	case cancelled:
+		return OutcomeCancelled
+	case errors.As(err, &timeout), !finished.Before(windowEnd),
+		errors.As(err, &activityErr) && activityErr.RetryState() == enumspb.RETRY_STATE_TIMEOUT,
+		errors.As(err, &appErr) && appErr.Type() == ErrTypeWindowElapsed:
+		return OutcomeWindowElapsed
+	}
+	return OutcomeFailed
 }
 
 // fallBack schedules the secondary slot after a failed primary attempt and
