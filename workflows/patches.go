@@ -58,6 +58,11 @@ const changeReleaseAtClose = "release-slots-at-close"
 // nor the final notice and audit row.
 const changeDecidedOutcome = "decided-outcome-stays"
 
+// changeCancelWokenTimers: a wait for the next reminder, the primary start
+// or the period's end that a Reschedule cuts short cancels its timer
+// instead of leaving it to fire later (AwaitWithTimeout).
+const changeCancelWokenTimers = "cancel-woken-timers"
+
 // changeStateOnlyRecheck: after waiting for the mutex, an Update handler
 // re-checks only the state that can have changed meanwhile (cancelled,
 // started, closed, approved, the primary start passed), never the
