@@ -95,7 +95,7 @@ func (w *serviceUpdate) finish(ctx workflow.Context) (Result, error) {
 		Counter(metricUpdatesClosed).Inc(1)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	if err := workflow.Await(dctx, func() bool {
-		return workflow.AllHandlersFinished(dctx) && w.noticesInFlight == 0
+		return workflow.AllHandlersFinished(dctx) && w.noticesInFlight == 0 && w.auditsInFlight == 0
 	}); err != nil {
 		return Result{}, err
 	}

@@ -37,6 +37,7 @@ type fakeActivities struct {
 	sendNotice       func(in SendNoticeInput) error
 	bookSlots        func(in BookSlotsInput) error
 	recordTransition func(in RecordTransitionInput) error
+	releaseSlots     func(in ReleaseSlotsInput) error
 }
 
 // activityRegistrar is what both the test environment and a real worker offer.
@@ -111,6 +112,11 @@ func (f *fakeActivities) ReleaseSlots(_ context.Context, in ReleaseSlotsInput) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, ActivityReleaseSlots)
+	if f.releaseSlots != nil {
+		if err := f.releaseSlots(in); err != nil {
+			return ReleaseSlotsResult{}, err
+		}
+	}
 	f.releases = append(f.releases, in)
 	if f.executing[in.InstanceID] {
 		f.releasedUnderExecutor = append(f.releasedUnderExecutor, in.InstanceID)

@@ -63,6 +63,14 @@ const changeDecidedOutcome = "decided-outcome-stays"
 // instead of leaving it to fire later (AwaitWithTimeout).
 const changeCancelWokenTimers = "cancel-woken-timers"
 
+// changeReleaseWithoutMutex: the decision not to run an unapproved update
+// gives its slots back without holding the mutex across the release.
+const changeReleaseWithoutMutex = "not-approved-release-without-mutex"
+
+// changeStartWithoutAudit: an attempt's executor starts with its started
+// audit row, not after it, and the mutex is not held while the row waits.
+const changeStartWithoutAudit = "start-without-waiting-for-audit"
+
 // changeStateOnlyRecheck: after waiting for the mutex, an Update handler
 // re-checks only the state that can have changed meanwhile (cancelled,
 // started, closed, approved, the primary start passed), never the

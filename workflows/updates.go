@@ -18,6 +18,24 @@ func (w *serviceUpdate) lockAnnounced(ctx workflow.Context) error {
 	return w.mu.Lock(ctx)
 }
 
+// lockToBook is lockAnnounced for a handler that books slots: it also
+// waits until no release of the slots is under way, which would undo the
+// booking.
+func (w *serviceUpdate) lockToBook(ctx workflow.Context) error {
+	for {
+		if err := workflow.Await(ctx, func() bool { return w.announced && !w.releasing }); err != nil {
+			return err
+		}
+		if err := w.mu.Lock(ctx); err != nil {
+			return err
+		}
+		if !w.releasing {
+			return nil
+		}
+		w.mu.Unlock() // a release began while this handler waited
+	}
+}
+
 // refuseChanges explains why the schedule can no longer change, or returns
 // nil while it still can. verb completes "it can no longer be ...".
 func (w *serviceUpdate) refuseChanges(verb string) error {
@@ -102,6 +120,10 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 	if err := w.refuseChanges("rescheduled"); err != nil {
 		return err
 	}
+	if w.releasing {
+		return fmt.Errorf("the slots of the missed primary slot at %s are being given back; send the reschedule again in a few minutes",
+			w.primaryStart.UTC().Format(timeLayout))
+	}
 	release, err := ChooseTargetVersion(w.in.Releases, w.targetVersion, in.TargetVersion)
 	if err != nil {
 		return err
@@ -131,7 +153,7 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	// The release the validator accepted: another Reschedule may move the
 	// target while this one waits for the mutex.
 	release, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
-	if err := w.lockAnnounced(ctx); err != nil {
+	if err := w.lockToBook(ctx); err != nil {
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()

@@ -55,6 +55,9 @@ type serviceUpdate struct {
 	attempts        []Attempt
 	notices         []NoticeRecord
 	reminders       []Reminder // still due for the current primary slot, earliest first
+	// releasing is set while the slots of an unapproved update are being
+	// given back; a Reschedule waits (or is refused) until that is done.
+	releasing bool
 	// announced is set once the scheduled notice was scheduled; admin Updates
 	// wait for it, so an approval in the workflow's first moments is neither
 	// overwritten by the announcement nor confirmed before it.
@@ -66,6 +69,9 @@ type serviceUpdate struct {
 	// noticesInFlight counts the notices scheduled and not yet settled;
 	// the workflow returns only once it is zero.
 	noticesInFlight int
+	// auditsInFlight counts audit rows settled in the background (an
+	// attempt's start); the next row is written only once it is zero.
+	auditsInFlight int
 }
 
 // setup validates the input and registers every handler before the first
@@ -212,17 +218,39 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 			w.mu.Unlock()
 			return from, nil
 		}
-		// Optional and not approved: give the slots back and tell the
-		// admins while still holding the mutex, so that a late Reschedule
-		// books and reports only after this.
+		// Optional and not approved: it does not run.
 		w.status = StatusNotApproved
-		err := w.releaseSlots(ctx)
-		if err == nil {
-			err = w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.latestPrimaryStart()})
-		}
-		w.mu.Unlock()
-		return from, err
+		return from, w.declineUnapproved(ctx, from)
 	}
+}
+
+// declineUnapproved gives the slots of an unapproved update back and tells
+// the admins; the caller holds the mutex and it is released on return. A
+// late Reschedule books and reports only after this. The release may be
+// retried for hours while Postgres is away, so it runs without the mutex:
+// no admin's Update waits for it, and a Reschedule is refused meanwhile
+// (releasing) rather than let its booking be undone by the release.
+// Before changeReleaseWithoutMutex, release 1 held the mutex throughout.
+func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) error {
+	notApproved := change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.latestPrimaryStart()}
+	if !patched(ctx, changeReleaseWithoutMutex) {
+		defer w.mu.Unlock()
+		if err := w.releaseSlots(ctx); err != nil {
+			return err
+		}
+		return w.record(ctx, from, notApproved)
+	}
+	w.releasing = true
+	w.mu.Unlock()
+	if err := w.releaseSlots(ctx); err != nil {
+		return err
+	}
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	w.releasing = false // under the mutex: the not-approved row comes first
+	return w.record(ctx, from, notApproved)
 }
 
 // sleepUnlessWoken waits for d, or until woken holds (a handler changed
@@ -319,8 +347,13 @@ func (w *serviceUpdate) latestPrimaryStart() time.Time {
 func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status) (bool, error) {
 	slotStart := w.slotStart(role)
 	windowEnd := slotStart.Add(w.slotWindow(role))
-	if err := w.transition(ctx, from, StatusInProgress, change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}); err != nil {
-		return false, err
+	started := change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}
+	if patched(ctx, changeStartWithoutAudit) {
+		if err := w.announceStart(ctx, from, started); err != nil {
+			return false, err
+		}
+	} else if err := w.transition(ctx, from, StatusInProgress, started); err != nil {
+		return false, err // release 1 waited for the audit row, under the mutex
 	}
 	attempt := Attempt{Slot: role, Started: workflow.Now(ctx)}
 	err := w.applyUpdate(ctx, role, windowEnd)
