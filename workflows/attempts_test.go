@@ -78,6 +78,10 @@ func TestRetriesStoppedByTheWindowAreWindowElapsedOnTheServer(t *testing.T) {
 	in := compressedInput(instanceStoppedForWindow, time.Now())
 	in.Mandatory = true
 	in.ReminderOffsets = []time.Duration{0}
+	// The first retry (after 10 s) does not fit in a 6 s window: the
+	// attempt fails at once, with seconds to spare on a loaded machine.
+	in.WindowLength, in.SecondaryWindowLength = 6*time.Second, 6*time.Second
+	in.SecondaryStart = in.PrimaryStart.Add(in.WindowLength + in.SecondaryMinGap)
 	run := startUpdate(t, c, in)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
