@@ -311,6 +311,17 @@ type Window struct {
 	LocalEnd   string    `json:"localEnd"`
 }
 
+// Approval is one admin decision on the schedule: an Approve, or a
+// Reschedule, which implies approval.
+type Approval struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Action  string    `json:"action"`  // "approved" or "rescheduled", as in the audit log
+	Channel string    `json:"channel"` // one of the Channel constants
+	// Detail is the approval's note, or the schedule a Reschedule chose.
+	Detail string `json:"detail,omitempty"`
+}
+
 // Attempt is one execution of the update in a slot.
 type Attempt struct {
 	Slot     SlotRole  `json:"slot"`
@@ -332,24 +343,26 @@ type NoticeRecord struct {
 // StatusView is the Status query's answer and what Approve, Reschedule and
 // SetAdmins return.
 type StatusView struct {
-	WorkflowID     string         `json:"workflowId"`
-	InstanceID     string         `json:"instanceId"`
-	InstanceName   string         `json:"instanceName"`
-	TenantID       string         `json:"tenantId"`
-	Admins         []string       `json:"admins"`
-	CurrentVersion string         `json:"currentVersion"`
-	OfferedVersion string         `json:"offeredVersion"` // the version the workflow was started for
-	TargetVersion  string         `json:"targetVersion"`
-	Mandatory      bool           `json:"mandatory"`
-	Status         Status         `json:"status"`
-	Primary        Window         `json:"primary"`
-	Secondary      Window         `json:"secondary"`
-	ReleasePeriod  ReleaseOption  `json:"releasePeriod"`
-	ApprovedBy     string         `json:"approvedBy,omitempty"`
-	ApprovedAt     time.Time      `json:"approvedAt,omitzero"`
-	Attempts       []Attempt      `json:"attempts"`
-	Notices        []NoticeRecord `json:"notices"`
-	Upcoming       []NoticeRecord `json:"upcoming"`
+	WorkflowID     string        `json:"workflowId"`
+	InstanceID     string        `json:"instanceId"`
+	InstanceName   string        `json:"instanceName"`
+	TenantID       string        `json:"tenantId"`
+	Admins         []string      `json:"admins"`
+	CurrentVersion string        `json:"currentVersion"`
+	OfferedVersion string        `json:"offeredVersion"` // the version the workflow was started for
+	TargetVersion  string        `json:"targetVersion"`
+	Mandatory      bool          `json:"mandatory"`
+	Status         Status        `json:"status"`
+	Primary        Window        `json:"primary"`
+	Secondary      Window        `json:"secondary"`
+	ReleasePeriod  ReleaseOption `json:"releasePeriod"`
+	ApprovedBy     string        `json:"approvedBy,omitempty"` // the last of Approvals
+	ApprovedAt     time.Time     `json:"approvedAt,omitzero"`
+	// Approvals holds every Approve and accepted Reschedule, oldest first.
+	Approvals []Approval     `json:"approvals,omitempty"`
+	Attempts  []Attempt      `json:"attempts"`
+	Notices   []NoticeRecord `json:"notices"`
+	Upcoming  []NoticeRecord `json:"upcoming"`
 }
 
 // RecordTransitionInput writes one audit row and refreshes the updates

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 )
@@ -108,8 +109,10 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 	w.status = StatusApproved
 	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = workflow.Now(ctx)
-	err := w.record(ctx, from, change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
-		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart})
+	approved := change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
+		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart}
+	w.keepApproval(approved, w.approvedAt)
+	err := w.record(ctx, from, approved)
 	return w.view(ctx), err
 }
 
@@ -189,10 +192,17 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.status = StatusApproved
 	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = now
-	err := w.record(ctx, from, change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
+	rescheduled := change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
 		detail: fmt.Sprintf("primary %s, secondary %s, target %s", w.primaryStart.Format(timeLayout), w.secondaryStart.Format(timeLayout), w.targetVersion),
-		notice: NoticeRescheduled, slotStart: w.primaryStart, deadline: w.primaryStart})
+		notice: NoticeRescheduled, slotStart: w.primaryStart, deadline: w.primaryStart}
+	w.keepApproval(rescheduled, now)
+	err := w.record(ctx, from, rescheduled)
 	return w.view(ctx), err
+}
+
+// keepApproval adds an approving change to the Status view's history.
+func (w *serviceUpdate) keepApproval(c change, at time.Time) {
+	w.approvals = append(w.approvals, Approval{By: c.actor, At: at, Action: c.action, Channel: c.channel, Detail: c.detail})
 }
 
 func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInput) error {

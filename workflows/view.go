@@ -37,6 +37,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		ReleasePeriod:  w.release,
 		ApprovedBy:     w.approvedBy,
 		ApprovedAt:     w.approvedAt,
+		Approvals:      slices.Clone(w.approvals),
 		Attempts:       slices.Clone(w.attempts),
 		Notices:        slices.Clone(w.notices),
 		Upcoming:       w.upcoming(),

@@ -47,8 +47,9 @@ type serviceUpdate struct {
 	// Each slot's own window length.
 	primaryWindow   time.Duration
 	secondaryWindow time.Duration
-	approvedBy      string
+	approvedBy      string // the last approval, as approvals has it
 	approvedAt      time.Time
+	approvals       []Approval
 	startedAt       time.Time // when the update began; zero before that
 	closing         bool      // the final status is decided; nothing may change it
 	cancelled       bool      // an operator cancelled the workflow
