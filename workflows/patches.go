@@ -22,7 +22,10 @@ import (
 
 // patched reports whether this workflow takes the change changeID: true
 // for code running for the first time, false when replaying a history
-// recorded before the change.
+// recorded before the change. The first call records a marker (two
+// history events), so where old and new behaviour only sometimes differ,
+// it is asked only when they do: a workflow that never meets the
+// difference carries no marker, and one that does is pinned right there.
 func patched(ctx workflow.Context, changeID string) bool {
 	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, 1) >= 1
 }
@@ -77,6 +80,16 @@ const changeStartWithoutAudit = "start-without-waiting-for-audit"
 // validator's rules. Release 1 ran the whole validator again; its rules
 // are frozen below for the histories that did.
 const changeStateOnlyRecheck = "handlers-recheck-state-only"
+
+// recheck is the decision of a handler that waited for the mutex: today's
+// state-only check, or release 1's (release1) where a history recorded by
+// release 1 is replayed. The version is asked only where they disagree.
+func recheck(ctx workflow.Context, stateOnly, release1 error) error {
+	if (stateOnly == nil) == (release1 == nil) || patched(ctx, changeStateOnlyRecheck) {
+		return stateOnly
+	}
+	return release1
+}
 
 // The release1Recheck functions are what release 1's handlers checked
 // after taking the mutex: its validators of the time. They run again when

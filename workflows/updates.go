@@ -98,11 +98,7 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 	// The state may have moved while this handler waited for the mutex:
 	// check it again, but not the validator's rules, which may change
 	// from one release to the next (the SDK skips validators on replay).
-	recheck := w.refuseApproval
-	if !patched(ctx, changeStateOnlyRecheck) {
-		recheck = func() error { return w.release1RecheckApprove(in) }
-	}
-	if err := recheck(); err != nil {
+	if err := recheck(ctx, w.refuseApproval(), w.release1RecheckApprove(in)); err != nil {
 		return StatusView{}, err
 	}
 	from := w.status
@@ -160,15 +156,13 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if patched(ctx, changeStateOnlyRecheck) {
-		if err := w.refuseReschedule(ctx, in); err != nil {
-			return StatusView{}, err
-		}
-	} else {
-		if err := w.release1RecheckReschedule(ctx, in); err != nil {
-			return StatusView{}, err
-		}
-		release, _, _ = FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
+	if err := recheck(ctx, w.refuseReschedule(ctx, in), w.release1RecheckReschedule(ctx, in)); err != nil {
+		return StatusView{}, err
+	}
+	// Release 1 resolved the target only now, after the wait.
+	if then, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion)); then.Version != release.Version &&
+		!patched(ctx, changeStateOnlyRecheck) {
+		release = then
 	}
 	// Capacity lives in Postgres, so a full or withdrawn slot is only found
 	// here, after the validator accepted the Update: this is the one refusal
@@ -229,11 +223,7 @@ func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (Stat
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	recheck := w.refuseAdminChange
-	if !patched(ctx, changeStateOnlyRecheck) {
-		recheck = func() error { return w.release1RecheckSetAdmins(in) }
-	}
-	if err := recheck(); err != nil {
+	if err := recheck(ctx, w.refuseAdminChange(), w.release1RecheckSetAdmins(in)); err != nil {
 		return StatusView{}, err
 	}
 	w.admins = slices.Clone(in.Admins)

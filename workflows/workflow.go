@@ -256,24 +256,24 @@ func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) err
 
 // sleepUnlessWoken waits for d, or until woken holds (a handler changed
 // the schedule). A timer woken early is cancelled (the updatabletimer
-// pattern), so it never fires later into an empty workflow task, which
-// AwaitWithTimeout does in this SDK. A workflow that waited before
-// changeCancelWokenTimers keeps waiting as release 1 did.
+// pattern) rather than left to fire later into an empty workflow task, as
+// AwaitWithTimeout leaves it in this SDK. Until then it issues the same
+// commands as AwaitWithTimeout, which release 1 waited with, so only the
+// cancellation is patched (changeCancelWokenTimers) and only a wait that
+// is cut short asks for the version. woken must be false on entry.
 func (w *serviceUpdate) sleepUnlessWoken(ctx workflow.Context, d time.Duration, woken func() bool) error {
-	if !patched(ctx, changeCancelWokenTimers) {
-		_, err := workflow.AwaitWithTimeout(ctx, d, woken)
-		return err
-	}
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	defer cancelTimer() // cancels the timer unless it fired
 	timer := workflow.NewTimer(timerCtx, d)
 	if err := workflow.Await(ctx, func() bool { return timer.IsReady() || woken() }); err != nil {
 		return err
 	}
-	if !timer.IsReady() {
-		return nil // woken: the deferred cancel stops the timer
+	if timer.IsReady() {
+		return timer.Get(ctx, nil)
 	}
-	return timer.Get(ctx, nil)
+	if patched(ctx, changeCancelWokenTimers) {
+		cancelTimer()
+	}
+	return nil
 }
 
 // remind sends the reminder due now for the schedule of version armed. It
