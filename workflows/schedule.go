@@ -209,9 +209,8 @@ func ValidateAdmins(admins []string) error {
 	return nil
 }
 
-// validateInput checks a workflow input after release 1's defaults were
-// applied to the fields it lacks. The
-// error names the field at fault and what it accepts.
+// validateInput checks a workflow input once release 1's defaults filled
+// what it lacks. The error names the field at fault and what it accepts.
 func validateInput(in Input) error {
 	switch {
 	case in.Instance.ID == "":
