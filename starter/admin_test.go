@@ -52,7 +52,9 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	}
 	executorWorker := worker.New(c, workflows.ExecutorTaskQueue, worker.Options{DisableWorkflowWorker: true})
 	activities.RegisterExecutor(executorWorker, executor)
-	for _, w := range []worker.Worker{updates, executorWorker} {
+	admin := worker.New(c, workflows.AdminTaskQueue, worker.Options{DisableWorkflowWorker: true})
+	(&activities.StoreActivities{Store: st}).Register(admin)
+	for _, w := range []worker.Worker{updates, executorWorker, admin} {
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}

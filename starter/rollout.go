@@ -313,6 +313,8 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 	}
 	input.SecondaryMinGap = s.plan.SecondaryMinGap
 	input.RescheduleMinNotice = s.plan.RescheduleMinNotice
+	// Defaults are resolved here, once: the workflow carries them for life.
+	input = input.WithDefaults()
 	_, err = s.client.ExecuteWorkflow(ctx, startOptions(id, s.taskQueue, input), workflows.WorkflowType, input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {

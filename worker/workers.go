@@ -63,7 +63,13 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 	}
 	notifier.Register(updates)
 
-	set.workers = []namedWorker{{taskQueue: cfg.TaskQueue, worker: updates}}
+	// The store activities an admin waits for run on their own queue too.
+	adminOptions := options
+	adminOptions.DisableWorkflowWorker = true
+	admin := worker.New(c, workflows.AdminTaskQueue, adminOptions)
+	(&activities.StoreActivities{Store: st}).Register(admin)
+
+	set.workers = []namedWorker{{taskQueue: cfg.TaskQueue, worker: updates}, {taskQueue: workflows.AdminTaskQueue, worker: admin}}
 
 	if cfg.Executor == config.ExecutorNone {
 		// No poller on the executor's queue: ApplyUpdate waits there for

@@ -6,6 +6,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,11 @@ const (
 	// ExecutorTaskQueue carries ApplyUpdate only, so a provider can host the
 	// executor in its own worker, next to its own tooling.
 	ExecutorTaskQueue = "service-update-executor"
+	// AdminTaskQueue carries the store activities an admin's answer waits
+	// for (a Reschedule's booking), so they never queue behind the bulk of
+	// notices and audit rows a rollout produces. Every worker that runs
+	// the store activities polls it too.
+	AdminTaskQueue = "service-update-admin"
 )
 
 // WorkflowType is the registered name of the ServiceUpdate workflow.
@@ -56,7 +62,11 @@ const (
 	ErrTypeNoRecipients   = "NoRecipients"
 	ErrTypeMailRejected   = "MailRejected"
 	ErrTypeUpdateFailed   = "UpdateFailed"
-	ErrTypeInvalidInput   = "InvalidInput"
+	// ErrTypeWindowElapsed is an executor stopped because its window ends
+	// (retryable: the window's end, as the activity's deadline, closes the
+	// attempt); the attempt is then window-elapsed, not failed.
+	ErrTypeWindowElapsed = "WindowElapsed"
+	ErrTypeInvalidInput  = "InvalidInput"
 	// ErrTypeInstanceHeld: another open update holds the instance (one
 	// open update per instance); the message names it.
 	ErrTypeInstanceHeld = "InstanceHeld"
@@ -183,7 +193,9 @@ const ActorSystem = "system"
 // Temporal (which does not say who cancelled).
 const ActorOperator = "operator"
 
-// Defaults applied by the workflow when the input leaves them empty.
+// Defaults resolved into an Input when a workflow is started
+// (Input.WithDefaults), so a running workflow never sees a later change of
+// them: it carries the values it started with.
 var DefaultReminderOffsets = []time.Duration{
 	90 * 24 * time.Hour, 30 * 24 * time.Hour, 15 * 24 * time.Hour, 7 * 24 * time.Hour, 0,
 }
@@ -230,7 +242,17 @@ type Input struct {
 	// their periods bound the slots an admin may pick.
 	Releases        []ReleaseOption `json:"releases"`
 	ReminderOffsets []time.Duration `json:"reminderOffsets,omitempty"` // default DefaultReminderOffsets
-	WindowLength    time.Duration   `json:"windowLength,omitempty"`    // default DefaultWindowLength
+	// WindowLength is the primary slot's window (default
+	// DefaultWindowLength); in inputs of release 1, every slot's.
+	WindowLength time.Duration `json:"windowLength,omitempty"`
+	// SecondaryWindowLength is the secondary slot's window; zero (inputs
+	// of release 1) means WindowLength.
+	SecondaryWindowLength time.Duration `json:"secondaryWindowLength,omitempty"`
+	// Slots are the slots every release in Releases offers in the
+	// instance's region, so that a slot chosen by a Reschedule runs for
+	// its own window. Inputs of release 1 have none: every slot then has
+	// WindowLength.
+	Slots []OfferedSlot `json:"slots,omitempty"`
 	// SecondaryMinGap is the least time between the end of the primary
 	// window and the start of the secondary slot.
 	SecondaryMinGap time.Duration `json:"secondaryMinGap,omitempty"`
@@ -238,6 +260,30 @@ type Input struct {
 	// primary slot's start (RESCHEDULE_MIN_NOTICE when the rollout started
 	// the update; zero in updates started before it existed).
 	RescheduleMinNotice time.Duration `json:"rescheduleMinNotice,omitempty"`
+}
+
+// OfferedSlot is one update window a release offers in a region.
+type OfferedSlot struct {
+	Version      string        `json:"version"`
+	Start        time.Time     `json:"start"`
+	WindowLength time.Duration `json:"windowLength"`
+}
+
+// WithDefaults fills the fields in left empty with the current defaults.
+// The starter calls it on every Input it starts a workflow with, so the
+// workflow never applies a default of its own: a deploy that changes a
+// default changes new workflows only.
+func (in Input) WithDefaults() Input {
+	if len(in.ReminderOffsets) == 0 {
+		in.ReminderOffsets = slices.Clone(DefaultReminderOffsets)
+	}
+	if in.WindowLength == 0 {
+		in.WindowLength = DefaultWindowLength
+	}
+	if in.SecondaryWindowLength == 0 {
+		in.SecondaryWindowLength = in.WindowLength
+	}
+	return in
 }
 
 // Result is what a closed workflow returns.
@@ -275,6 +321,17 @@ type Window struct {
 	LocalEnd   string    `json:"localEnd"`
 }
 
+// Approval is one admin decision on the schedule: an Approve, or a
+// Reschedule, which implies approval.
+type Approval struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Action  string    `json:"action"`  // "approved" or "rescheduled", as in the audit log
+	Channel string    `json:"channel"` // one of the Channel constants
+	// Detail is the approval's note, or the schedule a Reschedule chose.
+	Detail string `json:"detail,omitempty"`
+}
+
 // Attempt is one execution of the update in a slot.
 type Attempt struct {
 	Slot     SlotRole  `json:"slot"`
@@ -296,24 +353,26 @@ type NoticeRecord struct {
 // StatusView is the Status query's answer and what Approve, Reschedule and
 // SetAdmins return.
 type StatusView struct {
-	WorkflowID     string         `json:"workflowId"`
-	InstanceID     string         `json:"instanceId"`
-	InstanceName   string         `json:"instanceName"`
-	TenantID       string         `json:"tenantId"`
-	Admins         []string       `json:"admins"`
-	CurrentVersion string         `json:"currentVersion"`
-	OfferedVersion string         `json:"offeredVersion"` // the version the workflow was started for
-	TargetVersion  string         `json:"targetVersion"`
-	Mandatory      bool           `json:"mandatory"`
-	Status         Status         `json:"status"`
-	Primary        Window         `json:"primary"`
-	Secondary      Window         `json:"secondary"`
-	ReleasePeriod  ReleaseOption  `json:"releasePeriod"`
-	ApprovedBy     string         `json:"approvedBy,omitempty"`
-	ApprovedAt     time.Time      `json:"approvedAt,omitzero"`
-	Attempts       []Attempt      `json:"attempts"`
-	Notices        []NoticeRecord `json:"notices"`
-	Upcoming       []NoticeRecord `json:"upcoming"`
+	WorkflowID     string        `json:"workflowId"`
+	InstanceID     string        `json:"instanceId"`
+	InstanceName   string        `json:"instanceName"`
+	TenantID       string        `json:"tenantId"`
+	Admins         []string      `json:"admins"`
+	CurrentVersion string        `json:"currentVersion"`
+	OfferedVersion string        `json:"offeredVersion"` // the version the workflow was started for
+	TargetVersion  string        `json:"targetVersion"`
+	Mandatory      bool          `json:"mandatory"`
+	Status         Status        `json:"status"`
+	Primary        Window        `json:"primary"`
+	Secondary      Window        `json:"secondary"`
+	ReleasePeriod  ReleaseOption `json:"releasePeriod"`
+	ApprovedBy     string        `json:"approvedBy,omitempty"` // the last of Approvals
+	ApprovedAt     time.Time     `json:"approvedAt,omitzero"`
+	// Approvals holds every Approve and accepted Reschedule, oldest first.
+	Approvals []Approval     `json:"approvals,omitempty"`
+	Attempts  []Attempt      `json:"attempts"`
+	Notices   []NoticeRecord `json:"notices"`
+	Upcoming  []NoticeRecord `json:"upcoming"`
 }
 
 // RecordTransitionInput writes one audit row and refreshes the updates

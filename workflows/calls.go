@@ -14,6 +14,7 @@ import (
 // full, withdrawn or unknown slot comes back as an error for the admin.
 func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary, secondary time.Time) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              AdminTaskQueue, // never behind a rollout's bulk of notices
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute, // an admin is waiting for the answer
 		// On cancellation, wait until the booking has really ended, so the
@@ -45,9 +46,15 @@ func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary,
 	return fmt.Errorf("the slots could not be booked, try again later: %w", err)
 }
 
-// releaseSlots gives both reservations back to the pool. Retried for a
-// day: a reservation left behind takes capacity from other instances.
+// releaseSlots gives both reservations back to the pool.
 func (w *serviceUpdate) releaseSlots(ctx workflow.Context) error {
+	return w.settleRelease(ctx, w.startReleaseSlots(ctx))
+}
+
+// startReleaseSlots starts giving both reservations back; settleRelease
+// waits for it. Retried for a day: a reservation left behind takes
+// capacity from other instances.
+func (w *serviceUpdate) startReleaseSlots(ctx workflow.Context) workflow.Future {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 24 * time.Hour,
@@ -55,10 +62,17 @@ func (w *serviceUpdate) releaseSlots(ctx workflow.Context) error {
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
 		},
 	})
-	var res ReleaseSlotsResult
-	err := workflow.ExecuteActivity(ctx, ActivityReleaseSlots, ReleaseSlotsInput{
+	return workflow.ExecuteActivity(ctx, ActivityReleaseSlots, ReleaseSlotsInput{
 		InstanceID: w.in.Instance.ID, OfferedVersion: w.in.TargetVersion,
-	}).Get(ctx, &res)
+	})
+}
+
+// settleRelease waits for a release started by startReleaseSlots. A
+// release given up on is logged; the only error returned is the
+// workflow's cancellation.
+func (w *serviceUpdate) settleRelease(ctx workflow.Context, f workflow.Future) error {
+	var res ReleaseSlotsResult
+	err := f.Get(ctx, &res)
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -99,7 +113,7 @@ func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowE
 		TaskQueue:              ExecutorTaskQueue,
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
-		HeartbeatTimeout:       HeartbeatTimeout(w.in.WindowLength),
+		HeartbeatTimeout:       HeartbeatTimeout(w.slotWindow(role)),
 		// A cancelled workflow reports Cancelled only once the executor has
 		// stopped (or stopped heartbeating), never while it still changes
 		// the instance.
@@ -125,12 +139,12 @@ func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) 
 		Actor: cmp.Or(c.actor, ActorSystem), Channel: cmp.Or(c.channel, ChannelWorkflow),
 		Action: c.action, From: from, Detail: c.detail, Snapshot: w.view(ctx),
 	}
-	// Retried with backoff for a few minutes, then logged and given up: an
-	// admin's Update waits for it, and the next transition's snapshot
-	// refreshes the projection anyway.
+	// The audit log is who did what and when; the projection is what
+	// operators list. Neither is ever given up: retried until written (a
+	// Postgres outage only delays them), each try short, the backoff
+	// capped so the row follows soon after Postgres is back.
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 5 * time.Minute,
+		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},

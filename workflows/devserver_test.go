@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -18,12 +15,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/svcupdate/svcupdate/internal/devtest"
 )
@@ -32,11 +27,6 @@ import (
 // built by `make test`) with the fake activities on real workers: they prove
 // what the time-skipping environment cannot (history contents) and record
 // the histories that the replay test runs.
-
-// recordEnv set to 1 re-records workflows/testdata/*.json from a dev-server run.
-const recordEnv = "RECORD_HISTORIES"
-
-const historyDir = "testdata"
 
 // devServer is shared by every dev-server test of the package (started on
 // first use, stopped by TestMain) with one worker per task queue.
@@ -75,13 +65,16 @@ func bootDevServer() error {
 	fakes.register(updates)
 	executor := worker.New(server.Client(), ExecutorTaskQueue, worker.Options{})
 	fakes.registerExecutor(executor)
-	for _, w := range []worker.Worker{updates, executor} {
+	admin := worker.New(server.Client(), AdminTaskQueue, worker.Options{DisableWorkflowWorker: true})
+	fakes.register(admin)
+	for _, w := range []worker.Worker{updates, executor, admin} {
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
 	devServer.server, devServer.client, devServer.fakes = server, server.Client(), fakes
 	devServer.stop = func() {
+		admin.Stop()
 		executor.Stop()
 		updates.Stop()
 		_ = server.Stop()
@@ -100,12 +93,20 @@ func recordedExecutor(ctx context.Context, in ApplyUpdateInput) error {
 		return blockUntilCancelled(ctx, in)
 	case in.InstanceID == instanceCancelledRunning:
 		return heartbeatUntilCancelled(ctx)
+	case in.InstanceID == instanceStoppedForWindow && in.Attempt == SlotPrimary:
+		return errStoppedForWindow
 	}
 	return nil
 }
 
 // instanceCancelledRunning is cancelled while its executor runs.
 const instanceCancelledRunning = "inst-cancelled-running"
+
+// instanceStoppedForWindow's primary attempt keeps failing with a
+// retryable error until the window leaves no room for another try.
+const instanceStoppedForWindow = "inst-stopped-for-window"
+
+var errStoppedForWindow = errors.New("the primary update window ends soon: the update command was stopped")
 
 // compressedInput is a whole lifecycle in seconds: five reminders shaped
 // like the defaults, a 3-second window and a secondary slot 4 seconds later.
@@ -224,142 +225,6 @@ func TestRejectedUpdateAddsNoHistoryEvent(t *testing.T) {
 	err = run.Get(context.Background(), nil)
 	var cancelled *temporal.CanceledError
 	require.ErrorAs(t, err, &cancelled)
-}
-
-// recordedPath is one lifecycle recorded into testdata/<name>.json.
-type recordedPath struct {
-	name       string
-	instanceID string
-	mandatory  bool
-	// drive acts on the running workflow as admins and operators would.
-	drive      func(t *testing.T, c client.Client, run client.WorkflowRun, in Input)
-	wantStatus Status
-}
-
-var recordedPaths = []recordedPath{
-	{name: "approved-succeeded", instanceID: "inst-approved", wantStatus: StatusSucceeded,
-		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
-			awaitStatus(t, c, run, announced)
-			_, err := sendUpdate(c, run, UpdateApprove, ApproveInput{Admin: adminTyped, Note: "recorded"})
-			require.NoError(t, err)
-		}},
-	{name: "mandatory-succeeded", instanceID: "inst-mandatory", mandatory: true, wantStatus: StatusSucceeded},
-	{name: "rescheduled-later-version-succeeded", instanceID: "inst-rescheduled", wantStatus: StatusSucceeded,
-		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, in Input) {
-			awaitStatus(t, c, run, announced)
-			primary := in.PrimaryStart.Add(2 * time.Second)
-			_, err := sendUpdate(c, run, UpdateReschedule, RescheduleInput{
-				Admin: adminTyped, PrimaryStart: primary, SecondaryStart: primary.Add(4 * time.Second), TargetVersion: "9.3.0",
-			})
-			require.NoError(t, err)
-		}},
-	{name: "fallback-succeeded", instanceID: "inst-fallback", mandatory: true, wantStatus: StatusSucceeded},
-	{name: "window-elapsed-fallback-succeeded", instanceID: "inst-window", mandatory: true, wantStatus: StatusSucceeded},
-	{name: "both-failed", instanceID: "inst-failed", mandatory: true, wantStatus: StatusFailed},
-	{name: "not-approved", instanceID: "inst-not-approved", wantStatus: StatusNotApproved},
-	{name: "cancelled", instanceID: "inst-cancelled", wantStatus: StatusCancelled,
-		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
-			awaitStatus(t, c, run, announced)
-			require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
-		}},
-}
-
-// TestRecordHistories runs the lifecycle paths on the dev server on a
-// compressed clock. Normally it runs the happy path and checks its size;
-// with RECORD_HISTORIES=1 it runs every path and rewrites testdata/.
-func TestRecordHistories(t *testing.T) {
-	c, _ := startDevServer(t)
-	record := os.Getenv(recordEnv) == "1"
-	paths := recordedPaths[:1]
-	if record {
-		paths = recordedPaths
-	}
-	var wg sync.WaitGroup
-	for _, p := range paths {
-		wg.Go(func() {
-			t.Run(p.name, func(t *testing.T) {
-				events := runPath(t, c, p)
-				t.Logf("%s: %d events", p.name, len(events))
-				assert.Less(t, len(events), 150, "history of %s", p.name)
-				if record {
-					writeHistory(t, p.name, events)
-				}
-			})
-		})
-	}
-	wg.Wait()
-}
-
-func runPath(t *testing.T, c client.Client, p recordedPath) []*historypb.HistoryEvent {
-	in := compressedInput(p.instanceID, time.Now())
-	in.Mandatory = p.mandatory
-	if p.wantStatus == StatusNotApproved {
-		in.Releases[0].PeriodEnd = in.SecondaryStart.Add(2 * in.WindowLength)
-	}
-	run := startUpdate(t, c, in)
-	if p.drive != nil {
-		p.drive(t, c, run, in)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var res Result
-	err := run.Get(ctx, &res)
-	if p.wantStatus == StatusCancelled {
-		var cancelled *temporal.CanceledError
-		require.True(t, errors.As(err, &cancelled), "want a cancelled run, got %v", err)
-	} else {
-		require.NoError(t, err)
-		assert.Equal(t, p.wantStatus, res.Status)
-	}
-	return history(t, c, run)
-}
-
-func writeHistory(t *testing.T, name string, events []*historypb.HistoryEvent) {
-	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&historypb.History{Events: events})
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(historyDir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(historyDir, name+".json"), append(data, '\n'), 0o644))
-}
-
-func recordedHistories(t *testing.T) []string {
-	files, err := filepath.Glob(filepath.Join(historyDir, "*.json"))
-	require.NoError(t, err)
-	require.Len(t, files, len(recordedPaths), "testdata must hold one history per recorded path (RECORD_HISTORIES=1 go test -run TestRecordHistories ./workflows/)")
-	return files
-}
-
-// TestReplayRecordedHistories proves the current workflow code still
-// replays every recorded history: a change that would break running
-// workflows fails here (and needs workflow.GetVersion).
-func TestReplayRecordedHistories(t *testing.T) {
-	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	replayer := worker.NewWorkflowReplayer()
-	replayer.RegisterWorkflowWithOptions(ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
-	for _, file := range recordedHistories(t) {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(quiet, file))
-		})
-	}
-}
-
-// TestRecordedHistorySizes keeps every lifecycle far from Temporal's
-// history limits: each path, the full happy path included, stays under 150
-// events.
-func TestRecordedHistorySizes(t *testing.T) {
-	for _, file := range recordedHistories(t) {
-		f, err := os.Open(file)
-		require.NoError(t, err)
-		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-		require.NoError(t, f.Close())
-		require.NoError(t, err)
-		events := hist.GetEvents()
-		t.Logf("%s: %d events", filepath.Base(file), len(events))
-		assert.Less(t, len(events), 150, file)
-		last := events[len(events)-1].GetEventType()
-		assert.Contains(t, []enumspb.EventType{
-			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
-		}, last, "%s must hold a closed run", file)
-	}
 }
 
 // A cancellation while the update runs is reported only once the executor

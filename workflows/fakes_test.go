@@ -20,6 +20,7 @@ type fakeActivities struct {
 	notices     []SendNoticeInput // in the order the workflow scheduled them
 	noticeSeqs  []int64           // the activity ID (schedule sequence) of each
 	bookings    []BookSlotsInput
+	bookQueues  []string // the task queue of each booking
 	releases    []ReleaseSlotsInput
 	versions    []RecordVersionInput
 	applies     []ApplyUpdateInput
@@ -28,11 +29,15 @@ type fakeActivities struct {
 	// releasedUnderExecutor the ones whose slots were released meanwhile.
 	executing             map[string]bool
 	releasedUnderExecutor []string
+	// calls names every activity called, in the order the calls began.
+	calls []string
 
 	// Outcome hooks; nil means success.
-	applyUpdate func(ctx context.Context, in ApplyUpdateInput) error
-	sendNotice  func(in SendNoticeInput) error
-	bookSlots   func(in BookSlotsInput) error
+	applyUpdate      func(ctx context.Context, in ApplyUpdateInput) error
+	sendNotice       func(in SendNoticeInput) error
+	bookSlots        func(in BookSlotsInput) error
+	recordTransition func(in RecordTransitionInput) error
+	releaseSlots     func(in ReleaseSlotsInput) error
 }
 
 // activityRegistrar is what both the test environment and a real worker offer.
@@ -57,6 +62,12 @@ func (f *fakeActivities) registerExecutor(r activityRegistrar) {
 func (f *fakeActivities) RecordTransition(_ context.Context, in RecordTransitionInput) (RecordTransitionResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityRecordTransition)
+	if f.recordTransition != nil {
+		if err := f.recordTransition(in); err != nil {
+			return RecordTransitionResult{}, err
+		}
+	}
 	f.transitions = append(f.transitions, in)
 	return RecordTransitionResult{AuditID: int64(len(f.transitions))}, nil
 }
@@ -68,6 +79,7 @@ func (f *fakeActivities) SendNotice(ctx context.Context, in SendNoticeInput) (Se
 	seq, _ := strconv.ParseInt(activity.GetInfo(ctx).ActivityID, 10, 64)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivitySendNotice)
 	at := len(f.notices)
 	for at > 0 && f.notices[at-1].WorkflowID == in.WorkflowID && f.noticeSeqs[at-1] > seq {
 		at--
@@ -82,10 +94,12 @@ func (f *fakeActivities) SendNotice(ctx context.Context, in SendNoticeInput) (Se
 	return SendNoticeResult{Recipients: 2, Emailed: true}, nil
 }
 
-func (f *fakeActivities) BookSlots(_ context.Context, in BookSlotsInput) (BookSlotsResult, error) {
+func (f *fakeActivities) BookSlots(ctx context.Context, in BookSlotsInput) (BookSlotsResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityBookSlots)
 	f.bookings = append(f.bookings, in)
+	f.bookQueues = append(f.bookQueues, activity.GetInfo(ctx).TaskQueue)
 	if f.bookSlots != nil {
 		if err := f.bookSlots(in); err != nil {
 			return BookSlotsResult{}, err
@@ -97,6 +111,12 @@ func (f *fakeActivities) BookSlots(_ context.Context, in BookSlotsInput) (BookSl
 func (f *fakeActivities) ReleaseSlots(_ context.Context, in ReleaseSlotsInput) (ReleaseSlotsResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityReleaseSlots)
+	if f.releaseSlots != nil {
+		if err := f.releaseSlots(in); err != nil {
+			return ReleaseSlotsResult{}, err
+		}
+	}
 	f.releases = append(f.releases, in)
 	if f.executing[in.InstanceID] {
 		f.releasedUnderExecutor = append(f.releasedUnderExecutor, in.InstanceID)
@@ -107,6 +127,7 @@ func (f *fakeActivities) ReleaseSlots(_ context.Context, in ReleaseSlotsInput) (
 func (f *fakeActivities) RecordInstanceVersion(_ context.Context, in RecordVersionInput) (RecordVersionResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityRecordVersion)
 	f.versions = append(f.versions, in)
 	return RecordVersionResult{PreviousVersion: "9.1.0"}, nil
 }
@@ -114,6 +135,7 @@ func (f *fakeActivities) RecordInstanceVersion(_ context.Context, in RecordVersi
 func (f *fakeActivities) ApplyUpdate(ctx context.Context, in ApplyUpdateInput) (ApplyUpdateResult, error) {
 	f.mu.Lock()
 	f.applies = append(f.applies, in)
+	f.calls = append(f.calls, ActivityApplyUpdate)
 	f.applyQueues = append(f.applyQueues, activity.GetInfo(ctx).TaskQueue)
 	if f.executing == nil {
 		f.executing = map[string]bool{}
@@ -132,6 +154,18 @@ func (f *fakeActivities) ApplyUpdate(ctx context.Context, in ApplyUpdateInput) (
 		}
 	}
 	return ApplyUpdateResult{Output: "updated to " + in.TargetVersion}, nil
+}
+
+// lastCall is the position of the last call of activity in calls, or -1.
+func (f *fakeActivities) lastCall(activity string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.calls) - 1; i >= 0; i-- {
+		if f.calls[i] == activity {
+			return i
+		}
+	}
+	return -1
 }
 
 // noticeKinds lists the kinds of every SendNotice call, in order.

@@ -43,12 +43,56 @@ type change struct {
 // are logged, never fatal; the only error returned is the workflow's
 // cancellation.
 func (w *serviceUpdate) record(ctx workflow.Context, from Status, c change) error {
+	audit, err := w.startRecord(ctx, from, c)
+	if err != nil {
+		return err
+	}
+	return w.finishAudit(ctx, audit, c)
+}
+
+// startRecord is record without the wait for the audit row, which it
+// returns. Rows are written in the order of the changes: it first waits
+// for any row still settling in the background.
+func (w *serviceUpdate) startRecord(ctx workflow.Context, from Status, c change) (workflow.Future, error) {
+	if err := w.awaitEarlierAudits(ctx); err != nil {
+		return nil, err
+	}
 	w.publish(ctx)
 	audit := w.startAudit(ctx, from, c)
 	if c.notice != "" {
 		w.sendNotice(ctx, c.notice, 0, c.slotStart, c.deadline)
 	}
-	return w.finishAudit(ctx, audit, c)
+	return audit, nil
+}
+
+// awaitEarlierAudits waits until no audit row settles in the background,
+// so a snapshot of the projection never overtakes an older one.
+func (w *serviceUpdate) awaitEarlierAudits(ctx workflow.Context) error {
+	return workflow.Await(ctx, func() bool { return w.auditsInFlight == 0 })
+}
+
+// announceStart moves to InProgress and records it like transition, but
+// lets the audit row settle in the background: the window is running, so
+// the executor is started at once, not after the row (Postgres may be
+// away for minutes), and the mutex is free meanwhile.
+func (w *serviceUpdate) announceStart(ctx workflow.Context, from Status, c change) error {
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	w.status = StatusInProgress
+	audit, err := w.startRecord(ctx, from, c)
+	if err != nil {
+		return err
+	}
+	w.auditsInFlight++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { w.auditsInFlight-- }()
+		// Only a cancellation ends it early, and the main flow meets that
+		// in the attempt.
+		_ = w.finishAudit(ctx, audit, c)
+	})
+	return nil
 }
 
 // transition moves the main flow from one status to another and records
@@ -70,6 +114,9 @@ func (w *serviceUpdate) transition(ctx workflow.Context, from, to Status, c chan
 // recordAudit writes the audit row of a change that affects no search
 // attribute and sends no notice.
 func (w *serviceUpdate) recordAudit(ctx workflow.Context, from Status, c change) error {
+	if err := w.awaitEarlierAudits(ctx); err != nil {
+		return err
+	}
 	return w.finishAudit(ctx, w.startAudit(ctx, from, c), c)
 }
 

@@ -40,7 +40,7 @@ func scenarioInput() Input {
 		SecondaryStart:  secondaryStart,
 		Releases:        []ReleaseOption{release92, release93},
 		SecondaryMinGap: 24 * time.Hour,
-	}
+	}.WithDefaults() // as the starter does
 }
 
 // scenario is one workflow run in the time-skipping environment.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -95,17 +96,19 @@ func releaseVersions(releases []ReleaseOption) string {
 	return strings.Join(versions, ", ")
 }
 
-// SlotChoice is a primary and secondary slot proposed for an update.
+// SlotChoice is a primary and secondary slot proposed for an update, each
+// with its own window length.
 type SlotChoice struct {
 	PrimaryStart    time.Time
+	PrimaryWindow   time.Duration
 	SecondaryStart  time.Time
-	WindowLength    time.Duration
+	SecondaryWindow time.Duration
 	SecondaryMinGap time.Duration
 	Release         ReleaseOption
 }
 
 // PrimaryEnd is the end of the primary window.
-func (c SlotChoice) PrimaryEnd() time.Time { return c.PrimaryStart.Add(c.WindowLength) }
+func (c SlotChoice) PrimaryEnd() time.Time { return c.PrimaryStart.Add(c.PrimaryWindow) }
 
 // EarliestSecondary is the earliest start allowed for the secondary slot.
 func (c SlotChoice) EarliestSecondary() time.Time { return c.PrimaryEnd().Add(c.SecondaryMinGap) }
@@ -115,6 +118,31 @@ func (c SlotChoice) EarliestSecondary() time.Time { return c.PrimaryEnd().Add(c.
 // inside the release period. It is the deadline an admin is told.
 func LatestPrimaryStart(release ReleaseOption, window, secondaryMinGap time.Duration) time.Time {
 	return release.PeriodEnd.Add(-(2*window + secondaryMinGap))
+}
+
+// LatestOfferedPrimaryStart is the last primary start a reschedule within
+// release may choose among slots, each with its own window: the latest
+// slot of the release that some later slot can back up as secondary. It
+// reports false when slots holds no such pair.
+func LatestOfferedPrimaryStart(slots []OfferedSlot, release ReleaseOption, secondaryMinGap time.Duration) (time.Time, bool) {
+	var latest time.Time
+	found := false
+	for _, p := range slots {
+		if p.Version != release.Version || (found && !p.Start.After(latest)) {
+			continue
+		}
+		for _, s := range slots {
+			choice := SlotChoice{
+				PrimaryStart: p.Start, PrimaryWindow: p.WindowLength, SecondaryStart: s.Start, SecondaryWindow: s.WindowLength,
+				SecondaryMinGap: secondaryMinGap, Release: release,
+			}
+			if s.Version == release.Version && validateSlotOrder(choice) == nil {
+				latest, found = p.Start, true
+				break
+			}
+		}
+	}
+	return latest, found
 }
 
 // ValidateSlots checks a slot choice made at now: the primary slot lies in
@@ -138,10 +166,11 @@ func validateSlotOrder(c SlotChoice) error {
 			c.PrimaryEnd().UTC().Format(timeLayout), c.SecondaryMinGap)
 	}
 	for _, slot := range []struct {
-		role  SlotRole
-		start time.Time
-	}{{SlotPrimary, c.PrimaryStart}, {SlotSecondary, c.SecondaryStart}} {
-		end := slot.start.Add(c.WindowLength)
+		role   SlotRole
+		start  time.Time
+		window time.Duration
+	}{{SlotPrimary, c.PrimaryStart, c.PrimaryWindow}, {SlotSecondary, c.SecondaryStart, c.SecondaryWindow}} {
+		end := slot.start.Add(slot.window)
 		if slot.start.Before(c.Release.PeriodStart) || end.After(c.Release.PeriodEnd) {
 			return fmt.Errorf("the %s window %s to %s lies outside the release period of %s (%s to %s); choose a slot inside it",
 				slot.role, slot.start.UTC().Format(timeLayout), end.UTC().Format(timeLayout), c.Release.Version,
@@ -180,19 +209,8 @@ func ValidateAdmins(admins []string) error {
 	return nil
 }
 
-// withDefaults fills the optional fields of in.
-func withDefaults(in Input) Input {
-	if len(in.ReminderOffsets) == 0 {
-		in.ReminderOffsets = slices.Clone(DefaultReminderOffsets)
-	}
-	if in.WindowLength == 0 {
-		in.WindowLength = DefaultWindowLength
-	}
-	return in
-}
-
-// validateInput checks a workflow input after defaults were applied. The
-// error names the field at fault and what it accepts.
+// validateInput checks a workflow input once release 1's defaults filled
+// what it lacks. The error names the field at fault and what it accepts.
 func validateInput(in Input) error {
 	switch {
 	case in.Instance.ID == "":
@@ -208,7 +226,9 @@ func validateInput(in Input) error {
 	case in.SecondaryStart.IsZero():
 		return errors.New("secondaryStart is not set")
 	case in.WindowLength < 0:
-		return fmt.Errorf("windowLength %s is negative; give a positive duration or leave it empty for %s", in.WindowLength, DefaultWindowLength)
+		return fmt.Errorf("windowLength %s is negative; give a positive duration", in.WindowLength)
+	case in.SecondaryWindowLength < 0:
+		return fmt.Errorf("secondaryWindowLength %s is negative; give a positive duration, or zero for windowLength", in.SecondaryWindowLength)
 	case in.SecondaryMinGap < 0:
 		return fmt.Errorf("secondaryMinGap %s is negative; give zero or a positive duration", in.SecondaryMinGap)
 	}
@@ -233,9 +253,16 @@ func validateInput(in Input) error {
 				r.PeriodEnd.UTC().Format(timeLayout), r.PeriodStart.UTC().Format(timeLayout))
 		}
 	}
+	for _, slot := range in.Slots {
+		if slot.WindowLength <= 0 {
+			return fmt.Errorf("slots: the slot of %s at %s has window %s; give a positive duration",
+				slot.Version, slot.Start.UTC().Format(timeLayout), slot.WindowLength)
+		}
+	}
 	choice := SlotChoice{
-		PrimaryStart: in.PrimaryStart, SecondaryStart: in.SecondaryStart,
-		WindowLength: in.WindowLength, SecondaryMinGap: in.SecondaryMinGap, Release: release,
+		PrimaryStart: in.PrimaryStart, PrimaryWindow: in.WindowLength,
+		SecondaryStart: in.SecondaryStart, SecondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
+		SecondaryMinGap: in.SecondaryMinGap, Release: release,
 	}
 	if err := validateSlotOrder(choice); err != nil {
 		return fmt.Errorf("primaryStart/secondaryStart: %w", err)

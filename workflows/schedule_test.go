@@ -108,8 +108,9 @@ func TestValidateSlots(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	release := ReleaseOption{Version: "9.2.0", PeriodStart: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), PeriodEnd: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	base := SlotChoice{
-		PrimaryStart: time.Date(2026, 4, 1, 1, 0, 0, 0, time.UTC), SecondaryStart: time.Date(2026, 4, 8, 1, 0, 0, 0, time.UTC),
-		WindowLength: 12 * time.Hour, SecondaryMinGap: 24 * time.Hour, Release: release,
+		PrimaryStart: time.Date(2026, 4, 1, 1, 0, 0, 0, time.UTC), PrimaryWindow: 12 * time.Hour,
+		SecondaryStart: time.Date(2026, 4, 8, 1, 0, 0, 0, time.UTC), SecondaryWindow: 12 * time.Hour,
+		SecondaryMinGap: 24 * time.Hour, Release: release,
 	}
 	tests := []struct {
 		name    string
@@ -127,6 +128,15 @@ func TestValidateSlots(t *testing.T) {
 		}, "the primary window 2026-04-01T01:00:00Z to 2026-04-01T13:00:00Z lies outside the release period of 9.2.0 (2026-04-05T00:00:00Z to 2026-06-01T00:00:00Z); choose a slot inside it"},
 		{"secondary window ends after the period", func(c *SlotChoice) { c.SecondaryStart = release.PeriodEnd.Add(-time.Hour) },
 			"the secondary window 2026-05-31T23:00:00Z to 2026-06-01T11:00:00Z lies outside the release period of 9.2.0"},
+		// Each slot is judged by its own window.
+		{"long primary window pushes the secondary", func(c *SlotChoice) { c.PrimaryWindow = days(7) },
+			"secondary start 2026-04-08T01:00:00Z is too early: it must be at or after 2026-04-09T01:00:00Z (primary window end 2026-04-08T01:00:00Z plus a gap of 24h0m0s)"},
+		{"short secondary window near the period end", func(c *SlotChoice) {
+			c.SecondaryStart, c.SecondaryWindow = release.PeriodEnd.Add(-6*time.Hour), 6*time.Hour
+		}, ""},
+		{"long secondary window past the period end", func(c *SlotChoice) {
+			c.SecondaryStart, c.SecondaryWindow = release.PeriodEnd.Add(-13*time.Hour), 24*time.Hour
+		}, "the secondary window 2026-05-31T11:00:00Z to 2026-06-01T11:00:00Z lies outside the release period of 9.2.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,7 +212,7 @@ func TestValidateInput(t *testing.T) {
 			in := scenarioInput()
 			in.Releases = []ReleaseOption{release92, release93}
 			tt.change(&in)
-			err := validateInput(withDefaults(in))
+			err := validateInput(in.WithDefaults())
 			if tt.wantErr == "" {
 				assert.NoError(t, err)
 				return
@@ -214,15 +224,21 @@ func TestValidateInput(t *testing.T) {
 }
 
 func TestWithDefaults(t *testing.T) {
-	in := withDefaults(Input{})
+	in := Input{}.WithDefaults()
 	assert.Equal(t, DefaultReminderOffsets, in.ReminderOffsets)
 	assert.Equal(t, DefaultWindowLength, in.WindowLength)
 	in.ReminderOffsets[0] = time.Hour
 	assert.Equal(t, 90*24*time.Hour, DefaultReminderOffsets[0], "defaults are copied, not shared")
 
-	custom := withDefaults(Input{ReminderOffsets: []time.Duration{time.Minute}, WindowLength: time.Hour})
+	custom := Input{ReminderOffsets: []time.Duration{time.Minute}, WindowLength: time.Hour}.WithDefaults()
 	assert.Equal(t, []time.Duration{time.Minute}, custom.ReminderOffsets)
 	assert.Equal(t, time.Hour, custom.WindowLength)
+
+	old := withRelease1Defaults(Input{})
+	assert.Equal(t, release1ReminderOffsets, old.ReminderOffsets)
+	assert.Equal(t, 12*time.Hour, old.WindowLength)
+	old.ReminderOffsets[0] = time.Hour
+	assert.Equal(t, 90*24*time.Hour, release1ReminderOffsets[0], "release 1's defaults are copied, not shared")
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
@@ -250,7 +266,8 @@ func TestLatestPrimaryStartIsTheLastValidChoice(t *testing.T) {
 			t.Errorf("window %s, gap %s: latest primary start %s, want %s", tt.window, tt.gap, latest, tt.want)
 		}
 		choice := func(primary time.Time) SlotChoice {
-			return SlotChoice{PrimaryStart: primary, SecondaryStart: primary.Add(tt.window + tt.gap), WindowLength: tt.window, SecondaryMinGap: tt.gap, Release: release}
+			return SlotChoice{PrimaryStart: primary, PrimaryWindow: tt.window, SecondaryStart: primary.Add(tt.window + tt.gap), SecondaryWindow: tt.window,
+				SecondaryMinGap: tt.gap, Release: release}
 		}
 		if err := validateSlotOrder(choice(latest)); err != nil {
 			t.Errorf("window %s, gap %s: the latest start is refused: %v", tt.window, tt.gap, err)
@@ -258,5 +275,35 @@ func TestLatestPrimaryStartIsTheLastValidChoice(t *testing.T) {
 		if err := validateSlotOrder(choice(latest.Add(time.Second))); err == nil {
 			t.Errorf("window %s, gap %s: a start after the latest one is accepted", tt.window, tt.gap)
 		}
+	}
+}
+
+// With the offered slots known, the deadline is the latest slot that a
+// later slot can still back up, each judged by its own window.
+func TestLatestOfferedPrimaryStart(t *testing.T) {
+	release := ReleaseOption{Version: "9.2.0", PeriodStart: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), PeriodEnd: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	slot := func(version string, month, day int, window time.Duration) OfferedSlot {
+		return OfferedSlot{Version: version, Start: time.Date(2026, time.Month(month), day, 1, 0, 0, 0, time.UTC), WindowLength: window}
+	}
+	tests := []struct {
+		name  string
+		slots []OfferedSlot
+		want  time.Time // zero: none
+	}{
+		{"the last slot has no secondary after it", []OfferedSlot{slot("9.2.0", 5, 1, 12*time.Hour), slot("9.2.0", 5, 10, 12*time.Hour), slot("9.2.0", 5, 20, 12*time.Hour)},
+			time.Date(2026, 5, 10, 1, 0, 0, 0, time.UTC)},
+		{"a long window leaves no room for the secondary", []OfferedSlot{slot("9.2.0", 5, 1, 12*time.Hour), slot("9.2.0", 5, 10, days(10)), slot("9.2.0", 5, 20, 12*time.Hour)},
+			time.Date(2026, 5, 1, 1, 0, 0, 0, time.UTC)},
+		{"a secondary whose window overruns the period does not count", []OfferedSlot{slot("9.2.0", 5, 1, 12*time.Hour), slot("9.2.0", 5, 31, 24*time.Hour)},
+			time.Time{}},
+		{"other releases' slots do not count", []OfferedSlot{slot("9.2.0", 5, 1, 12*time.Hour), slot("9.3.0", 5, 10, 12*time.Hour)}, time.Time{}},
+		{"no slots", nil, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := LatestOfferedPrimaryStart(tt.slots, release, 24*time.Hour)
+			assert.Equal(t, !tt.want.IsZero(), ok)
+			assert.Equal(t, tt.want, got)
+		})
 	}
 }

@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 )
@@ -15,6 +17,24 @@ func (w *serviceUpdate) lockAnnounced(ctx workflow.Context) error {
 		return err
 	}
 	return w.mu.Lock(ctx)
+}
+
+// lockToBook is lockAnnounced for a handler that books slots: it also
+// waits until no release of the slots is under way, which would undo the
+// booking.
+func (w *serviceUpdate) lockToBook(ctx workflow.Context) error {
+	for {
+		if err := workflow.Await(ctx, func() bool { return w.announced && !w.releasing }); err != nil {
+			return err
+		}
+		if err := w.mu.Lock(ctx); err != nil {
+			return err
+		}
+		if !w.releasing {
+			return nil
+		}
+		w.mu.Unlock() // a release began while this handler waited
+	}
 }
 
 // refuseChanges explains why the schedule can no longer change, or returns
@@ -31,6 +51,15 @@ func (w *serviceUpdate) refuseChanges(verb string) error {
 	return nil
 }
 
+// listedAs is admin as the admin list spells it; as given when SetAdmins
+// removed it after the Update was accepted.
+func (w *serviceUpdate) listedAs(admin string) string {
+	if listed, ok := FindAdmin(w.admins, admin); ok {
+		return listed
+	}
+	return admin
+}
+
 func (w *serviceUpdate) checkAdmin(admin string) error {
 	if _, ok := FindAdmin(w.admins, admin); !ok {
 		return fmt.Errorf("%q is not an admin of instance %s; ask one of its admins", admin, w.in.Instance.ID)
@@ -42,6 +71,12 @@ func (w *serviceUpdate) validateApprove(ctx workflow.Context, in ApproveInput) e
 	if err := w.checkAdmin(in.Admin); err != nil {
 		return err
 	}
+	return w.refuseApproval()
+}
+
+// refuseApproval explains why the state no longer takes an approval, or
+// returns nil while it does.
+func (w *serviceUpdate) refuseApproval() error {
 	if err := w.refuseChanges("approved"); err != nil {
 		return err
 	}
@@ -60,16 +95,20 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	// The state may have moved while this handler waited for the mutex.
-	if err := w.validateApprove(ctx, in); err != nil {
+	// The state may have moved while this handler waited for the mutex:
+	// check it again, but not the validator's rules, which may change
+	// from one release to the next (the SDK skips validators on replay).
+	if err := recheck(ctx, w.refuseApproval(), w.release1RecheckApprove(in)); err != nil {
 		return StatusView{}, err
 	}
 	from := w.status
 	w.status = StatusApproved
-	w.approvedBy, _ = FindAdmin(w.admins, in.Admin)
+	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = workflow.Now(ctx)
-	err := w.record(ctx, from, change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
-		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart})
+	approved := change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
+		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart}
+	w.keepApproval(approved, w.approvedAt)
+	err := w.record(ctx, from, approved)
 	return w.view(ctx), err
 }
 
@@ -80,25 +119,51 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 	if err := w.refuseChanges("rescheduled"); err != nil {
 		return err
 	}
+	if w.releasing {
+		return fmt.Errorf("the slots of the missed primary slot at %s are being given back; send the reschedule again in a few minutes",
+			w.primaryStart.UTC().Format(timeLayout))
+	}
 	release, err := ChooseTargetVersion(w.in.Releases, w.targetVersion, in.TargetVersion)
 	if err != nil {
 		return err
 	}
 	return ValidateSlots(SlotChoice{
-		PrimaryStart: in.PrimaryStart, SecondaryStart: in.SecondaryStart,
-		WindowLength: w.in.WindowLength, SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
+		PrimaryStart: in.PrimaryStart, PrimaryWindow: w.offeredWindow(release.Version, in.PrimaryStart),
+		SecondaryStart: in.SecondaryStart, SecondaryWindow: w.offeredWindow(release.Version, in.SecondaryStart),
+		SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
 	}, workflow.Now(ctx))
 }
 
+// refuseReschedule re-checks, once the mutex is held, what can have
+// changed since the validator accepted in: the state, and time, which may
+// have carried the chosen primary start into the past.
+func (w *serviceUpdate) refuseReschedule(ctx workflow.Context, in RescheduleInput) error {
+	if err := w.refuseChanges("rescheduled"); err != nil {
+		return err
+	}
+	if now := workflow.Now(ctx); !in.PrimaryStart.After(now) {
+		return fmt.Errorf("primary start %s passed while the reschedule waited its turn (now %s); choose a later slot",
+			in.PrimaryStart.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+	}
+	return nil
+}
+
 func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (StatusView, error) {
-	if err := w.lockAnnounced(ctx); err != nil {
+	// The release the validator accepted: another Reschedule may move the
+	// target while this one waits for the mutex.
+	release, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
+	if err := w.lockToBook(ctx); err != nil {
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if err := w.validateReschedule(ctx, in); err != nil {
+	if err := recheck(ctx, w.refuseReschedule(ctx, in), w.release1RecheckReschedule(ctx, in)); err != nil {
 		return StatusView{}, err
 	}
-	release, _ := ChooseTargetVersion(w.in.Releases, w.targetVersion, in.TargetVersion)
+	// Release 1 resolved the target only now, after the wait.
+	if then, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion)); then.Version != release.Version &&
+		!patched(ctx, changeStateOnlyRecheck) {
+		release = then
+	}
 	// Capacity lives in Postgres, so a full or withdrawn slot is only found
 	// here, after the validator accepted the Update: this is the one refusal
 	// that leaves an Update in history. The state stays unchanged.
@@ -114,25 +179,43 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	now := workflow.Now(ctx)
 	w.targetVersion, w.release = release.Version, release
 	w.primaryStart, w.secondaryStart = in.PrimaryStart.UTC(), in.SecondaryStart.UTC()
+	w.primaryWindow = w.offeredWindow(release.Version, in.PrimaryStart)
+	w.secondaryWindow = w.offeredWindow(release.Version, in.SecondaryStart)
 	w.reminders = ReminderSchedule(w.primaryStart, w.in.ReminderOffsets, now)
 	w.scheduleVersion++
 	w.status = StatusApproved
-	w.approvedBy, _ = FindAdmin(w.admins, in.Admin)
+	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = now
-	err := w.record(ctx, from, change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
+	rescheduled := change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
 		detail: fmt.Sprintf("primary %s, secondary %s, target %s", w.primaryStart.Format(timeLayout), w.secondaryStart.Format(timeLayout), w.targetVersion),
-		notice: NoticeRescheduled, slotStart: w.primaryStart, deadline: w.primaryStart})
+		notice: NoticeRescheduled, slotStart: w.primaryStart, deadline: w.primaryStart}
+	w.keepApproval(rescheduled, now)
+	err := w.record(ctx, from, rescheduled)
 	return w.view(ctx), err
 }
 
+// keepApproval adds an approving change to the Status view's history.
+func (w *serviceUpdate) keepApproval(c change, at time.Time) {
+	w.approvals = append(w.approvals, Approval{By: c.actor, At: at, Action: c.action, Channel: c.channel, Detail: c.detail})
+}
+
 func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInput) error {
+	if err := w.refuseAdminChange(); err != nil {
+		return err
+	}
+	return ValidateAdmins(in.Admins)
+}
+
+// refuseAdminChange explains why the admins can no longer change, or
+// returns nil while they can.
+func (w *serviceUpdate) refuseAdminChange() error {
 	switch {
 	case w.cancelled:
 		return errors.New("the update was cancelled; its admins can no longer change")
 	case w.closing:
 		return fmt.Errorf("the update closed as %s; its admins can no longer change", w.status)
 	}
-	return ValidateAdmins(in.Admins)
+	return nil
 }
 
 func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (StatusView, error) {
@@ -140,7 +223,7 @@ func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (Stat
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if err := w.validateSetAdmins(ctx, in); err != nil {
+	if err := recheck(ctx, w.refuseAdminChange(), w.release1RecheckSetAdmins(in)); err != nil {
 		return StatusView{}, err
 	}
 	w.admins = slices.Clone(in.Admins)

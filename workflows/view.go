@@ -8,10 +8,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// window renders a slot; an unknown zone (validated away at start, but
-// rendering must never fail a query) falls back to UTC.
-func (w *serviceUpdate) window(start time.Time) Window {
-	end := start.Add(w.in.WindowLength)
+// window renders one of the update's slots; an unknown zone (validated
+// away at start, but rendering must never fail a query) falls back to UTC.
+func (w *serviceUpdate) window(role SlotRole) Window {
+	start := w.slotStart(role)
+	end := start.Add(w.slotWindow(role))
 	win, err := NewWindow(start, end, w.in.Instance.TimeZone)
 	if err != nil {
 		win, _ = NewWindow(start, end, "UTC")
@@ -31,11 +32,12 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		TargetVersion:  w.targetVersion,
 		Mandatory:      w.in.Mandatory,
 		Status:         w.status,
-		Primary:        w.window(w.primaryStart),
-		Secondary:      w.window(w.secondaryStart),
+		Primary:        w.window(SlotPrimary),
+		Secondary:      w.window(SlotSecondary),
 		ReleasePeriod:  w.release,
 		ApprovedBy:     w.approvedBy,
 		ApprovedAt:     w.approvedAt,
+		Approvals:      slices.Clone(w.approvals),
 		Attempts:       slices.Clone(w.attempts),
 		Notices:        slices.Clone(w.notices),
 		Upcoming:       w.upcoming(),
@@ -68,7 +70,7 @@ func (w *serviceUpdate) upcoming() []NoticeRecord {
 // details: the status, the summary line as the schedule stands now, the
 // primary start in UTC, the secondary slot and who approved.
 func (w *serviceUpdate) currentDetails() string {
-	primary, secondary := w.window(w.primaryStart), w.window(w.secondaryStart)
+	primary, secondary := w.window(SlotPrimary), w.window(SlotSecondary)
 	line := fmt.Sprintf("%s — %s (%s UTC), secondary %s",
 		w.status, SummaryLine(w.in.Instance, w.in.CurrentVersion, w.targetVersion, w.in.Mandatory, w.primaryStart),
 		primary.Start.Format(timeLayout), secondary.LocalStart)

@@ -53,3 +53,28 @@ func TestCurrentDetailsLeadWithTheSummaryLine(t *testing.T) {
 	assert.Equal(t, "Approved — inst-1: 9.1.0 → 9.2.0, needs approval, primary Wed 15 Apr 2026 03:00 CEST"+
 		" (2026-04-15T01:00:00Z UTC), secondary Wed 22 Apr 2026 03:00 CEST; approved by Admin@Acme.example", details)
 }
+
+// The Status view keeps every approval and reschedule (who, when, how,
+// what), not only the last, which a later one would overwrite.
+func TestStatusKeepsEveryApproval(t *testing.T) {
+	s := newScenario(t)
+	approveAt, rescheduleAt := scenarioStart.Add(days(5)), scenarioStart.Add(days(20))
+	newPrimary := scenarioStart.Add(days(40))
+	s.at(approveAt, func() { s.update(UpdateApprove, ApproveInput{Admin: adminTyped, Note: "fine by us"}) })
+	s.at(rescheduleAt, func() {
+		s.update(UpdateReschedule, RescheduleInput{Admin: "OPS@acme.example", PrimaryStart: newPrimary, SecondaryStart: newPrimary.Add(days(3))})
+	})
+
+	_, err := s.run()
+	require.NoError(t, err)
+
+	want := []Approval{
+		{By: adminListed, At: approveAt, Action: actionApproved, Channel: ChannelUpdate, Detail: "fine by us"},
+		{By: "ops@acme.example", At: rescheduleAt, Action: actionRescheduled, Channel: ChannelUpdate,
+			Detail: "primary 2026-02-14T01:00:00Z, secondary 2026-02-17T01:00:00Z, target 9.2.0"},
+	}
+	final := s.status()
+	assert.Equal(t, want, final.Approvals)
+	assert.Equal(t, "ops@acme.example", final.ApprovedBy, "the last approval")
+	assert.Equal(t, want, s.fakes.lastTransition().Snapshot.Approvals, "the projection's snapshot keeps them too")
+}

@@ -1,20 +1,16 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
-
-// The workflow's one metric: closed updates, tagged with their final status.
-const (
-	metricUpdatesClosed = "svcupdate_updates_completed"
-	metricTagOutcome    = "outcome"
 )
 
 // ServiceUpdate takes one instance to one target version: it announces the
@@ -48,14 +44,21 @@ type serviceUpdate struct {
 	release        ReleaseOption
 	primaryStart   time.Time
 	secondaryStart time.Time
-	approvedBy     string
-	approvedAt     time.Time
-	startedAt      time.Time // when the update began; zero before that
-	closing        bool      // the final status is decided; nothing may change it
-	cancelled      bool      // an operator cancelled the workflow
-	attempts       []Attempt
-	notices        []NoticeRecord
-	reminders      []Reminder // still due for the current primary slot, earliest first
+	// Each slot's own window length.
+	primaryWindow   time.Duration
+	secondaryWindow time.Duration
+	approvedBy      string // the last approval, as approvals has it
+	approvedAt      time.Time
+	approvals       []Approval
+	startedAt       time.Time // when the update began; zero before that
+	closing         bool      // the final status is decided; nothing may change it
+	cancelled       bool      // an operator cancelled the workflow
+	attempts        []Attempt
+	notices         []NoticeRecord
+	reminders       []Reminder // still due for the current primary slot, earliest first
+	// releasing is set while the slots of an unapproved update are being
+	// given back; a Reschedule waits (or is refused) until that is done.
+	releasing bool
 	// announced is set once the scheduled notice was scheduled; admin Updates
 	// wait for it, so an approval in the workflow's first moments is neither
 	// overwritten by the announcement nor confirmed before it.
@@ -67,12 +70,17 @@ type serviceUpdate struct {
 	// noticesInFlight counts the notices scheduled and not yet settled;
 	// the workflow returns only once it is zero.
 	noticesInFlight int
+	// auditsInFlight counts audit rows settled in the background (an
+	// attempt's start); the next row is written only once it is zero.
+	auditsInFlight int
 }
 
-// setup validates the input, applies defaults and registers every handler
-// before the first blocking call, so no Update or query arrives unhandled.
+// setup validates the input and registers every handler before the first
+// blocking call, so no Update or query arrives unhandled. Defaults were
+// resolved when the workflow was started; only an input from release 1
+// may lack them (withRelease1Defaults).
 func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
-	in = withDefaults(in)
+	in = withRelease1Defaults(in)
 	if err := validateInput(in); err != nil {
 		return nil, temporal.NewNonRetryableApplicationError("invalid ServiceUpdate input: "+err.Error(), ErrTypeInvalidInput, err)
 	}
@@ -88,7 +96,10 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 		release:        release,
 		primaryStart:   in.PrimaryStart.UTC(),
 		secondaryStart: in.SecondaryStart.UTC(),
-		reminders:      ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
+		primaryWindow:  in.WindowLength,
+		// Zero in inputs of release 1, which gave both slots one length.
+		secondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
+		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
 		return w.view(ctx), nil
@@ -147,7 +158,7 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 			return w.cancel(ctx)
 		}
 		if !rescheduled {
-			return w.close(ctx, StatusNotApproved, change{action: actionExpired, detail: "release period ended without approval"})
+			return w.close(w.decided(ctx), StatusNotApproved, change{action: actionExpired, detail: "release period ended without approval"})
 		}
 	}
 	// 5. The primary attempt failed: fall back to the secondary slot.
@@ -163,7 +174,7 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	}
 	w.logger.Error("Service update failed in both slots; the instance stays on its current version",
 		"currentVersion", w.in.CurrentVersion, "attempts", w.attempts)
-	return w.close(ctx, StatusFailed, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart})
+	return w.close(w.decided(ctx), StatusFailed, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart})
 }
 
 // awaitPrimaryStart sends the reminders as they come due and returns at the
@@ -185,7 +196,7 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 			next = w.reminders[0].At
 		}
 		if next.After(now) {
-			if _, err := workflow.AwaitWithTimeout(ctx, next.Sub(now), func() bool {
+			if err := w.sleepUnlessWoken(ctx, next.Sub(now), func() bool {
 				return w.scheduleVersion != armed
 			}); err != nil {
 				return "", err
@@ -208,17 +219,61 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 			w.mu.Unlock()
 			return from, nil
 		}
-		// Optional and not approved: give the slots back and tell the
-		// admins while still holding the mutex, so that a late Reschedule
-		// books and reports only after this.
+		// Optional and not approved: it does not run.
 		w.status = StatusNotApproved
-		err := w.releaseSlots(ctx)
-		if err == nil {
-			err = w.record(ctx, from, change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.latestPrimaryStart()})
-		}
-		w.mu.Unlock()
-		return from, err
+		return from, w.declineUnapproved(ctx, from)
 	}
+}
+
+// declineUnapproved gives the slots of an unapproved update back and tells
+// the admins; the caller holds the mutex and it is released on return. A
+// late Reschedule books and reports only after this. The release may be
+// retried for hours while Postgres is away, so it runs without the mutex:
+// no admin's Update waits for it, and a Reschedule is refused meanwhile
+// (releasing) rather than let its booking be undone by the release.
+// Before changeReleaseWithoutMutex, release 1 held the mutex throughout.
+func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) error {
+	notApproved := change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.latestPrimaryStart()}
+	if !patched(ctx, changeReleaseWithoutMutex) {
+		defer w.mu.Unlock()
+		if err := w.releaseSlots(ctx); err != nil {
+			return err
+		}
+		return w.record(ctx, from, notApproved)
+	}
+	w.releasing = true
+	w.mu.Unlock()
+	if err := w.releaseSlots(ctx); err != nil {
+		return err
+	}
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	w.releasing = false // under the mutex: the not-approved row comes first
+	return w.record(ctx, from, notApproved)
+}
+
+// sleepUnlessWoken waits for d, or until woken holds (a handler changed
+// the schedule). A timer woken early is cancelled (the updatabletimer
+// pattern) rather than left to fire later into an empty workflow task, as
+// AwaitWithTimeout leaves it in this SDK. Until then it issues the same
+// commands as AwaitWithTimeout, which release 1 waited with, so only the
+// cancellation is patched (changeCancelWokenTimers) and only a wait that
+// is cut short asks for the version. woken must be false on entry.
+func (w *serviceUpdate) sleepUnlessWoken(ctx workflow.Context, d time.Duration, woken func() bool) error {
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	timer := workflow.NewTimer(timerCtx, d)
+	if err := workflow.Await(ctx, func() bool { return timer.IsReady() || woken() }); err != nil {
+		return err
+	}
+	if timer.IsReady() {
+		return timer.Get(ctx, nil)
+	}
+	if patched(ctx, changeCancelWokenTimers) {
+		cancelTimer()
+	}
+	return nil
 }
 
 // remind sends the reminder due now for the schedule of version armed. It
@@ -261,7 +316,7 @@ func (w *serviceUpdate) mayRun() bool {
 func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) {
 	rescheduled := func() bool { return w.status == StatusApproved }
 	if remaining := w.release.PeriodEnd.Sub(workflow.Now(ctx)); remaining > 0 {
-		if _, err := workflow.AwaitWithTimeout(ctx, remaining, rescheduled); err != nil {
+		if err := w.sleepUnlessWoken(ctx, remaining, rescheduled); err != nil {
 			return false, err
 		}
 	}
@@ -281,6 +336,10 @@ func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) 
 // latestPrimaryStart is the last primary start a reschedule in the current
 // release may choose.
 func (w *serviceUpdate) latestPrimaryStart() time.Time {
+	if latest, ok := LatestOfferedPrimaryStart(w.in.Slots, w.release, w.in.SecondaryMinGap); ok {
+		return latest
+	}
+	// No offered slots in the input (release 1): every slot has one length.
 	return LatestPrimaryStart(w.release, w.in.WindowLength, w.in.SecondaryMinGap)
 }
 
@@ -288,23 +347,21 @@ func (w *serviceUpdate) latestPrimaryStart() time.Time {
 // whether the update succeeded; an error means the workflow was cancelled.
 func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status) (bool, error) {
 	slotStart := w.slotStart(role)
-	windowEnd := slotStart.Add(w.in.WindowLength)
-	if err := w.transition(ctx, from, StatusInProgress, change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}); err != nil {
-		return false, err
+	windowEnd := slotStart.Add(w.slotWindow(role))
+	started := change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}
+	if patched(ctx, changeStartWithoutAudit) {
+		if err := w.announceStart(ctx, from, started); err != nil {
+			return false, err
+		}
+	} else if err := w.transition(ctx, from, StatusInProgress, started); err != nil {
+		return false, err // release 1 waited for the audit row, under the mutex
 	}
 	attempt := Attempt{Slot: role, Started: workflow.Now(ctx)}
 	err := w.applyUpdate(ctx, role, windowEnd)
 	attempt.Finished = workflow.Now(ctx)
-	var timeout *temporal.TimeoutError
-	switch {
-	case err == nil:
-		attempt.Outcome = OutcomeSucceeded
-	case ctx.Err() != nil:
-		attempt.Outcome, attempt.Error = OutcomeCancelled, failureText(err)
-	case errors.As(err, &timeout) || !attempt.Finished.Before(windowEnd):
-		attempt.Outcome, attempt.Error = OutcomeWindowElapsed, failureText(err)
-	default:
-		attempt.Outcome, attempt.Error = OutcomeFailed, failureText(err)
+	attempt.Outcome = attemptOutcome(err, ctx.Err() != nil, attempt.Finished, windowEnd)
+	if err != nil {
+		attempt.Error = failureText(err)
 	}
 	w.attempts = append(w.attempts, attempt)
 	switch {
@@ -315,6 +372,30 @@ func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status
 	}
 	w.logger.Warn("Update attempt did not succeed", "slot", role, "outcome", attempt.Outcome, "error", err)
 	return false, nil
+}
+
+// attemptOutcome names how an attempt that ended at finished in a window
+// ending at windowEnd went. A window that ran out is window-elapsed however
+// it shows: Temporal's timeout, retries stopped because the next one would
+// not fit in the window (on a server, retry state Timeout, whatever the
+// last failure), the executor's own WindowElapsed error as the last
+// failure (it stops a little before the end), or simply an end at or
+// after the window's end.
+func attemptOutcome(err error, cancelled bool, finished, windowEnd time.Time) string {
+	var timeout *temporal.TimeoutError
+	var activityErr *temporal.ActivityError
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return OutcomeSucceeded
+	case cancelled:
+		return OutcomeCancelled
+	case errors.As(err, &timeout), !finished.Before(windowEnd),
+		errors.As(err, &activityErr) && activityErr.RetryState() == enumspb.RETRY_STATE_TIMEOUT,
+		errors.As(err, &appErr) && appErr.Type() == ErrTypeWindowElapsed:
+		return OutcomeWindowElapsed
+	}
+	return OutcomeFailed
 }
 
 // fallBack schedules the secondary slot after a failed primary attempt and
@@ -330,73 +411,6 @@ func (w *serviceUpdate) fallBack(ctx workflow.Context) error {
 	return nil
 }
 
-// succeed records the new version and closes the workflow as Succeeded.
-// The update has happened whatever comes next, so the bookkeeping runs on a
-// disconnected context: a late cancellation must not misreport it.
-func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	w.recordVersion(dctx)
-	return w.close(dctx, StatusSucceeded, change{action: actionSucceeded, notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
-}
-
-// close moves to the final status, records it, counts it and returns the
-// Result once every Update handler has finished. As in run, an error
-// means the workflow was cancelled.
-func (w *serviceUpdate) close(ctx workflow.Context, final Status, c change) (Result, error) {
-	if err := w.transition(ctx, w.status, final, c); err != nil {
-		return w.cancel(ctx)
-	}
-	return w.finish(ctx)
-}
-
-// cancel handles an operator's cancellation in any phase: release the
-// slots, record it, tell the admins, and report the run as cancelled.
-func (w *serviceUpdate) cancel(ctx workflow.Context) (Result, error) {
-	cause := ctx.Err()
-	if cause == nil {
-		cause = temporal.NewCanceledError()
-	}
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	from := w.status
-	w.cancelled, w.closing = true, true // no Update is accepted from here on
-	// A Reschedule may be booking right now (BookSlots waits for its
-	// cancellation to be confirmed): release only after it has finished,
-	// or its reservation would outlive the release.
-	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
-		return Result{}, err
-	}
-	if err := w.releaseSlots(dctx); err != nil {
-		w.logger.Error("Slots not released after cancellation", "error", err)
-	}
-	if err := w.transition(dctx, from, StatusCancelled, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator, notice: NoticeCancelled, slotStart: w.slotStart(SlotPrimary)}); err != nil {
-		w.logger.Error("Cancellation not recorded", "error", err)
-	}
-	if _, err := w.finish(dctx); err != nil {
-		return Result{}, err
-	}
-	return Result{}, cause
-}
-
-// finish counts the outcome and waits until no Update handler is running
-// and every notice has settled. The wait is not interrupted by a late
-// cancellation: the outcome is decided, and a cancellation settles the
-// notices it cancels at once.
-func (w *serviceUpdate) finish(ctx workflow.Context) (Result, error) {
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{metricTagOutcome: string(w.status)}).
-		Counter(metricUpdatesClosed).Inc(1)
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if err := workflow.Await(dctx, func() bool {
-		return workflow.AllHandlersFinished(dctx) && w.noticesInFlight == 0
-	}); err != nil {
-		return Result{}, err
-	}
-	final := w.in.CurrentVersion
-	if w.status == StatusSucceeded {
-		final = w.targetVersion
-	}
-	return Result{Status: w.status, FinalVersion: final, Attempts: w.attempts}, nil
-}
-
 // activeSlot is the slot the update runs (or ran last) in.
 func (w *serviceUpdate) activeSlot() SlotRole {
 	if w.status == StatusFallbackScheduled || (len(w.attempts) > 0 && w.attempts[len(w.attempts)-1].Slot == SlotSecondary) {
@@ -410,4 +424,23 @@ func (w *serviceUpdate) slotStart(role SlotRole) time.Time {
 		return w.secondaryStart
 	}
 	return w.primaryStart
+}
+
+func (w *serviceUpdate) slotWindow(role SlotRole) time.Duration {
+	if role == SlotSecondary {
+		return w.secondaryWindow
+	}
+	return w.primaryWindow
+}
+
+// offeredWindow is the window of the slot release version offers at
+// start; WindowLength when the input lists no such slot (every slot of
+// release 1's inputs, or one the booking will refuse as not offered).
+func (w *serviceUpdate) offeredWindow(version string, start time.Time) time.Duration {
+	for _, slot := range w.in.Slots {
+		if slot.Version == version && slot.Start.Equal(start) {
+			return slot.WindowLength
+		}
+	}
+	return w.in.WindowLength
 }

@@ -52,7 +52,7 @@ func TestApproveThenSucceed(t *testing.T) {
 	assert.Empty(t, final.Upcoming)
 
 	bookings, releases, versions, applies := s.fakes.counts()
-	assert.Equal(t, []int{0, 0, 1, 1}, []int{bookings, releases, versions, applies}, "bookings, releases, versions, applies")
+	assert.Equal(t, []int{0, 1, 1, 1}, []int{bookings, releases, versions, applies}, "bookings, releases, versions, applies: the secondary slot is given back after the success")
 	assert.Equal(t, RecordVersionInput{InstanceID: "inst-1", Version: "9.2.0"}, s.fakes.versions[0])
 	assert.Equal(t, ExecutorTaskQueue, s.fakes.applyQueues[0])
 	assert.Equal(t, primaryStart.Add(DefaultWindowLength), s.fakes.applies[0].WindowEnd)
@@ -271,7 +271,7 @@ func TestUnapprovedOptionalThenLateRescheduleSucceeds(t *testing.T) {
 	require.NoError(t, reschedule.err)
 	assert.Equal(t, StatusApproved, reschedule.result.Status)
 
-	require.Len(t, s.fakes.releases, 1, "the unapproved slots went back to the pool")
+	require.Len(t, s.fakes.releases, 2, "the unapproved slots went back to the pool, the new ones at the close")
 	assert.Equal(t, ReleaseSlotsInput{InstanceID: "inst-1", OfferedVersion: "9.2.0"}, s.fakes.releases[0])
 	require.Len(t, s.fakes.bookings, 1, "the late reschedule books again")
 }
@@ -291,7 +291,7 @@ func TestUnapprovedUntilPeriodEndClosesNotApproved(t *testing.T) {
 	assert.Equal(t, []string{actionScheduled, actionNotApproved, actionExpired}, s.fakes.actions())
 	assert.Equal(t, StatusNotApproved, s.fakes.lastTransition().Snapshot.Status)
 	bookings, releases, versions, applies := s.fakes.counts()
-	assert.Equal(t, []int{0, 1, 0, 0}, []int{bookings, releases, versions, applies}, "bookings, releases, versions, applies")
+	assert.Equal(t, []int{0, 2, 0, 0}, []int{bookings, releases, versions, applies}, "bookings, releases, versions, applies: at the primary start and at the close")
 }
 
 func TestMandatoryRunsWithoutApproval(t *testing.T) {

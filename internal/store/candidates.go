@@ -96,6 +96,13 @@ SELECT version, period_start, period_end FROM releases
 WHERE ordinal >= (SELECT ordinal FROM releases WHERE version = $1) AND period_start IS NOT NULL
 ORDER BY ordinal`
 
+// offeredSlotsSQL lists the slots in a region of the target release and
+// every later one with a period: the windows the workflow may run in.
+const offeredSlotsSQL = `
+SELECT s.release_version, s.starts_at, s.window_length FROM slots s JOIN releases r ON r.version = s.release_version
+WHERE s.region = $1 AND r.period_start IS NOT NULL AND r.ordinal >= (SELECT ordinal FROM releases WHERE version = $2)
+ORDER BY r.ordinal, s.starts_at`
+
 // timedSlot is a slot considered for a rollout booking.
 type timedSlot struct {
 	ID     int64
@@ -126,7 +133,8 @@ type BookRolloutSlotsParams struct {
 // one starting at least p.SecondaryMinGap after the primary window ends as
 // secondary, writes the update's row (Scheduled), which holds the instance
 // for it, and returns the workflow's complete Input (ReminderOffsets and
-// SecondaryMinGap are the caller's). When the update has its bookings
+// SecondaryMinGap are the caller's) with the windows of both slots and of
+// every slot the update may be moved to. When the update has its bookings
 // already (a rollout re-run) they are returned as they are, unless their
 // primary starts too soon for the notice: then they are booked anew.
 //
@@ -199,6 +207,10 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 			return err
 		}
 		in.PrimaryStart, in.SecondaryStart, in.WindowLength = primary.Start.UTC(), secondary.Start.UTC(), primary.Window
+		in.SecondaryWindowLength = secondary.Window
+		if in.Slots, err = offeredSlots(ctx, tx, in.Instance.Region, version); err != nil {
+			return err
+		}
 		if err := claim(ctx, tx, workflowID, in, primary, secondary); err != nil {
 			return err
 		}
@@ -227,6 +239,23 @@ func (s *Store) BookRolloutSlots(ctx context.Context, p BookRolloutSlotsParams) 
 		return workflows.Input{}, s.heldOnConflict(ctx, err, instanceID, workflowID)
 	}
 	return in, nil
+}
+
+// offeredSlots lists the slots offered in region by version and every
+// later release, each with its window.
+func offeredSlots(ctx context.Context, tx pgx.Tx, region, version string) ([]workflows.OfferedSlot, error) {
+	rows, err := tx.Query(ctx, offeredSlotsSQL, region, version)
+	if err != nil {
+		return nil, mapError(err, "read the slots offered from "+version)
+	}
+	slots, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (workflows.OfferedSlot, error) {
+		var slot workflows.OfferedSlot
+		var window pgtype.Interval
+		err := row.Scan(&slot.Version, &slot.Start, &window)
+		slot.Start, slot.WindowLength = slot.Start.UTC(), duration(window)
+		return slot, err
+	})
+	return slots, mapError(err, "read the slots offered from "+version)
 }
 
 // bookPair returns the update's booked slots, booking a pair when it has

@@ -89,7 +89,15 @@ func TestBookRolloutSlots(t *testing.T) {
 	want := workflows.Input{
 		Instance: workflows.Instance{ID: "inst-000", Name: "Instance 0", TenantID: "acme", Kind: fleet.KindSandbox, Region: "eu-west", TimeZone: "Europe/Berlin"},
 		Admins:   []string{"admin0@acme.example"}, CurrentVersion: "9.0.0", TargetVersion: "9.2.0", Mandatory: true,
-		PrimaryStart: storetest.SlotStarts[1], SecondaryStart: storetest.SlotStarts[3], WindowLength: 12 * time.Hour,
+		PrimaryStart: storetest.SlotStarts[1], SecondaryStart: storetest.SlotStarts[3], WindowLength: 12 * time.Hour, SecondaryWindowLength: 12 * time.Hour,
+		Slots: []workflows.OfferedSlot{
+			{Version: "9.2.0", Start: storetest.SlotStarts[0], WindowLength: 12 * time.Hour},
+			{Version: "9.2.0", Start: storetest.SlotStarts[1], WindowLength: 12 * time.Hour},
+			{Version: "9.2.0", Start: storetest.SlotStarts[2], WindowLength: 36 * time.Hour},
+			{Version: "9.2.0", Start: storetest.SlotStarts[3], WindowLength: 12 * time.Hour},
+			{Version: "9.2.0", Start: storetest.SlotStarts[4], WindowLength: 12 * time.Hour},
+			{Version: "9.3.0", Start: time.Date(2027, 9, 4, 22, 0, 0, 0, time.UTC), WindowLength: 12 * time.Hour},
+		},
 		Releases: []workflows.ReleaseOption{
 			{Version: "9.2.0", PeriodStart: storetest.PeriodStart, PeriodEnd: storetest.PeriodEnd},
 			{Version: "9.3.0", PeriodStart: time.Date(2027, 8, 1, 0, 0, 0, 0, time.UTC), PeriodEnd: time.Date(2027, 11, 1, 0, 0, 0, 0, time.UTC)},

@@ -1,0 +1,215 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// Recorded histories are an archive: one folder per release under
+// testdata/, each history recorded from a real dev server by the code of
+// that release, never rewritten and never deleted. The replay test runs
+// every one of them against the code in this tree, so a change that would
+// break a workflow started by any release still in the field fails here.
+
+// recordHistories makes TestRecordHistories write the histories of the
+// current release (go test ./workflows/ -run TestRecordHistories -record).
+// It is a flag like the golden files' -update, but it only ever adds files.
+var recordHistories = flag.Bool("record", false, "record every lifecycle path into testdata/"+currentRelease+"/ (never overwrites)")
+
+const historyDir = "testdata"
+
+// currentRelease is the folder the code in this tree records into: the
+// release it will ship as. Move it on once that release is out, so its
+// histories stay as they were recorded.
+const currentRelease = "release-2"
+
+// recordedPath is one lifecycle recorded into testdata/<release>/<name>.json.
+type recordedPath struct {
+	name       string
+	instanceID string
+	mandatory  bool
+	// drive acts on the running workflow as admins and operators would.
+	drive      func(t *testing.T, c client.Client, run client.WorkflowRun, in Input)
+	wantStatus Status
+}
+
+var recordedPaths = []recordedPath{
+	{name: "approved-succeeded", instanceID: "inst-approved", wantStatus: StatusSucceeded,
+		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
+			awaitStatus(t, c, run, announced)
+			_, err := sendUpdate(c, run, UpdateApprove, ApproveInput{Admin: adminTyped, Note: "recorded"})
+			require.NoError(t, err)
+		}},
+	{name: "mandatory-succeeded", instanceID: "inst-mandatory", mandatory: true, wantStatus: StatusSucceeded},
+	{name: "rescheduled-later-version-succeeded", instanceID: "inst-rescheduled", wantStatus: StatusSucceeded,
+		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, in Input) {
+			awaitStatus(t, c, run, announced)
+			primary := in.PrimaryStart.Add(2 * time.Second)
+			_, err := sendUpdate(c, run, UpdateReschedule, RescheduleInput{
+				Admin: adminTyped, PrimaryStart: primary, SecondaryStart: primary.Add(4 * time.Second), TargetVersion: "9.3.0",
+			})
+			require.NoError(t, err)
+		}},
+	{name: "fallback-succeeded", instanceID: "inst-fallback", mandatory: true, wantStatus: StatusSucceeded},
+	{name: "window-elapsed-fallback-succeeded", instanceID: "inst-window", mandatory: true, wantStatus: StatusSucceeded},
+	{name: "both-failed", instanceID: "inst-failed", mandatory: true, wantStatus: StatusFailed},
+	{name: "not-approved", instanceID: "inst-not-approved", wantStatus: StatusNotApproved},
+	{name: "cancelled", instanceID: "inst-cancelled", wantStatus: StatusCancelled,
+		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
+			awaitStatus(t, c, run, announced)
+			require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
+		}},
+}
+
+// TestRecordHistories runs the lifecycle paths on the dev server on a
+// compressed clock. Normally it runs the happy path and checks its size;
+// with -record it runs every path and writes testdata/<currentRelease>/,
+// refusing to replace a history that is already there.
+func TestRecordHistories(t *testing.T) {
+	paths := recordedPaths[:1]
+	if *recordHistories {
+		paths = recordedPaths
+		for _, p := range paths {
+			_, err := os.Stat(historyPath(p.name))
+			require.ErrorIs(t, err, os.ErrNotExist, "%s exists: recorded histories are never overwritten; record a new release into a new folder (currentRelease)", historyPath(p.name))
+		}
+	}
+	c, _ := startDevServer(t)
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		wg.Go(func() {
+			t.Run(p.name, func(t *testing.T) {
+				events := runPath(t, c, p)
+				t.Logf("%s: %d events", p.name, len(events))
+				assert.Less(t, len(events), maxHistoryEvents, "history of %s", p.name)
+				if *recordHistories {
+					writeHistory(t, historyPath(p.name), events)
+				}
+			})
+		})
+	}
+	wg.Wait()
+}
+
+// maxHistoryEvents bounds every recorded lifecycle, far below Temporal's
+// history limits.
+const maxHistoryEvents = 150
+
+func historyPath(name string) string {
+	return filepath.Join(historyDir, currentRelease, name+".json")
+}
+
+func runPath(t *testing.T, c client.Client, p recordedPath) []*historypb.HistoryEvent {
+	in := compressedInput(p.instanceID, time.Now())
+	in.Mandatory = p.mandatory
+	if p.wantStatus == StatusNotApproved {
+		in.Releases[0].PeriodEnd = in.SecondaryStart.Add(2 * in.WindowLength)
+	}
+	run := startUpdate(t, c, in)
+	if p.drive != nil {
+		p.drive(t, c, run, in)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var res Result
+	err := run.Get(ctx, &res)
+	if p.wantStatus == StatusCancelled {
+		var cancelled *temporal.CanceledError
+		require.True(t, errors.As(err, &cancelled), "want a cancelled run, got %v", err)
+	} else {
+		require.NoError(t, err)
+		assert.Equal(t, p.wantStatus, res.Status)
+	}
+	return history(t, c, run)
+}
+
+// writeHistory creates path; it fails rather than replace a history.
+func writeHistory(t *testing.T, path string, events []*historypb.HistoryEvent) {
+	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&historypb.History{Events: events})
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	require.NoError(t, err, "recorded histories are never overwritten")
+	_, err = f.Write(append(data, '\n'))
+	require.NoError(t, errors.Join(err, f.Close()))
+}
+
+// recordedHistories lists the history files of every release folder.
+func recordedHistories(t *testing.T) []string {
+	t.Helper()
+	loose, err := filepath.Glob(filepath.Join(historyDir, "*.json"))
+	require.NoError(t, err)
+	require.Empty(t, loose, "histories belong in a release folder, testdata/<release>/")
+	entries, err := os.ReadDir(historyDir)
+	require.NoError(t, err)
+	var files []string
+	for _, entry := range entries {
+		if !entry.IsDir() {
+			continue
+		}
+		inRelease, err := filepath.Glob(filepath.Join(historyDir, entry.Name(), "*.json"))
+		require.NoError(t, err)
+		require.NotEmpty(t, inRelease, "%s holds no history", entry.Name())
+		files = append(files, inRelease...)
+	}
+	// Release 1's corpus is complete; later folders may add paths.
+	for _, p := range recordedPaths {
+		require.FileExists(t, filepath.Join(historyDir, "release-1", p.name+".json"))
+	}
+	return files
+}
+
+// TestReplayRecordedHistories proves the current workflow code still
+// replays every history recorded by every release: a change that would
+// break running workflows fails here (and needs workflow.GetVersion).
+func TestReplayRecordedHistories(t *testing.T) {
+	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflowWithOptions(ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	for _, file := range recordedHistories(t) {
+		name, err := filepath.Rel(historyDir, file)
+		require.NoError(t, err)
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, replayer.ReplayWorkflowHistoryFromJSONFile(quiet, file))
+		})
+	}
+}
+
+// TestRecordedHistorySizes keeps every recorded lifecycle far from
+// Temporal's history limits: each file, the full happy path included,
+// stays under maxHistoryEvents events.
+func TestRecordedHistorySizes(t *testing.T) {
+	for _, file := range recordedHistories(t) {
+		f, err := os.Open(file)
+		require.NoError(t, err)
+		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+		require.NoError(t, f.Close())
+		require.NoError(t, err)
+		events := hist.GetEvents()
+		t.Logf("%s: %d events", file, len(events))
+		assert.Less(t, len(events), maxHistoryEvents, file)
+		last := events[len(events)-1].GetEventType()
+		assert.Contains(t, []enumspb.EventType{
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+		}, last, "%s must hold a closed run", file)
+	}
+}

@@ -1,0 +1,168 @@
+package workflows
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// A ServiceUpdate runs for months, across many deploys of this code. Every
+// change to what the workflow does (its commands or their order) since
+// release 1 is a patch: a change ID checked with workflow.GetVersion where
+// the behaviour changes. A workflow that passed that point under an older
+// release replays the old behaviour, kept here or next to the patch; every
+// other one takes the new. README, "Changing the workflow", says when a
+// patch and its old branch may go.
+
+// patched reports whether this workflow takes the change changeID: true
+// for code running for the first time, false when replaying a history
+// recorded before the change. The first call records a marker (two
+// history events), so where old and new behaviour only sometimes differ,
+// it is asked only when they do: a workflow that never meets the
+// difference carries no marker, and one that does is pinned right there.
+func patched(ctx workflow.Context, changeID string) bool {
+	return workflow.GetVersion(ctx, changeID, workflow.DefaultVersion, 1) >= 1
+}
+
+// Release 1 applied these defaults while running, to inputs that left the
+// fields empty. Since release 2 the starter resolves the current defaults
+// into every input (Input.WithDefaults), so only a workflow started by
+// release 1 lacks them, and it keeps the values it ran with from the
+// start. They are frozen: never change them, whatever the defaults become.
+var release1ReminderOffsets = []time.Duration{
+	90 * 24 * time.Hour, 30 * 24 * time.Hour, 15 * 24 * time.Hour, 7 * 24 * time.Hour, 0,
+}
+
+const release1WindowLength = 12 * time.Hour
+
+// withRelease1Defaults fills what an input of release 1 may lack.
+func withRelease1Defaults(in Input) Input {
+	if len(in.ReminderOffsets) == 0 {
+		in.ReminderOffsets = slices.Clone(release1ReminderOffsets)
+	}
+	if in.WindowLength == 0 {
+		in.WindowLength = release1WindowLength
+	}
+	return in
+}
+
+// changeReleaseAtClose: every close (Succeeded, Failed, NotApproved)
+// gives the update's reservations back, as a cancellation always did.
+const changeReleaseAtClose = "release-slots-at-close"
+
+// changeDecidedOutcome: Failed and NotApproved, once decided, close on a
+// disconnected context, so a late cancellation changes neither the status
+// nor the final notice and audit row.
+const changeDecidedOutcome = "decided-outcome-stays"
+
+// changeCancelWokenTimers: a wait for the next reminder, the primary start
+// or the period's end that a Reschedule cuts short cancels its timer
+// instead of leaving it to fire later (AwaitWithTimeout).
+const changeCancelWokenTimers = "cancel-woken-timers"
+
+// changeReleaseWithoutMutex: the decision not to run an unapproved update
+// gives its slots back without holding the mutex across the release.
+const changeReleaseWithoutMutex = "not-approved-release-without-mutex"
+
+// changeStartWithoutAudit: an attempt's executor starts with its started
+// audit row, not after it, and the mutex is not held while the row waits.
+const changeStartWithoutAudit = "start-without-waiting-for-audit"
+
+// changeStateOnlyRecheck: after waiting for the mutex, an Update handler
+// re-checks only the state that can have changed meanwhile (cancelled,
+// started, closed, approved, the primary start passed), never the
+// validator's rules. Release 1 ran the whole validator again; its rules
+// are frozen below for the histories that did.
+const changeStateOnlyRecheck = "handlers-recheck-state-only"
+
+// recheck is the decision of a handler that waited for the mutex: today's
+// state-only check, or release 1's (release1) where a history recorded by
+// release 1 is replayed. The version is asked only where they disagree.
+func recheck(ctx workflow.Context, stateOnly, release1 error) error {
+	if (stateOnly == nil) == (release1 == nil) || patched(ctx, changeStateOnlyRecheck) {
+		return stateOnly
+	}
+	return release1
+}
+
+// The release1Recheck functions are what release 1's handlers checked
+// after taking the mutex: its validators of the time. They run again when
+// a history of release 1 is replayed, so they are frozen copies that must
+// never follow a change of today's validators (only their messages may
+// change: the decision to refuse is what replay depends on).
+
+func (w *serviceUpdate) release1RecheckApprove(in ApproveInput) error {
+	if err := w.release1CheckAdmin(in.Admin); err != nil {
+		return err
+	}
+	if err := w.refuseChanges("approved"); err != nil {
+		return err
+	}
+	switch w.status {
+	case StatusApproved:
+		return fmt.Errorf("the update was already approved by %s", w.approvedBy)
+	case StatusNotApproved:
+		return fmt.Errorf("the update was not approved before its slot at %s; reschedule to a later slot instead", w.primaryStart.UTC().Format(timeLayout))
+	}
+	return nil
+}
+
+func (w *serviceUpdate) release1RecheckReschedule(ctx workflow.Context, in RescheduleInput) error {
+	if err := w.release1CheckAdmin(in.Admin); err != nil {
+		return err
+	}
+	if err := w.refuseChanges("rescheduled"); err != nil {
+		return err
+	}
+	_, current, _ := FindRelease(w.in.Releases, w.targetVersion)
+	release, requested, ok := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
+	if !ok || requested < current {
+		return fmt.Errorf("target version %q is not offered for this update or older than the current target %q", in.TargetVersion, w.targetVersion)
+	}
+	window := w.in.WindowLength // one length for every slot in release 1
+	switch {
+	case !in.PrimaryStart.After(workflow.Now(ctx)):
+		return fmt.Errorf("primary start %s is not in the future; choose a later slot", in.PrimaryStart.UTC().Format(timeLayout))
+	case in.SecondaryStart.Before(in.PrimaryStart.Add(window + w.in.SecondaryMinGap)):
+		return fmt.Errorf("secondary start %s is too early; choose a later slot", in.SecondaryStart.UTC().Format(timeLayout))
+	}
+	for _, start := range []time.Time{in.PrimaryStart, in.SecondaryStart} {
+		if start.Before(release.PeriodStart) || start.Add(window).After(release.PeriodEnd) {
+			return fmt.Errorf("the window starting %s lies outside the release period of %s; choose a slot inside it", start.UTC().Format(timeLayout), release.Version)
+		}
+	}
+	return nil
+}
+
+func (w *serviceUpdate) release1RecheckSetAdmins(in SetAdminsInput) error {
+	if err := w.refuseAdminChange(); err != nil {
+		return err
+	}
+	if len(in.Admins) == 0 {
+		return errors.New("the admin list is empty")
+	}
+	for _, admin := range in.Admins {
+		addr, err := mail.ParseAddress(admin) //workflowcheck:ignore (pure; see ValidateAdmins)
+		if err != nil || addr.Address != strings.TrimSpace(admin) {
+			return fmt.Errorf("admin %q is not a plain e-mail address", admin)
+		}
+	}
+	return nil
+}
+
+// release1CheckAdmin matches an admin as release 1 did: trimmed, case
+// insensitive.
+func (w *serviceUpdate) release1CheckAdmin(admin string) error {
+	for _, listed := range w.admins {
+		if strings.EqualFold(strings.TrimSpace(listed), strings.TrimSpace(admin)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not an admin of instance %s", admin, w.in.Instance.ID)
+}
