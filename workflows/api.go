@@ -57,6 +57,10 @@ const (
 	ErrTypeMailRejected   = "MailRejected"
 	ErrTypeUpdateFailed   = "UpdateFailed"
 	ErrTypeInvalidInput   = "InvalidInput"
+	// ErrTypeWindowElapsed: the executor stopped because the window ends
+	// (or had ended before it could start). Non-retryable: a retry could
+	// start seconds before the window closes and outlive it.
+	ErrTypeWindowElapsed = "WindowElapsed"
 )
 
 // Search attributes kept current on every transition.
@@ -406,4 +410,11 @@ type ApplyUpdateInput struct {
 // ApplyUpdateResult is a successful execution's report.
 type ApplyUpdateResult struct {
 	Output string `json:"output,omitempty"` // last lines of the executor's output
+	// AlreadyCurrent: the version probe found the instance at or past the
+	// target before the attempt, so the update was not run ("already up to
+	// date"), for example after a worker was lost as its update finished.
+	AlreadyCurrent bool `json:"alreadyCurrent,omitempty"`
+	// ProbedVersion is the version the probe (EXECUTOR_PROBE_COMMAND)
+	// reported last; empty without a probe.
+	ProbedVersion string `json:"probedVersion,omitempty"`
 }
