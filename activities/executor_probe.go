@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -79,7 +80,7 @@ func withOutput(msg, output string) error {
 	if output != "" {
 		msg += ": " + output
 	}
-	return fmt.Errorf("%s", msg)
+	return errors.New(msg)
 }
 
 // canonicalSemver returns v as golang.org/x/mod/semver reads it ("v"
