@@ -5,48 +5,46 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
+	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
-)
-
-const (
-	// outputLines is how much of a command's output is kept for the result
-	// or the error: enough to show why it failed, small enough for
-	// workflow history.
-	outputLines = 20
-	// outputMaxLineBytes bounds each kept line, so a command printing one
-	// endless line cannot fill memory or history.
-	outputMaxLineBytes = 500
-	// pipeGrace is how long output is still read after the command exited,
-	// in case something it started keeps the pipe open.
-	pipeGrace = 2 * time.Second
 )
 
 // CommandExecutor runs a provider's program for each update: exit 0 is
 // success, any other exit fails the attempt for good. The program gets the
 // update in its environment (INSTANCE_ID, TENANT_ID, CURRENT_VERSION,
-// TARGET_VERSION, ATTEMPT, WINDOW_END, WORKFLOW_ID) on top of the worker's,
-// less the worker's own configuration variables.
+// TARGET_VERSION, ATTEMPT, WINDOW_END, WORKFLOW_ID, SVCUPDATE_FENCE) on top
+// of the worker's, less the worker's own configuration variables.
 //
-// The program runs without a shell, in a process group of its own, so that
-// everything it started gets SIGTERM and, after KillGrace, SIGKILL: on
-// cancellation, and KillGrace before the window's end so that nothing of it
-// runs past the window. A worker crash makes Temporal run it again after
-// the heartbeat timeout, so the program must be safe to re-run.
+// At most one program runs per instance: each attempt first takes the
+// instance's lease in Postgres, waiting for (or, past its kill deadline,
+// breaking) another holder's, and passes the lease's fence to the program.
+// With a Probe, the instance's version is read before the update (an
+// instance already at or past the target is not updated again, say after
+// a worker died as its update finished) and after it (the update must have
+// reached the target).
+//
+// Programs run without a shell, in a process group of its own, so that
+// everything they started gets SIGTERM and, after KillGrace, SIGKILL: on
+// cancellation, when the lease cannot be renewed, and KillGrace before the
+// window's end so that nothing runs past the window. The kernel kills a
+// program whose worker dies (Linux), and a worker restarted on the host
+// kills the rest of its group (ReapOrphans).
 type CommandExecutor struct {
 	Argv      []string      // program and arguments (config.SplitCommand)
+	Probe     []string      // optional version probe, program and arguments
 	KillGrace time.Duration // SIGTERM to SIGKILL
+	Leases    *store.Store  // the per-instance leases
 	// HeartbeatEvery overrides the interval derived from the activity's
-	// heartbeat timeout; zero derives it.
+	// heartbeat timeout; zero derives it. Leases are renewed as often.
 	HeartbeatEvery time.Duration
 }
 
@@ -55,118 +53,165 @@ func (e *CommandExecutor) ApplyUpdate(ctx context.Context, in workflows.ApplyUpd
 	return runAttempt(ctx, in, e.run)
 }
 
-// run is one attempt of the program, given a valid input and a window
-// still open at started; windowEnded says the window's end stopped it.
-func (e *CommandExecutor) run(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (_ workflows.ApplyUpdateResult, windowEnded bool, err error) {
-	logger := activity.GetLogger(ctx)
-	output := &outputTail{}
-	cmd := exec.Command(e.Argv[0], e.Argv[1:]...)
-	cmd.Env = append(inheritedEnvironment(),
-		"INSTANCE_ID="+in.InstanceID,
-		"TENANT_ID="+in.TenantID,
-		"CURRENT_VERSION="+in.CurrentVersion,
-		"TARGET_VERSION="+in.TargetVersion,
-		"ATTEMPT="+string(in.Attempt),
-		"WINDOW_END="+in.WindowEnd.UTC().Format(time.RFC3339),
-		"WORKFLOW_ID="+in.WorkflowID,
-	)
-	cmd.Stdout, cmd.Stderr = output, output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = pipeGrace
-	if err = cmd.Start(); err != nil {
-		// Retryable: a missing or broken program is the operator's to fix,
-		// and the window may still leave time after the fix.
-		err = fmt.Errorf("could not start update command %q: %w", e.Argv[0], err)
-		return workflows.ApplyUpdateResult{}, false, err
-	}
-	logger.Info("Update command started", "pid", cmd.Process.Pid, "instanceId", in.InstanceID, "slot", in.Attempt, "windowEnd", in.WindowEnd)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	interval := e.HeartbeatEvery
-	if interval <= 0 {
-		interval = heartbeatInterval(activity.GetInfo(ctx).HeartbeatTimeout)
-	}
-	heartbeat := time.NewTicker(interval)
-	defer heartbeat.Stop()
-	stopAt := stopTime(started, in.WindowEnd, e.KillGrace)
-	windowEnd := time.NewTimer(time.Until(stopAt))
-	defer windowEnd.Stop()
-	activity.RecordHeartbeat(ctx, heartbeatDetails{Elapsed: "0s"})
-
-	var waitErr error
-	stopped := false
-	// timedOut: the activity's own deadline (the window's end) came first.
-	timedOut := false
-loop:
-	for {
-		select {
-		case waitErr = <-exited:
-			break loop
-		case <-heartbeat.C:
-			activity.RecordHeartbeat(ctx, heartbeatDetails{
-				Elapsed:    time.Since(started).Round(time.Second).String(),
-				LastOutput: output.lastLine(),
-			})
-		case <-windowEnd.C:
-			windowEnded, stopped = true, true
-			logger.Warn("Update window ending, stopping the update command", "pid", cmd.Process.Pid, "windowEnd", in.WindowEnd, "killGrace", e.KillGrace)
-			waitErr = e.stop(cmd.Process.Pid, exited)
-			break loop
-		case <-ctx.Done():
-			// The activity's deadline is the window's end; a cancellation
-			// comes from the workflow or a stopping worker.
-			timedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
-			windowEnded, stopped = timedOut, true
-			logger.Warn("Update attempt cancelled, stopping the update command", "pid", cmd.Process.Pid, "reason", ctx.Err())
-			waitErr = e.stop(cmd.Process.Pid, exited)
-			break loop
-		}
-	}
-
-	tail := output.String()
-	ran := time.Since(started)
-	switch {
-	case windowEnded && !timedOut:
-		err = stoppedForWindow(in, in.WindowEnd.Sub(stopAt), ran, tail)
-	case windowEnded:
-		err = windowElapsed(in, ran, tail)
-	case stopped:
-		err = fmt.Errorf("update command stopped after %s: %w", ran.Round(time.Millisecond), ctx.Err())
-	case cmd.ProcessState != nil && cmd.ProcessState.Success():
-		logger.Info("Update command succeeded", "instanceId", in.InstanceID, "slot", in.Attempt, "duration", ran)
-		return workflows.ApplyUpdateResult{Output: tail}, false, nil
-	default:
-		err = exitFailure(cmd.ProcessState, waitErr, tail)
-	}
-	return workflows.ApplyUpdateResult{}, windowEnded, err
+// attempt is one ApplyUpdate of the command executor.
+type attempt struct {
+	e       *CommandExecutor
+	in      workflows.ApplyUpdateInput
+	logger  log.Logger
+	started time.Time
+	every   time.Duration // heartbeat and lease renewal interval
+	// previous is the last heartbeat of this activity's previous attempt,
+	// if it got that far: a lost worker's progress.
+	previous       heartbeatDetails
+	fence          int64
+	commandStarted time.Time
+	activityID     string
+	number         int32 // the activity's attempt number, from 1
 }
 
-// stopTime is when a command still running gets SIGTERM: KillGrace before
-// the window's end, so that the SIGKILL after the grace lands at the end
-// at the latest. A command started with less than KillGrace left is given
-// what is left and stopped at the end instead of at once.
-func stopTime(started, windowEnd time.Time, killGrace time.Duration) time.Time {
-	stopAt := windowEnd.Add(-killGrace)
-	if !stopAt.After(started) {
-		return windowEnd
+// run is one attempt, given a valid input and a window still open at
+// started: lease, probe, update, probe.
+func (e *CommandExecutor) run(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (workflows.ApplyUpdateResult, error) {
+	info := activity.GetInfo(ctx)
+	a := &attempt{e: e, in: in, logger: activity.GetLogger(ctx), started: started, every: e.HeartbeatEvery,
+		activityID: info.ActivityID, number: info.Attempt}
+	if a.every <= 0 {
+		a.every = heartbeatInterval(info.HeartbeatTimeout)
 	}
-	return stopAt
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &a.previous) == nil {
+		a.logger.Warn("Retrying an attempt that did not finish", "instanceId", in.InstanceID, "previousPhase", a.previous.Phase,
+			"previousFence", a.previous.Fence, "previousCommandStarted", a.previous.CommandStarted, "probe", len(e.Probe) > 0)
+	}
+	lease, err := e.takeLease(ctx, a)
+	if err != nil {
+		return workflows.ApplyUpdateResult{}, err
+	}
+	defer lease.release()
+	a.fence = lease.fence
+
+	if len(e.Probe) > 0 {
+		version, err := a.probe(ctx, lease, probeBefore)
+		if err != nil {
+			return workflows.ApplyUpdateResult{}, err
+		}
+		if reached(version, in.TargetVersion) {
+			a.logger.Info("Already up to date: the update command is not run", "instanceId", in.InstanceID, "version", version, "target", in.TargetVersion)
+			return workflows.ApplyUpdateResult{
+				AlreadyCurrent: true, ProbedVersion: version,
+				Output: fmt.Sprintf("already up to date: the version probe says %s runs %s (target %s); the update command was not run", in.InstanceID, version, in.TargetVersion),
+			}, nil
+		}
+	}
+	output, err := a.update(ctx, lease)
+	if err != nil {
+		return workflows.ApplyUpdateResult{}, err
+	}
+	result := workflows.ApplyUpdateResult{Output: output}
+	if len(e.Probe) > 0 {
+		version, err := a.probe(ctx, lease, probeAfter)
+		if err != nil {
+			// Retryable: the next attempt's first probe tells whether the
+			// update took.
+			return workflows.ApplyUpdateResult{}, err
+		}
+		if !sameVersion(version, in.TargetVersion) {
+			return workflows.ApplyUpdateResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("the update command succeeded, but the version probe says %s runs %s, not the target %s; update output: %s",
+					in.InstanceID, version, in.TargetVersion, output),
+				workflows.ErrTypeUpdateFailed, nil)
+		}
+		result.ProbedVersion = version
+	}
+	return result, nil
+}
+
+// update runs the update command under the lease.
+func (a *attempt) update(ctx context.Context, lease *heldLease) (string, error) {
+	output := &outputTail{}
+	a.commandStarted = time.Now()
+	stopAt := stopTime(a.commandStarted, a.in.WindowEnd, a.e.KillGrace)
+	x, err := a.supervise(ctx, lease, program{what: "update command", argv: a.e.Argv, env: a.env(), stderr: output, phase: phaseUpdate}, stopAt)
+	if err != nil {
+		return "", err
+	}
+	tail := output.String()
+	switch {
+	case x.stopped == stoppedLimit:
+		return "", stoppedForWindow(a.in, a.in.WindowEnd.Sub(stopAt), x.ran, tail)
+	case x.stopped != ranToEnd:
+		return "", a.stoppedError(ctx, "the update command", x, tail)
+	case x.state != nil && x.state.Success():
+		a.logger.Info("Update command succeeded", "instanceId", a.in.InstanceID, "slot", a.in.Attempt, "fence", a.fence, "duration", x.ran)
+		return tail, nil
+	}
+	return "", exitFailure(x, tail)
+}
+
+// env is the programs' environment: the worker's less its configuration,
+// the update, and the lease's fence.
+func (a *attempt) env() []string {
+	env := append(inheritedEnvironment(),
+		"INSTANCE_ID="+a.in.InstanceID,
+		"TENANT_ID="+a.in.TenantID,
+		"CURRENT_VERSION="+a.in.CurrentVersion,
+		"TARGET_VERSION="+a.in.TargetVersion,
+		"ATTEMPT="+string(a.in.Attempt),
+		"WINDOW_END="+a.in.WindowEnd.UTC().Format(time.RFC3339),
+		"WORKFLOW_ID="+a.in.WorkflowID,
+		"SVCUPDATE_FENCE="+strconv.FormatInt(a.fence, 10),
+	)
+	if a.previous.Fence != 0 && a.previous.Fence != a.fence {
+		// The lease of this update's previous attempt, lost or failed: a
+		// program that keeps state per fence can pick up from there.
+		env = append(env, "SVCUPDATE_PREVIOUS_FENCE="+strconv.FormatInt(a.previous.Fence, 10))
+	}
+	return env
+}
+
+// holder describes the attempt in its lease, for people.
+func (a *attempt) holder(me store.WorkerProcess) string {
+	return fmt.Sprintf("%s activity %s attempt %d (%s slot), worker pid %d on %s", a.in.WorkflowID,
+		a.activityID, a.number, a.in.Attempt, me.PID, me.Host)
+}
+
+// beat records a heartbeat with the attempt's progress.
+func (a *attempt) beat(ctx context.Context, d heartbeatDetails) {
+	d.Fence, d.CommandStarted = a.fence, a.commandStarted
+	d.Elapsed = time.Since(a.started).Round(time.Second).String()
+	activity.RecordHeartbeat(ctx, d)
+}
+
+// stoppedError is the error of a program stopped before its end for
+// another reason than the caller's stop time.
+func (a *attempt) stoppedError(ctx context.Context, what string, x programExit, output string) error {
+	ran := x.ran.Round(time.Millisecond)
+	switch x.stopped {
+	case stoppedLeaseLost:
+		return withOutput(fmt.Sprintf("%s was killed after %s: another attempt broke this attempt's executor lease (fence %d)", what, ran, a.fence), output)
+	case stoppedLeaseExpired:
+		return withOutput(fmt.Sprintf("%s was stopped after %s: the executor lease (fence %d) could not be renewed, and another attempt may break it at its kill deadline", what, ran, a.fence), output)
+	}
+	return a.interrupted(ctx, fmt.Sprintf("after %s ran for %s", what, ran), output)
+}
+
+// interrupted is the error of an attempt whose context ended: the
+// activity's deadline is the window's end; a cancellation comes from the
+// workflow or a stopping worker.
+func (a *attempt) interrupted(ctx context.Context, when, output string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return windowElapsed(a.in, "it ended "+when, output)
+	}
+	return withOutput(fmt.Sprintf("attempt stopped %s: %v", when, ctx.Err()), output)
 }
 
 // stoppedForWindow is the error of a command stopped because its window
-// ends: retryable for the same reason as windowElapsed.
+// ends.
 func stoppedForWindow(in workflows.ApplyUpdateInput, beforeEnd, ran time.Duration, output string) error {
 	when := "at its end"
 	if beforeEnd > 0 {
 		when = fmt.Sprintf("%s before its end (EXECUTOR_KILL_GRACE) so as to be gone by then", beforeEnd)
 	}
-	msg := fmt.Sprintf("the %s update window ends at %s: the update command was stopped %s, after running for %s",
-		in.Attempt, in.WindowEnd.UTC().Format(time.RFC3339), when, ran.Round(time.Millisecond))
-	if output != "" {
-		msg += "; last output:\n" + output
-	}
-	return errors.New(msg)
+	return windowElapsed(in, fmt.Sprintf("the update command was stopped %s, after running for %s", when, ran.Round(time.Millisecond)), output)
 }
 
 // inheritedEnvironment is the worker's environment without its own
@@ -187,102 +232,30 @@ func inheritedEnvironment() []string {
 	return env
 }
 
-// stop ends the command's process group: SIGTERM, then SIGKILL once the
-// grace period is over (also for anything the command left behind after it
-// exited on SIGTERM). It returns the command's exit.
-func (e *CommandExecutor) stop(pgid int, exited <-chan error) error {
-	// The group is the command's own (Setpgid), so -pgid reaches only it
-	// and what it started. ESRCH means it is gone already.
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	grace := time.NewTimer(e.KillGrace)
-	defer grace.Stop()
-	select {
-	case err := <-exited:
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		return err
-	case <-grace.C:
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		return <-exited
+// exitText describes how a program that ran to its end exited.
+func exitText(x programExit) string {
+	switch {
+	case x.state == nil:
+		return fmt.Sprintf("could not be waited for (%v)", x.waitErr)
+	case x.state.ExitCode() >= 0:
+		return fmt.Sprintf("exited with status %d", x.state.ExitCode())
 	}
+	return "was killed by a signal (" + x.state.String() + ")"
 }
 
 // exitFailure is the non-retryable error of a command that ran to its end
 // and did not succeed: running it again in the same window would most
 // likely fail the same way, and the secondary slot exists for a retry.
-func exitFailure(state *os.ProcessState, waitErr error, tail string) error {
+func exitFailure(x programExit, tail string) error {
 	// The exit status is in the message; the *exec.ExitError would only
 	// repeat it as a cause, so it is kept only when there is no status.
-	var (
-		msg   string
-		cause error
-	)
-	switch {
-	case state == nil:
-		msg, cause = "update command could not be waited for", waitErr
-	case state.ExitCode() >= 0:
-		msg = fmt.Sprintf("update command exited with status %d", state.ExitCode())
-	default:
-		msg = "update command was killed by a signal (" + state.String() + ")"
+	var cause error
+	if x.state == nil {
+		cause = x.waitErr
 	}
+	msg := "update command " + exitText(x)
 	if tail != "" {
 		msg += ": " + tail
 	}
 	return temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeUpdateFailed, cause)
-}
-
-// outputTail keeps the last outputLines lines written to it (stdout and
-// stderr interleaved as the command wrote them).
-type outputTail struct {
-	mu      sync.Mutex
-	lines   []string
-	partial []byte
-}
-
-func (t *outputTail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, b := range p {
-		if b == '\n' {
-			t.push(string(t.partial))
-			t.partial = t.partial[:0]
-			continue
-		}
-		if len(t.partial) < outputMaxLineBytes {
-			t.partial = append(t.partial, b)
-		}
-	}
-	return len(p), nil
-}
-
-func (t *outputTail) push(line string) {
-	t.lines = append(t.lines, strings.TrimRight(line, "\r"))
-	if len(t.lines) > outputLines {
-		t.lines = t.lines[len(t.lines)-outputLines:]
-	}
-}
-
-// String returns the kept lines, an unfinished last line included.
-func (t *outputTail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := t.lines
-	if len(t.partial) > 0 {
-		lines = append(lines[:len(lines):len(lines)], string(t.partial))
-		if len(lines) > outputLines {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (t *outputTail) lastLine() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.partial) > 0 {
-		return string(t.partial)
-	}
-	if len(t.lines) == 0 {
-		return ""
-	}
-	return t.lines[len(t.lines)-1]
 }

@@ -17,12 +17,16 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// shellExecutor runs script with sh; $1 is arg.
-func shellExecutor(script, arg string) *CommandExecutor {
-	return &CommandExecutor{Argv: []string{"sh", "-c", script, "sh", arg}, KillGrace: 100 * time.Millisecond}
+// shellExecutor runs script with sh; $1 is arg. Its leases are in a
+// database of the test's own.
+func shellExecutor(t *testing.T, script, arg string) *CommandExecutor {
+	t.Helper()
+	return &CommandExecutor{Argv: []string{"sh", "-c", script, "sh", arg}, KillGrace: 100 * time.Millisecond, Leases: store.New(pgtest.NewPool(t))}
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -76,7 +80,7 @@ func TestCommandExecutorPassesTheUpdateButNotTheWorkerConfiguration(t *testing.T
 	done
 	echo "SENDGRID_API_KEY=${SENDGRID_API_KEY:-unset} EXECUTOR_TEST_INHERITED=$EXECUTOR_TEST_INHERITED"
 	echo "a warning on stderr" >&2`
-	res, err := env.run(shellExecutor(script, ""), applyInput(windowEnd))
+	res, err := env.run(shellExecutor(t, script, ""), applyInput(windowEnd))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +107,7 @@ func TestCommandExecutorFailsForGoodOnNonZeroExit(t *testing.T) {
 	env := newApplyEnv(t, worker.Options{})
 	in := applyInput(time.Now().Add(time.Hour))
 	in.Attempt = workflows.SlotSecondary
-	_, err := env.run(shellExecutor(`for i in $(seq 1 30); do echo "line $i"; done; exit 3`, ""), in)
+	_, err := env.run(shellExecutor(t, `for i in $(seq 1 30); do echo "line $i"; done; exit 3`, ""), in)
 	appErr := appError(t, err)
 	if appErr.Type() != workflows.ErrTypeUpdateFailed || !appErr.NonRetryable() {
 		t.Errorf("error type %q, non-retryable %v; want %q, non-retryable", appErr.Type(), appErr.NonRetryable(), workflows.ErrTypeUpdateFailed)
@@ -160,7 +164,7 @@ func TestCommandExecutorIsGoneByTheWindowEnd(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newApplyEnv(t, worker.Options{})
 			dir := t.TempDir()
-			executor := shellExecutor(tt.script, dir)
+			executor := shellExecutor(t, tt.script, dir)
 			executor.KillGrace = tt.grace
 			started := time.Now()
 			_, err := env.run(executor, applyInput(started.Add(tt.window)))
@@ -168,9 +172,11 @@ func TestCommandExecutorIsGoneByTheWindowEnd(t *testing.T) {
 			if err == nil {
 				t.Fatal("a command running past its window succeeded")
 			}
+			// Not retryable: a retry could start just before the window
+			// closes and outlive it.
 			appErr := appError(t, err)
-			if appErr.NonRetryable() {
-				t.Error("the window error is non-retryable; the schedule-to-close timeout is what ends the attempt")
+			if appErr.Type() != workflows.ErrTypeWindowElapsed || !appErr.NonRetryable() {
+				t.Errorf("error type %q, non-retryable %v; want a non-retryable %s", appErr.Type(), appErr.NonRetryable(), workflows.ErrTypeWindowElapsed)
 			}
 			if msg := appErr.Message(); !strings.Contains(msg, "update window ends at") || !strings.Contains(msg, tt.wantStopped) ||
 				!strings.HasSuffix(msg, "last output:\nupdating") {
@@ -225,7 +231,7 @@ func TestCommandExecutorStopsTheCommandOnCancellation(t *testing.T) {
 		}
 		cancel()
 	}()
-	_, err := env.run(shellExecutor(script, dir), applyInput(time.Now().Add(time.Hour)))
+	_, err := env.run(shellExecutor(t, script, dir), applyInput(time.Now().Add(time.Hour)))
 	if err == nil || !strings.Contains(err.Error(), context.Canceled.Error()) {
 		t.Fatalf("error %v, want a cancellation", err)
 	}
@@ -249,8 +255,8 @@ func TestCommandExecutorHeartbeatsWhileTheCommandRuns(t *testing.T) {
 	release := filepath.Join(t.TempDir(), "release")
 	// The command runs until the test has seen three heartbeats.
 	script := `echo "waiting for release"; while [ ! -e "$1" ]; do sleep 0.02; done; echo "released"`
-	executor := shellExecutor(script, release)
-	executor.HeartbeatEvery = 20 * time.Millisecond
+	executor := shellExecutor(t, script, release)
+	executor.HeartbeatEvery = leaseEvery
 	go func() {
 		deadline := time.Now().Add(10 * time.Second)
 		for len(env.heartbeats.snapshot()) < 3 && time.Now().Before(deadline) {
@@ -271,9 +277,11 @@ func TestCommandExecutorHeartbeatsWhileTheCommandRuns(t *testing.T) {
 	if len(beats) < 3 {
 		t.Fatalf("%d heartbeats while the command ran, want at least 3", len(beats))
 	}
+	// The progress a retry reads: the lease's fence and when the command
+	// started.
 	last := beats[len(beats)-1]
-	if last.LastOutput != "waiting for release" || last.Elapsed == "" {
-		t.Errorf("last heartbeat %+v does not carry the elapsed time and the output so far", last)
+	if last.LastOutput != "waiting for release" || last.Elapsed == "" || last.Phase != phaseUpdate || last.Fence <= 0 || last.CommandStarted.IsZero() {
+		t.Errorf("last heartbeat %+v does not carry the phase, the fence, the command's start, the elapsed time and the output so far", last)
 	}
 	listened.Wait()
 }
@@ -281,9 +289,12 @@ func TestCommandExecutorHeartbeatsWhileTheCommandRuns(t *testing.T) {
 func TestCommandExecutorDoesNotStartAfterTheWindow(t *testing.T) {
 	env := newApplyEnv(t, worker.Options{})
 	marker := filepath.Join(t.TempDir(), "ran")
-	_, err := env.run(shellExecutor(`touch "$1"`, marker), applyInput(time.Now().Add(-time.Minute)))
-	if err == nil || !strings.Contains(err.Error(), "update window ended") {
+	_, err := env.run(shellExecutor(t, `touch "$1"`, marker), applyInput(time.Now().Add(-time.Minute)))
+	if err == nil || !strings.Contains(err.Error(), "it ended before the attempt started") {
 		t.Fatalf("error %v, want the window to have ended", err)
+	}
+	if appErr := appError(t, err); appErr.Type() != workflows.ErrTypeWindowElapsed || !appErr.NonRetryable() {
+		t.Errorf("error type %q, non-retryable %v; want a non-retryable %s", appErr.Type(), appErr.NonRetryable(), workflows.ErrTypeWindowElapsed)
 	}
 	if _, statErr := os.Stat(marker); statErr == nil {
 		t.Error("the command ran after its window")

@@ -43,8 +43,8 @@ func (e *SimulatedExecutor) fails(instanceID string, attempt workflows.SlotRole)
 }
 
 // run is one simulated attempt, given a valid input and a window still
-// open at started; windowEnded says the window's end stopped it.
-func (e *SimulatedExecutor) run(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (_ workflows.ApplyUpdateResult, windowEnded bool, err error) {
+// open at started.
+func (e *SimulatedExecutor) run(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (workflows.ApplyUpdateResult, error) {
 	interval := e.HeartbeatEvery
 	if interval <= 0 {
 		interval = heartbeatInterval(activity.GetInfo(ctx).HeartbeatTimeout)
@@ -55,29 +55,28 @@ func (e *SimulatedExecutor) run(ctx context.Context, in workflows.ApplyUpdateInp
 	defer done.Stop()
 	windowEnd := time.NewTimer(time.Until(in.WindowEnd))
 	defer windowEnd.Stop()
-	activity.RecordHeartbeat(ctx, heartbeatDetails{Elapsed: "0s"})
+	activity.RecordHeartbeat(ctx, heartbeatDetails{Phase: phaseUpdate, Elapsed: "0s"})
 	for {
 		select {
 		case <-done.C:
 			if e.fails(in.InstanceID, in.Attempt) {
-				err = temporal.NewNonRetryableApplicationError(
+				return workflows.ApplyUpdateResult{}, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("simulated update of %s to %s failed in the %s attempt (SIMULATED_FAILURES)", in.InstanceID, in.TargetVersion, in.Attempt),
 					workflows.ErrTypeUpdateFailed, nil)
-				return workflows.ApplyUpdateResult{}, false, err
 			}
 			return workflows.ApplyUpdateResult{
 				Output: fmt.Sprintf("simulated update of %s from %s to %s done in %s", in.InstanceID, in.CurrentVersion, in.TargetVersion, e.Duration),
-			}, false, nil
+			}, nil
 		case <-heartbeat.C:
-			activity.RecordHeartbeat(ctx, heartbeatDetails{Elapsed: time.Since(started).Round(time.Second).String()})
+			activity.RecordHeartbeat(ctx, heartbeatDetails{Phase: phaseUpdate, Elapsed: time.Since(started).Round(time.Second).String()})
 		case <-windowEnd.C:
-			windowEnded = true
-			err = windowElapsed(in, time.Since(started), "")
-			return workflows.ApplyUpdateResult{}, windowEnded, err
+			return workflows.ApplyUpdateResult{}, windowElapsed(in, "it ended after the simulated update had run for "+time.Since(started).Round(time.Millisecond).String(), "")
 		case <-ctx.Done():
-			windowEnded = errors.Is(ctx.Err(), context.DeadlineExceeded)
-			err = fmt.Errorf("simulated update stopped after %s: %w", time.Since(started).Round(time.Millisecond), ctx.Err())
-			return workflows.ApplyUpdateResult{}, windowEnded, err
+			ran := time.Since(started).Round(time.Millisecond)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return workflows.ApplyUpdateResult{}, windowElapsed(in, "it ended after the simulated update had run for "+ran.String(), "")
+			}
+			return workflows.ApplyUpdateResult{}, fmt.Errorf("simulated update stopped after %s: %w", ran, ctx.Err())
 		}
 	}
 }

@@ -31,7 +31,7 @@ func TestSimulatedExecutor(t *testing.T) {
 		{"failure in every attempt", "acme-test", workflows.SlotSecondary, time.Hour,
 			"simulated update of acme-test to 9.2.0 failed in the secondary attempt", workflows.OutcomeFailed},
 		{"window shorter than the update", "acme-dev", workflows.SlotPrimary, 50 * time.Millisecond,
-			"update window ended at", workflows.OutcomeWindowElapsed},
+			"update window ends at", workflows.OutcomeWindowElapsed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newApplyEnv(t, worker.Options{})

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -37,6 +38,11 @@ type ExecutorOptions struct {
 	// SimulatedFailures says which simulated updates fail, and in which
 	// attempt.
 	SimulatedFailures config.SimulatedFailures
+	// Probe is the optional version probe of the command executor
+	// (EXECUTOR_PROBE_COMMAND, split).
+	Probe []string
+	// Leases is where the command executor takes its per-instance leases.
+	Leases *store.Store
 }
 
 // NewExecutor builds the executor opts.Kind names. A command executor
@@ -51,7 +57,15 @@ func NewExecutor(opts ExecutorOptions) (Executor, error) {
 		if _, err := exec.LookPath(opts.Command[0]); err != nil {
 			return nil, fmt.Errorf("EXECUTOR_COMMAND program %q cannot be run: %w", opts.Command[0], err)
 		}
-		return &CommandExecutor{Argv: opts.Command, KillGrace: opts.KillGrace}, nil
+		if len(opts.Probe) > 0 {
+			if _, err := exec.LookPath(opts.Probe[0]); err != nil {
+				return nil, fmt.Errorf("EXECUTOR_PROBE_COMMAND program %q cannot be run: %w", opts.Probe[0], err)
+			}
+		}
+		if opts.Leases == nil {
+			return nil, errors.New("EXECUTOR=command needs Postgres for its per-instance leases")
+		}
+		return &CommandExecutor{Argv: opts.Command, Probe: opts.Probe, KillGrace: opts.KillGrace, Leases: opts.Leases}, nil
 	case config.ExecutorSimulated:
 		return &SimulatedExecutor{Duration: opts.SimulatedDuration, Failures: opts.SimulatedFailures}, nil
 	case config.ExecutorNone:
@@ -78,11 +92,30 @@ const (
 )
 
 // heartbeatDetails is what the executors report while they run; it shows
-// in the Web UI as the pending activity's heartbeat details.
+// in the Web UI as the pending activity's heartbeat details, and a retry
+// reads its predecessor's (activity.GetHeartbeatDetails) to tell a lost
+// attempt's progress from a fresh start.
 type heartbeatDetails struct {
+	// Phase is where the attempt is: one of the phase constants.
+	Phase string `json:"phase,omitempty"`
+	// Fence is the attempt's executor lease, once taken.
+	Fence int64 `json:"fence,omitempty"`
+	// CommandStarted is when the update command started, once it did: a
+	// lost attempt that got this far may have updated the instance.
+	CommandStarted time.Time `json:"commandStarted,omitzero"`
+	// WaitingFor names the holder of the lease the attempt waits for.
+	WaitingFor string `json:"waitingFor,omitempty"`
 	Elapsed    string `json:"elapsed"`
 	LastOutput string `json:"lastOutput,omitempty"`
 }
+
+// Attempt phases, as heartbeat details report them.
+const (
+	phaseLease  = "waiting-for-lease"
+	phaseProbe  = "probing"
+	phaseUpdate = "updating"
+	phaseVerify = "verifying"
+)
 
 // heartbeatInterval is a third of the activity's heartbeat timeout, so two
 // heartbeats can be lost before the server declares the attempt dead.
@@ -111,23 +144,25 @@ func validateApplyUpdate(in workflows.ApplyUpdateInput) error {
 	return temporal.NewNonRetryableApplicationError("ApplyUpdate: "+problem, workflows.ErrTypeInvalidInput, nil)
 }
 
-// windowElapsed is the error when the window ends before the update did.
-// It stays retryable: the activity's schedule-to-close timeout, set to the
-// window's end, is what closes the attempt for the workflow.
-func windowElapsed(in workflows.ApplyUpdateInput, ran time.Duration, output string) error {
-	msg := fmt.Sprintf("the %s update window ended at %s after the update had run for %s", in.Attempt, in.WindowEnd.UTC().Format(time.RFC3339), ran.Round(time.Millisecond))
+// windowElapsed is the error when the window ends before the update did,
+// or before it could start: non-retryable, since a retry could start
+// seconds before the window closes and run past it. The workflow labels
+// the attempt window-elapsed.
+func windowElapsed(in workflows.ApplyUpdateInput, what, output string) error {
+	msg := fmt.Sprintf("the %s update window ends at %s: %s", in.Attempt, in.WindowEnd.UTC().Format(time.RFC3339), what)
 	if output != "" {
 		msg += "; last output:\n" + output
 	}
-	return errors.New(msg)
+	return temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeWindowElapsed, nil)
 }
 
 // applyOutcome names how an ApplyUpdate ended, for the duration metric.
-func applyOutcome(ctx context.Context, err error, windowEnded bool) string {
+func applyOutcome(ctx context.Context, err error) string {
+	var appErr *temporal.ApplicationError
 	switch {
 	case err == nil:
 		return workflows.OutcomeSucceeded
-	case windowEnded:
+	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeWindowElapsed:
 		return workflows.OutcomeWindowElapsed
 	case errors.Is(ctx.Err(), context.Canceled):
 		return workflows.OutcomeCancelled
@@ -146,25 +181,20 @@ func recordDuration(ctx context.Context, in workflows.ApplyUpdateInput, outcome 
 // runAttempt is what every executor does around one attempt: it refuses
 // an invalid input, fails at once when the window has already ended (the
 // attempt started too late to do anything), and records the attempt's
-// duration and outcome however it ends. attempt does the update itself
-// and says whether the window's end stopped it.
+// duration and outcome however it ends. attempt does the update itself.
 func runAttempt(ctx context.Context, in workflows.ApplyUpdateInput,
-	attempt func(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (workflows.ApplyUpdateResult, bool, error),
+	attempt func(ctx context.Context, in workflows.ApplyUpdateInput, started time.Time) (workflows.ApplyUpdateResult, error),
 ) (_ workflows.ApplyUpdateResult, err error) {
 	if err := validateApplyUpdate(in); err != nil {
 		return workflows.ApplyUpdateResult{}, err
 	}
 	started := time.Now()
-	windowEnded := false
 	defer func() {
-		recordDuration(ctx, in, applyOutcome(ctx, err, windowEnded), time.Since(started))
+		recordDuration(ctx, in, applyOutcome(ctx, err), time.Since(started))
 	}()
 
 	if !time.Now().Before(in.WindowEnd) {
-		windowEnded = true
-		return workflows.ApplyUpdateResult{}, windowElapsed(in, 0, "")
+		return workflows.ApplyUpdateResult{}, windowElapsed(in, "it ended before the attempt started", "")
 	}
-	var result workflows.ApplyUpdateResult
-	result, windowEnded, err = attempt(ctx, in, started)
-	return result, err
+	return attempt(ctx, in, started)
 }

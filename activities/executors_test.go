@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -143,7 +144,7 @@ func TestExecutorsRejectInvalidInput(t *testing.T) {
 		{"unknown attempt", func(in *workflows.ApplyUpdateInput) { in.Attempt = "tertiary" }, `attempt "tertiary" is not primary or secondary`},
 		{"no window end", func(in *workflows.ApplyUpdateInput) { in.WindowEnd = time.Time{} }, "no window end"},
 	} {
-		for _, executor := range []Executor{shellExecutor("true", ""), &SimulatedExecutor{}} {
+		for _, executor := range []Executor{shellExecutor(t, "true", ""), &SimulatedExecutor{}} {
 			t.Run(fmt.Sprintf("%s/%T", tt.name, executor), func(t *testing.T) {
 				in := valid
 				tt.change(&in)
@@ -175,8 +176,17 @@ func TestNewExecutor(t *testing.T) {
 		!strings.Contains(err.Error(), `EXECUTOR_COMMAND program "/nonexistent/update-tool" cannot be run`) {
 		t.Errorf("a missing program: error %v", err)
 	}
-	command, err := NewExecutor(ExecutorOptions{Kind: config.ExecutorCommand, Command: []string{"sh", "-c", "true"}, KillGrace: time.Second})
-	if c, ok := command.(*CommandExecutor); err != nil || !ok || c.KillGrace != time.Second {
+	if _, err := NewExecutor(ExecutorOptions{Kind: config.ExecutorCommand, Command: []string{"true"}, Probe: []string{"/nonexistent/probe"}, Leases: &store.Store{}}); err == nil ||
+		!strings.Contains(err.Error(), `EXECUTOR_PROBE_COMMAND program "/nonexistent/probe" cannot be run`) {
+		t.Errorf("a missing probe: error %v", err)
+	}
+	if _, err := NewExecutor(ExecutorOptions{Kind: config.ExecutorCommand, Command: []string{"true"}}); err == nil ||
+		!strings.Contains(err.Error(), "needs Postgres for its per-instance leases") {
+		t.Errorf("no lease store: error %v", err)
+	}
+	leases := &store.Store{}
+	command, err := NewExecutor(ExecutorOptions{Kind: config.ExecutorCommand, Command: []string{"sh", "-c", "true"}, Probe: []string{"true"}, KillGrace: time.Second, Leases: leases})
+	if c, ok := command.(*CommandExecutor); err != nil || !ok || c.KillGrace != time.Second || c.Leases != leases || len(c.Probe) != 1 {
 		t.Errorf("command executor: %#v, %v", command, err)
 	}
 	simulated, err := NewExecutor(ExecutorOptions{Kind: config.ExecutorSimulated, SimulatedDuration: time.Minute})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -34,7 +35,7 @@ type workerSet struct {
 // newWorkers builds the workers: the workflow with the store and
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
 // executor on its own queue so a provider can run it elsewhere.
-func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
+func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
 	set := &workerSet{fatal: make(chan error, 2)}
 	options := worker.Options{
 		// In-flight activities get this long to finish when the worker
@@ -78,10 +79,17 @@ func newWorkers(c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *
 			"taskQueue", workflows.ExecutorTaskQueue)
 		return set, nil
 	}
-	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv,
-		KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
+	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv, Probe: cfg.ExecutorProbeArgv,
+		Leases: st, KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
 	if err != nil {
 		return nil, err
+	}
+	if command, ok := executor.(*activities.CommandExecutor); ok {
+		// Before polling: what a crashed predecessor on this host left
+		// running must not run beside the retries this worker may get.
+		if err := command.ReapOrphans(ctx, log.NewStructuredLogger(logger)); err != nil {
+			return nil, err
+		}
 	}
 	executorOptions := options
 	executorOptions.DisableWorkflowWorker = true // the executor queue carries activities only

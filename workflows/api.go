@@ -62,11 +62,12 @@ const (
 	ErrTypeNoRecipients   = "NoRecipients"
 	ErrTypeMailRejected   = "MailRejected"
 	ErrTypeUpdateFailed   = "UpdateFailed"
-	// ErrTypeWindowElapsed is an executor stopped because its window ends
-	// (retryable: the window's end, as the activity's deadline, closes the
-	// attempt); the attempt is then window-elapsed, not failed.
+	ErrTypeInvalidInput   = "InvalidInput"
+	// ErrTypeWindowElapsed: the executor stopped because the window ends
+	// (or had ended before it could start). Non-retryable: a retry could
+	// start seconds before the window closes and outlive it. The attempt
+	// is then window-elapsed, not failed.
 	ErrTypeWindowElapsed = "WindowElapsed"
-	ErrTypeInvalidInput  = "InvalidInput"
 	// ErrTypeInstanceHeld: another open update holds the instance (one
 	// open update per instance); the message names it.
 	ErrTypeInstanceHeld = "InstanceHeld"
@@ -478,4 +479,11 @@ type ApplyUpdateInput struct {
 // ApplyUpdateResult is a successful execution's report.
 type ApplyUpdateResult struct {
 	Output string `json:"output,omitempty"` // last lines of the executor's output
+	// AlreadyCurrent: the version probe found the instance at or past the
+	// target before the attempt, so the update was not run ("already up to
+	// date"), for example after a worker was lost as its update finished.
+	AlreadyCurrent bool `json:"alreadyCurrent,omitempty"`
+	// ProbedVersion is the version the probe (EXECUTOR_PROBE_COMMAND)
+	// reported last; empty without a probe.
+	ProbedVersion string `json:"probedVersion,omitempty"`
 }

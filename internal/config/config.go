@@ -57,6 +57,8 @@ type Config struct {
 	ExecutorStopTimeout time.Duration     `envconfig:"EXECUTOR_STOP_TIMEOUT" default:"10m" desc:"how long a stopping worker lets in-flight updates finish before they are cancelled (stopping the update command) and retried elsewhere; give the process manager's stop grace at least this plus EXECUTOR_KILL_GRACE" accepted:"a non-negative duration, such as 10m"`
 	SimulatedDuration   time.Duration     `envconfig:"SIMULATED_DURATION" default:"30s" desc:"how long the simulated executor takes per update" accepted:"a non-negative duration, such as 30s"`
 	SimulatedFailures   SimulatedFailures `envconfig:"SIMULATED_FAILURES" desc:"instances whose simulated update fails, and in which attempt" accepted:"comma-separated instance-id:primary|secondary|all, such as acme-prod:primary,acme-test:all"`
+	// Read before and after each update of the command executor.
+	ExecutorProbeCommand string `envconfig:"EXECUTOR_PROBE_COMMAND" desc:"optional program, run like EXECUTOR_COMMAND and with the same environment, that prints the instance's current version on stdout: before an attempt (an instance already at or past the target is not updated again) and after it (the update must have reached the target)" accepted:"a program and its arguments, such as \"/opt/acme/current-version\"; only with EXECUTOR=command"`
 
 	LogFormat LogFormat  `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json" accepted:"text or json"`
 	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"least level logged: debug, info, warn or error" accepted:"debug, info, warn or error"`
@@ -67,6 +69,8 @@ type Config struct {
 
 	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
 	ExecutorArgv []string `ignored:"true"`
+	// ExecutorProbeArgv is EXECUTOR_PROBE_COMMAND split likewise.
+	ExecutorProbeArgv []string `ignored:"true"`
 }
 
 // defaults holds the defaults that come from the workflow contract rather
@@ -224,6 +228,16 @@ func (c *Config) validate() error {
 	}
 	if c.Executor == ExecutorCommand && len(c.ExecutorArgv) == 0 {
 		return invalid("EXECUTOR_COMMAND", c.ExecutorCommand, "EXECUTOR=command needs a command")
+	}
+	if c.ExecutorProbeCommand != "" {
+		if c.Executor != ExecutorCommand {
+			return invalid("EXECUTOR_PROBE_COMMAND", c.ExecutorProbeCommand, "only the command executor runs a probe, and EXECUTOR is "+string(c.Executor))
+		}
+		argv, err := SplitCommand(c.ExecutorProbeCommand)
+		if err != nil {
+			return invalid("EXECUTOR_PROBE_COMMAND", c.ExecutorProbeCommand, err.Error())
+		}
+		c.ExecutorProbeArgv = argv
 	}
 	if c.MetricsAddr != "" {
 		if err := validateHostPort("METRICS_ADDR", c.MetricsAddr, true); err != nil {

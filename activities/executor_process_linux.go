@@ -1,0 +1,100 @@
+//go:build linux
+
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// processAttributes puts a program in a process group of its own, so that
+// stopping it reaches everything it started, and has the kernel SIGKILL
+// it when the worker dies, so a crashed worker leaves no update running.
+// Pdeathsig fires when the OS thread that started the program exits; the
+// Go runtime ends a thread only when a goroutine locked to it
+// (runtime.LockOSThread) returns without unlocking, which nothing in the
+// worker does. It reaches the program itself, not what the program
+// started: the lease records the group so that a restarted worker kills
+// the rest (ReapOrphans).
+func processAttributes() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// errProcessGone: no running process has the PID (it may be a zombie).
+var errProcessGone = errors.New("process gone")
+
+// processStat returns the fields of /proc/<pid>/stat after the command
+// name: fields[0] is the state (field 3 in proc(5)).
+func processStat(pid int) ([]string, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, errProcessGone
+	}
+	// The command name is in parentheses and may itself hold any byte.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 20 {
+		return nil, fmt.Errorf("/proc/%d/stat has %d fields after the command name, want at least 20", pid, len(fields))
+	}
+	if fields[0] == "Z" || fields[0] == "X" {
+		return nil, errProcessGone
+	}
+	return fields, nil
+}
+
+// processStarted returns when process pid started, in clock ticks since
+// boot (field 22 of /proc/<pid>/stat): with the PID, it names the process
+// for good, where a PID alone may be reused.
+func processStarted(pid int) (int64, error) {
+	fields, err := processStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(fields[19], 10, 64)
+}
+
+// bootID identifies the running kernel's boot: process IDs recorded under
+// another boot name nothing that still runs.
+func bootID() (string, error) {
+	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("reading the boot ID: %w", err)
+	}
+	return strings.TrimSpace(string(id)), nil
+}
+
+// groupRunning reports whether a process of group pgid still runs;
+// zombies, which only wait for their parent to collect them, do not count.
+func groupRunning(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// fields[2] is the process group (field 5 in proc(5)).
+		if fields, err := processStat(pid); err == nil && fields[2] == strconv.Itoa(pgid) {
+			return true
+		}
+	}
+	return false
+}
+
+// pidNamespace names the PID namespace of this process: PIDs recorded in
+// another one (another container on the same host) name other processes.
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
+}
