@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -195,12 +196,13 @@ func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	queues := []struct {
+	type queue struct {
 		name string
 		kind enums.TaskQueueType
-	}{
-		{workflows.TaskQueue, enums.TASK_QUEUE_TYPE_WORKFLOW},
-		{workflows.ExecutorTaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY},
+	}
+	queues := []queue{{cmp.Or(lastEnvValue(w.cmd.Env, "TASK_QUEUE"), workflows.TaskQueue), enums.TASK_QUEUE_TYPE_WORKFLOW}}
+	if lastEnvValue(w.cmd.Env, "EXECUTOR") != "none" {
+		queues = append(queues, queue{workflows.ExecutorTaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY})
 	}
 	testkit.WaitFor(t, time.Minute, "the "+w.name+" to poll its task queues", func() (bool, string) {
 		select {
@@ -221,6 +223,18 @@ func (w *workerProcess) waitUntilPolling(t *testing.T, c client.Client) {
 		}
 		return true, ""
 	})
+}
+
+// lastEnvValue is the value a process started with env sees for name: the
+// last assignment wins, as in os/exec.
+func lastEnvValue(env []string, name string) string {
+	value := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			value = v
+		}
+	}
+	return value
 }
 
 // stop sends SIGTERM and expects a clean exit: status 0, both workers
