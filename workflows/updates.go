@@ -112,6 +112,17 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 	return w.view(ctx), err
 }
 
+// validateReschedule refuses every Reschedule the input lets it judge, so
+// a refusal leaves no trace in history: the admin, the state, the target,
+// whether both slots are offered in the instance's region (Input.Slots;
+// not known in inputs of release 1), the minimum notice, the order of the
+// slots and the release period, each slot with its own window. Only a
+// full slot is found by the booking, after acceptance.
+//
+// Tightening these rules needs no GetVersion: the SDK does not run
+// validators on replay (a refused Update is not in history), and after
+// the mutex the handler re-checks only state (handlers-recheck-state-only),
+// never these rules.
 func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleInput) error {
 	if err := w.checkAdmin(in.Admin); err != nil {
 		return err
@@ -127,10 +138,15 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 	if err != nil {
 		return err
 	}
+	var offered []OfferedSlot // nil: not known, left to the booking
+	if len(w.in.Slots) > 0 {
+		offered = w.in.Slots
+	}
 	return ValidateSlots(SlotChoice{
 		PrimaryStart: in.PrimaryStart, PrimaryWindow: w.offeredWindow(release.Version, in.PrimaryStart),
 		SecondaryStart: in.SecondaryStart, SecondaryWindow: w.offeredWindow(release.Version, in.SecondaryStart),
 		SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
+		MinNotice: w.in.RescheduleMinNotice, Offered: offered, Region: w.in.Instance.Region,
 	}, workflow.Now(ctx))
 }
 
