@@ -199,6 +199,7 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.secondaryWindow = w.offeredWindow(release.Version, in.SecondaryStart)
 	w.reminders = ReminderSchedule(w.primaryStart, w.in.ReminderOffsets, now)
 	w.scheduleVersion++
+	w.numberRescheduledNotice(ctx)
 	w.status = StatusApproved
 	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = now
@@ -208,6 +209,33 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.keepApproval(rescheduled, now)
 	err := w.record(ctx, from, rescheduled)
 	return w.view(ctx), err
+}
+
+// numberRescheduledNotice sets the sequence of the rescheduled notice of
+// the Reschedule just accepted: how many earlier ones chose the same
+// primary start. The outbox key (workflow, kind, slot, sequence) then
+// tells each Reschedule's notice apart, while a retry of one still sends
+// once. Release 1 sent every one with sequence 0.
+func (w *serviceUpdate) numberRescheduledNotice(ctx workflow.Context) {
+	repeats := 0
+	for _, start := range w.rescheduledTo {
+		if start.Equal(w.primaryStart) {
+			repeats++
+		}
+	}
+	w.rescheduledTo = append(w.rescheduledTo, w.primaryStart)
+	w.rescheduledSequence = 0
+	if repeats > 0 && patched(ctx, changeRescheduledSequence) {
+		w.rescheduledSequence = repeats
+	}
+}
+
+// noticeSequence is the Sequence of a notice of kind scheduled now.
+func (w *serviceUpdate) noticeSequence(kind NoticeKind) int {
+	if kind == NoticeRescheduled {
+		return w.rescheduledSequence
+	}
+	return 0
 }
 
 // keepApproval adds an approving change to the Status view's history.
