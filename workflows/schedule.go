@@ -178,7 +178,7 @@ func ValidateSlots(c SlotChoice, now time.Time) error {
 	if err := c.checkOffered(SlotSecondary, c.SecondaryStart, c.EarliestSecondary()); err != nil {
 		return err
 	}
-	return checkInsidePeriod(c)
+	return checkInsidePeriod(c, earliest)
 }
 
 // validateSlotOrder checks everything ValidateSlots does except the
@@ -188,7 +188,7 @@ func validateSlotOrder(c SlotChoice) error {
 	if err := checkSecondaryAfterPrimary(c); err != nil {
 		return err
 	}
-	return checkInsidePeriod(c)
+	return checkInsidePeriod(c, time.Time{})
 }
 
 func checkSecondaryAfterPrimary(c SlotChoice) error {
@@ -200,17 +200,24 @@ func checkSecondaryAfterPrimary(c SlotChoice) error {
 	return nil
 }
 
-func checkInsidePeriod(c SlotChoice) error {
+// checkInsidePeriod checks that both windows lie inside the release
+// period; a refusal of the primary lists the offered slots from
+// earliestPrimary on, one of the secondary those after the primary's.
+func checkInsidePeriod(c SlotChoice, earliestPrimary time.Time) error {
 	for _, slot := range []struct {
 		role   SlotRole
 		start  time.Time
 		window time.Duration
-	}{{SlotPrimary, c.PrimaryStart, c.PrimaryWindow}, {SlotSecondary, c.SecondaryStart, c.SecondaryWindow}} {
+		from   time.Time
+	}{
+		{SlotPrimary, c.PrimaryStart, c.PrimaryWindow, earliestPrimary},
+		{SlotSecondary, c.SecondaryStart, c.SecondaryWindow, c.EarliestSecondary()},
+	} {
 		end := slot.start.Add(slot.window)
 		if slot.start.Before(c.Release.PeriodStart) || end.After(c.Release.PeriodEnd) {
-			return fmt.Errorf("the %s window %s to %s lies outside the release period of %s (%s to %s); choose a slot inside it",
+			return fmt.Errorf("the %s window %s to %s lies outside the release period of %s (%s to %s); choose a slot inside it%s",
 				slot.role, slot.start.UTC().Format(timeLayout), end.UTC().Format(timeLayout), c.Release.Version,
-				c.Release.PeriodStart.UTC().Format(timeLayout), c.Release.PeriodEnd.UTC().Format(timeLayout))
+				c.Release.PeriodStart.UTC().Format(timeLayout), c.Release.PeriodEnd.UTC().Format(timeLayout), c.offeredHint(slot.from))
 		}
 	}
 	return nil

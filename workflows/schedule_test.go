@@ -163,6 +163,11 @@ func TestValidateSlots(t *testing.T) {
 			c.Offered, c.MinNotice = offered, days(60)
 		}, "primary start 2026-04-01T01:00:00Z is too soon (now 2026-03-01T12:00:00Z): choose a primary slot at least 1440h ahead, starting at or after 2026-04-30T12:00:00Z; " +
 			"no slot of 9.2.0 in emea starts at or after 2026-04-30T12:00:00Z inside the release period (ending 2026-06-01T00:00:00Z)"},
+		{"an offered secondary whose window overruns the period", func(c *SlotChoice) {
+			overrunning := OfferedSlot{Version: "9.2.0", Start: release.PeriodEnd.Add(-time.Hour), WindowLength: 12 * time.Hour}
+			c.Offered, c.SecondaryStart = append(offered[:len(offered):len(offered)], overrunning), overrunning.Start
+		}, "the secondary window 2026-05-31T23:00:00Z to 2026-06-01T11:00:00Z lies outside the release period of 9.2.0 (2026-02-01T00:00:00Z to 2026-06-01T00:00:00Z); " +
+			"choose a slot inside it; offered from 2026-04-02T13:00:00Z: 2026-04-04T01:00:00Z (12h window)"},
 		{"a slot of another release", func(c *SlotChoice) { c.Offered = offered; c.PrimaryStart = otherRelease.Start },
 			"the primary slot 2026-04-02T01:00:00Z is not offered in emea for 9.2.0"},
 	}

@@ -213,9 +213,9 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 
 // numberRescheduledNotice sets the sequence of the rescheduled notice of
 // the Reschedule just accepted: how many earlier ones chose the same
-// primary start. The outbox key (workflow, kind, slot, sequence) then
-// tells each Reschedule's notice apart, while a retry of one still sends
-// once. Release 1 sent every one with sequence 0.
+// primary start. By it the outbox tells each Reschedule's notice from an
+// earlier one for the same slot, while a retry of one still sends once.
+// Release 1 sent every one with sequence 0.
 func (w *serviceUpdate) numberRescheduledNotice(ctx workflow.Context) {
 	repeats := 0
 	for _, start := range w.rescheduledTo {
