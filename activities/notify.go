@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,8 +25,8 @@ import (
 // the notification outbox and SendGrid (or the outbox alone, without an API
 // key) and in-product alerts.
 //
-// Delivery is effectively once per (workflow, kind, slot) with one
-// remaining at-least-once window: if the worker dies (or Postgres becomes
+// Delivery is effectively once per (workflow, kind, slot, sequence) with
+// one remaining at-least-once window: if the worker dies (or Postgres becomes
 // unreachable) after SendGrid answered 2xx and before the outbox row is
 // marked sent, the retried activity finds the row still pending and sends
 // the notice again. SendGrid's API has no idempotency key to close it.
@@ -63,6 +64,7 @@ const (
 	outcomeSent         = "sent"
 	outcomeStored       = "stored"
 	outcomeDuplicate    = "duplicate"
+	outcomeSuperseded   = "superseded" // a later notice of the same kind and slot took its place
 	outcomeRejected     = "rejected"
 	outcomeThrottled    = "throttled"
 	outcomeUnauthorized = "unauthorized"
@@ -74,7 +76,8 @@ const (
 const metricNoticesSent = "svcupdate_notices_sent"
 
 // SendNotice sends one notice to every recipient its kind addresses, read
-// from Postgres now. It is idempotent per (WorkflowID, Kind, SlotStart).
+// from Postgres now. It is idempotent per (WorkflowID, Kind, SlotStart,
+// Sequence).
 func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput) (workflows.SendNoticeResult, error) {
 	spec, err := validateNotice(in)
 	if err != nil {
@@ -137,7 +140,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 // notice send it once.
 func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email notice.Email, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
 	claim, err := n.store.ClaimOutbox(ctx, store.OutboxNotice{
-		WorkflowID: in.WorkflowID, Kind: string(in.Kind), SlotStart: in.SlotStart, InstanceID: in.Update.InstanceID,
+		WorkflowID: in.WorkflowID, Kind: string(in.Kind), SlotStart: in.SlotStart, Sequence: in.Sequence, InstanceID: in.Update.InstanceID,
 		Recipients: recipients, Subject: email.Subject, HTML: email.HTML, Text: email.Text,
 	})
 	if err != nil {
@@ -145,6 +148,15 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 	}
 	defer claim.Close(ctx)
 
+	// A later Reschedule to the same slot sent its own notice meanwhile:
+	// this one's schedule is out of date.
+	if claim.Superseded {
+		n.count(ctx, in.Kind, outcomeSuperseded)
+		activityLogger(ctx).Info("notice not sent: a later one for the same slot was", "kind", in.Kind,
+			"workflowId", in.WorkflowID, "sequence", in.Sequence)
+		result.Superseded = true
+		return result, nil
+	}
 	// A rejected row is tried again: rejection is non-retryable, so only a
 	// deliberate re-run (after fixing an address or the sender) gets here.
 	if claim.State == store.OutboxSent || claim.State == store.OutboxStored {
@@ -173,7 +185,8 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 			"target_version": in.Update.TargetVersion,
 			"notice":         string(in.Kind),
 			"workflow_id":    in.WorkflowID,
-			"slot_start":     in.SlotStart.UTC().Format(time.RFC3339), // with workflow_id and notice, the outbox key
+			"slot_start":     in.SlotStart.UTC().Format(time.RFC3339), // with workflow_id, notice and sequence, the outbox key
+			"sequence":       strconv.Itoa(in.Sequence),
 		},
 	})
 	if sendErr == nil {
@@ -283,6 +296,9 @@ func validateNotice(in workflows.SendNoticeInput) (notice.Spec, error) {
 	}
 	if len(missing) > 0 {
 		return notice.Spec{}, fmt.Errorf("notice %q for workflow %q lacks %s", in.Kind, in.WorkflowID, strings.Join(missing, ", "))
+	}
+	if in.Sequence < 0 {
+		return notice.Spec{}, fmt.Errorf("notice %q for workflow %q has sequence %d; give zero or more", in.Kind, in.WorkflowID, in.Sequence)
 	}
 	if in.Kind.IsReminder() && workflows.ReminderKind(in.Offset) != in.Kind {
 		return notice.Spec{}, fmt.Errorf("notice %q has offset %s, which names %q: a reminder's kind must be workflows.ReminderKind(offset)",

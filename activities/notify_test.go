@@ -290,6 +290,47 @@ func TestNotifySendsOnceWhenTheActivityIsRetried(t *testing.T) {
 	}
 }
 
+// Every Reschedule's notice is sent (#7), also a second one for the same
+// primary start, which carries the next sequence; a retried activity of
+// either still sends once, and an older one that comes after a newer one
+// (its retries outlived a second Reschedule) is not sent at all.
+func TestNotifySendsEachRescheduleOnce(t *testing.T) {
+	fake := sendgridtest.NewServer(t, sendgridtest.Response{Status: http.StatusAccepted, Headers: map[string]string{"X-Message-Id": "sg-1"}})
+	f := newNotifyFixture(t, fake.Config())
+	f.addRecipient("admin", "ada@contoso.example")
+
+	first := noticetest.Input(workflows.NoticeRescheduled)
+	again := first // back to the same primary start, with another secondary
+	again.Sequence = 1
+	again.Update.Secondary.Start = again.Update.Secondary.Start.Add(24 * time.Hour)
+	for _, step := range []struct {
+		name        string
+		in          workflows.SendNoticeInput
+		wantEmailed bool
+		wantAfter   int
+	}{
+		{"first reschedule", first, true, 1},
+		{"its retry", first, false, 1},
+		{"second reschedule to the same slot", again, true, 2},
+		{"its retry", again, false, 2},
+		{"the first one's late retry", first, false, 2},
+	} {
+		result := f.mustSend(step.in)
+		fresh := result.Emailed && !result.Duplicate && !result.Superseded
+		if fresh != step.wantEmailed || len(fake.Accepted()) != step.wantAfter {
+			t.Errorf("%s (sequence %d): %+v, SendGrid accepted %d; want a fresh send %t, %d accepted",
+				step.name, step.in.Sequence, result, len(fake.Accepted()), step.wantEmailed, step.wantAfter)
+		}
+	}
+	if accepted := fake.Accepted(); len(accepted) != 2 || accepted[1].CustomArgs["sequence"] != "1" {
+		t.Errorf("SendGrid accepted %+v, want the second with custom_args sequence 1", accepted)
+	}
+	if f.metrics.count(workflows.NoticeRescheduled, outcomeSent) != 2 || f.metrics.count(workflows.NoticeRescheduled, outcomeDuplicate) != 2 ||
+		f.metrics.count(workflows.NoticeRescheduled, outcomeSuperseded) != 1 {
+		t.Errorf("metrics %v, want two sent, two duplicates and one superseded", f.metrics.counts)
+	}
+}
+
 func TestNotifyRetriesAfterServerErrorAndSendsOnce(t *testing.T) {
 	fake := sendgridtest.NewServer(t,
 		sendgridtest.Response{Status: http.StatusInternalServerError, Body: `{"errors":[{"message":"internal error"}]}`},
@@ -684,6 +725,8 @@ func TestNotifyRejectsInvalidInput(t *testing.T) {
 	wrongOffset.Offset = 7 * 24 * time.Hour
 	noSlot := noticetest.Input(workflows.NoticeScheduled)
 	noSlot.SlotStart = time.Time{}
+	negativeSequence := noticetest.Input(workflows.NoticeRescheduled)
+	negativeSequence.Sequence = -1
 	otherInstance := noticetest.Input(workflows.NoticeScheduled)
 	otherInstance.Update.InstanceID = "inst-nowhere"
 
@@ -696,6 +739,7 @@ func TestNotifyRejectsInvalidInput(t *testing.T) {
 		{"unknown kind", unknown, workflows.ErrTypeInvalidInput, `"postponed" is unknown`},
 		{"reminder kind and offset disagree", wrongOffset, workflows.ErrTypeInvalidInput, `names "reminder-7d"`},
 		{"no slot start", noSlot, workflows.ErrTypeInvalidInput, "slotStart"},
+		{"negative sequence", negativeSequence, workflows.ErrTypeInvalidInput, "has sequence -1; give zero or more"},
 		{"instance not loaded", otherInstance, workflows.ErrTypeNotFound, `"inst-nowhere"`},
 	} {
 		_, err := f.send(tc.in)

@@ -394,15 +394,22 @@ type RecordTransitionResult struct {
 }
 
 // SendNoticeInput asks for one notice to every recipient its kind addresses.
-// The outbox is keyed by (WorkflowID, Kind, SlotStart), so a retried or
-// re-run activity sends once, while a reminder re-armed by a reschedule
-// (new SlotStart) is sent again.
+// A notice is (WorkflowID, Kind, SlotStart, Sequence) to the outbox, so a
+// retried or re-run activity sends once, while a reminder re-armed by a
+// reschedule (new SlotStart) or a second reschedule to the same primary
+// (new Sequence) is sent again.
 type SendNoticeInput struct {
 	WorkflowID string     `json:"workflowId"`
 	Kind       NoticeKind `json:"kind"`
 	// Offset is the reminder offset for reminder and day-of notices.
 	Offset    time.Duration `json:"offset,omitempty"`
 	SlotStart time.Time     `json:"slotStart"`
+	// Sequence tells apart rescheduled notices for one primary start: it
+	// counts the accepted Reschedules of the update that chose the same
+	// primary start before this one (A to B to C to B: 0, 0, 1), so each
+	// is sent. 0 for every other notice, and for every notice of a
+	// history recorded before it existed.
+	Sequence int `json:"sequence,omitempty"`
 	// Deadline is what the admin must act by (approval before the primary
 	// slot; reschedule before the release period ends).
 	Deadline time.Time  `json:"deadline"`
@@ -411,10 +418,13 @@ type SendNoticeInput struct {
 
 // SendNoticeResult says what was sent.
 type SendNoticeResult struct {
-	Recipients int    `json:"recipients"`
-	Emailed    bool   `json:"emailed"`   // false in outbox mode or when the kind has no email
-	Alerted    bool   `json:"alerted"`   // an in-product alert was written
-	Duplicate  bool   `json:"duplicate"` // the outbox already had it sent
+	Recipients int  `json:"recipients"`
+	Emailed    bool `json:"emailed"`   // false in outbox mode or when the kind has no email
+	Alerted    bool `json:"alerted"`   // an in-product alert was written
+	Duplicate  bool `json:"duplicate"` // the outbox already had it sent
+	// Superseded: a later notice of the same kind and slot (a higher
+	// Sequence) was sent instead; this one was not.
+	Superseded bool   `json:"superseded,omitempty"`
 	MessageID  string `json:"messageId,omitempty"`
 }
 

@@ -157,7 +157,7 @@ func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) 
 func (w *serviceUpdate) startNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) workflow.Future {
 	in := SendNoticeInput{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		Kind:       kind, Offset: offset, SlotStart: slotStart, Deadline: deadline, Update: w.view(ctx),
+		Kind:       kind, Offset: offset, SlotStart: slotStart, Sequence: w.noticeSequence(kind), Deadline: deadline, Update: w.view(ctx),
 	}
 	// The outbox makes retries safe; a notice still failing after a day is
 	// not worth holding the lifecycle for.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func bootDevServer() error {
 	if err != nil {
 		return err
 	}
-	fakes := &fakeActivities{applyUpdate: recordedExecutor}
+	fakes := &fakeActivities{applyUpdate: recordedExecutor, bookSlots: recordedBooking}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
 	updates.RegisterWorkflowWithOptions(ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes.register(updates)
@@ -98,6 +99,19 @@ func recordedExecutor(ctx context.Context, in ApplyUpdateInput) error {
 	}
 	return nil
 }
+
+// recordedBooking finds every slot full for instanceFullSlot; other
+// bookings succeed.
+func recordedBooking(in BookSlotsInput) error {
+	if in.InstanceID == instanceFullSlot {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("slot %s in %s is full (40 of 40)",
+			in.PrimaryStart.Format(timeLayout), in.Region), ErrTypeSlotFull, nil)
+	}
+	return nil
+}
+
+// instanceFullSlot finds every slot it books full.
+const instanceFullSlot = "inst-full-slot"
 
 // instanceCancelledRunning is cancelled while its executor runs.
 const instanceCancelledRunning = "inst-cancelled-running"
@@ -174,6 +188,16 @@ func history(t *testing.T, c client.Client, run client.WorkflowRun) []*historypb
 	return events
 }
 
+// awaitIdle waits until the workflow has no workflow task and no
+// activity pending, so its history holds everything it has done so far.
+func awaitIdle(t *testing.T, c client.Client, run client.WorkflowRun) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		desc, err := c.DescribeWorkflow(context.Background(), run.GetID(), run.GetRunID())
+		return err == nil && desc.RawResponse.GetPendingWorkflowTask() == nil && len(desc.RawResponse.GetPendingActivities()) == 0
+	}, 30*time.Second, 20*time.Millisecond, "the workflow never went idle")
+}
+
 func sendUpdate(c client.Client, run client.WorkflowRun, name string, arg any) (StatusView, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -189,16 +213,36 @@ func sendUpdate(c client.Client, run client.WorkflowRun, name string, arg any) (
 	return view, err
 }
 
-func TestRejectedUpdateAddsNoHistoryEvent(t *testing.T) {
-	c, _ := startDevServer(t)
-	in := compressedInput("inst-rejected", time.Now())
-	in.PrimaryStart = time.Now().Add(time.Hour).UTC()
+// offeredAnHourAhead is an input whose primary slot starts in an hour,
+// with the slots the release offers and a two-hour minimum notice for a
+// Reschedule: the current primary is too soon to choose again, the later
+// slot may be.
+func offeredAnHourAhead(instanceID string) (in Input, later OfferedSlot) {
+	in = compressedInput(instanceID, time.Now())
+	in.PrimaryStart = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	in.SecondaryStart = in.PrimaryStart.Add(DefaultWindowLength + time.Hour)
-	in.Releases[0].PeriodEnd = in.PrimaryStart.Add(days(2))
+	in.Releases[0].PeriodEnd = in.PrimaryStart.Add(days(4))
 	in.ReminderOffsets = nil // defaults: only day-of is still ahead
 	in.WindowLength = 0
+	in.RescheduleMinNotice = 2 * time.Hour
+	later = OfferedSlot{Version: "9.2.0", Start: in.PrimaryStart.Add(days(1)), WindowLength: DefaultWindowLength}
+	in.Slots = []OfferedSlot{
+		{Version: "9.2.0", Start: in.PrimaryStart, WindowLength: DefaultWindowLength},
+		{Version: "9.2.0", Start: in.SecondaryStart, WindowLength: DefaultWindowLength},
+		later,
+		{Version: "9.2.0", Start: later.Start.Add(days(1)), WindowLength: DefaultWindowLength},
+	}
+	return in, later
+}
+
+func TestRejectedUpdateAddsNoHistoryEvent(t *testing.T) {
+	c, _ := startDevServer(t)
+	in, later := offeredAnHourAhead("inst-rejected")
+	overrunning := OfferedSlot{Version: "9.2.0", Start: in.Releases[0].PeriodEnd.Add(-time.Hour), WindowLength: DefaultWindowLength}
+	in.Slots = append(in.Slots, overrunning)
 	run := startUpdate(t, c, in)
 	awaitStatus(t, c, run, announced)
+	awaitIdle(t, c, run)
 
 	before := len(history(t, c, run))
 	for _, update := range []struct {
@@ -207,7 +251,13 @@ func TestRejectedUpdateAddsNoHistoryEvent(t *testing.T) {
 		want string
 	}{
 		{UpdateApprove, ApproveInput{Admin: "mallory@evil.example"}, "is not an admin of instance inst-rejected"},
-		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: time.Now().Add(-time.Minute), SecondaryStart: in.SecondaryStart}, "is not in the future"},
+		{UpdateReschedule, RescheduleInput{Admin: "mallory@evil.example", PrimaryStart: later.Start, SecondaryStart: later.Start.Add(days(1))}, "is not an admin of instance inst-rejected"},
+		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: time.Now().Add(-time.Minute), SecondaryStart: in.SecondaryStart}, "is not offered in eu-central for 9.2.0"},
+		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: in.PrimaryStart, SecondaryStart: later.Start}, "choose a primary slot at least 2h ahead"},
+		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: later.Start, SecondaryStart: in.SecondaryStart}, "is too early"},
+		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: later.Start, SecondaryStart: later.Start.Add(days(1) + time.Minute)}, "the secondary slot"},
+		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: later.Start, SecondaryStart: overrunning.Start}, "lies outside the release period of 9.2.0"},
+		{UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: later.Start, SecondaryStart: later.Start.Add(days(1)), TargetVersion: "9.3.0"}, "is not offered in eu-central for 9.3.0"},
 		{UpdateSetAdmins, SetAdminsInput{}, "the admin list is empty"},
 	} {
 		_, err := sendUpdate(c, run, update.name, update.arg)
@@ -225,6 +275,48 @@ func TestRejectedUpdateAddsNoHistoryEvent(t *testing.T) {
 	err = run.Get(context.Background(), nil)
 	var cancelled *temporal.CanceledError
 	require.ErrorAs(t, err, &cancelled)
+}
+
+// fullSlotRefusalEvents is what a Reschedule refused because a slot is
+// full adds to history (README, approve and reschedule): the validator
+// cannot know capacity, so the Update is accepted (a workflow task and
+// UpdateAccepted, 4 events), books (ActivityTaskScheduled, Started,
+// Failed: 3) and answers with the refusal (a workflow task and
+// UpdateCompleted: 4). The state is left as it was.
+const fullSlotRefusalEvents = 11
+
+// Only a full slot is refused after acceptance, and each such refusal adds
+// the same bounded number of events, however often an admin retries.
+func TestFullSlotRefusalAddsBoundedHistory(t *testing.T) {
+	c, _ := startDevServer(t)
+	in, later := offeredAnHourAhead(instanceFullSlot)
+	run := startUpdate(t, c, in)
+	awaitStatus(t, c, run, announced)
+
+	for try := 1; try <= 2; try++ {
+		awaitIdle(t, c, run)
+		before := len(history(t, c, run))
+		_, err := sendUpdate(c, run, UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: later.Start, SecondaryStart: later.Start.Add(days(1))})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "the slots could not be booked: slot "+later.Start.Format(timeLayout)+" in eu-central is full (40 of 40)")
+		events := history(t, c, run)
+		var added []string
+		for _, event := range events[before:] {
+			added = append(added, event.GetEventType().String())
+		}
+		assert.Equal(t, fullSlotRefusalEvents, len(events)-before, "events added by refusal %d: %v", try, added)
+	}
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	assert.Contains(t, strings.Join(strings.Fields(string(readme)), " "), fmt.Sprintf("adds %d events to history each time", fullSlotRefusalEvents),
+		"README documents what a full-slot refusal adds")
+	view := awaitStatus(t, c, run, func(StatusView) bool { return true })
+	assert.Equal(t, StatusScheduled, view.Status)
+	assert.Equal(t, in.PrimaryStart, view.Primary.Start)
+
+	require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
+	var cancelled *temporal.CanceledError
+	require.ErrorAs(t, run.Get(context.Background(), nil), &cancelled)
 }
 
 // A cancellation while the update runs is reported only once the executor

@@ -81,6 +81,13 @@ const changeStartWithoutAudit = "start-without-waiting-for-audit"
 // are frozen below for the histories that did.
 const changeStateOnlyRecheck = "handlers-recheck-state-only"
 
+// changeRescheduledSequence: a Reschedule to a primary start that an
+// earlier Reschedule chose sends its rescheduled notice with a sequence
+// (SendNoticeInput.Sequence), so the outbox sends it instead of taking it
+// for the earlier one. Asked only for such a repeat, the one case where
+// old and new inputs differ: histories of release 1 replay with sequence 0.
+const changeRescheduledSequence = "rescheduled-notice-sequence"
+
 // recheck is the decision of a handler that waited for the mutex: today's
 // state-only check, or release 1's (release1) where a history recorded by
 // release 1 is replayed. The version is asked only where they disagree.

@@ -105,6 +105,14 @@ type SlotChoice struct {
 	SecondaryWindow time.Duration
 	SecondaryMinGap time.Duration
 	Release         ReleaseOption
+	// MinNotice is the least time from now to the primary start; zero
+	// asks only that it lies ahead.
+	MinNotice time.Duration
+	// Offered lists the slots offered in Region (those of Release count).
+	// Nil when they are not known (inputs of release 1): any start is
+	// then left to the booking, which refuses one that is not offered.
+	Offered []OfferedSlot
+	Region  string
 }
 
 // PrimaryEnd is the end of the primary window.
@@ -145,39 +153,134 @@ func LatestOfferedPrimaryStart(slots []OfferedSlot, release ReleaseOption, secon
 	return latest, found
 }
 
-// ValidateSlots checks a slot choice made at now: the primary slot lies in
-// the future, the secondary starts after the primary window (plus the
-// minimum gap), and both windows lie inside the release period. The error
-// says what was wrong and what is accepted.
+// ValidateSlots checks a slot choice made at now: both slots are offered
+// (when Offered is known), the primary starts at least MinNotice from now
+// (and in the future), the secondary starts after the primary window plus
+// the minimum gap, and each window, with its own length, lies inside the
+// release period. The error says what was wrong and what is accepted.
 func ValidateSlots(c SlotChoice, now time.Time) error {
-	if !c.PrimaryStart.After(now) {
-		return fmt.Errorf("primary start %s is not in the future (now %s); choose a later slot",
-			c.PrimaryStart.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+	earliest := now.Add(c.MinNotice)
+	if err := c.checkOffered(SlotPrimary, c.PrimaryStart, earliest); err != nil {
+		return err
 	}
-	return validateSlotOrder(c)
+	switch {
+	case !c.PrimaryStart.After(now):
+		return fmt.Errorf("primary start %s is not in the future (now %s); choose a later slot%s",
+			c.PrimaryStart.UTC().Format(timeLayout), now.UTC().Format(timeLayout), c.offeredHint(earliest))
+	case c.PrimaryStart.Before(earliest):
+		return fmt.Errorf("primary start %s is too soon (now %s): choose a primary slot at least %s ahead, starting at or after %s%s",
+			c.PrimaryStart.UTC().Format(timeLayout), now.UTC().Format(timeLayout), durationText(c.MinNotice),
+			earliest.UTC().Format(timeLayout), c.offeredHint(earliest))
+	}
+	if err := checkSecondaryAfterPrimary(c); err != nil {
+		return err
+	}
+	if err := c.checkOffered(SlotSecondary, c.SecondaryStart, c.EarliestSecondary()); err != nil {
+		return err
+	}
+	return checkInsidePeriod(c, earliest)
 }
 
 // validateSlotOrder checks everything ValidateSlots does except the
-// relation to the present, which a workflow started late may not meet.
+// relation to the present, which a workflow started late may not meet,
+// and whether the slots are offered.
 func validateSlotOrder(c SlotChoice) error {
-	if c.SecondaryStart.Before(c.EarliestSecondary()) {
-		return fmt.Errorf("secondary start %s is too early: it must be at or after %s (primary window end %s plus a gap of %s)",
-			c.SecondaryStart.UTC().Format(timeLayout), c.EarliestSecondary().UTC().Format(timeLayout),
-			c.PrimaryEnd().UTC().Format(timeLayout), c.SecondaryMinGap)
+	if err := checkSecondaryAfterPrimary(c); err != nil {
+		return err
 	}
+	return checkInsidePeriod(c, time.Time{})
+}
+
+func checkSecondaryAfterPrimary(c SlotChoice) error {
+	if c.SecondaryStart.Before(c.EarliestSecondary()) {
+		return fmt.Errorf("secondary start %s is too early: it must be at or after %s (primary window end %s plus a gap of %s)%s",
+			c.SecondaryStart.UTC().Format(timeLayout), c.EarliestSecondary().UTC().Format(timeLayout),
+			c.PrimaryEnd().UTC().Format(timeLayout), durationText(c.SecondaryMinGap), c.offeredHint(c.EarliestSecondary()))
+	}
+	return nil
+}
+
+// checkInsidePeriod checks that both windows lie inside the release
+// period; a refusal of the primary lists the offered slots from
+// earliestPrimary on, one of the secondary those after the primary's.
+func checkInsidePeriod(c SlotChoice, earliestPrimary time.Time) error {
 	for _, slot := range []struct {
 		role   SlotRole
 		start  time.Time
 		window time.Duration
-	}{{SlotPrimary, c.PrimaryStart, c.PrimaryWindow}, {SlotSecondary, c.SecondaryStart, c.SecondaryWindow}} {
+		from   time.Time
+	}{
+		{SlotPrimary, c.PrimaryStart, c.PrimaryWindow, earliestPrimary},
+		{SlotSecondary, c.SecondaryStart, c.SecondaryWindow, c.EarliestSecondary()},
+	} {
 		end := slot.start.Add(slot.window)
 		if slot.start.Before(c.Release.PeriodStart) || end.After(c.Release.PeriodEnd) {
-			return fmt.Errorf("the %s window %s to %s lies outside the release period of %s (%s to %s); choose a slot inside it",
+			return fmt.Errorf("the %s window %s to %s lies outside the release period of %s (%s to %s); choose a slot inside it%s",
 				slot.role, slot.start.UTC().Format(timeLayout), end.UTC().Format(timeLayout), c.Release.Version,
-				c.Release.PeriodStart.UTC().Format(timeLayout), c.Release.PeriodEnd.UTC().Format(timeLayout))
+				c.Release.PeriodStart.UTC().Format(timeLayout), c.Release.PeriodEnd.UTC().Format(timeLayout), c.offeredHint(slot.from))
 		}
 	}
 	return nil
+}
+
+// checkOffered refuses a start that Release does not offer in Region, when
+// the offered slots are known, naming the offered ones from from on.
+func (c SlotChoice) checkOffered(role SlotRole, start, from time.Time) error {
+	if c.Offered == nil {
+		return nil
+	}
+	for _, slot := range c.Offered {
+		if slot.Version == c.Release.Version && slot.Start.Equal(start) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the %s slot %s is not offered in %s for %s%s",
+		role, start.UTC().Format(timeLayout), c.Region, c.Release.Version, c.offeredHint(from))
+}
+
+// offeredListed is how many offered slots a refusal names.
+const offeredListed = 5
+
+// offeredHint completes a refusal with the first slots of Release that
+// start at or after from with their window inside its period: what the
+// admin may choose instead. Empty when the offered slots are not known.
+func (c SlotChoice) offeredHint(from time.Time) string {
+	if c.Offered == nil {
+		return ""
+	}
+	var fitting []OfferedSlot
+	for _, slot := range c.Offered {
+		if slot.Version == c.Release.Version && !slot.Start.Before(from) &&
+			!slot.Start.Before(c.Release.PeriodStart) && !slot.Start.Add(slot.WindowLength).After(c.Release.PeriodEnd) {
+			fitting = append(fitting, slot)
+		}
+	}
+	if len(fitting) == 0 {
+		return fmt.Sprintf("; no slot of %s in %s starts at or after %s inside the release period (ending %s)",
+			c.Release.Version, c.Region, from.UTC().Format(timeLayout), c.Release.PeriodEnd.UTC().Format(timeLayout))
+	}
+	slices.SortFunc(fitting, func(a, b OfferedSlot) int { return a.Start.Compare(b.Start) })
+	listed := make([]string, 0, offeredListed)
+	for _, slot := range fitting[:min(len(fitting), offeredListed)] {
+		listed = append(listed, fmt.Sprintf("%s (%s window)", slot.Start.UTC().Format(timeLayout), durationText(slot.WindowLength)))
+	}
+	hint := fmt.Sprintf("; offered from %s: %s", from.UTC().Format(timeLayout), strings.Join(listed, ", "))
+	if more := len(fitting) - len(listed); more > 0 {
+		hint += fmt.Sprintf(" and %d later", more)
+	}
+	return hint
+}
+
+// durationText writes d as people do: "1h", "30m", "1h30m", "24h".
+func durationText(d time.Duration) string {
+	text := d.String()
+	if strings.HasSuffix(text, "m0s") {
+		text = strings.TrimSuffix(text, "0s")
+	}
+	if strings.HasSuffix(text, "h0m") {
+		text = strings.TrimSuffix(text, "0m")
+	}
+	return text
 }
 
 // FindAdmin returns the entry of admins that matches email, compared

@@ -110,8 +110,15 @@ func TestValidateSlots(t *testing.T) {
 	base := SlotChoice{
 		PrimaryStart: time.Date(2026, 4, 1, 1, 0, 0, 0, time.UTC), PrimaryWindow: 12 * time.Hour,
 		SecondaryStart: time.Date(2026, 4, 8, 1, 0, 0, 0, time.UTC), SecondaryWindow: 12 * time.Hour,
-		SecondaryMinGap: 24 * time.Hour, Release: release,
+		SecondaryMinGap: 24 * time.Hour, Release: release, Region: "emea",
 	}
+	otherRelease := OfferedSlot{Version: "9.3.0", Start: time.Date(2026, 4, 2, 1, 0, 0, 0, time.UTC), WindowLength: 12 * time.Hour}
+	offered := []OfferedSlot{otherRelease}
+	for day := 9; day >= 4; day-- { // out of order: the refusal sorts them
+		offered = append(offered, OfferedSlot{Version: "9.2.0", Start: time.Date(2026, 4, day, 1, 0, 0, 0, time.UTC), WindowLength: 12 * time.Hour})
+	}
+	offered = append(offered, OfferedSlot{Version: "9.2.0", Start: base.PrimaryStart, WindowLength: 12 * time.Hour},
+		OfferedSlot{Version: "9.2.0", Start: time.Date(2026, 2, 1, 1, 0, 0, 0, time.UTC), WindowLength: 12 * time.Hour}) // past
 	tests := []struct {
 		name    string
 		change  func(*SlotChoice)
@@ -121,7 +128,7 @@ func TestValidateSlots(t *testing.T) {
 		{"secondary exactly at the earliest allowed", func(c *SlotChoice) { c.SecondaryStart = c.EarliestSecondary() }, ""},
 		{"primary now", func(c *SlotChoice) { c.PrimaryStart = now }, "primary start 2026-03-01T12:00:00Z is not in the future (now 2026-03-01T12:00:00Z); choose a later slot"},
 		{"secondary one second early", func(c *SlotChoice) { c.SecondaryStart = c.EarliestSecondary().Add(-time.Second) },
-			"secondary start 2026-04-02T12:59:59Z is too early: it must be at or after 2026-04-02T13:00:00Z (primary window end 2026-04-01T13:00:00Z plus a gap of 24h0m0s)"},
+			"secondary start 2026-04-02T12:59:59Z is too early: it must be at or after 2026-04-02T13:00:00Z (primary window end 2026-04-01T13:00:00Z plus a gap of 24h)"},
 		{"secondary before primary", func(c *SlotChoice) { c.SecondaryStart = c.PrimaryStart.Add(-days(2)) }, "secondary start 2026-03-30T01:00:00Z is too early"},
 		{"primary before the period", func(c *SlotChoice) {
 			c.Release.PeriodStart = time.Date(2026, 4, 5, 0, 0, 0, 0, time.UTC)
@@ -130,13 +137,39 @@ func TestValidateSlots(t *testing.T) {
 			"the secondary window 2026-05-31T23:00:00Z to 2026-06-01T11:00:00Z lies outside the release period of 9.2.0"},
 		// Each slot is judged by its own window.
 		{"long primary window pushes the secondary", func(c *SlotChoice) { c.PrimaryWindow = days(7) },
-			"secondary start 2026-04-08T01:00:00Z is too early: it must be at or after 2026-04-09T01:00:00Z (primary window end 2026-04-08T01:00:00Z plus a gap of 24h0m0s)"},
+			"secondary start 2026-04-08T01:00:00Z is too early: it must be at or after 2026-04-09T01:00:00Z (primary window end 2026-04-08T01:00:00Z plus a gap of 24h)"},
 		{"short secondary window near the period end", func(c *SlotChoice) {
 			c.SecondaryStart, c.SecondaryWindow = release.PeriodEnd.Add(-6*time.Hour), 6*time.Hour
 		}, ""},
 		{"long secondary window past the period end", func(c *SlotChoice) {
 			c.SecondaryStart, c.SecondaryWindow = release.PeriodEnd.Add(-13*time.Hour), 24*time.Hour
 		}, "the secondary window 2026-05-31T11:00:00Z to 2026-06-01T11:00:00Z lies outside the release period of 9.2.0"},
+		// The minimum notice: zero asks only for a start ahead.
+		{"primary exactly the minimum notice ahead", func(c *SlotChoice) { c.MinNotice, c.PrimaryStart = time.Hour, now.Add(time.Hour) }, ""},
+		{"primary sooner than the minimum notice", func(c *SlotChoice) { c.MinNotice, c.PrimaryStart = time.Hour, now.Add(59*time.Minute) },
+			"primary start 2026-03-01T12:59:00Z is too soon (now 2026-03-01T12:00:00Z): choose a primary slot at least 1h ahead, starting at or after 2026-03-01T13:00:00Z"},
+		// Offered slots, when known: each start must be one of the
+		// release's, and the refusal lists those that would do.
+		{"both slots offered", func(c *SlotChoice) { c.Offered = offered }, ""},
+		{"primary not offered", func(c *SlotChoice) { c.Offered, c.PrimaryStart = offered, c.PrimaryStart.Add(time.Hour) },
+			"the primary slot 2026-04-01T02:00:00Z is not offered in emea for 9.2.0; offered from 2026-03-01T12:00:00Z: " +
+				"2026-04-01T01:00:00Z (12h window), 2026-04-04T01:00:00Z (12h window), 2026-04-05T01:00:00Z (12h window), " +
+				"2026-04-06T01:00:00Z (12h window), 2026-04-07T01:00:00Z (12h window) and 2 later"},
+		{"secondary not offered", func(c *SlotChoice) { c.Offered, c.SecondaryStart = offered, c.SecondaryStart.Add(time.Minute) },
+			"the secondary slot 2026-04-08T01:01:00Z is not offered in emea for 9.2.0; offered from 2026-04-02T13:00:00Z: " +
+				"2026-04-04T01:00:00Z (12h window), 2026-04-05T01:00:00Z (12h window), 2026-04-06T01:00:00Z (12h window), " +
+				"2026-04-07T01:00:00Z (12h window), 2026-04-08T01:00:00Z (12h window) and 1 later"},
+		{"nothing offered late enough", func(c *SlotChoice) {
+			c.Offered, c.MinNotice = offered, days(60)
+		}, "primary start 2026-04-01T01:00:00Z is too soon (now 2026-03-01T12:00:00Z): choose a primary slot at least 1440h ahead, starting at or after 2026-04-30T12:00:00Z; " +
+			"no slot of 9.2.0 in emea starts at or after 2026-04-30T12:00:00Z inside the release period (ending 2026-06-01T00:00:00Z)"},
+		{"an offered secondary whose window overruns the period", func(c *SlotChoice) {
+			overrunning := OfferedSlot{Version: "9.2.0", Start: release.PeriodEnd.Add(-time.Hour), WindowLength: 12 * time.Hour}
+			c.Offered, c.SecondaryStart = append(offered[:len(offered):len(offered)], overrunning), overrunning.Start
+		}, "the secondary window 2026-05-31T23:00:00Z to 2026-06-01T11:00:00Z lies outside the release period of 9.2.0 (2026-02-01T00:00:00Z to 2026-06-01T00:00:00Z); " +
+			"choose a slot inside it; offered from 2026-04-02T13:00:00Z: 2026-04-04T01:00:00Z (12h window)"},
+		{"a slot of another release", func(c *SlotChoice) { c.Offered = offered; c.PrimaryStart = otherRelease.Start },
+			"the primary slot 2026-04-02T01:00:00Z is not offered in emea for 9.2.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

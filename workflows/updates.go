@@ -112,6 +112,17 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 	return w.view(ctx), err
 }
 
+// validateReschedule refuses every Reschedule the input lets it judge, so
+// a refusal leaves no trace in history: the admin, the state, the target,
+// whether both slots are offered in the instance's region (Input.Slots;
+// not known in inputs of release 1), the minimum notice, the order of the
+// slots and the release period, each slot with its own window. Only a
+// full slot is found by the booking, after acceptance.
+//
+// Tightening these rules needs no GetVersion: the SDK does not run
+// validators on replay (a refused Update is not in history), and after
+// the mutex the handler re-checks only state (handlers-recheck-state-only),
+// never these rules.
 func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleInput) error {
 	if err := w.checkAdmin(in.Admin); err != nil {
 		return err
@@ -127,10 +138,15 @@ func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleIn
 	if err != nil {
 		return err
 	}
+	var offered []OfferedSlot // nil: not known, left to the booking
+	if len(w.in.Slots) > 0 {
+		offered = w.in.Slots
+	}
 	return ValidateSlots(SlotChoice{
 		PrimaryStart: in.PrimaryStart, PrimaryWindow: w.offeredWindow(release.Version, in.PrimaryStart),
 		SecondaryStart: in.SecondaryStart, SecondaryWindow: w.offeredWindow(release.Version, in.SecondaryStart),
 		SecondaryMinGap: w.in.SecondaryMinGap, Release: release,
+		MinNotice: w.in.RescheduleMinNotice, Offered: offered, Region: w.in.Instance.Region,
 	}, workflow.Now(ctx))
 }
 
@@ -183,6 +199,7 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.secondaryWindow = w.offeredWindow(release.Version, in.SecondaryStart)
 	w.reminders = ReminderSchedule(w.primaryStart, w.in.ReminderOffsets, now)
 	w.scheduleVersion++
+	w.numberRescheduledNotice(ctx)
 	w.status = StatusApproved
 	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = now
@@ -192,6 +209,33 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.keepApproval(rescheduled, now)
 	err := w.record(ctx, from, rescheduled)
 	return w.view(ctx), err
+}
+
+// numberRescheduledNotice sets the sequence of the rescheduled notice of
+// the Reschedule just accepted: how many earlier ones chose the same
+// primary start. By it the outbox tells each Reschedule's notice from an
+// earlier one for the same slot, while a retry of one still sends once.
+// Release 1 sent every one with sequence 0.
+func (w *serviceUpdate) numberRescheduledNotice(ctx workflow.Context) {
+	repeats := 0
+	for _, start := range w.rescheduledTo {
+		if start.Equal(w.primaryStart) {
+			repeats++
+		}
+	}
+	w.rescheduledTo = append(w.rescheduledTo, w.primaryStart)
+	w.rescheduledSequence = 0
+	if repeats > 0 && patched(ctx, changeRescheduledSequence) {
+		w.rescheduledSequence = repeats
+	}
+}
+
+// noticeSequence is the Sequence of a notice of kind scheduled now.
+func (w *serviceUpdate) noticeSequence(kind NoticeKind) int {
+	if kind == NoticeRescheduled {
+		return w.rescheduledSequence
+	}
+	return 0
 }
 
 // keepApproval adds an approving change to the Status view's history.

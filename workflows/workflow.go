@@ -67,6 +67,10 @@ type serviceUpdate struct {
 	// loop re-arms its timer (the updatabletimer pattern) and drops a
 	// reminder computed for the old slot.
 	scheduleVersion int
+	// rescheduledTo lists the primary starts accepted Reschedules chose,
+	// oldest first; rescheduledSequence numbers the last one's notice.
+	rescheduledTo       []time.Time
+	rescheduledSequence int
 	// noticesInFlight counts the notices scheduled and not yet settled;
 	// the workflow returns only once it is zero.
 	noticesInFlight int

@@ -155,7 +155,7 @@ func TestValidatorsRejectBadUpdates(t *testing.T) {
 		{"primary slot in the past", UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: checkAt.Add(-time.Hour), SecondaryStart: secondaryStart},
 			"primary start 2026-01-06T00:00:00Z is not in the future (now 2026-01-06T01:00:00Z); choose a later slot"},
 		{"secondary inside the primary window", UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: primaryStart, SecondaryStart: primaryStart.Add(6 * time.Hour)},
-			"secondary start 2026-04-15T07:00:00Z is too early: it must be at or after 2026-04-16T13:00:00Z (primary window end 2026-04-15T13:00:00Z plus a gap of 24h0m0s)"},
+			"secondary start 2026-04-15T07:00:00Z is too early: it must be at or after 2026-04-16T13:00:00Z (primary window end 2026-04-15T13:00:00Z plus a gap of 24h)"},
 		{"secondary within the minimum gap", UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: primaryStart, SecondaryStart: primaryStart.Add(20 * time.Hour)},
 			"secondary start 2026-04-15T21:00:00Z is too early"},
 		{"secondary after the release period", UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: primaryStart, SecondaryStart: release92.PeriodEnd.Add(-time.Hour)},

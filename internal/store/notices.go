@@ -17,11 +17,15 @@ const (
 )
 
 // OutboxNotice is one notice as written to the notification outbox. Its
-// key is (WorkflowID, Kind, SlotStart): one row per notice, ever.
+// row is keyed by (WorkflowID, Kind, SlotStart) and holds the notice of
+// that key with the highest Sequence claimed (schemas/004): a notice is
+// sent once, and a later one of the same key (a second Reschedule to the
+// same primary start) is sent too.
 type OutboxNotice struct {
 	WorkflowID string
 	Kind       string
 	SlotStart  time.Time
+	Sequence   int
 	InstanceID string
 	Recipients []string
 	Subject    string
@@ -30,8 +34,8 @@ type OutboxNotice struct {
 }
 
 const insertOutboxSQL = `
-INSERT INTO notification_outbox (workflow_id, kind, slot_start, instance_id, recipients, subject, html_body, text_body)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO notification_outbox (workflow_id, kind, slot_start, sequence, instance_id, recipients, subject, html_body, text_body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
 
 // lockOutboxSQL's row lock is held while the notice is sent, so two
@@ -39,16 +43,18 @@ ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
 // running beside its retry) send once: the second waits and then sees
 // "sent".
 const lockOutboxSQL = `
-SELECT id, state, coalesce(message_id, '') FROM notification_outbox
+SELECT id, state, coalesce(message_id, ''), sequence FROM notification_outbox
 WHERE workflow_id = $1 AND kind = $2 AND slot_start = $3
 FOR UPDATE`
 
 // markOutboxSQL rewrites recipients and bodies with what this attempt
 // used, so the row shows what was actually sent (recipients are read per
-// send).
+// send). A notice that takes the row over from an earlier one of its key
+// counts its own attempts.
 const markOutboxSQL = `
 UPDATE notification_outbox
-SET state = $2, attempts = attempts + $3, message_id = nullif($4, ''), last_error = nullif($5, ''),
+SET state = $2, attempts = CASE WHEN sequence = $11 THEN attempts + $3 ELSE $3 END, sequence = $11,
+    message_id = nullif($4, ''), last_error = nullif($5, ''),
     sent_at = $6, recipients = $7, subject = $8, html_body = $9, text_body = $10
 WHERE id = $1`
 
@@ -59,9 +65,13 @@ type OutboxClaim struct {
 	notice OutboxNotice
 	id     int64
 	// State and MessageID are the row's as found: a notice sent or stored
-	// before is not sent again.
+	// before is not sent again. A row that holds an earlier notice of the
+	// key (a lower sequence) is found pending: this notice is a new one.
 	State     string
 	MessageID string
+	// Superseded is set when the row holds a later notice of the key (a
+	// higher sequence): this one is out of date and must not be sent.
+	Superseded bool
 }
 
 // ClaimOutbox writes the notice's outbox row unless it exists and locks
@@ -72,13 +82,24 @@ func (s *Store) ClaimOutbox(ctx context.Context, n OutboxNotice) (*OutboxClaim, 
 		return nil, mapError(err, "outbox: begin")
 	}
 	c := &OutboxClaim{tx: tx, notice: n}
-	if _, err := tx.Exec(ctx, insertOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart, n.InstanceID, n.Recipients, n.Subject, n.HTML, n.Text); err != nil {
+	if n.Sequence < 0 {
+		c.Close(ctx)
+		return nil, errorf(ErrInvalidRequest, "outbox: %q for %s has sequence %d; give zero or more", n.Kind, n.WorkflowID, n.Sequence)
+	}
+	if _, err := tx.Exec(ctx, insertOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart, n.Sequence, n.InstanceID, n.Recipients, n.Subject, n.HTML, n.Text); err != nil {
 		c.Close(ctx)
 		return nil, mapError(err, fmt.Sprintf("outbox: write %q for %s", n.Kind, n.WorkflowID))
 	}
-	if err := tx.QueryRow(ctx, lockOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart).Scan(&c.id, &c.State, &c.MessageID); err != nil {
+	var held int
+	if err := tx.QueryRow(ctx, lockOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart).Scan(&c.id, &c.State, &c.MessageID, &held); err != nil {
 		c.Close(ctx)
 		return nil, mapError(err, fmt.Sprintf("outbox: lock %q for %s", n.Kind, n.WorkflowID))
+	}
+	switch {
+	case held > n.Sequence:
+		c.Superseded = true
+	case held < n.Sequence:
+		c.State, c.MessageID = OutboxPending, ""
 	}
 	return c, nil
 }
@@ -96,8 +117,13 @@ type OutboxOutcome struct {
 // recipients and bodies, and releases it.
 func (c *OutboxClaim) Finish(ctx context.Context, o OutboxOutcome) error {
 	n := c.notice
+	if c.Superseded {
+		c.Close(ctx)
+		return errorf(ErrInvalidRequest, "outbox: %q for %s (sequence %d) was superseded by a later notice of its slot; it records no outcome",
+			n.Kind, n.WorkflowID, n.Sequence)
+	}
 	_, err := c.tx.Exec(ctx, markOutboxSQL, c.id, o.State, o.Attempted, o.MessageID, o.LastError, o.SentAt,
-		n.Recipients, n.Subject, n.HTML, n.Text)
+		n.Recipients, n.Subject, n.HTML, n.Text, n.Sequence)
 	if err == nil {
 		err = c.tx.Commit(ctx)
 	}

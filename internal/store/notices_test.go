@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -95,6 +97,74 @@ func TestClaimOutboxRecordsEachAttempt(t *testing.T) {
 		Recipients: []string{"admin0@acme.example", "new@acme.example"}, Subject: "Update scheduled"}
 	if !reflect.DeepEqual(rows[0], want) {
 		t.Fatalf("outbox row = %+v\nwant %+v", rows[0], want)
+	}
+}
+
+// Every Reschedule's notice has its own sequence (#7). For one key
+// (workflow, kind, slot), a claim with a new, higher sequence is a new
+// notice and is sent; the same sequence again is the same notice (a
+// retried activity) and is not; a lower one was overtaken by a later
+// Reschedule to the same slot and is not sent either.
+func TestClaimOutboxTellsSequencesApart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, tx := setup(t, storetest.Fleet(1, 5))
+	rescheduled := func(sequence int) store.OutboxNotice {
+		n := notice("rescheduled")
+		n.Sequence, n.Subject = sequence, fmt.Sprintf("Update rescheduled (%d)", sequence)
+		return n
+	}
+	sends := 0
+	claim := func(n store.OutboxNotice) *store.OutboxClaim {
+		t.Helper()
+		c, err := s.ClaimOutbox(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == store.OutboxPending && !c.Superseded {
+			sends++
+			sentAt := storetest.PeriodStart
+			if err := c.Finish(ctx, store.OutboxOutcome{State: store.OutboxSent, Attempted: 1, MessageID: fmt.Sprintf("sg-%d", n.Sequence), SentAt: &sentAt}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close(ctx)
+		return c
+	}
+
+	claim(rescheduled(0))
+	if retry := claim(rescheduled(0)); retry.State != store.OutboxSent || retry.MessageID != "sg-0" || sends != 1 {
+		t.Fatalf("retry of sequence 0: %+v after %d sends; want sent sg-0 after 1", retry, sends)
+	}
+	claim(rescheduled(1))
+	if sends != 2 {
+		t.Fatalf("sequence 1 after sequence 0: %d sends, want 2", sends)
+	}
+	if retry := claim(rescheduled(1)); retry.State != store.OutboxSent || retry.MessageID != "sg-1" || sends != 2 {
+		t.Fatalf("retry of sequence 1: %+v after %d sends; want sent sg-1 after 2", retry, sends)
+	}
+	late := claim(rescheduled(0))
+	if !late.Superseded || sends != 2 {
+		t.Fatalf("sequence 0 after sequence 1: %+v after %d sends; want superseded, still 2 sends", late, sends)
+	}
+	stale, err := s.ClaimOutbox(ctx, rescheduled(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Finish(ctx, store.OutboxOutcome{State: store.OutboxSent, Attempted: 1}); !errors.Is(err, store.ErrInvalidRequest) {
+		t.Fatalf("Finish of a superseded claim: %v, want ErrInvalidRequest", err)
+	}
+
+	rows := outboxRows(t, tx)
+	if len(rows) != 1 || rows[0].MessageID != "sg-1" || rows[0].Attempts != 1 || rows[0].Subject != "Update rescheduled (1)" {
+		t.Fatalf("outbox = %+v, want one row holding sequence 1's send", rows)
+	}
+	var sequence int
+	if err := tx.QueryRow(ctx, "SELECT sequence FROM notification_outbox").Scan(&sequence); err != nil || sequence != 1 {
+		t.Fatalf("row sequence %d (%v), want 1", sequence, err)
+	}
+	if _, err := s.ClaimOutbox(ctx, rescheduled(-1)); !errors.Is(err, store.ErrInvalidRequest) {
+		t.Fatalf("claim with sequence -1: %v, want ErrInvalidRequest", err)
 	}
 }
 
