@@ -135,6 +135,7 @@ func compressedInput(instanceID string, now time.Time) Input {
 // startUpdate starts a ServiceUpdate on the dev server as the rollout does.
 func startUpdate(t *testing.T, c client.Client, in Input) client.WorkflowRun {
 	t.Helper()
+	devServer.fakes.expect(in)
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID:                    WorkflowID(in.Instance.ID, in.TargetVersion),
 		TaskQueue:             TaskQueue,
