@@ -59,7 +59,8 @@ func bootDevServer() error {
 	if err != nil {
 		return err
 	}
-	fakes := &fakeActivities{applyUpdate: recordedExecutor}
+	fakes := &fakeActivities{applyUpdate: recordedExecutor,
+		instances: map[string]CheckInstanceResult{instanceUpToDate: {CurrentVersion: "9.2.0", UpToDate: true}}}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
 	updates.RegisterWorkflowWithOptions(ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes.register(updates)
@@ -98,6 +99,9 @@ func recordedExecutor(ctx context.Context, in ApplyUpdateInput) error {
 	}
 	return nil
 }
+
+// instanceUpToDate is found already on its target at the primary start.
+const instanceUpToDate = "inst-up-to-date"
 
 // instanceCancelledRunning is cancelled while its executor runs.
 const instanceCancelledRunning = "inst-cancelled-running"
