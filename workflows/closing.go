@@ -185,12 +185,13 @@ func (w *serviceUpdate) offersNewAttempt(ctx workflow.Context) bool {
 // failed notice saying by when a new attempt can be scheduled), gives the
 // reservations back and opens the update to a Reschedule, which runs the
 // lifecycle again from Approved. The failure is decided: it is recorded
-// on a disconnected context. A Reschedule waits until the release has
-// settled (releasing), so the release cannot undo its booking.
+// on a disconnected context (a path since changeRescheduleAfterFailure,
+// so always since changeDecidedOutcome too). A Reschedule waits until the
+// release has settled (releasing), so the release cannot undo its booking.
 func (w *serviceUpdate) offerNewAttempt(ctx workflow.Context) error {
 	w.logger.Error("Service update failed in both slots; its admins may reschedule a new attempt until the release period ends",
 		"currentVersion", w.in.CurrentVersion, "attempts", w.attempts, "periodEnd", w.release.PeriodEnd)
-	ctx = w.decided(ctx)
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	if err := w.mu.Lock(ctx); err != nil {
 		return err
 	}
