@@ -24,6 +24,8 @@ func (a *StoreActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.BookSlots, activity.RegisterOptions{Name: workflows.ActivityBookSlots})
 	r.RegisterActivityWithOptions(a.ReleaseSlots, activity.RegisterOptions{Name: workflows.ActivityReleaseSlots})
 	r.RegisterActivityWithOptions(a.RecordInstanceVersion, activity.RegisterOptions{Name: workflows.ActivityRecordVersion})
+	r.RegisterActivityWithOptions(a.CheckInstance, activity.RegisterOptions{Name: workflows.ActivityCheckInstance})
+	r.RegisterActivityWithOptions(a.AbandonUpdate, activity.RegisterOptions{Name: workflows.ActivityAbandonUpdate})
 }
 
 // RecordTransition appends the transition's audit row and refreshes the
@@ -78,6 +80,28 @@ func (a *StoreActivities) RecordInstanceVersion(ctx context.Context, in workflow
 	}
 	activity.GetLogger(ctx).Info("Instance version recorded", "instanceId", in.InstanceID, "version", in.Version, "previousVersion", res.PreviousVersion)
 	return res, nil
+}
+
+// CheckInstance reads what the instance runs now and what the update
+// policy asks of it for the target. The workflow runs it as a local
+// activity, on the worker that runs the workflow, just before an attempt.
+func (a *StoreActivities) CheckInstance(ctx context.Context, in workflows.CheckInstanceInput) (workflows.CheckInstanceResult, error) {
+	res, err := a.Store.CheckInstance(ctx, in)
+	if err != nil {
+		return res, activityError(err)
+	}
+	return res, nil
+}
+
+// AbandonUpdate gives back the reservations and the claim on the instance
+// that a rollout made for an update whose workflow refused its input.
+func (a *StoreActivities) AbandonUpdate(ctx context.Context, in workflows.AbandonUpdateInput) (workflows.AbandonUpdateResult, error) {
+	released, err := a.Store.AbandonUpdate(ctx, in.InstanceID, in.OfferedVersion)
+	if err != nil {
+		return workflows.AbandonUpdateResult{}, activityError(err)
+	}
+	activity.GetLogger(ctx).Info("Rollout's claim given back", "instanceId", in.InstanceID, "offeredVersion", in.OfferedVersion, "released", released)
+	return workflows.AbandonUpdateResult{Released: released}, nil
 }
 
 // activityError makes the store's permanent failures non-retryable

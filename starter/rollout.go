@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +116,9 @@ type candidateResult struct {
 	// HeldBy is the open update that holds the instance (outcomeHeld):
 	// its workflow ID, target, whether it is mandatory, its status.
 	HeldBy store.Holder
+	// Superseded is the older update the rollout superseded to start
+	// this one (outcomeStarted), if any.
+	Superseded store.Holder
 }
 
 // outcomeSummary counts outcomes and keeps the reasons worth reading.
@@ -130,8 +132,9 @@ func (s *outcomeSummary) add(r candidateResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counts[r.Outcome]++
-	switch r.Outcome {
-	case outcomeFailed, outcomeHeld, outcomeNoCapacity, outcomePlanned:
+	switch {
+	case r.Outcome == outcomeFailed, r.Outcome == outcomeHeld, r.Outcome == outcomeNoCapacity, r.Outcome == outcomePlanned,
+		r.Superseded.WorkflowID != "":
 		s.details = append(s.details, r)
 	}
 }
@@ -206,7 +209,8 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 			progressbar.OptionClearOnFinish())
 	}
 	summary := &outcomeSummary{}
-	starter := &updateStarter{store: st, client: c, taskQueue: e.cfg.TaskQueue, plan: plan}
+	starter := &updateStarter{store: st, client: c, taskQueue: e.cfg.TaskQueue, plan: plan,
+		requestedBy: "rollout of " + plan.Version + " by " + e.clientOptions().Identity}
 	// Sandboxes take the earliest slots: every sandbox is booked before the
 	// first production instance.
 	for _, wave := range kindWaves(candidates) {
@@ -244,9 +248,22 @@ type updateStarter struct {
 	client    client.Client
 	taskQueue string
 	plan      releasePlan
+	// requestedBy names the rollout in the audit row of an update it
+	// supersedes.
+	requestedBy string
 }
 
+// start books and starts the update of one candidate; its line names the
+// older update superseded on the way, if any.
 func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) candidateResult {
+	result := s.bookAndStart(ctx, cand)
+	if result.Superseded.WorkflowID != "" {
+		result.Detail = strings.TrimPrefix(result.Detail+"; superseded "+result.Superseded.String(), "; ")
+	}
+	return result
+}
+
+func (s *updateStarter) bookAndStart(ctx context.Context, cand store.RolloutCandidate) candidateResult {
 	result := candidateResult{InstanceID: cand.Instance.ID}
 	if ctx.Err() != nil {
 		result.Outcome = outcomeNotAttempted // waited for a turn while interrupted
@@ -270,28 +287,37 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 		return result
 	}
 	if s.plan.DryRun {
-		if h, found, err := s.store.OpenUpdate(ctx, cand.Instance.ID); err != nil {
+		h, found, err := s.store.OpenUpdate(ctx, cand.Instance.ID)
+		if err != nil {
 			result.Outcome, result.Detail = outcomeFailed, err.Error()
 			return result
-		} else if found && h.WorkflowID != id {
+		}
+		heldByOther := found && h.WorkflowID != id
+		if heldByOther && !supersedable(h) {
 			return held(result, h)
 		}
 		result.Outcome = outcomePlanned
 		result.Detail = fmt.Sprintf("%s %s in %s, %s → %s, %s", cand.Instance.Kind, cand.Instance.Name, cand.Instance.Region,
 			cand.CurrentVersion, s.plan.Version, cand.Eligibility)
+		if heldByOther {
+			result.Detail += "; supersedes " + h.String() + " if it accepts"
+		}
 		return result
 	}
+	input, superseded, err := s.book(ctx, cand)
+	result.Superseded = superseded
 	var heldErr *store.HeldError
-	input, err := s.store.BookRolloutSlots(ctx, store.BookRolloutSlotsParams{
-		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap,
-		Now: cmp.Or(s.plan.SlotsFrom, time.Now()), MinNotice: s.plan.MinNotice,
-	})
+	var refused *notSupersededError
 	switch {
 	case errors.Is(err, store.ErrNoCapacity):
 		result.Outcome, result.Detail = outcomeNoCapacity, err.Error()
 		return result
 	case errors.Is(err, store.ErrNotEligible):
 		result.Outcome, result.Detail = outcomeNotEligible, err.Error()
+		return result
+	case errors.As(err, &refused):
+		result = held(result, refused.holder)
+		result.Detail += "; not superseded: " + refused.reason.Error()
 		return result
 	case errors.As(err, &heldErr):
 		return held(result, heldErr.Holder)
@@ -321,7 +347,9 @@ func (s *updateStarter) start(ctx context.Context, cand store.RolloutCandidate) 
 	case errors.As(err, &started):
 		result.Outcome = outcomeAlreadyRunning // a concurrent rollout started it
 	case err != nil:
-		return s.afterFailedStart(ctx, cand, id, err)
+		failed := s.afterFailedStart(ctx, cand, id, err)
+		failed.Superseded = result.Superseded
+		return failed
 	default:
 		result.Outcome = outcomeStarted
 	}
@@ -366,8 +394,8 @@ func (s *updateStarter) afterFailedStart(ctx context.Context, cand store.Rollout
 }
 
 // held is the outcome of a candidate whose instance another open update
-// holds. Superseding it is the workflow's business; the rollout only says
-// which update stands in the way.
+// holds, which the rollout could not or must not supersede: it says which
+// update stands in the way.
 func held(result candidateResult, h store.Holder) candidateResult {
 	result.Outcome, result.HeldBy = outcomeHeld, h
 	result.Detail = "held by open update " + h.String()

@@ -222,8 +222,9 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 }
 
 // TestRolloutReportsAnInstanceHeldByAnotherUpdate meets an instance whose
-// update of another version is still open: the dry run and the rollout
-// both name that update, nothing is booked and no workflow is started.
+// mandatory update of another version is still open, which is never
+// superseded: the dry run and the rollout both name that update, nothing
+// is booked and no workflow is started.
 func TestRolloutReportsAnInstanceHeldByAnotherUpdate(t *testing.T) {
 	f := newRolloutFixture(t)
 	ctx := context.Background()
@@ -233,13 +234,13 @@ func TestRolloutReportsAnInstanceHeldByAnotherUpdate(t *testing.T) {
 		Actor: "ben.ops@contoso.example", Channel: workflows.ChannelUpdate, Action: "approved", From: workflows.StatusScheduled,
 		Snapshot: workflows.StatusView{
 			WorkflowID: holderID, InstanceID: instance, TenantID: "contoso", CurrentVersion: "9.0.0",
-			OfferedVersion: "9.1.0", TargetVersion: "9.1.0", Status: workflows.StatusApproved,
+			OfferedVersion: "9.1.0", TargetVersion: "9.1.0", Status: workflows.StatusApproved, Mandatory: true,
 			Primary: workflows.Window{Start: f.run.Slot(0)}, Secondary: workflows.Window{Start: f.run.Slot(1)},
 		},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	wantLine := "held by open update " + holderID + " (Approved)"
+	wantLine := "held by open update " + holderID + " (Approved, mandatory)"
 
 	e := &env{cfg: f.cfg, temporalClient: f.server, pool: f.pool}
 	for _, dryRun := range []bool{true, false} {

@@ -37,6 +37,7 @@ const (
 	// UpdateSetAdmins refreshes the admin list of a running workflow; `starter
 	// load` sends it when an instance's admins change in the fleet file.
 	UpdateSetAdmins = "SetAdmins"
+	UpdateSupersede = "Supersede" // a rollout of a newer release closes an optional update not yet started
 )
 
 // QueryStatus returns a StatusView.
@@ -51,6 +52,8 @@ const (
 	ActivityReleaseSlots     = "ReleaseSlots"
 	ActivityRecordVersion    = "RecordInstanceVersion"
 	ActivityApplyUpdate      = "ApplyUpdate"
+	ActivityCheckInstance    = "CheckInstance" // a local activity, before each attempt
+	ActivityAbandonUpdate    = "AbandonUpdate" // gives back a rollout's claim on a refused input
 )
 
 // Application error types returned by activities. The workflow matches on
@@ -138,6 +141,7 @@ const (
 	NoticeFailed      NoticeKind = "failed"
 	NoticeNotApproved NoticeKind = "not-approved"
 	NoticeCancelled   NoticeKind = "cancelled"
+	NoticeSuperseded  NoticeKind = "superseded"
 )
 
 // reminderPrefix starts the kind of every reminder notice.
@@ -374,6 +378,11 @@ type StatusView struct {
 	Attempts  []Attempt      `json:"attempts"`
 	Notices   []NoticeRecord `json:"notices"`
 	Upcoming  []NoticeRecord `json:"upcoming"`
+	// Set at the close: Succeeded without running, as the instance already ran FoundVersion (the
+	// target or a later release); Superseded by the update to the version SupersededBy.
+	AlreadyUpToDate bool   `json:"alreadyUpToDate,omitempty"`
+	FoundVersion    string `json:"foundVersion,omitempty"`
+	SupersededBy    string `json:"supersededBy,omitempty"`
 }
 
 // RecordTransitionInput writes one audit row and refreshes the updates

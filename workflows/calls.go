@@ -82,6 +82,33 @@ func (w *serviceUpdate) settleRelease(ctx workflow.Context, f workflow.Future) e
 	return nil
 }
 
+// abandonClaim gives back what the rollout booked and claimed for an
+// update whose input the workflow refuses: no run of this workflow ID
+// will use the reservations, and the claim would hold the instance from
+// every later update. Without an instance and a version there is nothing
+// to name them by. A workflow from before changeAbandonInvalidInput kept
+// them.
+func abandonClaim(ctx workflow.Context, in Input) {
+	if in.Instance.ID == "" || in.TargetVersion == "" || !patched(ctx, changeAbandonInvalidInput) {
+		return
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 24 * time.Hour, // as a release of the slots
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},
+		},
+	})
+	var res AbandonUpdateResult
+	if err := workflow.ExecuteActivity(ctx, ActivityAbandonUpdate, AbandonUpdateInput{
+		InstanceID: in.Instance.ID, OfferedVersion: in.TargetVersion,
+	}).Get(ctx, &res); err != nil {
+		workflow.GetLogger(ctx).Error("The rollout's reservations and claim on the instance were not given back",
+			"instanceId", in.Instance.ID, "offeredVersion", in.TargetVersion, "error", err)
+	}
+}
+
 // recordVersion stores the version the instance now runs.
 func (w *serviceUpdate) recordVersion(ctx workflow.Context) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -1,13 +1,17 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
 // How a ServiceUpdate ends: Succeeded, Failed or NotApproved through close,
-// Cancelled through cancel; each gives the reservations back, records the
-// final transition, counts the outcome and waits for handlers and notices.
+// Cancelled through cancel, Superseded through its Update; each gives the
+// reservations back, records the final transition, counts the outcome and
+// waits for handlers and notices. An update not approved at a slot's start,
+// or failed in both slots, first waits for a late Reschedule.
 
 // The workflow's one metric: closed updates, tagged with their final status.
 const (
@@ -23,6 +27,18 @@ func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
 	released := w.giveBackAtClose(dctx)
 	w.recordVersion(dctx)
 	return w.closeAfter(dctx, released, StatusSucceeded, change{action: actionSucceeded, notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
+}
+
+// closeUpToDate closes an update whose instance the check at a slot's
+// start found already at or past the target: nothing runs, the
+// reservations are given back, and admins and users get the succeeded
+// notice, which says it was already up to date.
+func (w *serviceUpdate) closeUpToDate(ctx workflow.Context) (Result, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	released := w.startReleaseSlots(dctx)
+	return w.closeAfter(dctx, released, StatusSucceeded, change{action: actionUpToDate,
+		detail: "the instance already runs " + w.foundVersion + "; nothing was run",
+		notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
 }
 
 // close gives the reservations back, moves to the final status, records
@@ -100,7 +116,10 @@ func (w *serviceUpdate) finish(ctx workflow.Context) (Result, error) {
 		return Result{}, err
 	}
 	final := w.in.CurrentVersion
-	if w.status == StatusSucceeded {
+	switch {
+	case w.foundVersion != "":
+		final = w.foundVersion
+	case w.status == StatusSucceeded:
 		final = w.targetVersion
 	}
 	return Result{Status: w.status, FinalVersion: final, Attempts: w.attempts}, nil
@@ -116,4 +135,104 @@ func (w *serviceUpdate) decided(ctx workflow.Context) workflow.Context {
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	return dctx
+}
+
+// awaitLateReschedule waits, after an optional update was not approved at
+// a slot's start or an update failed, for a late Reschedule until the
+// release period ends or a Supersede closes it. It reports whether a
+// Reschedule came.
+func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) {
+	rescheduled := func() bool { return w.status == StatusApproved }
+	if remaining := w.release.PeriodEnd.Sub(workflow.Now(ctx)); remaining > 0 {
+		if err := w.sleepUnlessWoken(ctx, remaining, func() bool {
+			return rescheduled() || w.status == StatusSuperseded
+		}); err != nil {
+			return false, err
+		}
+	}
+	// Decide under the mutex: a Reschedule that is booking right now wins;
+	// after this no other is accepted.
+	if err := w.mu.Lock(ctx); err != nil {
+		return false, err
+	}
+	defer w.mu.Unlock()
+	if rescheduled() {
+		return true, nil
+	}
+	w.closing = true
+	return false, nil
+}
+
+// latestPrimaryStart is the last primary start a reschedule in the current
+// release may choose.
+func (w *serviceUpdate) latestPrimaryStart() time.Time {
+	if latest, ok := LatestOfferedPrimaryStart(w.in.Slots, w.release, w.in.SecondaryMinGap); ok {
+		return latest
+	}
+	// No offered slots in the input (release 1): every slot has one length.
+	return LatestPrimaryStart(w.release, w.in.WindowLength, w.in.SecondaryMinGap)
+}
+
+// offersNewAttempt reports whether an update that failed in both slots
+// waits for a Reschedule rather than closing: while a primary start can
+// still be chosen in the release period, for a workflow since
+// changeRescheduleAfterFailure.
+func (w *serviceUpdate) offersNewAttempt(ctx workflow.Context) bool {
+	return w.latestPrimaryStart().After(workflow.Now(ctx)) && patched(ctx, changeRescheduleAfterFailure)
+}
+
+// offerNewAttempt records the failure (audit row, search attributes, the
+// failed notice saying by when a new attempt can be scheduled), gives the
+// reservations back and opens the update to a Reschedule, which runs the
+// lifecycle again from Approved. The failure is decided: it is recorded
+// on a disconnected context (a path since changeRescheduleAfterFailure,
+// so always since changeDecidedOutcome too). A Reschedule waits until the
+// release has settled (releasing), so the release cannot undo its booking.
+func (w *serviceUpdate) offerNewAttempt(ctx workflow.Context) error {
+	w.logger.Error("Service update failed in both slots; its admins may reschedule a new attempt until the release period ends",
+		"currentVersion", w.in.CurrentVersion, "attempts", w.attempts, "periodEnd", w.release.PeriodEnd)
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	if err := w.mu.Lock(ctx); err != nil {
+		return err
+	}
+	released := w.startReleaseSlots(ctx)
+	from := w.status
+	w.status, w.startedAt, w.releasing = StatusFailed, time.Time{}, true
+	err := w.record(ctx, from, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart, deadline: w.latestPrimaryStart()})
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	err = w.settleRelease(ctx, released)
+	w.releasing = false
+	return err
+}
+
+// cancelWait ends a wait for a late Reschedule that an operator cancelled.
+// A failed update stays Failed: that outcome is decided, and the
+// cancellation only withdraws the offer of a new attempt (recorded, no
+// notice). Any other update is cancelled.
+func (w *serviceUpdate) cancelWait(ctx workflow.Context) (Result, error) {
+	if w.status != StatusFailed {
+		return w.cancel(ctx)
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	w.closing = true // no Update is accepted from here on
+	// A Reschedule may be booking right now: it is refused once booked,
+	// and released here after it has finished.
+	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
+		return Result{}, err
+	}
+	return w.closeAfter(dctx, w.startReleaseSlots(dctx), StatusFailed, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator,
+		detail: "cancelled while the failed update waited for a new attempt; it stays Failed"})
+}
+
+// closeAtPeriodEnd closes an update whose release period ended while it
+// waited for a late Reschedule: NotApproved with its row, as release 1
+// did; Failed as it stands, its row and notice written at the failure.
+func (w *serviceUpdate) closeAtPeriodEnd(ctx workflow.Context) (Result, error) {
+	if w.status == StatusFailed {
+		return w.finish(ctx)
+	}
+	return w.close(w.decided(ctx), StatusNotApproved, change{action: actionExpired, detail: "release period ended without approval"})
 }

@@ -60,7 +60,8 @@ func bootDevServer() error {
 	if err != nil {
 		return err
 	}
-	fakes := &fakeActivities{applyUpdate: recordedExecutor, bookSlots: recordedBooking}
+	fakes := &fakeActivities{applyUpdate: recordedExecutor, bookSlots: recordedBooking,
+		instances: map[string]CheckInstanceResult{instanceUpToDate: {CurrentVersion: "9.2.0", UpToDate: true}}}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
 	updates.RegisterWorkflowWithOptions(ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes.register(updates)
@@ -113,6 +114,9 @@ func recordedBooking(in BookSlotsInput) error {
 // instanceFullSlot finds every slot it books full.
 const instanceFullSlot = "inst-full-slot"
 
+// instanceUpToDate is found already on its target at the primary start.
+const instanceUpToDate = "inst-up-to-date"
+
 // instanceCancelledRunning is cancelled while its executor runs.
 const instanceCancelledRunning = "inst-cancelled-running"
 
@@ -149,6 +153,7 @@ func compressedInput(instanceID string, now time.Time) Input {
 // startUpdate starts a ServiceUpdate on the dev server as the rollout does.
 func startUpdate(t *testing.T, c client.Client, in Input) client.WorkflowRun {
 	t.Helper()
+	devServer.fakes.expect(in)
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID:                    WorkflowID(in.Instance.ID, in.TargetVersion),
 		TaskQueue:             TaskQueue,

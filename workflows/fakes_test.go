@@ -23,6 +23,8 @@ type fakeActivities struct {
 	bookQueues  []string // the task queue of each booking
 	releases    []ReleaseSlotsInput
 	versions    []RecordVersionInput
+	checks      []CheckInstanceInput
+	abandons    []AbandonUpdateInput
 	applies     []ApplyUpdateInput
 	applyQueues []string
 	// executing holds the instances whose ApplyUpdate is running;
@@ -32,12 +34,17 @@ type fakeActivities struct {
 	// calls names every activity called, in the order the calls began.
 	calls []string
 
+	// instances is what CheckInstance finds, per instance ID: what the
+	// rollout saw when the test did not say otherwise (expect).
+	instances map[string]CheckInstanceResult
+
 	// Outcome hooks; nil means success.
 	applyUpdate      func(ctx context.Context, in ApplyUpdateInput) error
 	sendNotice       func(in SendNoticeInput) error
 	bookSlots        func(in BookSlotsInput) error
 	recordTransition func(in RecordTransitionInput) error
 	releaseSlots     func(in ReleaseSlotsInput) error
+	checkInstance    func(in CheckInstanceInput) (CheckInstanceResult, error)
 }
 
 // activityRegistrar is what both the test environment and a real worker offer.
@@ -53,6 +60,21 @@ func (f *fakeActivities) register(r activityRegistrar) {
 	r.RegisterActivityWithOptions(f.BookSlots, activity.RegisterOptions{Name: ActivityBookSlots})
 	r.RegisterActivityWithOptions(f.ReleaseSlots, activity.RegisterOptions{Name: ActivityReleaseSlots})
 	r.RegisterActivityWithOptions(f.RecordInstanceVersion, activity.RegisterOptions{Name: ActivityRecordVersion})
+	r.RegisterActivityWithOptions(f.CheckInstance, activity.RegisterOptions{Name: ActivityCheckInstance})
+	r.RegisterActivityWithOptions(f.AbandonUpdate, activity.RegisterOptions{Name: ActivityAbandonUpdate})
+}
+
+// expect makes CheckInstance find in's instance as the rollout that
+// started in found it, unless the test set it otherwise.
+func (f *fakeActivities) expect(in Input) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.instances == nil {
+		f.instances = map[string]CheckInstanceResult{}
+	}
+	if _, set := f.instances[in.Instance.ID]; !set {
+		f.instances[in.Instance.ID] = CheckInstanceResult{CurrentVersion: in.CurrentVersion, Mandatory: in.Mandatory}
+	}
 }
 
 func (f *fakeActivities) registerExecutor(r activityRegistrar) {
@@ -130,6 +152,25 @@ func (f *fakeActivities) RecordInstanceVersion(_ context.Context, in RecordVersi
 	f.calls = append(f.calls, ActivityRecordVersion)
 	f.versions = append(f.versions, in)
 	return RecordVersionResult{PreviousVersion: "9.1.0"}, nil
+}
+
+func (f *fakeActivities) CheckInstance(_ context.Context, in CheckInstanceInput) (CheckInstanceResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityCheckInstance)
+	f.checks = append(f.checks, in)
+	if f.checkInstance != nil {
+		return f.checkInstance(in)
+	}
+	return f.instances[in.InstanceID], nil
+}
+
+func (f *fakeActivities) AbandonUpdate(_ context.Context, in AbandonUpdateInput) (AbandonUpdateResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityAbandonUpdate)
+	f.abandons = append(f.abandons, in)
+	return AbandonUpdateResult{Released: 2}, nil
 }
 
 func (f *fakeActivities) ApplyUpdate(ctx context.Context, in ApplyUpdateInput) (ApplyUpdateResult, error) {

@@ -50,6 +50,9 @@ type recordedPath struct {
 	// drive acts on the running workflow as admins and operators would.
 	drive      func(t *testing.T, c client.Client, run client.WorkflowRun, in Input)
 	wantStatus Status
+	// since is the first release folder that holds the path; empty for
+	// the paths release 1 recorded.
+	since string
 }
 
 var recordedPaths = []recordedPath{
@@ -77,6 +80,13 @@ var recordedPaths = []recordedPath{
 		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
 			awaitStatus(t, c, run, announced)
 			require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
+		}},
+	{name: "already-up-to-date", instanceID: instanceUpToDate, mandatory: true, wantStatus: StatusSucceeded, since: "release-2"},
+	{name: "superseded", instanceID: "inst-superseded", wantStatus: StatusSuperseded, since: "release-2",
+		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
+			awaitStatus(t, c, run, announced)
+			_, err := sendUpdate(c, run, UpdateSupersede, SupersedeInput{TargetVersion: "9.3.0", RequestedBy: "rollout of 9.3.0"})
+			require.NoError(t, err)
 		}},
 }
 
@@ -121,8 +131,13 @@ func historyPath(name string) string {
 func runPath(t *testing.T, c client.Client, p recordedPath) []*historypb.HistoryEvent {
 	in := compressedInput(p.instanceID, time.Now())
 	in.Mandatory = p.mandatory
-	if p.wantStatus == StatusNotApproved {
+	switch p.wantStatus {
+	case StatusNotApproved:
 		in.Releases[0].PeriodEnd = in.SecondaryStart.Add(2 * in.WindowLength)
+	case StatusFailed:
+		// Room for a new attempt after the failure, which is not made:
+		// the update waits, then closes at the period's end.
+		in.Releases[0].PeriodEnd = in.SecondaryStart.Add(5 * in.WindowLength)
 	}
 	run := startUpdate(t, c, in)
 	if p.drive != nil {
@@ -171,9 +186,12 @@ func recordedHistories(t *testing.T) []string {
 		require.NotEmpty(t, inRelease, "%s holds no history", entry.Name())
 		files = append(files, inRelease...)
 	}
-	// Release 1's corpus is complete; later folders may add paths.
+	// Release 1's corpus is complete (the paths without since); later
+	// folders may add paths.
 	for _, p := range recordedPaths {
-		require.FileExists(t, filepath.Join(historyDir, "release-1", p.name+".json"))
+		if p.since == "" {
+			require.FileExists(t, filepath.Join(historyDir, "release-1", p.name+".json"))
+		}
 	}
 	return files
 }

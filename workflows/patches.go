@@ -88,6 +88,30 @@ const changeStateOnlyRecheck = "handlers-recheck-state-only"
 // old and new inputs differ: histories of release 1 replay with sequence 0.
 const changeRescheduledSequence = "rescheduled-notice-sequence"
 
+// changeCheckInstance: at the primary and the secondary start the
+// workflow first re-reads the instance from Postgres (CheckInstance, a
+// local activity): an instance already at or past the target closes
+// Succeeded without running, and whether the update is mandatory follows
+// the versions recorded since the rollout. Asked at the first start
+// reached, where the check is the first new command.
+const changeCheckInstance = "check-instance-before-attempt"
+
+// changeRescheduleAfterFailure: an update that failed in both slots stays
+// open as Failed, its reservations given back, so its admins can
+// reschedule a new attempt until the release period ends; then it closes
+// as Failed. Asked only when a failure leaves a primary start to choose.
+const changeRescheduleAfterFailure = "reschedule-after-failure"
+
+// changeSupersede marks a history in which a Supersede was accepted (a
+// new Update: no older history holds one, so there is no old branch).
+// A later change to what it does can switch on it.
+const changeSupersede = "supersede"
+
+// changeAbandonInvalidInput: a workflow that refuses its input gives the
+// rollout's reservations and claim on the instance back before it fails.
+// Asked only on that path.
+const changeAbandonInvalidInput = "abandon-claim-on-invalid-input"
+
 // recheck is the decision of a handler that waited for the mutex: today's
 // state-only check, or release 1's (release1) where a history recorded by
 // release 1 is replayed. The version is asked only where they disagree.

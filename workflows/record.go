@@ -19,6 +19,8 @@ const (
 	actionExpired       = "release-period-ended"
 	actionFallback      = "fallback-scheduled"
 	actionSucceeded     = "succeeded"
+	actionUpToDate      = "already-up-to-date"
+	actionSuperseded    = "superseded"
 	actionFailed        = "failed"
 	actionCancelled     = "cancelled"
 )
@@ -129,7 +131,7 @@ func (w *serviceUpdate) publish(ctx workflow.Context) {
 		SearchAttrTenantID.ValueSet(w.in.Instance.TenantID),
 		SearchAttrTargetVersion.ValueSet(w.targetVersion),
 		SearchAttrScheduledStart.ValueSet(scheduled),
-		SearchAttrMandatory.ValueSet(w.in.Mandatory),
+		SearchAttrMandatory.ValueSet(w.mandatory),
 	); err != nil {
 		w.logger.Error("Search attributes not updated", "error", err)
 	}

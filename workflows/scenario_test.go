@@ -110,6 +110,7 @@ func (s *scenario) status() StatusView {
 // run executes the workflow to its end and returns its result or error.
 func (s *scenario) run() (Result, error) {
 	s.t.Helper()
+	s.fakes.expect(s.in)
 	s.env.ExecuteWorkflow(ServiceUpdate, s.in)
 	require.True(s.t, s.env.IsWorkflowCompleted(), "workflow did not complete")
 	if err := s.env.GetWorkflowError(); err != nil {

@@ -86,6 +86,9 @@ func (w *serviceUpdate) refuseApproval() error {
 	case StatusNotApproved:
 		return fmt.Errorf("the update was not approved before its slot at %s; reschedule to a later slot instead (a primary slot starting by %s, so both windows fit in the release period ending %s)",
 			w.primaryStart.UTC().Format(timeLayout), w.latestPrimaryStart().UTC().Format(timeLayout), w.release.PeriodEnd.UTC().Format(timeLayout))
+	case StatusFailed:
+		return fmt.Errorf("the update failed in both its slots; reschedule a new attempt to later slots instead (a primary slot starting by %s, so both windows fit in the release period ending %s)",
+			w.latestPrimaryStart().UTC().Format(timeLayout), w.release.PeriodEnd.UTC().Format(timeLayout))
 	}
 	return nil
 }

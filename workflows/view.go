@@ -30,7 +30,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		CurrentVersion: w.in.CurrentVersion,
 		OfferedVersion: w.in.TargetVersion,
 		TargetVersion:  w.targetVersion,
-		Mandatory:      w.in.Mandatory,
+		Mandatory:      w.mandatory,
 		Status:         w.status,
 		Primary:        w.window(SlotPrimary),
 		Secondary:      w.window(SlotSecondary),
@@ -41,6 +41,10 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		Attempts:       slices.Clone(w.attempts),
 		Notices:        slices.Clone(w.notices),
 		Upcoming:       w.upcoming(),
+		// Set when the update closed so.
+		AlreadyUpToDate: w.foundVersion != "",
+		FoundVersion:    w.foundVersion,
+		SupersededBy:    w.supersededBy,
 	}
 }
 
@@ -72,10 +76,16 @@ func (w *serviceUpdate) upcoming() []NoticeRecord {
 func (w *serviceUpdate) currentDetails() string {
 	primary, secondary := w.window(SlotPrimary), w.window(SlotSecondary)
 	line := fmt.Sprintf("%s — %s (%s UTC), secondary %s",
-		w.status, SummaryLine(w.in.Instance, w.in.CurrentVersion, w.targetVersion, w.in.Mandatory, w.primaryStart),
+		w.status, SummaryLine(w.in.Instance, w.in.CurrentVersion, w.targetVersion, w.mandatory, w.primaryStart),
 		primary.Start.Format(timeLayout), secondary.LocalStart)
 	if w.approvedBy != "" {
 		line += fmt.Sprintf("; approved by %s", w.approvedBy)
+	}
+	switch {
+	case w.foundVersion != "":
+		line += fmt.Sprintf("; already up to date: the instance runs %s, nothing was run", w.foundVersion)
+	case w.supersededBy != "":
+		line += fmt.Sprintf("; superseded by the update to %s", w.supersededBy)
 	}
 	return line
 }

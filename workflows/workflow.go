@@ -38,8 +38,11 @@ type serviceUpdate struct {
 	// under it, never awaited.
 	mu workflow.Mutex
 
-	status         Status
-	admins         []string
+	status Status
+	admins []string
+	// mandatory starts as the rollout found it and follows the versions
+	// recorded since, checked at each slot's start (checkInstance).
+	mandatory      bool
 	targetVersion  string
 	release        ReleaseOption
 	primaryStart   time.Time
@@ -77,6 +80,11 @@ type serviceUpdate struct {
 	// auditsInFlight counts audit rows settled in the background (an
 	// attempt's start); the next row is written only once it is zero.
 	auditsInFlight int
+	// foundVersion is what the instance ran when a check found it already
+	// at or past the target (the update then closes without running).
+	foundVersion string
+	// supersededBy is the target of the update that superseded this one.
+	supersededBy string
 }
 
 // setup validates the input and registers every handler before the first
@@ -86,6 +94,7 @@ type serviceUpdate struct {
 func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 	in = withRelease1Defaults(in)
 	if err := validateInput(in); err != nil {
+		abandonClaim(ctx, in)
 		return nil, temporal.NewNonRetryableApplicationError("invalid ServiceUpdate input: "+err.Error(), ErrTypeInvalidInput, err)
 	}
 	release, _, _ := FindRelease(in.Releases, in.TargetVersion)
@@ -96,6 +105,7 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 		mu:             workflow.NewMutex(ctx),
 		status:         StatusScheduled,
 		admins:         slices.Clone(in.Admins),
+		mandatory:      in.Mandatory,
 		targetVersion:  in.TargetVersion,
 		release:        release,
 		primaryStart:   in.PrimaryStart.UTC(),
@@ -117,6 +127,7 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 		{UpdateApprove, w.approve, w.validateApprove},
 		{UpdateReschedule, w.reschedule, w.validateReschedule},
 		{UpdateSetAdmins, w.setAdmins, w.validateSetAdmins},
+		{UpdateSupersede, w.supersede, w.validateSupersede},
 	}
 	for _, u := range updates {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler,
@@ -128,9 +139,11 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 }
 
 // run is the lifecycle of DESIGN.md: announce, remind until the primary
-// start, run (or decline) the update, fall back once, report. The steps
-// handle activity failures themselves and return an error only when the
-// workflow was cancelled, so every error path ends in cancel.
+// start, run (or decline) the update, fall back once, report; an update
+// that was not approved or failed waits for a late Reschedule, which
+// starts it again. The steps handle activity failures themselves and
+// return an error only when the workflow was cancelled, so every error
+// path ends in cancel.
 func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	// 1. The provider prescheduled (and booked) both slots: announce them.
 	if err := w.transition(ctx, w.status, StatusScheduled, change{action: actionScheduled, notice: NoticeScheduled, slotStart: w.primaryStart, deadline: w.primaryStart}); err != nil {
@@ -138,60 +151,101 @@ func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	}
 	w.announced = true
 	for {
-		// 2. Reminders until the primary start; Approve and Reschedule
-		// arrive meanwhile as Updates.
-		from, err := w.awaitPrimaryStart(ctx)
+		// 2.-5. Reminders, the primary slot, the secondary slot.
+		next, err := w.try(ctx)
 		if err != nil {
 			return w.cancel(ctx)
 		}
-		if w.status == StatusInProgress {
-			// 4. Approved or mandatory: run it in the primary window.
-			succeeded, err := w.execute(ctx, SlotPrimary, from)
-			if err != nil {
+		switch next {
+		case stepSucceeded:
+			return w.succeed(ctx)
+		case stepUpToDate:
+			return w.closeUpToDate(ctx)
+		case stepSuperseded:
+			return w.finish(ctx)
+		case stepFailed:
+			if !w.offersNewAttempt(ctx) {
+				w.logger.Error("Service update failed in both slots; the instance stays on its current version",
+					"currentVersion", w.in.CurrentVersion, "attempts", w.attempts)
+				return w.close(w.decided(ctx), StatusFailed, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart})
+			}
+			if err := w.offerNewAttempt(ctx); err != nil {
 				return w.cancel(ctx)
 			}
-			if succeeded {
-				return w.succeed(ctx)
-			}
-			break
 		}
-		// 4. Optional and not approved: it does not run. The admins may
-		// still reschedule until the release period ends.
+		// Not approved at a slot's start, or failed: the admins may still
+		// reschedule until the release period ends.
 		rescheduled, err := w.awaitLateReschedule(ctx)
-		if err != nil {
-			return w.cancel(ctx)
+		switch {
+		case err != nil:
+			return w.cancelWait(ctx)
+		case w.status == StatusSuperseded:
+			return w.finish(ctx)
+		case !rescheduled:
+			return w.closeAtPeriodEnd(ctx)
 		}
-		if !rescheduled {
-			return w.close(w.decided(ctx), StatusNotApproved, change{action: actionExpired, detail: "release period ended without approval"})
-		}
+	}
+}
+
+// step is how the lifecycle goes on at a slot's start or after a try.
+type step int
+
+const (
+	stepRun        step = iota // approved or mandatory: the attempt runs
+	stepDecline                // optional and not approved: NotApproved, waiting for a late Reschedule
+	stepUpToDate               // the instance already runs the target: close without running
+	stepSuperseded             // a Supersede closed the update
+	stepSucceeded
+	stepFailed // in both slots
+)
+
+// try takes the update once through reminders, the primary slot and the
+// secondary slot, and says how that ended; an error means the workflow
+// was cancelled.
+func (w *serviceUpdate) try(ctx workflow.Context) (step, error) {
+	next, from, err := w.awaitPrimaryStart(ctx)
+	if err != nil || next != stepRun {
+		return next, err
+	}
+	// 4. Approved or mandatory: run it in the primary window.
+	succeeded, err := w.execute(ctx, SlotPrimary, from)
+	switch {
+	case err != nil:
+		return next, err
+	case succeeded:
+		return stepSucceeded, nil
 	}
 	// 5. The primary attempt failed: fall back to the secondary slot.
 	if err := w.fallBack(ctx); err != nil {
-		return w.cancel(ctx)
+		return next, err
 	}
-	succeeded, err := w.execute(ctx, SlotSecondary, StatusFallbackScheduled)
-	if err != nil {
-		return w.cancel(ctx)
+	if next, err := w.decideAtSecondaryStart(ctx); err != nil || next != stepRun {
+		return next, err
 	}
-	if succeeded {
-		return w.succeed(ctx)
+	succeeded, err = w.execute(ctx, SlotSecondary, StatusFallbackScheduled)
+	switch {
+	case err != nil:
+		return next, err
+	case succeeded:
+		return stepSucceeded, nil
 	}
-	w.logger.Error("Service update failed in both slots; the instance stays on its current version",
-		"currentVersion", w.in.CurrentVersion, "attempts", w.attempts)
-	return w.close(w.decided(ctx), StatusFailed, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart})
+	return stepFailed, nil
 }
 
 // awaitPrimaryStart sends the reminders as they come due and returns at the
-// primary start with the status decided: InProgress when the update may
-// run; NotApproved (slots released, admins told) when it may not. It
-// reports the status before that.
-func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) {
+// primary start with the next step decided: stepRun (status InProgress),
+// stepDecline (NotApproved: slots released, admins told), stepUpToDate,
+// or stepSuperseded. It reports the status before the decision.
+func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (step, Status, error) {
 	for {
+		if w.status == StatusSuperseded {
+			return stepSuperseded, w.status, nil
+		}
 		now := workflow.Now(ctx)
 		armed := w.scheduleVersion
 		if due, _, _ := DueReminder(w.reminders, now); due != nil {
 			if err := w.remind(ctx, armed); err != nil {
-				return "", err
+				return stepRun, "", err
 			}
 			continue
 		}
@@ -203,29 +257,35 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (Status, error) 
 			if err := w.sleepUnlessWoken(ctx, next.Sub(now), func() bool {
 				return w.scheduleVersion != armed
 			}); err != nil {
-				return "", err
+				return stepRun, "", err
 			}
 			continue
 		}
-		// The primary start has come. Take the mutex so that no Reschedule
-		// is halfway through booking, then decide.
+		// The primary start has come. Look at the instance first, without
+		// the mutex, then take it so that no Reschedule is halfway through
+		// booking, and decide.
+		check, checked := w.checkInstance(ctx)
 		if err := w.mu.Lock(ctx); err != nil {
-			return "", err
+			return stepRun, "", err
 		}
-		if w.primaryStart.After(workflow.Now(ctx)) {
-			w.mu.Unlock() // a Reschedule moved the slot while we waited
+		if w.primaryStart.After(workflow.Now(ctx)) || w.status == StatusSuperseded {
+			w.mu.Unlock() // a Reschedule moved the slot, or a Supersede closed the update, while we waited
 			continue
 		}
 		from := w.status
-		if w.mayRun() {
+		switch decision := w.decide(check, checked, w.status == StatusApproved); decision {
+		case stepRun:
 			w.status = StatusInProgress
 			w.startedAt = workflow.Now(ctx)
 			w.mu.Unlock()
-			return from, nil
+			return decision, from, nil
+		case stepUpToDate:
+			w.mu.Unlock()
+			return decision, from, nil
 		}
 		// Optional and not approved: it does not run.
 		w.status = StatusNotApproved
-		return from, w.declineUnapproved(ctx, from)
+		return stepDecline, from, w.declineUnapproved(ctx, from)
 	}
 }
 
@@ -311,40 +371,7 @@ func (w *serviceUpdate) remind(ctx workflow.Context, armed int) error {
 
 // mayRun reports whether the update runs at its slot without further ado.
 func (w *serviceUpdate) mayRun() bool {
-	return w.in.Mandatory || w.status == StatusApproved
-}
-
-// awaitLateReschedule waits, after an optional update was not approved at
-// its primary start, for a late Reschedule until the release period ends.
-// It reports whether one came.
-func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) {
-	rescheduled := func() bool { return w.status == StatusApproved }
-	if remaining := w.release.PeriodEnd.Sub(workflow.Now(ctx)); remaining > 0 {
-		if err := w.sleepUnlessWoken(ctx, remaining, rescheduled); err != nil {
-			return false, err
-		}
-	}
-	// Decide under the mutex: a Reschedule that is booking right now wins;
-	// after this no other is accepted.
-	if err := w.mu.Lock(ctx); err != nil {
-		return false, err
-	}
-	defer w.mu.Unlock()
-	if rescheduled() {
-		return true, nil
-	}
-	w.closing = true
-	return false, nil
-}
-
-// latestPrimaryStart is the last primary start a reschedule in the current
-// release may choose.
-func (w *serviceUpdate) latestPrimaryStart() time.Time {
-	if latest, ok := LatestOfferedPrimaryStart(w.in.Slots, w.release, w.in.SecondaryMinGap); ok {
-		return latest
-	}
-	// No offered slots in the input (release 1): every slot has one length.
-	return LatestPrimaryStart(w.release, w.in.WindowLength, w.in.SecondaryMinGap)
+	return w.mandatory || w.status == StatusApproved
 }
 
 // execute runs the update in one slot and records the attempt. It reports
@@ -415,9 +442,16 @@ func (w *serviceUpdate) fallBack(ctx workflow.Context) error {
 	return nil
 }
 
-// activeSlot is the slot the update runs (or ran last) in.
+// activeSlot is the slot the update runs (or ran last) in; the primary
+// while a schedule waits for it, also after a failed try was rescheduled.
 func (w *serviceUpdate) activeSlot() SlotRole {
-	if w.status == StatusFallbackScheduled || (len(w.attempts) > 0 && w.attempts[len(w.attempts)-1].Slot == SlotSecondary) {
+	switch w.status {
+	case StatusFallbackScheduled:
+		return SlotSecondary
+	case StatusScheduled, StatusApproved:
+		return SlotPrimary
+	}
+	if len(w.attempts) > 0 && w.attempts[len(w.attempts)-1].Slot == SlotSecondary {
 		return SlotSecondary
 	}
 	return SlotPrimary

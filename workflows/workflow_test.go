@@ -352,7 +352,7 @@ func TestBothAttemptsFail(t *testing.T) {
 	assert.Equal(t, StatusFailed, res.Status)
 	assert.Equal(t, map[string]int64{string(StatusFailed): 1}, s.completions())
 	assert.Equal(t, "9.1.0", res.FinalVersion)
-	assert.Equal(t, secondaryStart, s.env.Now().UTC())
+	assert.Equal(t, release92.PeriodEnd, s.env.Now().UTC(), "open for a new attempt until the release period ends")
 	require.Len(t, res.Attempts, 2)
 	assert.Equal(t, OutcomeFailed, res.Attempts[1].Outcome)
 	assert.Equal(t, kinds(NoticeScheduled, reminders(90, 30, 15, 7), NoticeDayOf, NoticeInProgress, NoticeFallback, NoticeInProgress, NoticeFailed), s.fakes.noticeKinds())
@@ -486,4 +486,24 @@ func TestInvalidInputFailsTheWorkflow(t *testing.T) {
 	assert.True(t, appErr.NonRetryable())
 	assert.Contains(t, appErr.Error(), `instance.timeZone "Mars/Olympus" is not an IANA time zone name`)
 	assert.Empty(t, s.fakes.noticeKinds())
+}
+
+// A workflow that refuses its input gives back what the rollout booked and
+// claimed for it before it fails (#21): the workflow ID can never run
+// again, and the claim would hold the instance from every later update.
+// Without an instance ID or version there is nothing to name them by.
+func TestInvalidInputGivesTheRolloutsClaimBack(t *testing.T) {
+	s := newScenario(t)
+	s.in.Instance.TimeZone = "Mars/Olympus"
+	_, err := s.run()
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	assert.Equal(t, ErrTypeInvalidInput, appErr.Type())
+	assert.Equal(t, []AbandonUpdateInput{{InstanceID: "inst-1", OfferedVersion: "9.2.0"}}, s.fakes.abandons)
+
+	s = newScenario(t)
+	s.in.Instance.ID = ""
+	_, err = s.run()
+	require.ErrorAs(t, err, &appErr)
+	assert.Empty(t, s.fakes.abandons)
 }

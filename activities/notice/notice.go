@@ -59,6 +59,12 @@ type data struct {
 	// LastError summarizes the latest failed attempt's error, if any: one
 	// sanitized line (summary.go), never the executor's raw output.
 	LastError string
+	// AlreadyUpToDate: the update closed without running, the instance
+	// already on FoundVersion; SupersededBy: the newer target that
+	// replaced it.
+	AlreadyUpToDate bool
+	FoundVersion    string
+	SupersededBy    string
 }
 
 // newData prepares in for the templates, with windows in timeZone.
@@ -85,6 +91,10 @@ func newData(in workflows.SendNoticeInput, spec Spec, timeZone string) (data, er
 		ApprovedBy:     u.ApprovedBy,
 		Primary:        primary,
 		Current:        primary,
+
+		AlreadyUpToDate: u.AlreadyUpToDate,
+		FoundVersion:    u.FoundVersion,
+		SupersededBy:    u.SupersededBy,
 	}
 	if !u.Secondary.Start.IsZero() {
 		if d.Secondary, err = newWindow(u.Secondary, timeZone); err != nil {

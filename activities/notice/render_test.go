@@ -27,7 +27,7 @@ func emailKinds() []workflows.NoticeKind {
 		kinds = append(kinds, workflows.ReminderKind(offset))
 	}
 	return append(kinds, workflows.NoticeConfirmed, workflows.NoticeRescheduled, workflows.NoticeSucceeded,
-		workflows.NoticeFallback, workflows.NoticeFailed, workflows.NoticeNotApproved, workflows.NoticeCancelled)
+		workflows.NoticeFallback, workflows.NoticeFailed, workflows.NoticeNotApproved, workflows.NoticeCancelled, workflows.NoticeSuperseded)
 }
 
 func checkGolden(t *testing.T, name, got string) {
@@ -61,6 +61,32 @@ func TestRenderGolden(t *testing.T) {
 			}
 			checkGolden(t, string(kind)+".html", email.HTML)
 			checkGolden(t, string(kind)+".txt", "Subject: "+email.Subject+"\n\n"+email.Text)
+		})
+	}
+	// The variants of a kind that the workflow sends in some cases.
+	for name, variant := range map[string]func(*workflows.SendNoticeInput){
+		// A failure that leaves time for a new attempt in the period.
+		"failed-reschedulable": func(in *workflows.SendNoticeInput) {
+			in.Kind = workflows.NoticeFailed
+			in.Deadline = time.Date(2026, 5, 29, 9, 0, 0, 0, time.UTC)
+		},
+		// An instance found already on the target (or later) at its slot.
+		"succeeded-already-up-to-date": func(in *workflows.SendNoticeInput) {
+			in.Kind = workflows.NoticeSucceeded
+			in.Update.Status = workflows.StatusSucceeded
+			in.Update.AlreadyUpToDate, in.Update.FoundVersion = true, "9.3.0"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := noticetest.Input(workflows.NoticeKind(strings.SplitN(name, "-", 2)[0]))
+			variant(&in)
+			spec, _ := For(in.Kind)
+			email, err := RenderEmail(in, spec, zone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, name+".html", email.HTML)
+			checkGolden(t, name+".txt", "Subject: "+email.Subject+"\n\n"+email.Text)
 		})
 	}
 	t.Run("scheduled-mandatory", func(t *testing.T) {
@@ -136,6 +162,7 @@ func TestRenderBannerCategories(t *testing.T) {
 		workflows.NoticeFailed:                      bannerFailure,
 		workflows.NoticeNotApproved:                 bannerFailure,
 		workflows.NoticeCancelled:                   bannerFailure,
+		workflows.NoticeSuperseded:                  bannerScheduling,
 	}
 	for kind, banner := range want {
 		spec, err := For(kind)

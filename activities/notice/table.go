@@ -108,6 +108,9 @@ var specs = map[workflows.NoticeKind]Spec{
 	workflows.NoticeFailed:      {Template: "failed", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure},
 	workflows.NoticeNotApproved: {Template: "not-approved", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure},
 	workflows.NoticeCancelled:   {Template: "cancelled", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure},
+	// A newer update replaces this one and is announced next: scheduling
+	// news, not a failure.
+	workflows.NoticeSuperseded: {Template: "superseded", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling},
 }
 
 // For looks up the row for kind.

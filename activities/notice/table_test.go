@@ -30,6 +30,7 @@ func TestSpecsMatchTheCommunicationsTable(t *testing.T) {
 		{workflows.NoticeFailed, adminsExtra, true, alertNever},
 		{workflows.NoticeNotApproved, adminsExtra, true, alertNever},
 		{workflows.NoticeCancelled, adminsExtra, true, alertNever},
+		{workflows.NoticeSuperseded, adminsExtra, true, alertNever},
 	}
 	for _, tc := range cases {
 		spec, err := For(tc.kind)

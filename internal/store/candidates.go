@@ -76,6 +76,47 @@ JOIN ranked cur ON cur.version = i.current_version
 JOIN ranked tgt ON tgt.version = $2
 WHERE i.id = $1`
 
+// instanceCheckSQL reads an instance's version and the positions of it
+// and of a target among today's releases; no row means no such instance
+// (or no such target, told apart by requireRelease).
+const instanceCheckSQL = rankedReleasesCTE + `
+SELECT i.current_version, cur.position, tgt.position
+FROM instances i
+JOIN ranked cur ON cur.version = i.current_version
+JOIN ranked tgt ON tgt.version = $2
+WHERE i.id = $1`
+
+// CheckInstance reads what an instance runs now and what the update
+// policy asks of it for a target version against the releases loaded
+// now: the workflow's look before an attempt, so an update already done
+// (by a later one, or by hand) is not run again and eligibility follows
+// versions recorded since the rollout. An unknown instance or target is
+// ErrNotFound.
+func (s *Store) CheckInstance(ctx context.Context, in workflows.CheckInstanceInput) (workflows.CheckInstanceResult, error) {
+	var res workflows.CheckInstanceResult
+	if in.InstanceID == "" || in.TargetVersion == "" {
+		return res, errorf(ErrInvalidRequest, "check instance: instanceId and targetVersion required")
+	}
+	var cur, tgt int
+	err := s.db.QueryRow(ctx, instanceCheckSQL, in.InstanceID, in.TargetVersion).Scan(&res.CurrentVersion, &cur, &tgt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if err := requireRelease(ctx, s.db, in.TargetVersion); err != nil {
+			return res, err
+		}
+		return res, errorf(ErrNotFound, "check instance: instance %q does not exist", in.InstanceID)
+	}
+	if err != nil {
+		return res, mapError(err, fmt.Sprintf("check instance %q", in.InstanceID))
+	}
+	switch workflows.Eligibility(cur, tgt) {
+	case workflows.EligibilityNone:
+		res.UpToDate = true
+	case workflows.EligibilityMandatory:
+		res.Mandatory = true
+	}
+	return res, nil
+}
+
 const heldSlotsSQL = `
 SELECT b.role, s.id, s.starts_at, s.window_length
 FROM slot_bookings b JOIN slots s ON s.id = b.slot_id

@@ -202,3 +202,56 @@ SELECT 'inst-000', '9.2.0', 'secondary', id, 'service-update:inst-000:9.2.0' FRO
 	}
 	storetest.CheckBookings(t, s)
 }
+
+// CheckInstance answers for today's versions and releases: what the
+// instance runs, whether the target is already reached, and whether the
+// update is mandatory (n-2) now, whatever the rollout saw.
+func TestCheckInstance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := setup(t, storetest.Fleet(2, 5)) // inst-000 on 9.0.0, inst-001 on 9.1.0
+	check := func(instance, target string) workflows.CheckInstanceResult {
+		t.Helper()
+		res, err := s.CheckInstance(ctx, workflows.CheckInstanceInput{InstanceID: instance, TargetVersion: target})
+		if err != nil {
+			t.Fatalf("check %s for %s: %v", instance, target, err)
+		}
+		return res
+	}
+	for _, tc := range []struct {
+		instance, target string
+		want             workflows.CheckInstanceResult
+	}{
+		{"inst-000", "9.2.0", workflows.CheckInstanceResult{CurrentVersion: "9.0.0", Mandatory: true}},
+		{"inst-001", "9.2.0", workflows.CheckInstanceResult{CurrentVersion: "9.1.0"}},
+		{"inst-001", "9.1.0", workflows.CheckInstanceResult{CurrentVersion: "9.1.0", UpToDate: true}},
+		{"inst-001", "9.0.0", workflows.CheckInstanceResult{CurrentVersion: "9.1.0", UpToDate: true}},
+		{"inst-001", "9.3.0", workflows.CheckInstanceResult{CurrentVersion: "9.1.0", Mandatory: true}},
+	} {
+		if got := check(tc.instance, tc.target); got != tc.want {
+			t.Errorf("%s for %s: %+v, want %+v", tc.instance, tc.target, got, tc.want)
+		}
+	}
+
+	// The mandatory 9.2.0 update of inst-000 becomes optional once 9.1.0
+	// is recorded, and unnecessary once 9.2.0 or later is.
+	if _, err := s.RecordInstanceVersion(ctx, workflows.RecordVersionInput{InstanceID: "inst-000", Version: "9.1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := check("inst-000", "9.2.0"); got != (workflows.CheckInstanceResult{CurrentVersion: "9.1.0"}) {
+		t.Errorf("after 9.1.0 was recorded: %+v, want optional", got)
+	}
+	if _, err := s.RecordInstanceVersion(ctx, workflows.RecordVersionInput{InstanceID: "inst-000", Version: "9.3.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := check("inst-000", "9.2.0"); got != (workflows.CheckInstanceResult{CurrentVersion: "9.3.0", UpToDate: true}) {
+		t.Errorf("after 9.3.0 was recorded: %+v, want up to date", got)
+	}
+
+	_, err := s.CheckInstance(ctx, workflows.CheckInstanceInput{InstanceID: "ghost", TargetVersion: "9.2.0"})
+	wantErr(t, err, store.ErrNotFound, `check instance: instance "ghost" does not exist`)
+	_, err = s.CheckInstance(ctx, workflows.CheckInstanceInput{InstanceID: "inst-000", TargetVersion: "9.9.9"})
+	wantErr(t, err, store.ErrNotFound, `release "9.9.9" does not exist; load it with the fleet file first`)
+	_, err = s.CheckInstance(ctx, workflows.CheckInstanceInput{InstanceID: "inst-000"})
+	wantErr(t, err, store.ErrInvalidRequest, "check instance: instanceId and targetVersion required")
+}

@@ -70,6 +70,7 @@ func Input(kind workflows.NoticeKind) workflows.SendNoticeInput {
 	case kind == workflows.NoticeFailed:
 		approve()
 		in.SlotStart = secondary
+		in.Deadline = time.Time{} // a failure at the end of the period: no new attempt offered
 		in.Update.Status = workflows.StatusFailed
 		in.Update.Attempts = []workflows.Attempt{
 			{Slot: workflows.SlotPrimary, Started: primary, Outcome: workflows.OutcomeFailed, Error: "schema upgrade step 4 of 9 timed out"},
@@ -80,6 +81,9 @@ func Input(kind workflows.NoticeKind) workflows.SendNoticeInput {
 		in.Deadline = periodEnd
 	case kind == workflows.NoticeCancelled:
 		in.Update.Status = workflows.StatusCancelled
+	case kind == workflows.NoticeSuperseded:
+		in.Update.Status = workflows.StatusSuperseded
+		in.Update.SupersededBy = "9.3.0"
 	}
 	return in
 }

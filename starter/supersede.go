@@ -1,0 +1,73 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// A rollout of a newer release meets instances still held by an open
+// update of an older one. An optional update that has not started is
+// asked to give way (the Supersede Update) and the newer one is booked
+// after its answer; a mandatory or started one is reported and skipped,
+// never overlapped.
+
+// book books the candidate's slots. When the instance is held by an open
+// update that may be superseded (supersedable), the rollout asks it to
+// give way, waits for its answer and books again; superseded names it
+// then. A holder that refuses comes back as a *notSupersededError.
+func (s *updateStarter) book(ctx context.Context, cand store.RolloutCandidate) (in workflows.Input, superseded store.Holder, err error) {
+	params := store.BookRolloutSlotsParams{
+		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap,
+		Now: cmp.Or(s.plan.SlotsFrom, time.Now()), MinNotice: s.plan.MinNotice,
+	}
+	in, err = s.store.BookRolloutSlots(ctx, params)
+	var heldErr *store.HeldError
+	if !errors.As(err, &heldErr) || !supersedable(heldErr.Holder) {
+		return in, superseded, err
+	}
+	if refusal := s.supersede(ctx, heldErr.Holder); refusal != nil {
+		return in, superseded, &notSupersededError{holder: heldErr.Holder, reason: refusal}
+	}
+	superseded = heldErr.Holder
+	in, err = s.store.BookRolloutSlots(ctx, params)
+	return in, superseded, err
+}
+
+// notSupersededError: the open update holding the instance did not give
+// way (refused, or did not answer); reason says why.
+type notSupersededError struct {
+	holder store.Holder
+	reason error
+}
+
+func (e *notSupersededError) Error() string {
+	return "held by open update " + e.holder.String() + "; not superseded: " + e.reason.Error()
+}
+
+// supersedable reports whether an open update may be asked to give way to
+// a newer one: only an optional update that has not started. Whether the
+// rollout's release is newer than its target is for its validator to say,
+// against the releases it was offered.
+func supersedable(h store.Holder) bool {
+	return !h.Mandatory && (h.Status == workflows.StatusScheduled || h.Status == workflows.StatusApproved)
+}
+
+// holderAnswerTimeout bounds the wait for a Supersede's answer, which comes
+// once the update has recorded its new status.
+const holderAnswerTimeout = 2 * time.Minute
+
+// supersede sends the Supersede Update to the open update h and waits for
+// its answer: accepted, h has closed as Superseded in Postgres and given
+// its slots back.
+func (s *updateStarter) supersede(ctx context.Context, h store.Holder) error {
+	ctx, cancel := context.WithTimeout(ctx, holderAnswerTimeout)
+	defer cancel()
+	_, err := executeUpdate(ctx, s.client, h.WorkflowID, workflows.UpdateSupersede,
+		workflows.SupersedeInput{TargetVersion: s.plan.Version, RequestedBy: s.requestedBy})
+	return err
+}
