@@ -1,7 +1,10 @@
 package workflows
 
-// The contract continued (api.go is at the size limit): the payloads of
-// the Supersede Update and of the activities added since release 2.
+import "time"
+
+// The contract continued: the payloads of the slot, version and executor
+// activities, of the Supersede Update and of the activities added since
+// release 2.
 
 // SupersedeInput is the Supersede Update's payload: a rollout of a newer
 // release asks an optional update that has not started to close as
@@ -45,4 +48,74 @@ type AbandonUpdateInput struct {
 // AbandonUpdateResult says how many reservations were given back.
 type AbandonUpdateResult struct {
 	Released int `json:"released"`
+}
+
+// BookSlotsInput books (or rebooks) both slots of an update. Reservations
+// are keyed by (instance, offered version, role), so booking is idempotent
+// and rebooking releases the previous reservation in the same transaction.
+type BookSlotsInput struct {
+	WorkflowID string `json:"workflowId"`
+	InstanceID string `json:"instanceId"`
+	Region     string `json:"region"`
+	// OfferedVersion is the version the workflow was started for (part of
+	// its ID); TargetVersion is the release whose slots are booked, later
+	// when an admin chose a later target.
+	OfferedVersion string    `json:"offeredVersion"`
+	TargetVersion  string    `json:"targetVersion"`
+	PrimaryStart   time.Time `json:"primaryStart"`
+	SecondaryStart time.Time `json:"secondaryStart"`
+}
+
+// BookSlotsResult names the slot rows now reserved.
+type BookSlotsResult struct {
+	PrimarySlotID   int64 `json:"primarySlotId"`
+	SecondarySlotID int64 `json:"secondarySlotId"`
+}
+
+// ReleaseSlotsInput releases every reservation of an update.
+type ReleaseSlotsInput struct {
+	InstanceID     string `json:"instanceId"`
+	OfferedVersion string `json:"offeredVersion"`
+}
+
+// ReleaseSlotsResult says how many reservations were released.
+type ReleaseSlotsResult struct {
+	Released int `json:"released"`
+}
+
+// RecordVersionInput records the version an instance now runs.
+type RecordVersionInput struct {
+	InstanceID string `json:"instanceId"`
+	Version    string `json:"version"`
+}
+
+// RecordVersionResult reports the version the instance ran before.
+type RecordVersionResult struct {
+	PreviousVersion string `json:"previousVersion"`
+	// Unchanged: the instance already ran Version or a later release, so
+	// nothing was recorded (versions only move forward).
+	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// ApplyUpdateInput runs the update of one instance inside one window.
+type ApplyUpdateInput struct {
+	WorkflowID     string    `json:"workflowId"`
+	InstanceID     string    `json:"instanceId"`
+	TenantID       string    `json:"tenantId"`
+	CurrentVersion string    `json:"currentVersion"`
+	TargetVersion  string    `json:"targetVersion"`
+	Attempt        SlotRole  `json:"attempt"`
+	WindowEnd      time.Time `json:"windowEnd"`
+}
+
+// ApplyUpdateResult is a successful execution's report.
+type ApplyUpdateResult struct {
+	Output string `json:"output,omitempty"` // last lines of the executor's output
+	// AlreadyCurrent: the version probe found the instance at or past the
+	// target before the attempt, so the update was not run ("already up to
+	// date"), for example after a worker was lost as its update finished.
+	AlreadyCurrent bool `json:"alreadyCurrent,omitempty"`
+	// ProbedVersion is the version the probe (EXECUTOR_PROBE_COMMAND)
+	// reported last; empty without a probe.
+	ProbedVersion string `json:"probedVersion,omitempty"`
 }
