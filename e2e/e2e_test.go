@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -520,6 +521,29 @@ func checkDatabase(t *testing.T, dbURL string, fleet []fleetInstance) {
 		case workflows.Status(status) != in.wantStatus || attempts != len(in.wantAttempts):
 			t.Errorf("updates projection of %s: %s after %d attempt(s), want %s after %d", in.id, status, attempts, in.wantStatus, len(in.wantAttempts))
 		}
+	}
+	checkReservationsGivenBack(t, conn)
+}
+
+// checkReservationsGivenBack checks the bookkeeping of capacity once every
+// update has closed: each slot's booked count equals the reservations open
+// updates hold (store.CheckBookings), and every close gave its
+// reservations back, so nothing is booked any more.
+func checkReservationsGivenBack(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	mismatches, err := store.New(conn).CheckBookings(context.Background(), "")
+	if err != nil {
+		t.Fatalf("check the bookings: %v", err)
+	}
+	for _, m := range mismatches {
+		t.Errorf("slot bookkeeping: %+v", m)
+	}
+	var booked int
+	if err := conn.QueryRow(context.Background(), "SELECT coalesce(sum(booked), 0) FROM slots").Scan(&booked); err != nil {
+		t.Fatalf("read the booked counts: %v", err)
+	}
+	if booked != 0 {
+		t.Errorf("%d reservations are still booked after every update closed, want 0", booked)
 	}
 }
 
