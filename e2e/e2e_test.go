@@ -440,20 +440,7 @@ func checkStatusView(t *testing.T, in fleetInstance, view workflows.StatusView, 
 	if !slices.Equal(attempts, in.wantAttempts) {
 		fail("%s: attempts %v, want %v", in.id, attempts, in.wantAttempts)
 	}
-	var kinds []workflows.NoticeKind
-	for _, n := range view.Notices {
-		kinds = append(kinds, n.Kind)
-		if n.Error != "" {
-			fail("%s: notice %s was not delivered: %s", in.id, n.Kind, n.Error)
-		}
-	}
-	// Approval and reminder race by design; the set is what matters.
-	if got, want := sortedKinds(kinds), sortedKinds(in.wantNotices); !slices.Equal(got, want) {
-		fail("%s: notices %v, want %v", in.id, kinds, want)
-	}
-	if len(view.Upcoming) != 0 {
-		fail("%s closed with notices still upcoming: %v", in.id, view.Upcoming)
-	}
+	checkClosedNotices(view, in.id, in.wantNotices, fail)
 	if in.approve && view.ApprovedBy != in.admins[len(in.admins)-1] {
 		fail("%s: approved by %q, want %q", in.id, view.ApprovedBy, in.admins[len(in.admins)-1])
 	}
@@ -487,6 +474,25 @@ func logHistory(t *testing.T, ctx context.Context, c client.Client, workflowID s
 		lines = append(lines, line)
 	}
 	t.Logf("history of %s:\n%s", workflowID, strings.Join(lines, "\n"))
+}
+
+// checkClosedNotices checks the notices of a closed update's Status view:
+// each delivered, the kinds wanted (as a set: approval and reminder race
+// by design) and nothing still upcoming.
+func checkClosedNotices(view workflows.StatusView, id string, want []workflows.NoticeKind, fail func(string, ...any)) {
+	var kinds []workflows.NoticeKind
+	for _, n := range view.Notices {
+		kinds = append(kinds, n.Kind)
+		if n.Error != "" {
+			fail("%s: notice %s was not delivered: %s", id, n.Kind, n.Error)
+		}
+	}
+	if got, wanted := sortedKinds(kinds), sortedKinds(want); !slices.Equal(got, wanted) {
+		fail("%s: notices %v, want %v", id, kinds, wanted)
+	}
+	if len(view.Upcoming) != 0 {
+		fail("%s closed with notices still upcoming: %v", id, view.Upcoming)
+	}
 }
 
 func sortedKinds(kinds []workflows.NoticeKind) []workflows.NoticeKind {

@@ -396,20 +396,7 @@ func checkUpgradedView(t *testing.T, in fleetInstance, view workflows.StatusView
 	if got := attemptsOf(view); !slices.Equal(got, in.wantAttempts) {
 		fail("%s: attempts %v, want %v", in.id, got, in.wantAttempts)
 	}
-	var kinds []workflows.NoticeKind
-	for _, n := range view.Notices {
-		kinds = append(kinds, n.Kind)
-		if n.Error != "" {
-			fail("%s: notice %s was not delivered: %s", in.id, n.Kind, n.Error)
-		}
-	}
-	// Approval and reminder race by design; the set is what matters.
-	if got, want := sortedKinds(kinds), sortedKinds(in.wantNotices); !slices.Equal(got, want) {
-		fail("%s: notices %v, want %v", in.id, kinds, want)
-	}
-	if len(view.Upcoming) != 0 {
-		fail("%s closed with notices still upcoming: %v", in.id, view.Upcoming)
-	}
+	checkClosedNotices(view, in.id, in.wantNotices, fail)
 	if in.approve && view.ApprovedBy != in.admins[0] {
 		fail("%s: approved by %q, want %q", in.id, view.ApprovedBy, in.admins[0])
 	}

@@ -20,19 +20,7 @@ import (
 func TestMigration002KeepsOneOpenUpdatePerInstance(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := pgtest.NewEmptyDatabase(t)
-	db, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, schemas.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.UpTo(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	db, dbURL := migratedTo(t, 1)
 	// a: an optional 9.2.0 and a mandatory 9.3.0 update, both scheduled;
 	// b: a 9.2.0 update executing and a mandatory 9.3.0 one scheduled;
 	// c: one open update and a closed one.
@@ -103,4 +91,24 @@ VALUES ('service-update:a:9.2.0', 'a', '9.2.0', '9.2.0', '9.1.0', false, 'Approv
 	if err == nil {
 		t.Error("a second open update of instance a was accepted after the migration")
 	}
+}
+
+// migratedTo is a new database with the migrations up to version applied,
+// for tests of what a later migration does to data written before it.
+func migratedTo(t *testing.T, version int64) (db *sql.DB, dbURL string) {
+	t.Helper()
+	dbURL = pgtest.NewEmptyDatabase(t)
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, schemas.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.UpTo(context.Background(), version); err != nil {
+		t.Fatal(err)
+	}
+	return db, dbURL
 }

@@ -2,12 +2,8 @@ package schemas_test
 
 import (
 	"context"
-	"database/sql"
 	"testing"
 
-	"github.com/pressly/goose/v3"
-
-	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/schemas"
 )
 
@@ -31,19 +27,7 @@ FOR UPDATE`
 func TestMigration004KeepsOlderWorkersOutbox(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := pgtest.NewEmptyDatabase(t)
-	db, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, schemas.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.UpTo(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
+	db, dbURL := migratedTo(t, 2)
 	insert := func(kind string) {
 		t.Helper()
 		if _, err := db.ExecContext(ctx, release1OutboxInsert, "service-update:a:9.2.0", kind, "2026-04-15T01:00:00Z", "a",
