@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -141,7 +142,7 @@ func (c *faultCampaign) logLines(s string) int {
 func TestFaultCampaign(t *testing.T) {
 	began := time.Now()
 	testkit.ClearConfigEnv(t)
-	temporalClient, dbURL := startServers(t)
+	temporalClient, dbURL := devtest.StartForPrograms(t)
 	sendgrid := newFakeSendGrid(t, sendGridKey)
 	const (
 		window    = time.Minute

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -216,7 +217,7 @@ func (s calendar) fleetFileWithSlots(t *testing.T, instances []fleetInstance, sl
 func TestEndToEnd(t *testing.T) {
 	began := time.Now()
 	testkit.ClearConfigEnv(t)
-	temporalClient, dbURL := startServers(t)
+	temporalClient, dbURL := devtest.StartForPrograms(t)
 	sendgrid := newFakeSendGrid(t, sendGridKey)
 	fleet := testFleet()
 

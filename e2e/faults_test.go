@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -262,7 +263,7 @@ func (w *workerProcess) kill(t *testing.T) {
 func TestCrashAtCompletion(t *testing.T) {
 	began := time.Now()
 	testkit.ClearConfigEnv(t)
-	temporalClient, _ := startServers(t)
+	temporalClient, _ := devtest.StartForPrograms(t)
 	sendgrid := newFakeSendGrid(t, sendGridKey)
 	const window = 40 * time.Second
 	dir := t.TempDir()

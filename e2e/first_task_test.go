@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -33,7 +34,7 @@ import (
 // the workflow and in one that replays it.
 func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 	testkit.ClearConfigEnv(t)
-	c, _ := startServers(t)
+	c, _ := devtest.StartForPrograms(t)
 	mustRun(t, "setup")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

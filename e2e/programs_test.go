@@ -22,26 +22,12 @@ import (
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/svcupdate/svcupdate/internal/devtest"
-	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
 // The programs under test are built once for all the package's tests.
 func TestMain(m *testing.M) { testkit.Main(m) }
-
-// startServers starts a dev server (without the search attributes: the
-// tests register them with `starter setup`) and a fresh Postgres database,
-// and points the programs at them.
-func startServers(t *testing.T) (client.Client, string) {
-	t.Helper()
-	server := devtest.Start(t)
-	dbURL := pgtest.NewDatabase(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
-	t.Setenv("DATABASE_URL", dbURL)
-	return server.Client(), dbURL
-}
 
 // starterFailed is a run of the starter that exited with a non-zero status.
 type starterFailed struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
@@ -68,7 +69,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 // refused Update exits non-zero with the workflow's reason, status renders
 // in the instance's zone, and cancel closes the workflow.
 func TestAdminCommands(t *testing.T) {
-	c, dbURL := startTemporal(t)
+	c, dbURL := devtest.StartForPrograms(t)
 	mustRun(t, "setup")
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
 	t.Setenv("MIN_NOTICE", "0s") // the demo's slots start in two minutes

@@ -13,22 +13,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/devtest"
-	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
-
-// startTemporal starts a dev server (without the search attributes: the
-// tests register them with `starter setup`) and points the starter at it
-// and at a fresh Postgres database.
-func startTemporal(t *testing.T) (client.Client, string) {
-	t.Helper()
-	server := devtest.Start(t)
-	dbURL := pgtest.NewDatabase(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
-	t.Setenv("DATABASE_URL", dbURL)
-	return server.Client(), dbURL
-}
 
 // mustRun runs the starter and fails the test on an error.
 func mustRun(t *testing.T, args ...string) string {
@@ -46,7 +33,7 @@ func mustRun(t *testing.T, args ...string) string {
 // rollout starts nothing new. (Workflows run in the end-to-end test; here
 // no worker picks them up, so they stay Scheduled.)
 func TestOperatorCommandsAgainstServers(t *testing.T) {
-	c, dbURL := startTemporal(t)
+	c, dbURL := devtest.StartForPrograms(t)
 	ctx := context.Background()
 
 	out := mustRun(t, "setup")

@@ -18,6 +18,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/svcupdate/svcupdate/internal/pgtest"
 )
 
 // startTimeout bounds the server's start, which on a loaded machine takes
@@ -64,6 +66,20 @@ func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *tests
 		}
 	})
 	return server
+}
+
+// StartForPrograms starts a dev server (without search attributes: the
+// tests register them with `starter setup`) and a fresh Postgres database,
+// and points the programs run by the test at both through
+// TEMPORAL_ADDRESS and DATABASE_URL. It returns the server's client and the
+// database's URL.
+func StartForPrograms(t *testing.T) (client.Client, string) {
+	t.Helper()
+	server := Start(t)
+	dbURL := pgtest.NewDatabase(t)
+	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	t.Setenv("DATABASE_URL", dbURL)
+	return server.Client(), dbURL
 }
 
 // StartServer is Start for a server shared by a package's tests (from
