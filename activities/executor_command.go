@@ -158,7 +158,8 @@ func (a *attempt) env() []string {
 		"ATTEMPT="+string(a.in.Attempt),
 		"WINDOW_END="+a.in.WindowEnd.UTC().Format(time.RFC3339),
 		"WORKFLOW_ID="+a.in.WorkflowID,
-		"SVCUPDATE_FENCE="+strconv.FormatInt(a.fence, 10),
+		fenceVariable(a.fence),
+		workerVariable(os.Getpid()),
 	)
 	if a.previous.Fence != 0 && a.previous.Fence != a.fence {
 		// The lease of this update's previous attempt, lost or failed: a
@@ -258,4 +259,16 @@ func exitFailure(x programExit, tail string) error {
 		msg += ": " + tail
 	}
 	return temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeUpdateFailed, cause)
+}
+
+// fenceVariable is the environment entry that hands a program its
+// attempt's fence. With workerVariable it marks every process an attempt
+// started, so a restarted worker finds them (killMarkedProcesses).
+func fenceVariable(fence int64) string {
+	return "SVCUPDATE_FENCE=" + strconv.FormatInt(fence, 10)
+}
+
+// workerVariable names the worker process that started a program.
+func workerVariable(pid int) string {
+	return "SVCUPDATE_WORKER_PID=" + strconv.Itoa(pid)
 }

@@ -55,8 +55,15 @@ func (e *CommandExecutor) ReapOrphans(ctx context.Context, logger log.Logger) er
 // and clears the lease. Its holder was a worker of this host and is dead.
 func reapLease(ctx context.Context, leases *store.Store, l store.Lease, me store.WorkerProcess, logger log.Logger) error {
 	killed := false
-	if l.PGID != 0 && l.Worker.BootID == me.BootID {
-		killed = killOrphanGroup(l.PGID, l.PGIDStarted)
+	if l.Worker.BootID == me.BootID {
+		if l.PGID != 0 {
+			killed = killOrphanGroup(l.PGID, l.PGIDStarted)
+		}
+		// A worker killed right after starting a program had not recorded
+		// its group yet: find what it started by the lease's fence and PID.
+		if killMarkedProcesses(fenceVariable(l.Fence), workerVariable(l.Worker.PID)) > 0 {
+			killed = true
+		}
 	}
 	released, err := leases.ReleaseLease(ctx, l.InstanceID, l.Fence)
 	if err != nil {

@@ -201,3 +201,57 @@ func TestCommandExecutorDoesNotWaitForADeadHolderOfThisHost(t *testing.T) {
 		t.Errorf("took %s: waited for the dead holder's kill deadline", took)
 	}
 }
+
+// A worker killed between starting a program and recording its process
+// group in the lease leaves a group the lease does not name: the reaper
+// finds it by the fence every program of the attempt carries.
+func TestKillMarkedProcessesFindsAGroupTheLeaseDidNotRecord(t *testing.T) {
+	fence := time.Now().UnixNano() // unique on this host for the test
+	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 61 & wait")
+	cmd.Env = append(os.Environ(), fenceVariable(fence), workerVariable(4242))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	deadline := time.Now().Add(10 * time.Second)
+	for countGroup(pgid) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // until the shell has started both sleeps
+	}
+	if found := killMarkedProcesses(fenceVariable(fence), workerVariable(4243)); found != 0 {
+		t.Fatalf("another worker's marks matched %d processes", found)
+	}
+	if found := killMarkedProcesses(fenceVariable(fence), workerVariable(4242)); found == 0 {
+		t.Fatal("found no process carrying the fence and the worker PID")
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the program carrying the fence still runs")
+	}
+	for time.Now().Before(deadline) && groupRunning(pgid) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if groupRunning(pgid) {
+		t.Error("a process of the group carrying the fence still runs")
+	}
+}
+
+// countGroup counts the live processes of group pgid.
+func countGroup(pgid int) int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if fields, err := processStat(pid); err == nil && fields[2] == strconv.Itoa(pgid) {
+			n++
+		}
+	}
+	return n
+}

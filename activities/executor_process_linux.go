@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,4 +98,49 @@ func pidNamespace() string {
 		return ""
 	}
 	return ns
+}
+
+// killMarkedProcesses SIGKILLs every process whose environment carries all
+// of markers (the attempt's fence and its worker's PID), and its process
+// group. Every program an attempt started inherits them, so this reaches a
+// command whose group the lease had not recorded yet when its worker died
+// (killed between starting the command and recording its group). It
+// reports how many processes it found.
+func killMarkedProcesses(markers ...string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	found := 0
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		environ, err := os.ReadFile("/proc/" + entry.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		entries := strings.Split(string(environ), "\x00")
+		if !all(markers, func(m string) bool { return slices.Contains(entries, m) }) {
+			continue
+		}
+		found++
+		if fields, err := processStat(pid); err == nil {
+			if pgid, err := strconv.Atoi(fields[2]); err == nil && pgid > 1 {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return found
+}
+
+func all(items []string, ok func(string) bool) bool {
+	for _, item := range items {
+		if !ok(item) {
+			return false
+		}
+	}
+	return len(items) > 0
 }
