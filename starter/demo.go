@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/cli"
+	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -67,8 +68,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if summary.count(outcomeFailed) > 0 {
-		return fmt.Errorf("the demo rollout failed for %d instance(s)", summary.count(outcomeFailed))
+	if summary.count(launch.Failed) > 0 {
+		return fmt.Errorf("the demo rollout failed for %d instance(s)", summary.count(launch.Failed))
 	}
 	fmt.Fprintln(e.stdout)
 

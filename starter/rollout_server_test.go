@@ -16,6 +16,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
+	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
@@ -137,17 +138,17 @@ func TestRolloutInterruptedWhileAStartWasAnswered(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rollout interrupted; run it again to continue") {
 		t.Errorf("error = %v, want the interruption", err)
 	}
-	if got := summary.count(outcomeStarted); got != 1 {
+	if got := summary.count(launch.Started); got != 1 {
 		t.Errorf("started %d, want the one whose answer was lost", got)
 	}
-	if got := summary.count(outcomeFailed); got != 0 {
+	if got := summary.count(launch.Failed); got != 0 {
 		t.Errorf("failed %d, want 0", got)
 	}
 	// Six candidates: one started, the others not attempted (or found not
 	// eligible before the interrupt).
-	notAttempted := summary.count(outcomeNotAttempted)
-	if notAttempted < 4 || notAttempted+summary.count(outcomeNotEligible) != 5 {
-		t.Errorf("not attempted %d, not eligible %d: want the five others between them", notAttempted, summary.count(outcomeNotEligible))
+	notAttempted := summary.count(launch.NotAttempted)
+	if notAttempted < 4 || notAttempted+summary.count(launch.NotEligible) != 5 {
+		t.Errorf("not attempted %d, not eligible %d: want the five others between them", notAttempted, summary.count(launch.NotEligible))
 	}
 	text := out.String()
 	if strings.Contains(text, "canceled") || strings.Contains(text, "failed  ") {
@@ -184,7 +185,7 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if summary.count(outcomeFailed) != 1 || !strings.Contains(out.String(), "start "+workflows.WorkflowID(notStarted, demo.Version)+": connection reset") {
+	if summary.count(launch.Failed) != 1 || !strings.Contains(out.String(), "start "+workflows.WorkflowID(notStarted, demo.Version)+": connection reset") {
 		t.Errorf("a refused start:\n%s", out.String())
 	}
 	if n := f.bookings(t, notStarted); n != 0 {
@@ -209,7 +210,7 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if summary.count(outcomeFailed) != 1 || !strings.Contains(out.String(), "whether it started is unknown") ||
+	if summary.count(launch.Failed) != 1 || !strings.Contains(out.String(), "whether it started is unknown") ||
 		!strings.Contains(out.String(), "its slots are kept: run rollout again to settle it") {
 		t.Errorf("a start in doubt:\n%s", out.String())
 	}
@@ -253,14 +254,14 @@ func TestRolloutReportsAnInstanceHeldByAnotherUpdate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if summary.count(outcomeHeld) != 1 || !strings.Contains(out.String(), instance) || !strings.Contains(out.String(), wantLine) {
+		if summary.count(launch.Held) != 1 || !strings.Contains(out.String(), instance) || !strings.Contains(out.String(), wantLine) {
 			t.Errorf("dry run %t: want %s %q:\n%s", dryRun, instance, wantLine, out.String())
 		}
 	}
 	if n := f.bookings(t, instance); n != 0 {
 		t.Errorf("%s has %d bookings for %s although another update holds it", instance, n, demo.Version)
 	}
-	if _, err := f.server.DescribeWorkflow(ctx, workflows.WorkflowID(instance, demo.Version), ""); !isNotFound(err) {
+	if _, err := f.server.DescribeWorkflow(ctx, workflows.WorkflowID(instance, demo.Version), ""); !launch.IsNotFound(err) {
 		t.Errorf("the %s update of a held instance was started (describe: %v)", demo.Version, err)
 	}
 }
@@ -309,7 +310,7 @@ func TestRolloutHonoursTheMinimumNotice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if summary.count(outcomeNoCapacity) != 1 || !strings.Contains(out.String(), "no free slot of 9.2.0 in amer starts after ") ||
+	if summary.count(launch.NoCapacity) != 1 || !strings.Contains(out.String(), "no free slot of 9.2.0 in amer starts after ") ||
 		!strings.Contains(out.String(), " UTC (MIN_NOTICE 1h)") {
 		t.Errorf("no slot an hour out:\n%s", out.String())
 	}

@@ -9,28 +9,29 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
+	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
 func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 	summary := &outcomeSummary{}
-	outcomes := map[outcome]int{
-		outcomeStarted: 40, outcomeAlreadyRunning: 7, outcomeNotEligible: 5, outcomeNoCapacity: 2, outcomeFailed: 1, outcomeHeld: 3,
+	outcomes := map[launch.Outcome]int{
+		launch.Started: 40, launch.AlreadyRunning: 7, launch.NotEligible: 5, launch.NoCapacity: 2, launch.Failed: 1, launch.Held: 3,
 	}
 	var wg sync.WaitGroup
 	for outcome, n := range outcomes {
 		for i := range n {
 			wg.Go(func() {
-				r := candidateResult{InstanceID: "i", Outcome: outcome}
-				if outcome == outcomeFailed {
+				r := launch.Result{InstanceID: "i", Outcome: outcome}
+				if outcome == launch.Failed {
 					r.InstanceID, r.Detail = "initech-prod", "start service-update:initech-prod:9.2.0: unavailable"
 				}
-				if outcome == outcomeNoCapacity && i == 0 {
+				if outcome == launch.NoCapacity && i == 0 {
 					r.InstanceID, r.Detail = "acme-prod", "no slot pair with free capacity"
 				}
-				if outcome == outcomeHeld {
-					r = held(candidateResult{InstanceID: "globex-prod"}, store.Holder{
+				if outcome == launch.Held {
+					r = launch.HeldResult(launch.Result{InstanceID: "globex-prod"}, store.Holder{
 						WorkflowID: "service-update:globex-prod:9.1.0", OfferedVersion: "9.1.0", TargetVersion: "9.1.0", Status: workflows.StatusApproved,
 					})
 				}
@@ -41,7 +42,7 @@ func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 	wg.Wait()
 	for outcome, n := range outcomes {
 		if got := summary.count(outcome); got != n {
-			t.Errorf("%s: %d, want %d", outcomeNames[outcome], got, n)
+			t.Errorf("%s: %d, want %d", outcome.String(), got, n)
 		}
 	}
 	var out bytes.Buffer
@@ -63,8 +64,8 @@ func TestRolloutSummaryCountsConcurrentOutcomes(t *testing.T) {
 
 func TestDryRunSummary(t *testing.T) {
 	summary := &outcomeSummary{}
-	summary.add(candidateResult{InstanceID: "acme-test", Outcome: outcomePlanned, Detail: "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional"})
-	summary.add(candidateResult{InstanceID: "acme-prod", Outcome: outcomeAlreadyRunning})
+	summary.add(launch.Result{InstanceID: "acme-test", Outcome: launch.Planned, Detail: "sandbox Acme Test in emea, 9.1.0 → 9.2.0, optional"})
+	summary.add(launch.Result{InstanceID: "acme-prod", Outcome: launch.AlreadyRunning})
 	var out bytes.Buffer
 	summary.write(&out, "9.2.0", true)
 	text := out.String()
@@ -104,7 +105,7 @@ func TestStartOptions(t *testing.T) {
 		Mandatory:      true,
 		PrimaryStart:   time.Date(2026, 3, 3, 1, 0, 0, 0, time.UTC),
 	}
-	opts := startOptions("service-update:contoso-prod:9.2.0", "service-updates", in)
+	opts := launch.StartOptions("service-update:contoso-prod:9.2.0", "service-updates", in)
 	if opts.WorkflowIDReusePolicy != enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE || !opts.WorkflowExecutionErrorWhenAlreadyStarted {
 		t.Errorf("options allow a second start of the same update: %+v", opts)
 	}

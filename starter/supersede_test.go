@@ -12,6 +12,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -85,7 +86,7 @@ func TestRolloutSupersedesAnOlderOptionalUpdate(t *testing.T) {
 		Releases: []workflows.ReleaseOption{{Version: "9.1.0", PeriodStart: now.Add(-time.Hour), PeriodEnd: now.Add(time.Hour)}},
 	}.WithDefaults()
 	holderID := workflows.WorkflowID(optional, "9.1.0")
-	holder, err := f.server.ExecuteWorkflow(ctx, startOptions(holderID, f.cfg.TaskQueue, holderIn), workflows.WorkflowType, holderIn)
+	holder, err := f.server.ExecuteWorkflow(ctx, launch.StartOptions(holderID, f.cfg.TaskQueue, holderIn), workflows.WorkflowType, holderIn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +125,8 @@ func TestRolloutSupersedesAnOlderOptionalUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := out.String()
-	if summary.count(outcomeStarted) != 1 || summary.count(outcomeHeld) != 3 {
-		t.Errorf("started %d, held %d; want 1 and 3", summary.count(outcomeStarted), summary.count(outcomeHeld))
+	if summary.count(launch.Started) != 1 || summary.count(launch.Held) != 3 {
+		t.Errorf("started %d, held %d; want 1 and 3", summary.count(launch.Started), summary.count(launch.Held))
 	}
 	if want := "started      superseded " + holderID + " (Scheduled)"; !strings.Contains(text, want) {
 		t.Errorf("summary lacks %q", want)
@@ -182,7 +183,7 @@ func TestRolloutSupersedesAnOlderOptionalUpdate(t *testing.T) {
 		if n := f.bookings(t, instance); n != 0 {
 			t.Errorf("%s has %d bookings although another update holds it", instance, n)
 		}
-		if _, err := f.server.DescribeWorkflow(ctx, workflows.WorkflowID(instance, demo.Version), ""); !isNotFound(err) {
+		if _, err := f.server.DescribeWorkflow(ctx, workflows.WorkflowID(instance, demo.Version), ""); !launch.IsNotFound(err) {
 			t.Errorf("the %s update of held %s was started (describe: %v)", demo.Version, instance, err)
 		}
 	}

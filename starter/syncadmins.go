@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/svcupdate/svcupdate/internal/cli"
+	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -179,7 +180,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 				err := sendSetAdmins(ctx, c, workflowID, recipients.Admins)
 				result.mu.Lock()
 				switch {
-				case isNotFound(err):
+				case launch.IsNotFound(err):
 					result.closed++ // a closed update's admins no longer matter
 				case err != nil:
 					result.failed = append(result.failed, adminSyncFailure{InstanceID: id, WorkflowID: workflowID,

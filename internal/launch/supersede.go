@@ -1,10 +1,13 @@
-package main
+package launch
 
 import (
-	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -20,12 +23,9 @@ import (
 // update that may be superseded (supersedable), the rollout asks it to
 // give way, waits for its answer and books again; superseded names it
 // then. A holder that refuses comes back as a *notSupersededError.
-func (s *updateStarter) book(ctx context.Context, cand store.RolloutCandidate) (in workflows.Input, superseded store.Holder, err error) {
-	params := store.BookRolloutSlotsParams{
-		InstanceID: cand.Instance.ID, Version: s.plan.Version, SecondaryMinGap: s.plan.SecondaryMinGap,
-		Now: cmp.Or(s.plan.SlotsFrom, time.Now()), MinNotice: s.plan.MinNotice,
-	}
-	in, err = s.store.BookRolloutSlots(ctx, params)
+func (s *Starter) book(ctx context.Context, cand store.RolloutCandidate) (in workflows.Input, superseded store.Holder, err error) {
+	params := s.bookParams(cand)
+	in, err = s.Store.BookRolloutSlots(ctx, params)
 	var heldErr *store.HeldError
 	if !errors.As(err, &heldErr) || !supersedable(heldErr.Holder) {
 		return in, superseded, err
@@ -34,7 +34,7 @@ func (s *updateStarter) book(ctx context.Context, cand store.RolloutCandidate) (
 		return in, superseded, &notSupersededError{holder: heldErr.Holder, reason: refusal}
 	}
 	superseded = heldErr.Holder
-	in, err = s.store.BookRolloutSlots(ctx, params)
+	in, err = s.Store.BookRolloutSlots(ctx, params)
 	return in, superseded, err
 }
 
@@ -64,10 +64,26 @@ const holderAnswerTimeout = 2 * time.Minute
 // supersede sends the Supersede Update to the open update h and waits for
 // its answer: accepted, h has closed as Superseded in Postgres and given
 // its slots back.
-func (s *updateStarter) supersede(ctx context.Context, h store.Holder) error {
+func (s *Starter) supersede(ctx context.Context, h store.Holder) error {
 	ctx, cancel := context.WithTimeout(ctx, holderAnswerTimeout)
 	defer cancel()
-	_, err := executeUpdate(ctx, s.client, h.WorkflowID, workflows.UpdateSupersede,
-		workflows.SupersedeInput{TargetVersion: s.plan.Version, RequestedBy: s.requestedBy})
-	return err
+	handle, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   h.WorkflowID,
+		UpdateName:   workflows.UpdateSupersede,
+		Args:         []any{workflows.SupersedeInput{TargetVersion: s.Plan.Version, RequestedBy: s.RequestedBy}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = handle.Get(ctx, nil)
+	}
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &appErr):
+		return fmt.Errorf("%s refused by %s: %s", workflows.UpdateSupersede, h.WorkflowID, appErr.Message())
+	case IsNotFound(err):
+		return fmt.Errorf("%s: no such workflow, or it has closed", h.WorkflowID)
+	}
+	return fmt.Errorf("%s on %s: %w", workflows.UpdateSupersede, h.WorkflowID, err)
 }

@@ -1,0 +1,288 @@
+// Package launch books the slots of one rollout candidate and starts its
+// ServiceUpdate workflow, idempotently: the Rollout workflow's activities
+// do it in batches, and the demo does it for its own few instances.
+package launch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// Plan is what every start of one rollout shares.
+type Plan struct {
+	Version string
+	DryRun  bool
+	// The schedule of every update started, from the configuration
+	// (REMINDER_OFFSETS, UPDATE_WINDOW, SECONDARY_MIN_GAP, MIN_NOTICE,
+	// RESCHEDULE_MIN_NOTICE) or the demo.
+	ReminderOffsets     []time.Duration
+	WindowLength        time.Duration
+	SecondaryMinGap     time.Duration
+	MinNotice           time.Duration // least time from now to a booked primary
+	RescheduleMinNotice time.Duration // carried in each update's input
+	// SlotsFrom is the earliest slot start booked; zero means now. A
+	// wave's slots start after the wave before it; the demo's after an
+	// earlier, interrupted demo run.
+	SlotsFrom time.Time
+}
+
+// Outcome is what happened to one candidate.
+type Outcome int
+
+const (
+	Started Outcome = iota
+	AlreadyRunning
+	NotEligible
+	NoCapacity
+	Failed
+	// Held: another open update (of another version) holds the instance;
+	// nothing was booked.
+	Held
+	Planned // dry run: would be booked and started
+	// NotAttempted: interrupted before this candidate; a re-run takes it up.
+	NotAttempted
+	OutcomeCount
+)
+
+var outcomeNames = [OutcomeCount]string{
+	Started:        "started",
+	AlreadyRunning: "already running",
+	NotEligible:    "not eligible",
+	NoCapacity:     "no capacity",
+	Failed:         "failed",
+	Held:           "held",
+	Planned:        "would start",
+	NotAttempted:   "not attempted",
+}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Result is one candidate's outcome and why.
+type Result struct {
+	InstanceID string
+	Outcome    Outcome
+	Detail     string
+	// HeldBy is the open update that holds the instance (Held): its
+	// workflow ID, target, whether it is mandatory, its status.
+	HeldBy store.Holder
+	// Superseded is the older update the rollout superseded to start
+	// this one (Started), if any.
+	Superseded store.Holder
+	// PrimaryStart is the primary slot booked (Started).
+	PrimaryStart time.Time
+}
+
+// Starter starts the update of one candidate at a time; it is safe for
+// concurrent use.
+type Starter struct {
+	Store     *store.Store
+	Client    client.Client
+	TaskQueue string
+	Plan      Plan
+	// RequestedBy names the rollout in the audit row of an update it
+	// supersedes.
+	RequestedBy string
+}
+
+// Start books and starts the update of one candidate; its detail names
+// the older update superseded on the way, if any.
+func (s *Starter) Start(ctx context.Context, cand store.RolloutCandidate) Result {
+	result := s.bookAndStart(ctx, cand)
+	if result.Superseded.WorkflowID != "" {
+		result.Detail = strings.TrimPrefix(result.Detail+"; superseded "+result.Superseded.String(), "; ")
+	}
+	return result
+}
+
+func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate) Result {
+	result := Result{InstanceID: cand.Instance.ID}
+	if ctx.Err() != nil {
+		result.Outcome = NotAttempted // waited for a turn while interrupted
+		return result
+	}
+	if cand.Eligibility == workflows.EligibilityNone {
+		result.Outcome, result.Detail = NotEligible, "runs "+cand.CurrentVersion
+		return result
+	}
+	id := workflows.WorkflowID(cand.Instance.ID, s.Plan.Version)
+	// An update that exists, running or closed, is never booked again: a
+	// closed one has released its slots and must not take new ones.
+	if _, err := s.Client.DescribeWorkflow(ctx, id, ""); err == nil {
+		result.Outcome = AlreadyRunning
+		return result
+	} else if ctx.Err() != nil {
+		result.Outcome = NotAttempted // nothing booked, nothing started
+		return result
+	} else if !IsNotFound(err) {
+		result.Outcome, result.Detail = Failed, "look up "+id+": "+err.Error()
+		return result
+	}
+	if s.Plan.DryRun {
+		return s.plan(ctx, cand, id)
+	}
+	input, superseded, err := s.book(ctx, cand)
+	result.Superseded = superseded
+	var heldErr *store.HeldError
+	var refused *notSupersededError
+	switch {
+	case errors.Is(err, store.ErrNoCapacity):
+		result.Outcome, result.Detail = NoCapacity, err.Error()
+		return result
+	case errors.Is(err, store.ErrNotEligible):
+		result.Outcome, result.Detail = NotEligible, err.Error()
+		return result
+	case errors.As(err, &refused):
+		result = HeldResult(result, refused.holder)
+		result.Detail += "; not superseded: " + refused.reason.Error()
+		return result
+	case errors.As(err, &heldErr):
+		return HeldResult(result, heldErr.Holder)
+	case err != nil && ctx.Err() != nil:
+		// Interrupted while booking: the transaction may have committed, and
+		// no workflow was asked to start, so any bookings are surely unowned.
+		result.Outcome = NotAttempted
+		if _, abandonErr := s.Store.AbandonUpdate(context.WithoutCancel(ctx), cand.Instance.ID, s.Plan.Version); abandonErr != nil {
+			result.Outcome, result.Detail = Failed, "interrupted while booking slots, and releasing them failed: "+abandonErr.Error()
+		}
+		return result
+	case err != nil:
+		result.Outcome, result.Detail = Failed, "book slots: "+err.Error()
+		return result
+	}
+	input.ReminderOffsets = s.Plan.ReminderOffsets
+	if input.WindowLength == 0 {
+		input.WindowLength = s.Plan.WindowLength
+	}
+	input.SecondaryMinGap = s.Plan.SecondaryMinGap
+	input.RescheduleMinNotice = s.Plan.RescheduleMinNotice
+	// Defaults are resolved here, once: the workflow carries them for life.
+	input = input.WithDefaults()
+	result.PrimaryStart = input.PrimaryStart
+	_, err = s.Client.ExecuteWorkflow(ctx, StartOptions(id, s.TaskQueue, input), workflows.WorkflowType, input)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &started):
+		result.Outcome = AlreadyRunning // a concurrent rollout started it
+	case err != nil:
+		failed := s.afterFailedStart(ctx, cand, id, err)
+		failed.Superseded, failed.PrimaryStart = result.Superseded, result.PrimaryStart
+		return failed
+	default:
+		result.Outcome = Started
+	}
+	return result
+}
+
+// plan is a dry run's answer for a candidate with no update yet.
+func (s *Starter) plan(ctx context.Context, cand store.RolloutCandidate, id string) Result {
+	result := Result{InstanceID: cand.Instance.ID}
+	h, found, err := s.Store.OpenUpdate(ctx, cand.Instance.ID)
+	if err != nil {
+		result.Outcome, result.Detail = Failed, err.Error()
+		return result
+	}
+	heldByOther := found && h.WorkflowID != id
+	if heldByOther && !supersedable(h) {
+		return HeldResult(result, h)
+	}
+	result.Outcome = Planned
+	result.Detail = fmt.Sprintf("%s %s in %s, %s → %s, %s", cand.Instance.Kind, cand.Instance.Name, cand.Instance.Region,
+		cand.CurrentVersion, s.Plan.Version, cand.Eligibility)
+	if heldByOther {
+		result.Detail += "; supersedes " + h.String() + " if it accepts"
+	}
+	return result
+}
+
+// startCheckTimeout bounds the look-up after a failed start; it runs on
+// a fresh context, so an interrupted rollout still finds out.
+const startCheckTimeout = 10 * time.Second
+
+// afterFailedStart settles a start that returned startErr. A cancelled,
+// timed-out or unanswered request may still have started the workflow,
+// which then owns the slots, so they are released only when the server
+// says the workflow does not exist. Slots kept in doubt are safe: a
+// re-run's booking reuses them for the same update.
+func (s *Starter) afterFailedStart(ctx context.Context, cand store.RolloutCandidate, id string, startErr error) Result {
+	result := Result{InstanceID: cand.Instance.ID}
+	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCheckTimeout)
+	defer cancel()
+	_, err := s.Client.DescribeWorkflow(checkCtx, id, "")
+	switch {
+	case err == nil:
+		// The start went through; only its answer was lost.
+		result.Outcome = Started
+		return result
+	case !IsNotFound(err):
+		result.Outcome = Failed
+		result.Detail = fmt.Sprintf("start %s: %v; whether it started is unknown (look-up: %v), so its slots are kept: run rollout again to settle it",
+			id, startErr, err)
+		return result
+	}
+	result.Outcome, result.Detail = Failed, "start "+id+": "+startErr.Error()
+	if ctx.Err() != nil {
+		result.Outcome, result.Detail = NotAttempted, ""
+	}
+	// No workflow holds the reservations and the instance: give them back.
+	if _, abandonErr := s.Store.AbandonUpdate(checkCtx, cand.Instance.ID, s.Plan.Version); abandonErr != nil {
+		result.Outcome = Failed
+		result.Detail = "start " + id + ": " + startErr.Error() + "; releasing its slots failed too: " + abandonErr.Error()
+	}
+	return result
+}
+
+// HeldResult is the outcome of a candidate whose instance another open
+// update holds, which the rollout could not or must not supersede: it
+// says which update stands in the way.
+func HeldResult(result Result, h store.Holder) Result {
+	result.Outcome, result.HeldBy = Held, h
+	result.Detail = "held by open update " + h.String()
+	return result
+}
+
+// StartOptions starts an update once per (instance, version), ever: a
+// second rollout is refused by Temporal rather than starting a duplicate.
+func StartOptions(id, taskQueue string, in workflows.Input) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                taskQueue,
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrUpdateStatus.ValueSet(string(workflows.StatusScheduled)),
+			workflows.SearchAttrInstanceID.ValueSet(in.Instance.ID),
+			workflows.SearchAttrTenantID.ValueSet(in.Instance.TenantID),
+			workflows.SearchAttrTargetVersion.ValueSet(in.TargetVersion),
+			workflows.SearchAttrScheduledStart.ValueSet(in.PrimaryStart),
+			workflows.SearchAttrMandatory.ValueSet(in.Mandatory),
+		),
+		StaticSummary: workflows.SummaryLine(in.Instance, in.CurrentVersion, in.TargetVersion, in.Mandatory, in.PrimaryStart),
+	}
+}
+
+// IsNotFound reports whether err is the server saying the workflow does
+// not exist.
+func IsNotFound(err error) bool {
+	var notFound *serviceerror.NotFound
+	return errors.As(err, &notFound)
+}
+
+// bookParams is the booking of cand under the plan.
+func (s *Starter) bookParams(cand store.RolloutCandidate) store.BookRolloutSlotsParams {
+	return store.BookRolloutSlotsParams{
+		InstanceID: cand.Instance.ID, Version: s.Plan.Version, SecondaryMinGap: s.Plan.SecondaryMinGap,
+		Now: cmp.Or(s.Plan.SlotsFrom, time.Now()), MinNotice: s.Plan.MinNotice,
+	}
+}
