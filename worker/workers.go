@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"golang.org/x/time/rate"
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
@@ -32,6 +33,11 @@ type workerSet struct {
 	fatal   chan error
 }
 
+// rolloutConcurrency is how many candidates of a rollout batch are booked
+// and started at once: enough to keep ROLLOUT_START_RATE busy over the
+// round trips to Postgres and Temporal.
+const rolloutConcurrency = 32
+
 // newWorkers builds the workers: the workflow with the store and
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
 // executor on its own queue so a provider can run it elsewhere.
@@ -50,10 +56,17 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 		},
 	}
 
+	// Process-wide, so set before the first worker: see WORKFLOW_CACHE_SIZE.
+	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCacheSize)
 	updates := worker.New(c, cfg.TaskQueue, options)
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	updates.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
+	(&activities.RolloutActivities{
+		Store: st, Client: c, TaskQueue: cfg.TaskQueue, Concurrency: rolloutConcurrency,
+		StartRate: rate.NewLimiter(rate.Limit(cfg.RolloutStartRate), max(1, int(cfg.RolloutStartRate))),
+	}).Register(updates)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{
 		Host:   cfg.SendGridHost,
 		APIKey: cfg.SendGridAPIKey,

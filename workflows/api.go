@@ -90,7 +90,7 @@ var (
 // them with a server (`starter setup`) and for the compose/Makefile checks.
 var SearchAttributeKeys = []temporal.SearchAttributeKey{
 	SearchAttrUpdateStatus, SearchAttrInstanceID, SearchAttrTenantID,
-	SearchAttrTargetVersion, SearchAttrScheduledStart, SearchAttrMandatory,
+	SearchAttrTargetVersion, SearchAttrScheduledStart, SearchAttrMandatory, SearchAttrRolloutPhase,
 }
 
 // Status is the lifecycle state of one service update.

@@ -36,6 +36,10 @@ type CheckInstanceResult struct {
 	// Mandatory: the instance is two or more releases behind the target
 	// (n-2), so the update runs without approval.
 	Mandatory bool `json:"mandatory,omitempty"`
+	// Held: the update's wave in its rollout is not open (its gate is
+	// pending, held or aborted), so the attempt waits (see gate.go).
+	// Checks recorded before waves existed have none.
+	Held bool `json:"held,omitempty"`
 }
 
 // AbandonUpdateInput names the update whose reservations and claim on

@@ -51,6 +51,14 @@ type Config struct {
 	// the workflow refuses a Reschedule to a primary sooner than this.
 	RescheduleMinNotice time.Duration `envconfig:"RESCHEDULE_MIN_NOTICE" default:"1h" desc:"least time from a Reschedule to the new primary slot, for updates rolled out from now on" accepted:"a non-negative Go duration, such as 1h"`
 
+	// RolloutStartRate paces the Rollout workflow's starts in this worker
+	// so a rollout never floods the Temporal server.
+	RolloutStartRate float64 `envconfig:"ROLLOUT_START_RATE" default:"100" desc:"most ServiceUpdates a worker's rollout batches start per second" accepted:"a positive number, such as 100 or 2.5"`
+	// WorkflowCacheSize bounds the worker's sticky cache: updates sleep for
+	// weeks, so a cached one is memory held for nothing; an evicted one is
+	// replayed from its short history when its timer fires.
+	WorkflowCacheSize int `envconfig:"WORKFLOW_CACHE_SIZE" default:"1000" desc:"workflows a worker keeps in memory between tasks (the sticky cache); the rest are replayed from history when they wake" accepted:"a positive whole number, such as 1000"`
+
 	Executor            ExecutorKind      `envconfig:"EXECUTOR" default:"simulated" desc:"how ApplyUpdate runs an update: simulated (the default, for demos and tests: nothing is updated), command (runs EXECUTOR_COMMAND), or none (this worker hosts no executor; another worker polls its task queue)" accepted:"simulated, command or none"`
 	ExecutorCommand     string            `envconfig:"EXECUTOR_COMMAND" desc:"program and arguments run by the command executor, split like a shell would (quotes, backslashes) but without a shell" accepted:"a program and its arguments, such as \"/opt/acme/update --verbose\"; required with EXECUTOR=command"`
 	ExecutorKillGrace   time.Duration     `envconfig:"EXECUTOR_KILL_GRACE" default:"10s" desc:"time between SIGTERM and SIGKILL when an update command is stopped; SIGTERM comes this long before the window's end so the command is gone by then" accepted:"a positive duration, such as 10s"`
@@ -218,6 +226,12 @@ func (c *Config) validate() error {
 		if d.value < 0 || (d.value == 0 && !d.zeroAllowed) {
 			return invalid(d.name, FormatDuration(d.value), "")
 		}
+	}
+	if !(c.RolloutStartRate > 0) {
+		return invalid("ROLLOUT_START_RATE", strconv.FormatFloat(c.RolloutStartRate, 'g', -1, 64), "")
+	}
+	if c.WorkflowCacheSize < 1 {
+		return invalid("WORKFLOW_CACHE_SIZE", strconv.Itoa(c.WorkflowCacheSize), "")
 	}
 	if c.ExecutorCommand != "" {
 		argv, err := SplitCommand(c.ExecutorCommand)

@@ -111,10 +111,13 @@ func (s *Store) CheckInstance(ctx context.Context, in workflows.CheckInstanceInp
 	switch workflows.Eligibility(cur, tgt) {
 	case workflows.EligibilityNone:
 		res.UpToDate = true
+		return res, nil
 	case workflows.EligibilityMandatory:
 		res.Mandatory = true
 	}
-	return res, nil
+	gate, err := waveGate(ctx, s.db, in.TargetVersion, in.InstanceID)
+	res.Held = gate != workflows.WaveOpen
+	return res, err
 }
 
 const heldSlotsSQL = `

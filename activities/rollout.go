@@ -1,0 +1,155 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/svcupdate/svcupdate/internal/fleet"
+	"github.com/svcupdate/svcupdate/internal/launch"
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// RolloutActivities are the Rollout workflow's side effects: the waves
+// and their gates in Postgres, and the batches that book and start
+// ServiceUpdates through the Temporal client.
+type RolloutActivities struct {
+	Store     *store.Store
+	Client    client.Client
+	TaskQueue string // where the ServiceUpdates run
+	// StartRate (ROLLOUT_START_RATE) bounds the updates started per
+	// second by this worker, over every batch it runs.
+	StartRate *rate.Limiter
+	// Concurrency is how many candidates of a batch are in flight at once.
+	Concurrency int
+}
+
+// Register registers every rollout activity under its contract name.
+func (a *RolloutActivities) Register(r worker.ActivityRegistry) {
+	r.RegisterActivityWithOptions(a.PlanWaves, activity.RegisterOptions{Name: workflows.ActivityPlanWaves})
+	r.RegisterActivityWithOptions(a.StartBatch, activity.RegisterOptions{Name: workflows.ActivityStartBatch})
+	r.RegisterActivityWithOptions(a.WaveReport, activity.RegisterOptions{Name: workflows.ActivityWaveReport})
+	r.RegisterActivityWithOptions(a.SetWaveState, activity.RegisterOptions{Name: workflows.ActivitySetWaveState})
+	r.RegisterActivityWithOptions(a.AlertOperators, activity.RegisterOptions{Name: workflows.ActivityAlertOperators})
+	r.RegisterActivityWithOptions(a.CancelWaves, activity.RegisterOptions{Name: workflows.ActivityCancelWaves})
+}
+
+// PlanWaves cuts the fleet into the rollout's waves.
+func (a *RolloutActivities) PlanWaves(ctx context.Context, in workflows.PlanWavesInput) (workflows.PlanWavesResult, error) {
+	waves, err := a.Store.PlanWaves(ctx, in.Version, in.Waves)
+	return workflows.PlanWavesResult{Waves: waves}, activityError(err)
+}
+
+// StartBatch books and starts the updates of the next page of a wave's
+// candidates that the rollout has not started yet, each recorded as a
+// member of the wave once its workflow exists. A retried batch reads its
+// page again from Postgres, without the members recorded meanwhile.
+func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBatchInput) (workflows.StartBatchResult, error) {
+	res := workflows.StartBatchResult{Outcomes: map[string]int{}, Next: in.After}
+	page, err := a.Store.RolloutPage(ctx, in.Version, in.After, in.Through, in.Limit)
+	if err != nil {
+		return res, activityError(err)
+	}
+	res.Exhausted = len(page) < in.Limit
+	if len(page) > 0 {
+		last := page[len(page)-1].Instance
+		res.Next = workflows.RolloutKey{Production: last.Kind == fleet.KindProduction, InstanceID: last.ID}
+	}
+	starter := &launch.Starter{Store: a.Store, Client: a.Client, TaskQueue: a.TaskQueue, RequestedBy: in.RequestedBy, Plan: launch.Plan{
+		Version: in.Version, DryRun: in.DryRun, ReminderOffsets: in.Schedule.ReminderOffsets, WindowLength: in.Schedule.WindowLength,
+		SecondaryMinGap: in.Schedule.SecondaryMinGap, MinNotice: in.Schedule.MinNotice,
+		RescheduleMinNotice: in.Schedule.RescheduleMinNotice, SlotsFrom: in.SlotsFrom,
+	}}
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(max(a.Concurrency, 1))
+	for _, cand := range page {
+		if err := a.StartRate.Wait(ctx); err != nil {
+			break // cancelled: the retry reads the page again
+		}
+		g.Go(func() error {
+			r := starter.Start(ctx, cand)
+			var recordErr error
+			if !in.DryRun && (r.Outcome == launch.Started || r.Outcome == launch.AlreadyRunning) {
+				recordErr = a.Store.AddRolloutMember(ctx, in.Version, cand.Instance.ID, in.Wave)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			res.Outcomes[r.Outcome.String()]++
+			res.Processed++
+			if r.PrimaryStart.After(res.LastStart) {
+				res.LastStart = r.PrimaryStart
+			}
+			if r.Detail != "" && len(res.Details) < 20 {
+				res.Details = append(res.Details, fmt.Sprintf("%s %s: %s", r.InstanceID, r.Outcome, r.Detail))
+			}
+			activity.RecordHeartbeat(ctx, res.Processed)
+			return recordErr
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, activityError(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// WaveReport counts each wave's started updates by status.
+func (a *RolloutActivities) WaveReport(ctx context.Context, in workflows.WaveReportInput) (workflows.WaveReportResult, error) {
+	waves, err := a.Store.WaveReport(ctx, in.Version)
+	return workflows.WaveReportResult{Waves: waves}, activityError(err)
+}
+
+// SetWaveState sets the gate of waves.
+func (a *RolloutActivities) SetWaveState(ctx context.Context, in workflows.SetWaveStateInput) error {
+	return activityError(a.Store.SetWaveState(ctx, in.Version, in.Waves, in.State))
+}
+
+// operatorsAudience addresses an in-product alert to the provider's
+// operators rather than to an instance's admins.
+const operatorsAudience = "operators"
+
+// alertPaused is the kind of the operators' alert that a rollout paused.
+const alertPaused = "rollout-paused"
+
+// AlertOperators writes the in-product alert that a rollout paused at a
+// wave; writing it again changes nothing.
+func (a *RolloutActivities) AlertOperators(ctx context.Context, in workflows.AlertOperatorsInput) error {
+	activity.GetLogger(ctx).Warn("Rollout paused", "version", in.Version, "wave", in.Wave, "message", in.Message)
+	return activityError(a.Store.AddAlert(ctx, store.Alert{
+		WorkflowID: workflows.RolloutID(in.Version), Kind: fmt.Sprintf("%s-wave-%d", alertPaused, in.Wave), SlotStart: in.At,
+		Audience: operatorsAudience, Message: in.Message, CreatedAt: time.Now(),
+	}))
+}
+
+// CancelWaves cancels the updates of the given waves: each closes as
+// Cancelled, gives its slots back and tells its admins. An update closed
+// already is skipped.
+func (a *RolloutActivities) CancelWaves(ctx context.Context, in workflows.CancelWavesInput) (workflows.CancelWavesResult, error) {
+	var res workflows.CancelWavesResult
+	ids, err := a.Store.WaveMembers(ctx, in.Version, in.Waves)
+	if err != nil {
+		return res, activityError(err)
+	}
+	for _, id := range ids {
+		err := a.Client.CancelWorkflow(ctx, id, "")
+		switch {
+		case err == nil:
+			res.Cancelled++
+		case !launch.IsNotFound(err): // not found: closed already
+			return res, fmt.Errorf("cancel %s: %w", id, err)
+		}
+		activity.RecordHeartbeat(ctx, res.Cancelled)
+	}
+	return res, nil
+}

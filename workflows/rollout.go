@@ -1,0 +1,443 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// rolloutHistoryLimit is the history length at which a rollout continues
+// as new (before the server suggests it): a rollout of a million
+// instances stays a few thousand events per run.
+const rolloutHistoryLimit = 2000
+
+// gateLead is how long before a wave's first slot the rollout decides its
+// gate, so its first updates find the gate decided at their instance check.
+const gateLead = 5 * time.Minute
+
+// reportInterval is how often a waiting rollout refreshes its counts by
+// status from Postgres for the Progress query.
+const reportInterval = time.Hour
+
+// maxDetails bounds the failures and plans a rollout keeps to show.
+const maxDetails = 50
+
+// Rollout books and starts the updates of a release in batches, sandboxes
+// first and then production wave by wave, each wave's slots after the
+// last one's; then, at each production wave's first slot, it opens the
+// wave if the waves before it failed less than MaxFailure, and otherwise
+// holds it, alerts the operators and waits for Resume or Abort.
+func Rollout(ctx workflow.Context, in RolloutInput) (RolloutProgress, error) {
+	r, err := newRollout(ctx, in)
+	if err != nil {
+		return RolloutProgress{}, err
+	}
+	return r.run(ctx)
+}
+
+type rollout struct {
+	in     RolloutInput
+	st     RolloutState
+	logger log.Logger
+	rescan workflow.ReceiveChannel
+}
+
+func newRollout(ctx workflow.Context, in RolloutInput) (*rollout, error) {
+	if in.Version == "" || in.BatchSize < 1 || in.MaxFailure < 0 || in.MaxFailure > 1 || len(in.Waves) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("rollout input refused: version %q, batch size %d, max failure %v, waves %v (accepted: a version, batch size ≥ 1, max failure 0 to 1, at least one wave)",
+				in.Version, in.BatchSize, in.MaxFailure, in.Waves), ErrTypeInvalidInput, nil)
+	}
+	r := &rollout{in: in, logger: log.With(workflow.GetLogger(ctx), "version", in.Version)}
+	if in.State != nil {
+		r.st = *in.State
+		r.in.State = nil
+	} else {
+		r.st = RolloutState{Outcomes: map[string]int{}, StartedAt: workflow.Now(ctx), ScanStartedAt: workflow.Now(ctx), Rescans: 1}
+	}
+	r.rescan = workflow.GetSignalChannel(ctx, SignalRescan)
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (RolloutProgress, error) { return r.progress(ctx), nil }); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePause, func(ctx workflow.Context, in PauseInput) (RolloutProgress, error) {
+		r.st.Paused = fmt.Sprintf("paused by %s: %s", in.By, in.Reason)
+		return r.progress(ctx), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(in PauseInput) error { return r.refuseWhenClosed(in.By) }}); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context, in ResumeInput) (RolloutProgress, error) {
+		r.st.Paused = ""
+		return r.progress(ctx), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(in ResumeInput) error {
+		if err := r.refuseWhenClosed(in.By); err != nil {
+			return err
+		}
+		if r.st.Paused == "" {
+			return errors.New("the rollout is not paused; nothing to resume")
+		}
+		return nil
+	}}); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAbort, func(ctx workflow.Context, in AbortInput) (RolloutProgress, error) {
+		r.st.Aborted = true
+		r.st.Paused = fmt.Sprintf("aborted by %s: %s", in.By, in.Reason)
+		return r.progress(ctx), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(in AbortInput) error { return r.refuseWhenClosed(in.By) }}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// refuseWhenClosed is every command's validator: it names who asks, and
+// the rollout still has waves to decide.
+func (r *rollout) refuseWhenClosed(by string) error {
+	switch {
+	case by == "":
+		return errors.New("say who asks (by)")
+	case r.st.Aborted:
+		return errors.New("the rollout was aborted")
+	}
+	return nil
+}
+
+func (r *rollout) run(ctx workflow.Context) (RolloutProgress, error) {
+	r.upsertPhase(ctx)
+	if r.st.Waves == nil {
+		var plan PlanWavesResult
+		if err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivityPlanWaves, PlanWavesInput{Version: r.in.Version, Waves: r.in.Waves}).Get(ctx, &plan); err != nil {
+			return RolloutProgress{}, err
+		}
+		r.st.Waves = plan.Waves
+	}
+	for {
+		if err := r.walk(ctx); err != nil || r.st.Aborted {
+			return r.progress(ctx), err
+		}
+		if r.in.DryRun {
+			return r.progress(ctx), nil
+		}
+		done, err := r.gateWaves(ctx)
+		if err != nil || done {
+			return r.progress(ctx), err
+		}
+	}
+}
+
+// walk books and starts every candidate left, a batch at a time, wave by
+// wave; a rescan asked meanwhile walks again from the start.
+func (r *rollout) walk(ctx workflow.Context) error {
+	for r.st.Scanned < r.st.Rescans {
+		if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
+			return err
+		}
+		if r.st.Aborted {
+			return r.abort(ctx)
+		}
+		if r.st.WaveIndex >= len(r.st.Waves) {
+			r.st.Scanned++
+			if r.st.Scanned < r.st.Rescans {
+				r.restartWalk(ctx)
+			}
+			continue
+		}
+		wave := r.st.Waves[r.st.WaveIndex]
+		var res StartBatchResult
+		err := workflow.ExecuteActivity(r.batchOptions(ctx), ActivityStartBatch, StartBatchInput{
+			Version: r.in.Version, Wave: wave.Wave, After: r.st.Cursor, Through: wave.Last, Limit: r.in.BatchSize,
+			SlotsFrom: r.st.SlotsFrom, Schedule: r.in.Schedule, DryRun: r.in.DryRun, RequestedBy: r.in.RequestedBy,
+		}).Get(ctx, &res)
+		if err != nil {
+			return err
+		}
+		r.take(res)
+		if res.Exhausted {
+			r.st.WaveIndex++
+			r.st.Cursor = wave.Last
+		}
+		r.drainRescans(ctx)
+		if err := r.continueAsNewIfLong(ctx); err != nil {
+			return err
+		}
+	}
+	r.upsertPhase(ctx)
+	return nil
+}
+
+// take adds a batch's outcomes; the next wave's slots start after the
+// latest primary booked.
+func (r *rollout) take(res StartBatchResult) {
+	for k, n := range res.Outcomes {
+		r.st.Outcomes[k] += n
+	}
+	r.st.ScanProcessed += res.Processed
+	r.st.Cursor = res.Next
+	if res.LastStart.After(r.st.SlotsFrom) {
+		r.st.SlotsFrom = res.LastStart.Add(time.Second)
+	}
+	r.st.Details = append(r.st.Details, res.Details...)
+	if over := len(r.st.Details) - maxDetails; over > 0 {
+		r.st.Details = r.st.Details[over:]
+	}
+}
+
+// drainRescans takes the Rescan signals received: during a walk one
+// more walk follows it; otherwise a walk starts from the top.
+func (r *rollout) drainRescans(ctx workflow.Context) {
+	for r.rescan.ReceiveAsync(nil) {
+		if r.st.Scanned < r.st.Rescans {
+			r.st.Rescans = r.st.Scanned + 2
+			continue
+		}
+		r.st.Rescans = r.st.Scanned + 1
+		r.restartWalk(ctx)
+	}
+}
+
+func (r *rollout) restartWalk(ctx workflow.Context) {
+	r.st.WaveIndex, r.st.Cursor, r.st.ScanProcessed, r.st.SlotsFrom = 0, RolloutKey{}, 0, time.Time{}
+	r.st.ScanStartedAt = workflow.Now(ctx)
+}
+
+// gateWaves decides the gate of each production wave at its first slot,
+// in order. done: every wave is open, or the rollout aborted.
+func (r *rollout) gateWaves(ctx workflow.Context) (done bool, err error) {
+	for {
+		if err := r.report(ctx); err != nil {
+			return false, err
+		}
+		next, ok := r.nextGate()
+		if !ok {
+			return true, nil
+		}
+		// Wait for the wave's gate time, a rescan, a pause or an abort,
+		// refreshing the counts at least every reportInterval.
+		wait := next.FirstStart.Add(-gateLead).Sub(workflow.Now(ctx))
+		if wait > 0 {
+			if _, err := workflow.AwaitWithTimeout(ctx, min(wait, reportInterval), r.interrupted); err != nil {
+				return false, err
+			}
+		}
+		switch {
+		case r.rescan.Len() > 0:
+			r.drainRescans(ctx)
+			r.upsertPhase(ctx)
+			return false, nil
+		case r.st.Aborted:
+			return true, r.abort(ctx)
+		case r.st.Paused != "" && wait > 0:
+			// Paused before the gate: the wave stays pending, so its
+			// updates wait too, until a Resume, an Abort or a rescan.
+			r.upsertPhase(ctx)
+			if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.interrupted() }); err != nil {
+				return false, err
+			}
+			r.upsertPhase(ctx)
+			continue
+		case wait > reportInterval:
+			if err := r.continueAsNewIfLong(ctx); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if err := r.decide(ctx, next); err != nil {
+			return false, err
+		}
+	}
+}
+
+// interrupted: an operator or a re-run asks the waiting rollout for
+// something.
+func (r *rollout) interrupted() bool {
+	return r.rescan.Len() > 0 || r.st.Aborted || r.st.Paused != ""
+}
+
+// nextGate is the first wave whose gate is still pending and which has
+// started updates.
+func (r *rollout) nextGate() (WaveReport, bool) {
+	for _, w := range r.st.Reports {
+		if w.Wave > 0 && w.State != WaveOpen && w.State != WaveAborted && w.Members > 0 {
+			return w, true
+		}
+	}
+	return WaveReport{}, false
+}
+
+// decide opens the wave when the waves before it failed less than the
+// budget and no operator paused the rollout; otherwise it holds the wave,
+// alerts the operators and waits for Resume (open it) or Abort.
+func (r *rollout) decide(ctx workflow.Context, wave WaveReport) error {
+	failed, members := 0, 0
+	for _, w := range r.st.Reports {
+		if w.Wave < wave.Wave {
+			failed, members = failed+w.Failed(), members+w.Members
+		}
+	}
+	if members > 0 && float64(failed) >= r.in.MaxFailure*float64(members) && r.st.Paused == "" {
+		r.st.Paused = fmt.Sprintf("wave %d held: %d of %d updates of the waves before it failed (budget %.1f%%)",
+			wave.Wave, failed, members, r.in.MaxFailure*100)
+	}
+	if r.st.Paused != "" {
+		if err := r.setGate(ctx, []int{wave.Wave}, WaveHeld); err != nil {
+			return err
+		}
+		r.upsertPhase(ctx)
+		r.logger.Warn("Rollout paused", "wave", wave.Wave, "reason", r.st.Paused)
+		if err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivityAlertOperators, AlertOperatorsInput{
+			Version: r.in.Version, Wave: wave.Wave, At: wave.FirstStart, Message: "rollout of " + r.in.Version + " " + r.st.Paused +
+				"; resume or abort it: starter rollout --version " + r.in.Version + " --resume | --abort",
+		}).Get(ctx, nil); err != nil {
+			return err
+		}
+		if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
+			return err
+		}
+		if r.st.Aborted {
+			return r.abort(ctx)
+		}
+		r.upsertPhase(ctx)
+	}
+	r.logger.Info("Wave open", "wave", wave.Wave, "failedBefore", failed, "startedBefore", members)
+	return r.setGate(ctx, []int{wave.Wave}, WaveOpen)
+}
+
+// abort cancels the updates of every wave not yet open.
+func (r *rollout) abort(ctx workflow.Context) error {
+	r.st.Aborted = true
+	var waves []int
+	for _, w := range r.st.Waves {
+		open := false
+		for _, rep := range r.st.Reports {
+			open = open || rep.Wave == w.Wave && rep.State == WaveOpen
+		}
+		if !open && w.Wave > 0 {
+			waves = append(waves, w.Wave)
+		}
+	}
+	if err := r.setGate(ctx, waves, WaveAborted); err != nil {
+		return err
+	}
+	r.upsertPhase(ctx)
+	err := workflow.ExecuteActivity(r.batchOptions(ctx), ActivityCancelWaves, CancelWavesInput{
+		Version: r.in.Version, Waves: waves, Reason: r.st.Paused,
+	}).Get(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+func (r *rollout) setGate(ctx workflow.Context, waves []int, state string) error {
+	err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivitySetWaveState, SetWaveStateInput{Version: r.in.Version, Waves: waves, State: state}).Get(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for i := range r.st.Reports {
+		for _, w := range waves {
+			if r.st.Reports[i].Wave == w {
+				r.st.Reports[i].State = state
+			}
+		}
+	}
+	return nil
+}
+
+func (r *rollout) report(ctx workflow.Context) error {
+	var res WaveReportResult
+	if err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivityWaveReport, WaveReportInput{Version: r.in.Version}).Get(ctx, &res); err != nil {
+		return err
+	}
+	r.st.Reports = res.Waves
+	return nil
+}
+
+// continueAsNewIfLong carries the state into a fresh run once the
+// history grows long, after every Update handler has answered.
+func (r *rollout) continueAsNewIfLong(ctx workflow.Context) error {
+	info := workflow.GetInfo(ctx)
+	if !info.GetContinueAsNewSuggested() && info.GetCurrentHistoryLength() < rolloutHistoryLimit {
+		return nil
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	r.drainRescans(ctx)
+	next := r.in
+	st := r.st
+	st.Outcomes = maps.Clone(r.st.Outcomes)
+	next.State = &st
+	return workflow.NewContinueAsNewError(ctx, RolloutWorkflowType, next)
+}
+
+// phase is where the rollout stands, from its state.
+func (r *rollout) phase() RolloutPhase {
+	switch {
+	case r.st.Aborted:
+		return PhaseAborted
+	case r.st.Paused != "":
+		return PhasePaused
+	case r.st.Scanned < r.st.Rescans:
+		return PhaseStarting
+	}
+	if _, pending := r.nextGate(); pending || r.st.Reports == nil {
+		return PhaseWaiting
+	}
+	return PhaseDone
+}
+
+func (r *rollout) upsertPhase(ctx workflow.Context) {
+	err := workflow.UpsertTypedSearchAttributes(ctx,
+		SearchAttrRolloutPhase.ValueSet(string(r.phase())), SearchAttrTargetVersion.ValueSet(r.in.Version))
+	if err != nil {
+		r.logger.Warn("Search attributes not updated", "error", err)
+	}
+}
+
+func (r *rollout) progress(ctx workflow.Context) RolloutProgress {
+	p := RolloutProgress{
+		Version: r.in.Version, Phase: r.phase(), DryRun: r.in.DryRun, Processed: r.st.ScanProcessed,
+		ScanDone: r.st.Scanned >= r.st.Rescans, Rescans: r.st.Rescans, Outcomes: maps.Clone(r.st.Outcomes),
+		ByStatus: map[Status]int{}, Waves: r.st.Reports, Paused: r.st.Paused, Details: r.st.Details,
+	}
+	for _, w := range r.st.Waves {
+		p.Candidates += w.Size
+	}
+	for _, w := range r.st.Reports {
+		for s, n := range w.ByStatus {
+			p.ByStatus[s] += n
+		}
+	}
+	if next, ok := r.nextGate(); ok {
+		p.CurrentWave, p.ETA = next.Wave, next.FirstStart
+	} else if r.st.WaveIndex < len(r.st.Waves) {
+		p.CurrentWave = r.st.Waves[r.st.WaveIndex].Wave
+	}
+	if !p.ScanDone && p.Processed > 0 {
+		elapsed := workflow.Now(ctx).Sub(r.st.ScanStartedAt)
+		left := max(p.Candidates-p.Processed, 0)
+		p.ETA = workflow.Now(ctx).Add(time.Duration(float64(elapsed) * float64(left) / float64(p.Processed)))
+	}
+	return p
+}
+
+func (r *rollout) shortOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute, NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeInvalidInput}},
+	})
+}
+
+// batchOptions: a batch heartbeats after each candidate; a retry takes
+// up where Postgres says the batch got to.
+func (r *rollout) batchOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute, NonRetryableErrorTypes: []string{ErrTypeNotFound, ErrTypeInvalidInput}},
+	})
+}
