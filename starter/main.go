@@ -56,7 +56,7 @@ func init() {
 		{"setup", "", "register the search attributes with the Temporal server", runSetup},
 		{"load", "FILE", "load (upsert) a fleet file: releases, slots, tenants, instances, recipients", runLoad},
 		{"sync-admins", "[--instance I]... [--concurrency N]", "send running updates their instance's admins from the database (retries what load could not tell them)", runSyncAdmins},
-		{"rollout", "--version V [--concurrency N] [--dry-run]", "book slots and start an update for every eligible instance", runRollout},
+		{"rollout", "--version V [--waves 5%,25%,100%] [--max-failure 5%] [--dry-run] | --version V --pause|--resume|--abort [--reason R]", "start (or attach to) the release's Rollout workflow, which books and starts an update for every eligible instance in waves; or steer it", runRollout},
 		{"approve", "--instance I --admin EMAIL [--version V]", "approve an instance's update as one of its admins", runApprove},
 		{"reschedule", "--instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]", "move an update to other slots (RFC 3339 times), optionally to a later version", runReschedule},
 		{"status", "--instance I [--version V] [--json]", "show one update: status, windows, attempts, notices", runStatus},

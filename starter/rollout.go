@@ -13,43 +13,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 
-	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
 )
-
-func runRollout(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("rollout")
-	version := fs.String("version", "", "the release to roll out (required)")
-	concurrency := fs.Int("concurrency", 16, "how many instances are booked and started at once")
-	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
-	}
-	if err := required(fs, "version"); err != nil {
-		return err
-	}
-	if *concurrency < 1 || *concurrency > 1000 {
-		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
-	}
-	summary, err := rollout(ctx, e, releasePlan{
-		Version:             *version,
-		Concurrency:         *concurrency,
-		DryRun:              *dryRun,
-		ReminderOffsets:     e.cfg.ReminderOffsets,
-		WindowLength:        e.cfg.UpdateWindow,
-		SecondaryMinGap:     e.cfg.SecondaryMinGap,
-		MinNotice:           e.cfg.MinNotice,
-		RescheduleMinNotice: e.cfg.RescheduleMinNotice,
-	})
-	if err != nil {
-		return err
-	}
-	if n := summary.count(launch.Failed); n > 0 {
-		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", *version, n)
-	}
-	return nil
-}
 
 // releasePlan is what one rollout run by the starter itself does (the
 // demo's): the plan of every start, how many at once, which instances.

@@ -61,6 +61,11 @@ func newRollout(ctx workflow.Context, in RolloutInput) (*rollout, error) {
 		r.st = RolloutState{Outcomes: map[string]int{}, StartedAt: workflow.Now(ctx), ScanStartedAt: workflow.Now(ctx), Rescans: 1}
 	}
 	r.rescan = workflow.GetSignalChannel(ctx, SignalRescan)
+	if in.State == nil {
+		// The starter signals with the start: the first walk is the one asked.
+		for r.rescan.ReceiveAsync(nil) {
+		}
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (RolloutProgress, error) { return r.progress(ctx), nil }); err != nil {
 		return nil, err
 	}

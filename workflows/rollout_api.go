@@ -66,11 +66,8 @@ const (
 	WaveAborted = "aborted"
 )
 
-// DefaultMaxFailure is the failure budget of a wave's predecessors.
-const DefaultMaxFailure = 0.05
-
-// DefaultWaves is production in one wave, after the sandboxes.
-var DefaultWaves = []int{100}
+// Closed reports whether a rollout in phase p has ended.
+func (p RolloutPhase) Closed() bool { return p == PhaseDone || p == PhaseAborted }
 
 // ParseWaves reads waves such as "5%,25%,100%": cumulative percentages of
 // the production fleet, increasing, the last 100.

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/svcupdate/svcupdate/internal/cli"
+	"github.com/svcupdate/svcupdate/internal/launch"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// `starter rollout` starts the release's Rollout workflow in the workers
+// (or asks the running one to walk the fleet again), follows it until
+// every candidate is started or planned, and prints the summary; it also
+// pauses, resumes and aborts it.
+
+// rolloutBatchSize is how many candidates one batch activity books and
+// starts: big enough that a batch's events are few per update, small
+// enough that a retried batch redoes little.
+const rolloutBatchSize = 500
+
+func runRollout(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("rollout")
+	version := fs.String("version", "", "the release to roll out (required)")
+	wavesFlag := fs.String("waves", "100%", "production waves after the sandboxes, cumulative percentages of production, such as 5%,25%,100%")
+	maxFailure := fs.String("max-failure", "5%", "a wave runs only if the updates of the waves before it failed less than this")
+	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
+	pause := fs.Bool("pause", false, "pause the running rollout: no more starts, no wave opened")
+	resume := fs.Bool("resume", false, "resume the paused rollout: open the held wave")
+	abort := fs.Bool("abort", false, "abort the rollout: cancel the updates of every wave not yet open")
+	reason := fs.String("reason", "", "why (with --pause or --abort), recorded in the rollout")
+	if err := parseFlags(fs, e, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "version"); err != nil {
+		return err
+	}
+	waves, err := workflows.ParseWaves(*wavesFlag)
+	if err != nil {
+		return cli.Usagef("rollout: --%v", err)
+	}
+	budget, err := parsePercent(*maxFailure)
+	if err != nil {
+		return cli.Usagef("rollout: --max-failure %q: %v (accepted: a percentage from 0%% to 100%%, such as 5%%)", *maxFailure, err)
+	}
+	c, err := e.temporal(ctx)
+	if err != nil {
+		return err
+	}
+	by := e.clientOptions().Identity
+	switch {
+	case btoi(*pause)+btoi(*resume)+btoi(*abort) > 1:
+		return cli.Usagef("rollout: give one of --pause, --resume, --abort")
+	case *pause:
+		return steerRollout(ctx, e, c, *version, workflows.UpdatePause, workflows.PauseInput{By: by, Reason: *reason})
+	case *resume:
+		return steerRollout(ctx, e, c, *version, workflows.UpdateResume, workflows.ResumeInput{By: by})
+	case *abort:
+		return steerRollout(ctx, e, c, *version, workflows.UpdateAbort, workflows.AbortInput{By: by, Reason: *reason})
+	}
+	in := workflows.RolloutInput{
+		Version: *version, Waves: waves, MaxFailure: budget, DryRun: *dryRun, BatchSize: rolloutBatchSize,
+		RequestedBy: "rollout of " + *version + " by " + by,
+		Schedule: workflows.RolloutSchedule{
+			ReminderOffsets: e.cfg.ReminderOffsets, WindowLength: e.cfg.UpdateWindow, SecondaryMinGap: e.cfg.SecondaryMinGap,
+			MinNotice: e.cfg.MinNotice, RescheduleMinNotice: e.cfg.RescheduleMinNotice,
+		},
+	}
+	return startAndFollow(ctx, e, c, in)
+}
+
+// rolloutWorkflowID: a dry run has an ID of its own, so it never disturbs
+// the real rollout.
+func rolloutWorkflowID(in workflows.RolloutInput) string {
+	if in.DryRun {
+		return workflows.RolloutID(in.Version) + ":dry-run"
+	}
+	return workflows.RolloutID(in.Version)
+}
+
+// startAndFollow starts the rollout, or signals the running one to walk
+// the fleet again, and follows it until that walk is done.
+func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.RolloutInput) error {
+	id := rolloutWorkflowID(in)
+	// A running rollout's walks so far: the one asked now comes after.
+	before := -1
+	if p, err := queryProgress(ctx, c, id); err == nil && !p.Phase.Closed() {
+		before = p.Rescans
+	}
+	run, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalRescan, nil, client.StartWorkflowOptions{
+		ID: id, TaskQueue: e.cfg.TaskQueue,
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SearchAttrTargetVersion.ValueSet(in.Version),
+			workflows.SearchAttrRolloutPhase.ValueSet(string(workflows.PhaseStarting))),
+		StaticSummary: fmt.Sprintf("rollout of %s: waves %v%% of production after the sandboxes, failure budget %.1f%%", in.Version, in.Waves, in.MaxFailure*100),
+	}, workflows.RolloutWorkflowType, in)
+	if err != nil {
+		return fmt.Errorf("start the rollout of %s: %w", in.Version, err)
+	}
+	if before >= 0 {
+		fmt.Fprintf(e.stdout, "rollout of %s is running: asked it to walk the fleet again for instances not started yet\n", in.Version)
+	}
+	p, err := follow(ctx, e, c, id, before, run)
+	if ctx.Err() != nil {
+		fmt.Fprintf(e.stdout, "\ndetached: the rollout goes on in the workers; reattach with: starter rollout --version %s%s\n", in.Version, dryRunFlag(in.DryRun))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	printRollout(e.stdout, p)
+	fmt.Fprintf(e.stdout, "follow the waves: starter rollout --version %s (attaches), the Web UI (workflow %s), or\n  bin/temporal workflow query --workflow-id %s --type %s\n",
+		in.Version, id, id, workflows.QueryProgress)
+	if n := p.Outcomes[launch.Failed.String()]; n > 0 {
+		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", in.Version, n)
+	}
+	return nil
+}
+
+// follow polls the rollout's progress until the walk after `before` is
+// done: a bar on a terminal, one line every few seconds otherwise.
+func follow(ctx context.Context, e *env, c client.Client, id string, before int, run client.WorkflowRun) (workflows.RolloutProgress, error) {
+	terminal := isTerminal(e.stdout)
+	interval := 5 * time.Second
+	var bar *progressbar.ProgressBar
+	if terminal {
+		interval = 500 * time.Millisecond
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		p, err := queryProgress(ctx, c, id)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return p, ctx.Err()
+		case err != nil:
+			// A closed run answers too; no answer at all means it failed.
+			if runErr := run.Get(ctx, &p); runErr != nil {
+				return p, fmt.Errorf("rollout %s: %w", id, runErr)
+			}
+			return p, nil
+		case p.Rescans > before && p.ScanDone || p.Phase.Closed():
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			return p, nil
+		}
+		if terminal {
+			if bar == nil && p.Candidates > 0 {
+				bar = progressbar.NewOptions(p.Candidates, progressbar.OptionSetWriter(e.stdout), progressbar.OptionSetDescription(id),
+					progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+			}
+			if bar != nil {
+				_ = bar.Set(p.Processed) // drawing only
+			}
+		} else {
+			fmt.Fprintf(e.stdout, "%s: %s, %d of %d candidates, %s\n", id, p.Phase, p.Processed, p.Candidates, formatCounts(p.Outcomes))
+		}
+		select {
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func queryProgress(ctx context.Context, c client.Client, id string) (workflows.RolloutProgress, error) {
+	var p workflows.RolloutProgress
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryProgress)
+	if err == nil {
+		err = v.Get(&p)
+	}
+	return p, err
+}
+
+// steerRollout sends an operator's command to the running rollout and
+// prints where it stands after it.
+func steerRollout(ctx context.Context, e *env, c client.Client, version, update string, input any) error {
+	id := workflows.RolloutID(version)
+	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: update, Args: []any{input}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var p workflows.RolloutProgress
+	if err == nil {
+		err = handle.Get(ctx, &p)
+	}
+	if err != nil {
+		return updateError(id, update, err)
+	}
+	printRollout(e.stdout, p)
+	return nil
+}
+
+// printRollout prints the details worth reading, the outcome counts in
+// the summary's words, and the waves.
+func printRollout(w io.Writer, p workflows.RolloutProgress) {
+	summary := &outcomeSummary{}
+	for o := range launch.OutcomeCount {
+		summary.counts[o] = p.Outcomes[o.String()]
+	}
+	for _, d := range p.Details {
+		fmt.Fprintf(w, "  %s\n", d)
+	}
+	summary.write(w, p.Version, p.DryRun)
+	fmt.Fprintf(w, "phase %s", p.Phase)
+	if p.Paused != "" {
+		fmt.Fprintf(w, " (%s)", p.Paused)
+	}
+	fmt.Fprintln(w)
+	for _, wave := range p.Waves {
+		fmt.Fprintf(w, "  wave %d: %s, %d updates from %s, %s\n", wave.Wave, wave.State, wave.Members,
+			wave.FirstStart.UTC().Format(time.RFC3339), formatStatuses(wave.ByStatus))
+	}
+}
+
+func formatCounts(counts map[string]int) string {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func formatStatuses(counts map[workflows.Status]int) string {
+	m := make(map[string]int, len(counts))
+	for s, n := range counts {
+		m[string(s)] = n
+	}
+	return formatCounts(m)
+}
+
+// parsePercent reads "5%" (or "5") as 0.05.
+func parsePercent(s string) (float64, error) {
+	f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || f < 0 || f > 100 {
+		return 0, errors.New("not a percentage")
+	}
+	return f / 100, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func dryRunFlag(dryRun bool) string {
+	if dryRun {
+		return " --dry-run"
+	}
+	return ""
+}
