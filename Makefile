@@ -1,4 +1,4 @@
-.PHONY: help run test lint fmt-check tidy-check vet staticcheck workflowcheck build worker dev-server migrate bench
+.PHONY: help run test bench-scale lint fmt-check tidy-check vet staticcheck workflowcheck build worker dev-server migrate bench
 
 GO ?= go
 # The Temporal CLI (dev server + operator commands), built from the Go module
@@ -14,6 +14,9 @@ run: $(TEMPORAL) build ## the whole system and a demo rollout on a compressed cl
 
 test: lint $(TEMPORAL) ## the lint gate, then every test with -race
 	$(GO) test -race -count=1 ./...
+
+bench-scale: $(TEMPORAL) ## BENCH_INSTANCES (default 10000) through a rollout on a fresh dev server, with the raw start rate beside it (not part of make test)
+	$(GO) test -tags benchscale -run '^TestScale$$' -count=1 -timeout 2h -v ./e2e/
 
 lint: fmt-check tidy-check vet staticcheck workflowcheck ## gofmt, go mod tidy, vet, staticcheck and workflowcheck must all be clean
 

@@ -133,12 +133,12 @@ func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.R
 // done: a bar on a terminal, one line every few seconds otherwise.
 func follow(ctx context.Context, e *env, c client.Client, id string, before int, run client.WorkflowRun) (workflows.RolloutProgress, error) {
 	terminal := isTerminal(e.stdout)
-	interval := 5 * time.Second
+	// Polled often so a quick walk (a re-run) ends quickly; off a
+	// terminal a line is printed every lineInterval.
+	const pollInterval, lineInterval = 250 * time.Millisecond, 5 * time.Second
 	var bar *progressbar.ProgressBar
-	if terminal {
-		interval = 500 * time.Millisecond
-	}
-	tick := time.NewTicker(interval)
+	lastLine := time.Now()
+	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
 		p, err := queryProgress(ctx, c, id)
@@ -165,7 +165,8 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 			if bar != nil {
 				_ = bar.Set(p.Processed) // drawing only
 			}
-		} else {
+		} else if time.Since(lastLine) >= lineInterval {
+			lastLine = time.Now()
 			fmt.Fprintf(e.stdout, "%s: %s, %d of %d candidates, %s\n", id, p.Phase, p.Processed, p.Candidates, formatCounts(p.Outcomes))
 		}
 		select {

@@ -206,6 +206,7 @@ func (r *rollout) drainRescans(ctx workflow.Context) {
 
 func (r *rollout) restartWalk(ctx workflow.Context) {
 	r.st.WaveIndex, r.st.Cursor, r.st.ScanProcessed, r.st.SlotsFrom = 0, RolloutKey{}, 0, time.Time{}
+	r.st.Outcomes, r.st.Details = map[string]int{}, nil // each walk reports its own
 	r.st.ScanStartedAt = workflow.Now(ctx)
 }
 

@@ -138,8 +138,10 @@ type RolloutState struct {
 	Scanned   int        `json:"scanned"`
 	// SlotsFrom is where the current wave's slots start: after the last
 	// primary slot of the wave before.
-	SlotsFrom time.Time      `json:"slotsFrom"`
-	Outcomes  map[string]int `json:"outcomes"`
+	SlotsFrom time.Time `json:"slotsFrom"`
+	// Outcomes counts what the walk in progress (or the last) did; the
+	// members an earlier walk started are skipped and not counted.
+	Outcomes map[string]int `json:"outcomes"`
 	Details   []string       `json:"details,omitempty"` // the latest failures, holds and plans
 	Paused    string         `json:"paused,omitempty"`  // why, when paused
 	Aborted   bool           `json:"aborted,omitempty"`

@@ -4,7 +4,6 @@
 package launch
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -280,9 +279,15 @@ func IsNotFound(err error) bool {
 }
 
 // bookParams is the booking of cand under the plan.
+// Slots start after SlotsFrom and at least MinNotice from now, whichever
+// is later.
 func (s *Starter) bookParams(cand store.RolloutCandidate) store.BookRolloutSlotsParams {
-	return store.BookRolloutSlotsParams{
+	p := store.BookRolloutSlotsParams{
 		InstanceID: cand.Instance.ID, Version: s.Plan.Version, SecondaryMinGap: s.Plan.SecondaryMinGap,
-		Now: cmp.Or(s.Plan.SlotsFrom, time.Now()), MinNotice: s.Plan.MinNotice,
+		Now: time.Now(), MinNotice: s.Plan.MinNotice,
 	}
+	if s.Plan.SlotsFrom.After(p.Now.Add(p.MinNotice)) {
+		p.Now, p.MinNotice = s.Plan.SlotsFrom, 0
+	}
+	return p
 }

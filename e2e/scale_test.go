@@ -1,0 +1,205 @@
+//go:build benchscale
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/svcupdate/svcupdate/activities/sendgrid/sendgridtest"
+	"github.com/svcupdate/svcupdate/internal/devtest"
+	"github.com/svcupdate/svcupdate/internal/testkit"
+	"github.com/svcupdate/svcupdate/workflows"
+)
+
+// TestScale is `make bench-scale`: BENCH_INSTANCES (default 10,000)
+// instances through a rollout on a fresh dev server with the SendGrid
+// test server, beside the raw start rate of a one-timer workflow on an
+// identical fresh server, measured in the same run. It prints every
+// figure; it fails only when the rollout does not start and announce
+// every instance.
+func TestScale(t *testing.T) {
+	n := 10000
+	if v := os.Getenv("BENCH_INSTANCES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 10 {
+			t.Fatalf("BENCH_INSTANCES=%q: want a whole number of at least 10", v)
+		}
+	}
+	testkit.ClearConfigEnv(t)
+	rawRate := rawStartRate(t, n)
+	report := func(format string, args ...any) { fmt.Printf("bench-scale: "+format+"\n", args...) }
+	report("instances %d", n)
+	report("raw start rate of a one-timer workflow: %.1f workflows/s", rawRate)
+
+	temporalClient, _ := devtest.StartForPrograms(t)
+	mail := sendgridtest.NewServer(t)
+	t.Setenv("SENDGRID_HOST", mail.Config().Host)
+	t.Setenv("SENDGRID_API_KEY", mail.Config().APIKey)
+	w := startWorker(t, []string{"METRICS_ADDR=", "LOG_LEVEL=warn"})
+	w.waitUntilPolling(t, temporalClient)
+	mustRun(t, "migrate")
+	mustRun(t, "setup")
+	fleetPath := filepath.Join(t.TempDir(), "fleet.json")
+	writeFile(t, fleetPath, string(scaleFleet(t, n)))
+	mustRun(t, "load", fleetPath)
+	cpuBefore := processCPU(t, w.cmd.Process.Pid)
+
+	began := time.Now()
+	out := mustRun(t, "rollout", "--version", targetVersion, "--waves", "5%,25%,100%")
+	rolloutTime := time.Since(began)
+	if !strings.Contains(out, fmt.Sprintf("started %d,", n)) {
+		t.Fatalf("the rollout did not start %d updates:\n%s", n, out)
+	}
+	report("rollout: %d started in %.1f s: %.1f workflows/s (%.2f× raw)", n, rolloutTime.Seconds(),
+		float64(n)/rolloutTime.Seconds(), float64(n)/rolloutTime.Seconds()/rawRate)
+
+	testkit.WaitFor(t, time.Duration(n)*200*time.Millisecond+5*time.Minute, "every scheduled email accepted", func() (bool, string) {
+		got := 0
+		for _, r := range mail.Accepted() {
+			if r.CustomArgs["notice"] == string(workflows.NoticeScheduled) {
+				got++
+			}
+		}
+		return got >= n, fmt.Sprintf("%d of %d", got, n)
+	})
+	announced := time.Since(began)
+	report("announced: every scheduled email accepted %.1f s after the rollout started: %.1f instances/s (%.2f× raw)",
+		announced.Seconds(), float64(n)/announced.Seconds(), float64(n)/announced.Seconds()/rawRate)
+	cpu := processCPU(t, w.cmd.Process.Pid) - cpuBefore
+	report("worker: RSS %d MB after %d open workflows; CPU %.1f s over %.1f s (%.0f%% of one core)",
+		processRSS(t, w.cmd.Process.Pid)>>20, n, cpu.Seconds(), announced.Seconds(), 100*cpu.Seconds()/announced.Seconds())
+
+	began = time.Now()
+	out = mustRun(t, "rollout", "--version", targetVersion)
+	report("re-run of the finished rollout: %.1f s", time.Since(began).Seconds())
+	if !strings.Contains(out, "started 0,") {
+		t.Errorf("the re-run started something:\n%s", out)
+	}
+
+	ctx := context.Background()
+	one, err := temporalClient.DescribeWorkflowExecution(ctx, workflows.WorkflowID(scaleInstanceID(0), targetVersion), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := temporalClient.DescribeWorkflowExecution(ctx, workflows.RolloutID(targetVersion), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	report("history: one update %d events so far (announced, waiting for its slot); the rollout's current run %d events",
+		one.WorkflowExecutionInfo.HistoryLength, ro.WorkflowExecutionInfo.HistoryLength)
+}
+
+func scaleInstanceID(i int) string { return fmt.Sprintf("scale-%06d", i) }
+
+// scaleFleet is n instances (one in a hundred a sandbox) one release
+// behind, in one region whose daily slots, weeks away, each hold them all.
+func scaleFleet(t *testing.T, n int) []byte {
+	t.Helper()
+	first := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 30)
+	var slots []map[string]any
+	for d := range 12 { // one a day: each wave takes the next, secondaries the later ones
+		slots = append(slots, map[string]any{"region": "eu", "start": first.AddDate(0, 0, d).Format(time.RFC3339), "window": "12h", "capacity": n})
+	}
+	instances := make([]map[string]any, n)
+	for i := range n {
+		kind := "production"
+		if i%100 == 0 {
+			kind = "sandbox"
+		}
+		id := scaleInstanceID(i)
+		instances[i] = map[string]any{"id": id, "tenant": "scale", "name": id, "kind": kind, "region": "eu", "timeZone": "Europe/Berlin",
+			"version": "9.1.0", "admins": []string{"admin@" + id + ".example"}, "users": []string{}}
+	}
+	data, err := json.Marshal(map[string]any{
+		"releases": []map[string]any{
+			{"version": "9.0.0", "name": "Spring '26", "order": 1},
+			{"version": "9.1.0", "name": "Summer '26", "order": 2},
+			{"version": targetVersion, "name": "Winter '27", "order": 3, "slots": slots,
+				"periodStart": first.AddDate(0, 0, -1).Format(time.RFC3339), "periodEnd": first.AddDate(0, 0, 30).Format(time.RFC3339)},
+		},
+		"tenants":   []map[string]string{{"id": "scale", "name": "Scale Inc"}},
+		"instances": instances,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// oneTimer is the baseline: a workflow that starts one long timer.
+func oneTimer(ctx workflow.Context) error { return workflow.Sleep(ctx, 30*24*time.Hour) }
+
+// rawStartRate starts n one-timer workflows, 32 at a time, on a fresh dev
+// server with a worker running them, and stops the server after.
+func rawStartRate(t *testing.T, n int) float64 {
+	server, err := devtest.StartServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = server.Stop() }()
+	c := server.Client()
+	const queue = "bench-one-timer"
+	wk := worker.New(c, queue, worker.Options{})
+	wk.RegisterWorkflow(oneTimer)
+	if err := wk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer wk.Stop()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range 32 {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				if _, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: fmt.Sprintf("one-timer-%d", i), TaskQueue: queue}, oneTimer); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(began).Seconds()
+}
+
+// processRSS reads a process's resident set in bytes.
+func processRSS(t *testing.T, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS for process %d", pid)
+	return 0
+}
+
+// processCPU reads a process's user and system CPU time (clock ticks of
+// 10 ms, as Linux reports them).
+func processCPU(t *testing.T, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
