@@ -141,7 +141,7 @@ type RolloutState struct {
 	SlotsFrom time.Time `json:"slotsFrom"`
 	// Outcomes counts what the walk in progress (or the last) did; the
 	// members an earlier walk started are skipped and not counted.
-	Outcomes map[string]int `json:"outcomes"`
+	Outcomes  map[string]int `json:"outcomes"`
 	Details   []string       `json:"details,omitempty"` // the latest failures, holds and plans
 	Paused    string         `json:"paused,omitempty"`  // why, when paused
 	Aborted   bool           `json:"aborted,omitempty"`
