@@ -240,7 +240,7 @@ func (r *rollout) gateWaves(ctx workflow.Context) (done bool, err error) {
 			// Paused before the gate: the wave stays pending, so its
 			// updates wait too, until a Resume, an Abort or a rescan.
 			r.upsertPhase(ctx)
-			if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.interrupted() }); err != nil {
+			if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted || r.rescan.Len() > 0 }); err != nil {
 				return false, err
 			}
 			r.upsertPhase(ctx)

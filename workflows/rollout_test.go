@@ -1,0 +1,223 @@
+package workflows
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// fakeRollout stands in for the rollout activities: a fleet of three
+// waves whose updates' statuses the test sets.
+type fakeRollout struct {
+	mu      sync.Mutex
+	reports []WaveReport
+	batches []StartBatchInput
+	alerts  []AlertOperatorsInput
+	cancels []CancelWavesInput
+	states  []SetWaveStateInput
+}
+
+func newFakeRollout(start time.Time, failedInWave0, failedInWave1 int) *fakeRollout {
+	return &fakeRollout{reports: []WaveReport{
+		{Wave: 0, State: WaveOpen, Members: 2, ByStatus: map[Status]int{StatusScheduled: 2 - failedInWave0, StatusFailed: failedInWave0},
+			FirstStart: start.Add(24 * time.Hour), LastStart: start.Add(24 * time.Hour)},
+		{Wave: 1, State: WavePending, Members: 10, ByStatus: map[Status]int{StatusScheduled: 10 - failedInWave1, StatusFallbackScheduled: failedInWave1},
+			FirstStart: start.Add(48 * time.Hour), LastStart: start.Add(48 * time.Hour)},
+		{Wave: 2, State: WavePending, Members: 30, ByStatus: map[Status]int{StatusScheduled: 30},
+			FirstStart: start.Add(72 * time.Hour), LastStart: start.Add(72 * time.Hour)},
+	}}
+}
+
+func (f *fakeRollout) register(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterActivityWithOptions(f.PlanWaves, activity.RegisterOptions{Name: ActivityPlanWaves})
+	env.RegisterActivityWithOptions(f.StartBatch, activity.RegisterOptions{Name: ActivityStartBatch})
+	env.RegisterActivityWithOptions(f.WaveReport, activity.RegisterOptions{Name: ActivityWaveReport})
+	env.RegisterActivityWithOptions(f.SetWaveState, activity.RegisterOptions{Name: ActivitySetWaveState})
+	env.RegisterActivityWithOptions(f.AlertOperators, activity.RegisterOptions{Name: ActivityAlertOperators})
+	env.RegisterActivityWithOptions(f.CancelWaves, activity.RegisterOptions{Name: ActivityCancelWaves})
+}
+
+func (f *fakeRollout) PlanWaves(_ context.Context, _ PlanWavesInput) (PlanWavesResult, error) {
+	return PlanWavesResult{Waves: []RolloutWave{
+		{Wave: 0, Size: 2, Last: RolloutKey{InstanceID: "s1"}},
+		{Wave: 1, Size: 10, Last: RolloutKey{Production: true, InstanceID: "p09"}},
+		{Wave: 2, Size: 30, Last: RolloutKey{Production: true, InstanceID: "p39"}},
+	}}, nil
+}
+
+func (f *fakeRollout) StartBatch(_ context.Context, in StartBatchInput) (StartBatchResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches = append(f.batches, in)
+	size := []int{2, 10, 30}[in.Wave]
+	return StartBatchResult{Outcomes: map[string]int{"started": size}, Next: in.Through, Exhausted: true, Processed: size,
+		LastStart: f.reports[in.Wave].LastStart}, nil
+}
+
+func (f *fakeRollout) WaveReport(_ context.Context, _ WaveReportInput) (WaveReportResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return WaveReportResult{Waves: slices.Clone(f.reports)}, nil
+}
+
+func (f *fakeRollout) SetWaveState(_ context.Context, in SetWaveStateInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states = append(f.states, in)
+	for i := range f.reports {
+		if slices.Contains(in.Waves, f.reports[i].Wave) {
+			f.reports[i].State = in.State
+		}
+	}
+	return nil
+}
+
+func (f *fakeRollout) AlertOperators(_ context.Context, in AlertOperatorsInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.alerts = append(f.alerts, in)
+	return nil
+}
+
+func (f *fakeRollout) CancelWaves(_ context.Context, in CancelWavesInput) (CancelWavesResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancels = append(f.cancels, in)
+	return CancelWavesResult{Cancelled: 30}, nil
+}
+
+func rolloutEnv(t *testing.T, fake *fakeRollout, start time.Time) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetStartTime(start)
+	env.RegisterWorkflowWithOptions(Rollout, workflow.RegisterOptions{Name: RolloutWorkflowType})
+	fake.register(env)
+	return env
+}
+
+func testRolloutInput() RolloutInput {
+	return RolloutInput{Version: "9.2.0", Waves: []int{25, 100}, MaxFailure: 0.05, BatchSize: 500, RequestedBy: "test"}
+}
+
+// steer sends an operator's command at the given time.
+func steer(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration, update string, input any) {
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(update, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("%s refused: %v", update, err) },
+			OnComplete: func(any, error) {},
+		}, input)
+	}, at)
+}
+
+func progressOf(t *testing.T, env *testsuite.TestWorkflowEnvironment) RolloutProgress {
+	t.Helper()
+	var p RolloutProgress
+	if err := env.GetWorkflowResult(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRolloutOpensWavesWithinTheBudget: no update failed, so each
+// production wave opens at its first slot without a word to operators.
+func TestRolloutOpensWavesWithinTheBudget(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 0, 0)
+	env := rolloutEnv(t, fake, start)
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	p := progressOf(t, env)
+	if p.Phase != PhaseDone || p.Outcomes["started"] != 42 || p.Candidates != 42 {
+		t.Errorf("progress = %+v, want Done with 42 started of 42", p)
+	}
+	if len(fake.alerts) != 0 || len(fake.cancels) != 0 {
+		t.Errorf("alerts %v, cancels %v, want none", fake.alerts, fake.cancels)
+	}
+	if len(fake.batches) != 3 || !fake.batches[1].SlotsFrom.After(fake.reports[0].LastStart) {
+		t.Errorf("batches %+v: want one per wave, wave 1 booked after wave 0's last slot", fake.batches)
+	}
+	for _, w := range fake.reports {
+		if w.State != WaveOpen {
+			t.Errorf("wave %d is %s, want open", w.Wave, w.State)
+		}
+	}
+}
+
+// TestRolloutWaveGate: a sandbox failed (1 of 2, above 5 %), so wave 1 is
+// held at its first slot, the operators alerted, and the rollout paused;
+// Resume opens it. At wave 2 the failures (now 1 of 12) are still above
+// the budget: held again, and Abort cancels its updates.
+func TestRolloutWaveGate(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 1, 0)
+	env := rolloutEnv(t, fake, start)
+	var paused RolloutProgress
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryProgress)
+		if err == nil {
+			err = v.Get(&paused)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, 49*time.Hour)
+	steer(t, env, 50*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example"})
+	steer(t, env, 73*time.Hour, UpdateAbort, AbortInput{By: "ops@provider.example", Reason: "too many failures"})
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if paused.Phase != PhasePaused || paused.CurrentWave != 1 {
+		t.Errorf("before the Resume: %+v, want paused at wave 1", paused)
+	}
+	if len(fake.alerts) != 2 || fake.alerts[0].Wave != 1 || fake.alerts[1].Wave != 2 {
+		t.Errorf("alerts = %+v, want one for wave 1 and one for wave 2", fake.alerts)
+	}
+	if got := fake.reports[1].State; got != WaveOpen {
+		t.Errorf("wave 1 is %s after the Resume, want open", got)
+	}
+	if got := fake.reports[2].State; got != WaveAborted {
+		t.Errorf("wave 2 is %s after the Abort, want aborted", got)
+	}
+	if len(fake.cancels) != 1 || !slices.Equal(fake.cancels[0].Waves, []int{2}) {
+		t.Errorf("cancels = %+v, want wave 2's updates cancelled", fake.cancels)
+	}
+	if p := progressOf(t, env); p.Phase != PhaseAborted {
+		t.Errorf("phase %s, want Aborted", p.Phase)
+	}
+}
+
+// TestRolloutPauseHoldsTheNextWave: an operator's Pause before a wave's
+// first slot keeps the wave pending (its updates wait) until Resume.
+func TestRolloutPauseHoldsTheNextWave(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 0, 0)
+	env := rolloutEnv(t, fake, start)
+	steer(t, env, time.Hour, UpdatePause, PauseInput{By: "ops@provider.example", Reason: "change freeze"})
+	var atSlot string
+	env.RegisterDelayedCallback(func() {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		atSlot = fake.reports[1].State
+	}, 49*time.Hour)
+	steer(t, env, 100*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example"})
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if atSlot == WaveOpen {
+		t.Error("wave 1 opened at its first slot while the rollout was paused")
+	}
+	if p := progressOf(t, env); p.Phase != PhaseDone {
+		t.Errorf("phase %s after the Resume, want Done", p.Phase)
+	}
+}
