@@ -383,6 +383,8 @@ type StatusView struct {
 	AlreadyUpToDate bool   `json:"alreadyUpToDate,omitempty"`
 	FoundVersion    string `json:"foundVersion,omitempty"`
 	SupersededBy    string `json:"supersededBy,omitempty"`
+	// Held: at its slot's start, waiting for its rollout wave's gate.
+	Held bool `json:"held,omitempty"`
 }
 
 // RecordTransitionInput writes one audit row and refreshes the updates

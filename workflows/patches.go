@@ -112,6 +112,12 @@ const changeSupersede = "supersede"
 // Asked only on that path.
 const changeAbandonInvalidInput = "abandon-claim-on-invalid-input"
 
+// changeWaveGate: an update whose rollout wave is not open waits at its
+// slot's start until the Rollout opens it (gate.go). Asked only when the
+// instance check finds the wave closed, which no older check could say:
+// histories from before it never meet the question.
+const changeWaveGate = "wave-gate"
+
 // recheck is the decision of a handler that waited for the mutex: today's
 // state-only check, or release 1's (release1) where a history recorded by
 // release 1 is replayed. The version is asked only where they disagree.

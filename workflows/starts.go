@@ -14,14 +14,25 @@ import (
 // checkInstance re-reads the instance from Postgres, a local activity (one
 // marker in history), so the update never runs on an instance already at
 // or past its target and is mandatory only if the versions recorded now
-// say so. checked is false for a workflow from before changeCheckInstance
+// say so; an update whose rollout wave is not open waits for it first
+// (gate.go). checked is false for a workflow from before changeCheckInstance
 // and when Postgres did not answer in time: the update then goes ahead as
 // planned, as it did before the check existed (the executor's own probe,
 // where configured, still guards the instance).
-func (w *serviceUpdate) checkInstance(ctx workflow.Context) (res CheckInstanceResult, checked bool) {
+// The error is a cancellation while held at the gate.
+func (w *serviceUpdate) checkInstance(ctx workflow.Context) (res CheckInstanceResult, checked bool, err error) {
 	if !patched(ctx, changeCheckInstance) {
-		return res, false
+		return res, false, nil
 	}
+	if res, checked = w.readInstance(ctx); !checked {
+		return res, false, nil
+	}
+	res, err = w.awaitGate(ctx, res)
+	return res, true, err
+}
+
+// readInstance runs the CheckInstance local activity.
+func (w *serviceUpdate) readInstance(ctx workflow.Context) (res CheckInstanceResult, checked bool) {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		// The window is running: a few minutes of Postgres trouble is worth
@@ -68,7 +79,10 @@ func (w *serviceUpdate) decide(check CheckInstanceResult, checked, approved bool
 // not-approved path (slots given back, admins told, a late Reschedule
 // open until the release period ends).
 func (w *serviceUpdate) decideAtSecondaryStart(ctx workflow.Context) (step, error) {
-	check, checked := w.checkInstance(ctx)
+	check, checked, err := w.checkInstance(ctx)
+	if err != nil {
+		return stepRun, err
+	}
 	if !checked {
 		return stepRun, nil
 	}

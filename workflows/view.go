@@ -31,6 +31,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		OfferedVersion: w.in.TargetVersion,
 		TargetVersion:  w.targetVersion,
 		Mandatory:      w.mandatory,
+		Held:           w.held,
 		Status:         w.status,
 		Primary:        w.window(SlotPrimary),
 		Secondary:      w.window(SlotSecondary),

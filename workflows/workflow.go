@@ -56,6 +56,7 @@ type serviceUpdate struct {
 	startedAt       time.Time // when the update began; zero before that
 	closing         bool      // the final status is decided; nothing may change it
 	cancelled       bool      // an operator cancelled the workflow
+	held            bool      // waiting for its rollout wave's gate (gate.go)
 	attempts        []Attempt
 	notices         []NoticeRecord
 	reminders       []Reminder // still due for the current primary slot, earliest first
@@ -264,7 +265,10 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (step, Status, e
 		// The primary start has come. Look at the instance first, without
 		// the mutex, then take it so that no Reschedule is halfway through
 		// booking, and decide.
-		check, checked := w.checkInstance(ctx)
+		check, checked, err := w.checkInstance(ctx)
+		if err != nil {
+			return stepRun, "", err
+		}
 		if err := w.mu.Lock(ctx); err != nil {
 			return stepRun, "", err
 		}
