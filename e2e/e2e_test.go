@@ -346,7 +346,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	if out := mustRun(t, "rollout", "--version", targetVersion); !strings.Contains(out,
-		fmt.Sprintf("started 0, already running %d, not eligible %d", eligible, len(fleet)-eligible)) {
+		fmt.Sprintf("started 0, already running 0, not eligible %d", len(fleet)-eligible)) || !strings.Contains(out, fmt.Sprintf("%d started by an earlier walk", eligible)) {
 		t.Errorf("second rollout started something:\n%s", out)
 	}
 	if n := countRows(t, dbURL, "slot_bookings"); n != bookings {

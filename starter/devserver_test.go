@@ -1,6 +1,13 @@
 package main
 
 import (
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"golang.org/x/time/rate"
+
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/store"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -31,7 +38,7 @@ func mustRun(t *testing.T, args ...string) string {
 // rollout against a real dev server and Postgres: each is idempotent, a
 // bad fleet file writes nothing, a dry run starts nothing, and a second
 // rollout starts nothing new. (Workflows run in the end-to-end test; here
-// no worker picks them up, so they stay Scheduled.)
+// a worker runs only the Rollout, so the updates stay Scheduled.)
 func TestOperatorCommandsAgainstServers(t *testing.T) {
 	c, dbURL := devtest.StartForPrograms(t)
 	ctx := context.Background()
@@ -89,6 +96,7 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 	// The demo fleet's slots are a minute apart and start in two minutes.
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
 	t.Setenv("MIN_NOTICE", "0s")
+	startRolloutWorker(t, c, dbURL)
 	out = mustRun(t, "rollout", "--version", demo.Version, "--dry-run")
 	if !strings.Contains(out, "would start 5") || !strings.Contains(out, "not eligible 1") {
 		t.Errorf("dry run:\n%s", out)
@@ -100,7 +108,7 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 		t.Errorf("a dry run started %d workflows", n)
 	}
 
-	out = mustRun(t, "rollout", "--version", demo.Version, "--concurrency", "3")
+	out = mustRun(t, "rollout", "--version", demo.Version)
 	if !strings.Contains(out, "started 5, already running 0, not eligible 1, no capacity 0, failed 0") {
 		t.Errorf("first rollout:\n%s", out)
 	}
@@ -108,7 +116,7 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 		t.Errorf("%d slot bookings after starting 5 updates, want a primary and a secondary each", n)
 	}
 	out = mustRun(t, "rollout", "--version", demo.Version)
-	if !strings.Contains(out, "started 0, already running 5, not eligible 1") {
+	if !strings.Contains(out, "started 0, already running 0, not eligible 1") || !strings.Contains(out, "5 started by an earlier walk") {
 		t.Errorf("second rollout:\n%s", out)
 	}
 	if n := countRows(t, dbURL, "slot_bookings"); n != 10 {
@@ -158,6 +166,20 @@ func countRows(t *testing.T, dbURL, table string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// startRolloutWorker runs the Rollout workflow and its activities on the
+// updates' task queue, and nothing else.
+func startRolloutWorker(t *testing.T, c client.Client, dbURL string) {
+	t.Helper()
+	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
+	(&activities.RolloutActivities{Store: store.New(openTestPool(t, dbURL)), Client: c, TaskQueue: workflows.TaskQueue,
+		StartRate: rate.NewLimiter(rate.Inf, 1), Concurrency: 4}).Register(w)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
 }
 
 func countWorkflows(t *testing.T, c client.Client) int64 {

@@ -54,14 +54,15 @@ func runRollout(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return cli.Usagef("rollout: --max-failure %q: %v (accepted: a percentage from 0%% to 100%%, such as 5%%)", *maxFailure, err)
 	}
+	if btoi(*pause)+btoi(*resume)+btoi(*abort) > 1 {
+		return cli.Usagef("rollout: give one of --pause, --resume, --abort")
+	}
 	c, err := e.temporal(ctx)
 	if err != nil {
 		return err
 	}
 	by := e.clientOptions().Identity
 	switch {
-	case btoi(*pause)+btoi(*resume)+btoi(*abort) > 1:
-		return cli.Usagef("rollout: give one of --pause, --resume, --abort")
 	case *pause:
 		return steerRollout(ctx, e, c, *version, workflows.UpdatePause, workflows.PauseInput{By: by, Reason: *reason})
 	case *resume:
@@ -215,6 +216,9 @@ func printRollout(w io.Writer, p workflows.RolloutProgress) {
 		fmt.Fprintf(w, "  %s\n", d)
 	}
 	summary.write(w, p.Version, p.DryRun)
+	if skipped := p.Candidates - p.Processed; p.ScanDone && !p.DryRun && skipped > 0 {
+		fmt.Fprintf(w, "%d started by an earlier walk (skipped: Postgres lists them as started)\n", skipped)
+	}
 	fmt.Fprintf(w, "phase %s", p.Phase)
 	if p.Paused != "" {
 		fmt.Fprintf(w, " (%s)", p.Paused)
