@@ -162,8 +162,11 @@ func (r *rollout) walk(ctx workflow.Context) error {
 		}
 		r.take(res)
 		if res.Exhausted {
-			r.st.WaveIndex++
-			r.st.Cursor = wave.Last
+			// The next wave's slots start after this wave's last primary.
+			r.st.WaveIndex, r.st.Cursor = r.st.WaveIndex+1, wave.Last
+			if r.st.WaveLastStart.After(r.st.SlotsFrom) {
+				r.st.SlotsFrom = r.st.WaveLastStart.Add(time.Second)
+			}
 		}
 		r.drainRescans(ctx)
 		if err := r.continueAsNewIfLong(ctx); err != nil {
@@ -174,16 +177,15 @@ func (r *rollout) walk(ctx workflow.Context) error {
 	return nil
 }
 
-// take adds a batch's outcomes; the next wave's slots start after the
-// latest primary booked.
+// take adds a batch's outcomes and keeps the wave's latest primary.
 func (r *rollout) take(res StartBatchResult) {
 	for k, n := range res.Outcomes {
 		r.st.Outcomes[k] += n
 	}
 	r.st.ScanProcessed += res.Processed
 	r.st.Cursor = res.Next
-	if res.LastStart.After(r.st.SlotsFrom) {
-		r.st.SlotsFrom = res.LastStart.Add(time.Second)
+	if res.LastStart.After(r.st.WaveLastStart) {
+		r.st.WaveLastStart = res.LastStart
 	}
 	r.st.Details = append(r.st.Details, res.Details...)
 	if over := len(r.st.Details) - maxDetails; over > 0 {
@@ -205,7 +207,7 @@ func (r *rollout) drainRescans(ctx workflow.Context) {
 }
 
 func (r *rollout) restartWalk(ctx workflow.Context) {
-	r.st.WaveIndex, r.st.Cursor, r.st.ScanProcessed, r.st.SlotsFrom = 0, RolloutKey{}, 0, time.Time{}
+	r.st.WaveIndex, r.st.Cursor, r.st.ScanProcessed, r.st.SlotsFrom, r.st.WaveLastStart = 0, RolloutKey{}, 0, time.Time{}, time.Time{}
 	r.st.Outcomes, r.st.Details = map[string]int{}, nil // each walk reports its own
 	r.st.ScanStartedAt = workflow.Now(ctx)
 }

@@ -137,8 +137,10 @@ type RolloutState struct {
 	Rescans   int        `json:"rescans"`
 	Scanned   int        `json:"scanned"`
 	// SlotsFrom is where the current wave's slots start: after the last
-	// primary slot of the wave before.
-	SlotsFrom time.Time `json:"slotsFrom"`
+	// primary slot of the wave before; WaveLastStart is the current
+	// wave's latest primary so far.
+	SlotsFrom     time.Time `json:"slotsFrom"`
+	WaveLastStart time.Time `json:"waveLastStart"`
 	// Outcomes counts what the walk in progress (or the last) did; the
 	// members an earlier walk started are skipped and not counted.
 	Outcomes  map[string]int `json:"outcomes"`
