@@ -96,7 +96,7 @@ func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.R
 	id := rolloutWorkflowID(in)
 	// A running rollout's walks so far: the one asked now comes after.
 	before := -1
-	if p, err := queryProgress(ctx, c, id); err == nil && !p.Phase.Closed() {
+	if p, err := queryProgress(ctx, c, id, ""); err == nil && !p.Phase.Closed() {
 		before = p.Rescans
 	}
 	run, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalRescan, nil, client.StartWorkflowOptions{
@@ -139,10 +139,16 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 	const pollInterval, lineInterval = 250 * time.Millisecond, 5 * time.Second
 	var bar *progressbar.ProgressBar
 	lastLine := time.Now()
+	runID := run.GetRunID()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		p, err := queryProgress(ctx, c, id)
+		p, err := queryProgress(ctx, c, id, runID)
+		if err == nil {
+			// The run started or signalled has answered: from now on the
+			// latest run, which it continues as new into.
+			runID = ""
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return p, ctx.Err()
@@ -178,9 +184,10 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 	}
 }
 
-func queryProgress(ctx context.Context, c client.Client, id string) (workflows.RolloutProgress, error) {
+// queryProgress asks a rollout's run (empty: the latest) for its progress.
+func queryProgress(ctx context.Context, c client.Client, id, runID string) (workflows.RolloutProgress, error) {
 	var p workflows.RolloutProgress
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryProgress)
+	v, err := c.QueryWorkflow(ctx, id, runID, workflows.QueryProgress)
 	if err == nil {
 		err = v.Get(&p)
 	}
