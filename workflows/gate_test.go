@@ -9,17 +9,17 @@ import (
 )
 
 // An update whose rollout wave is not open at its slot's start waits
-// (changeWaveGate), reading the gate again every gateRecheck, and runs
+// (changeWaveGate), reading the gate again every heldRecheck, and runs
 // once the Rollout opens the wave.
 func TestHeldUpdateRunsWhenItsWaveOpens(t *testing.T) {
 	s := newScenario(t)
 	s.in.Mandatory = true
-	opensAt := primaryStart.Add(3 * gateRecheck)
+	opensAt := primaryStart.Add(3 * heldRecheck)
 	s.fakes.checkInstance = func(CheckInstanceInput) (CheckInstanceResult, error) {
 		return CheckInstanceResult{CurrentVersion: "9.0.0", Mandatory: true, Held: s.env.Now().Before(opensAt)}, nil
 	}
 	var whileHeld StatusView
-	s.at(primaryStart.Add(gateRecheck+time.Minute), func() { whileHeld = s.status() })
+	s.at(primaryStart.Add(heldRecheck+time.Minute), func() { whileHeld = s.status() })
 
 	res, err := s.run()
 	require.NoError(t, err)
@@ -27,7 +27,7 @@ func TestHeldUpdateRunsWhenItsWaveOpens(t *testing.T) {
 	assert.Equal(t, StatusSucceeded, res.Status)
 	require.Len(t, res.Attempts, 1)
 	assert.Equal(t, opensAt, res.Attempts[0].Started.UTC(), "the attempt starts at the first check after the gate opened")
-	assert.Len(t, s.fakes.checks, 4, "the check at the start and one every gateRecheck until the wave opened")
+	assert.Len(t, s.fakes.checks, 4, "the check at the start and one every heldRecheck until the wave opened")
 	assert.True(t, whileHeld.Held, "Status says the update is held")
 	assert.False(t, s.status().Held)
 }
