@@ -152,19 +152,21 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return p, ctx.Err()
-		case err != nil:
+		case err != nil && closedRun(ctx, c, id, runID):
 			// A closed run answers too; no answer at all means it failed.
 			if runErr := run.Get(ctx, &p); runErr != nil {
 				return p, fmt.Errorf("rollout %s: %w", id, runErr)
 			}
 			return p, nil
+		case err != nil:
+			// Not answering yet (its first task is still queued): ask again.
 		case p.Rescans > before && p.ScanDone || p.Phase.Closed():
 			if bar != nil {
 				_ = bar.Finish()
 			}
 			return p, nil
 		}
-		if terminal {
+		if err == nil && terminal {
 			if bar == nil && p.Candidates > 0 {
 				bar = progressbar.NewOptions(p.Candidates, progressbar.OptionSetWriter(e.stdout), progressbar.OptionSetDescription(id),
 					progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
@@ -172,7 +174,7 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 			if bar != nil {
 				_ = bar.Set(p.Processed) // drawing only
 			}
-		} else if time.Since(lastLine) >= lineInterval {
+		} else if err == nil && time.Since(lastLine) >= lineInterval {
 			lastLine = time.Now()
 			fmt.Fprintf(e.stdout, "%s: %s, %d of %d candidates, %s\n", id, p.Phase, p.Processed, p.Candidates, formatCounts(p.Outcomes))
 		}
@@ -182,6 +184,12 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 		case <-tick.C:
 		}
 	}
+}
+
+// closedRun reports whether the run (empty: the latest) has closed.
+func closedRun(ctx context.Context, c client.Client, id, runID string) bool {
+	d, err := c.DescribeWorkflowExecution(ctx, id, runID)
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // queryProgress asks a rollout's run (empty: the latest) for its progress.
