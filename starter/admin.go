@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -146,12 +147,13 @@ func newCancelCmd(e *env) *cobra.Command {
 	fs := cmd.Flags()
 	instance, version := updateTargetFlags(cmd)
 	reason := fs.String("reason", "cancelled by an operator", "why, kept in the workflow's history")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the workflow to close (0: do not wait)")
+	var wait time.Duration
+	fs.Var(duration.NewValue(&wait, 30*time.Second), "wait", "how long to wait for the workflow to close (0: do not wait)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "instance"); err != nil {
 			return err
 		}
-		return runCancel(cmd.Context(), e, *instance, *version, *reason, *wait)
+		return runCancel(cmd.Context(), e, *instance, *version, *reason, wait)
 	}
 	return cmd
 }
