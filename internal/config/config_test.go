@@ -286,7 +286,7 @@ func TestVariablesAndUsage(t *testing.T) {
 	for name, wantDefault := range map[string]string{
 		"TEMPORAL_ADDRESS":      "localhost:7233",
 		"TASK_QUEUE":            workflows.TaskQueue,
-		"REMINDER_OFFSETS":      "2160h,720h,360h,168h,0s",
+		"REMINDER_OFFSETS":      "90d,30d,15d,7d,0d",
 		"UPDATE_WINDOW":         "12h",
 		"EXECUTOR":              "simulated",
 		"EXECUTOR_STOP_TIMEOUT": "10m",

@@ -89,3 +89,12 @@ func (v Value) Set(value string) error {
 
 // Type names the value in help.
 func (Value) Type() string { return "duration" }
+
+// FormatDays writes d as whole days where it is some ("90d", "0d"), else as
+// a Go duration; Parse reads either back.
+func FormatDays(d time.Duration) string {
+	if d%Day == 0 {
+		return strconv.FormatInt(int64(d/Day), 10) + "d"
+	}
+	return d.String()
+}

@@ -72,3 +72,16 @@ func TestValueIsAFlag(t *testing.T) {
 		t.Error("Set(later) accepted")
 	}
 }
+
+func TestFormatDaysRoundTrips(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{90 * Day: "90d", 0: "0d", 36 * time.Hour: "36h0m0s", -Day: "-1d"} {
+		got := FormatDays(d)
+		if got != want {
+			t.Errorf("FormatDays(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := Parse(got); err != nil || back != d {
+			t.Errorf("Parse(%q) = %v, %v; want %v", got, back, err, d)
+		}
+	}
+}
