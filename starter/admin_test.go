@@ -38,6 +38,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
+	registerRollout(updates, c, st)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom})
 	if err != nil {
 		t.Fatal(err)

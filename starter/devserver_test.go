@@ -173,13 +173,19 @@ func countRows(t *testing.T, dbURL, table string) int {
 func startRolloutWorker(t *testing.T, c client.Client, dbURL string) {
 	t.Helper()
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
-	w.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
-	(&activities.RolloutActivities{Store: store.New(openTestPool(t, dbURL)), Client: c, TaskQueue: workflows.TaskQueue,
-		StartRate: rate.NewLimiter(rate.Inf, 1), Concurrency: 4}).Register(w)
+	registerRollout(w, c, store.New(openTestPool(t, dbURL)))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
+}
+
+// registerRollout registers the Rollout workflow and its activities, as
+// the worker does, without a start rate limit.
+func registerRollout(w worker.Worker, c client.Client, st *store.Store) {
+	w.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
+	(&activities.RolloutActivities{Store: st, Client: c, TaskQueue: workflows.TaskQueue,
+		StartRate: rate.NewLimiter(rate.Inf, 1), Concurrency: 4}).Register(w)
 }
 
 func countWorkflows(t *testing.T, c client.Client) int64 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -30,31 +31,47 @@ import (
 // enough that a retried batch redoes little.
 const rolloutBatchSize = 500
 
-func runRollout(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("rollout")
-	version := fs.String("version", "", "the release to roll out (required)")
-	wavesFlag := fs.String("waves", "100%", "production waves after the sandboxes, cumulative percentages of production, such as 5%,25%,100%")
-	maxFailure := fs.String("max-failure", "5%", "a wave runs only if the updates of the waves before it failed less than this")
-	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
-	pause := fs.Bool("pause", false, "pause the running rollout: no more starts, no wave opened")
-	resume := fs.Bool("resume", false, "resume the paused rollout: open the held wave")
-	abort := fs.Bool("abort", false, "abort the rollout: cancel the updates of every wave not yet open")
-	reason := fs.String("reason", "", "why (with --pause or --abort), recorded in the rollout")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+func newRolloutCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollout --version V [--waves 5%,25%,100%] [--max-failure 5%] [--dry-run] | --version V --pause|--resume|--abort [--reason R]",
+		Short: "start (or attach to) the release's Rollout workflow, which books and starts an update for every eligible instance in waves; or steer it",
+		Args:  maxArgs(0),
 	}
-	if err := required(fs, "version"); err != nil {
-		return err
+	fs := cmd.Flags()
+	var f rolloutFlags
+	fs.StringVar(&f.version, "version", "", "the release to roll out (required)")
+	fs.StringVar(&f.waves, "waves", "100%", "production waves after the sandboxes, cumulative percentages of production, such as 5%,25%,100%")
+	fs.StringVar(&f.maxFailure, "max-failure", "5%", "a wave runs only if the updates of the waves before it failed less than this")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan; book nothing, start nothing")
+	fs.BoolVar(&f.pause, "pause", false, "pause the running rollout: no more starts, no wave opened")
+	fs.BoolVar(&f.resume, "resume", false, "resume the paused rollout: open the held wave")
+	fs.BoolVar(&f.abort, "abort", false, "abort the rollout: cancel the updates of every wave not yet open")
+	fs.StringVar(&f.reason, "reason", "", "why (with --pause or --abort), recorded in the rollout")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "version"); err != nil {
+			return err
+		}
+		return runRollout(cmd.Context(), e, f)
 	}
-	waves, err := workflows.ParseWaves(*wavesFlag)
+	return cmd
+}
+
+// rolloutFlags are the rollout command's flags.
+type rolloutFlags struct {
+	version, waves, maxFailure, reason string
+	dryRun, pause, resume, abort       bool
+}
+
+func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
+	waves, err := workflows.ParseWaves(f.waves)
 	if err != nil {
 		return cli.Usagef("rollout: --%v", err)
 	}
-	budget, err := parsePercent(*maxFailure)
+	budget, err := parsePercent(f.maxFailure)
 	if err != nil {
-		return cli.Usagef("rollout: --max-failure %q: %v (accepted: a percentage from 0%% to 100%%, such as 5%%)", *maxFailure, err)
+		return cli.Usagef("rollout: --max-failure %q: %v (accepted: a percentage from 0%% to 100%%, such as 5%%)", f.maxFailure, err)
 	}
-	if btoi(*pause)+btoi(*resume)+btoi(*abort) > 1 {
+	if btoi(f.pause)+btoi(f.resume)+btoi(f.abort) > 1 {
 		return cli.Usagef("rollout: give one of --pause, --resume, --abort")
 	}
 	c, err := e.temporal(ctx)
@@ -63,16 +80,16 @@ func runRollout(ctx context.Context, e *env, args []string) error {
 	}
 	by := e.clientOptions().Identity
 	switch {
-	case *pause:
-		return steerRollout(ctx, e, c, *version, workflows.UpdatePause, workflows.PauseInput{By: by, Reason: *reason})
-	case *resume:
-		return steerRollout(ctx, e, c, *version, workflows.UpdateResume, workflows.ResumeInput{By: by})
-	case *abort:
-		return steerRollout(ctx, e, c, *version, workflows.UpdateAbort, workflows.AbortInput{By: by, Reason: *reason})
+	case f.pause:
+		return steerRollout(ctx, e, c, f.version, workflows.UpdatePause, workflows.PauseInput{By: by, Reason: f.reason})
+	case f.resume:
+		return steerRollout(ctx, e, c, f.version, workflows.UpdateResume, workflows.ResumeInput{By: by})
+	case f.abort:
+		return steerRollout(ctx, e, c, f.version, workflows.UpdateAbort, workflows.AbortInput{By: by, Reason: f.reason})
 	}
 	in := workflows.RolloutInput{
-		Version: *version, Waves: waves, MaxFailure: budget, DryRun: *dryRun, BatchSize: rolloutBatchSize,
-		RequestedBy: "rollout of " + *version + " by " + by,
+		Version: f.version, Waves: waves, MaxFailure: budget, DryRun: f.dryRun, BatchSize: rolloutBatchSize,
+		RequestedBy: "rollout of " + f.version + " by " + by,
 		Schedule: workflows.RolloutSchedule{
 			ReminderOffsets: e.cfg.ReminderOffsets, WindowLength: e.cfg.UpdateWindow, SecondaryMinGap: e.cfg.SecondaryMinGap,
 			MinNotice: e.cfg.MinNotice, RescheduleMinNotice: e.cfg.RescheduleMinNotice,
