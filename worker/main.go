@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 	_ "time/tzdata" // windows render in the instance's zone on hosts without a zone database
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
@@ -35,6 +37,9 @@ const (
 	// Three workers of 32 still fit in Postgres's default max_connections
 	// of 100, with room for the starter and psql.
 	defaultPoolMaxConns = 32
+	// rolloutPoolMaxConns is the most of the pool that the Rollout's batches
+	// take for themselves (a quarter at most): their transactions are short.
+	rolloutPoolMaxConns = 8
 	// connectRetryInterval is the pause between attempts to reach Temporal
 	// or Postgres while they are not up yet.
 	connectRetryInterval = 2 * time.Second
@@ -85,11 +90,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The Rollout's batches book on a share of the pool of their own: the
+	// notices of the updates they start hold a connection for each whole
+	// SendGrid call, and the starts must not queue behind them.
+	rolloutPoolConfig := poolConfig.Copy()
+	rolloutPoolConfig.MaxConns = max(1, min(rolloutPoolMaxConns, poolConfig.MaxConns/4))
+	poolConfig.MaxConns -= rolloutPoolConfig.MaxConns
 	pool, err := waiter.Postgres(ctx, poolConfig, schemas.Current)
 	if err != nil {
 		return stoppedIsNil(ctx, err)
 	}
 	defer pool.Close()
+	rolloutPool, err := pgxpool.NewWithConfig(ctx, rolloutPoolConfig)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer rolloutPool.Close()
 
 	temporalClient, err := waiter.Temporal(ctx, client.Options{
 		HostPort:       cfg.TemporalAddress,
@@ -102,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer temporalClient.Close()
 
-	workers, err := newWorkers(ctx, temporalClient, pool, cfg, logger)
+	workers, err := newWorkers(ctx, temporalClient, pool, rolloutPool, cfg, logger)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ const rolloutConcurrency = 32
 // newWorkers builds the workers: the workflow with the store and
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
 // executor on its own queue so a provider can run it elsewhere.
-func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
+func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
 	set := &workerSet{fatal: make(chan error, 2)}
 	options := worker.Options{
 		// In-flight activities get this long to finish when the worker
@@ -64,7 +64,7 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	(&activities.RolloutActivities{
-		Store: st, Client: c, TaskQueue: cfg.TaskQueue, Concurrency: rolloutConcurrency,
+		Store: store.New(rolloutPool), Client: c, TaskQueue: cfg.TaskQueue, Concurrency: rolloutConcurrency,
 		StartRate: rate.NewLimiter(rate.Limit(cfg.RolloutStartRate), max(1, int(cfg.RolloutStartRate))),
 	}).Register(updates)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{
