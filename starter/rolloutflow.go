@@ -205,8 +205,8 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 
 // closedRun reports whether the run (empty: the latest) has closed.
 func closedRun(ctx context.Context, c client.Client, id, runID string) bool {
-	d, err := c.DescribeWorkflowExecution(ctx, id, runID)
-	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
+	d, err := c.DescribeWorkflow(ctx, id, runID)
+	return err == nil && d.Status != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // queryProgress asks a rollout's run (empty: the latest) for its progress.

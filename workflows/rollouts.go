@@ -179,6 +179,7 @@ func (r *rollout) walk(ctx workflow.Context) error {
 
 // take adds a batch's outcomes and keeps the wave's latest primary.
 func (r *rollout) take(res StartBatchResult) {
+	//workflowcheck:ignore sums, in any order the same
 	for k, n := range res.Outcomes {
 		r.st.Outcomes[k] += n
 	}
@@ -416,6 +417,7 @@ func (r *rollout) progress(ctx workflow.Context) RolloutProgress {
 		p.Candidates += w.Size
 	}
 	for _, w := range r.st.Reports {
+		//workflowcheck:ignore sums, in any order the same
 		for s, n := range w.ByStatus {
 			p.ByStatus[s] += n
 		}
