@@ -278,16 +278,17 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &notFound)
 }
 
-// bookParams is the booking of cand under the plan.
-// Slots start after SlotsFrom and at least MinNotice from now, whichever
-// is later.
-func (s *Starter) bookParams(cand store.RolloutCandidate) store.BookRolloutSlotsParams {
-	p := store.BookRolloutSlotsParams{
+// bookParams is the booking of cand under the plan: slots after SlotsFrom
+// (the wave before ends there) and at least MinNotice from now, whichever
+// is later; floored says SlotsFrom decided.
+func (s *Starter) bookParams(cand store.RolloutCandidate) (p store.BookRolloutSlotsParams, floored bool) {
+	p = store.BookRolloutSlotsParams{
 		InstanceID: cand.Instance.ID, Version: s.Plan.Version, SecondaryMinGap: s.Plan.SecondaryMinGap,
 		Now: time.Now(), MinNotice: s.Plan.MinNotice,
 	}
 	if s.Plan.SlotsFrom.After(p.Now.Add(p.MinNotice)) {
 		p.Now, p.MinNotice = s.Plan.SlotsFrom, 0
+		return p, true
 	}
-	return p
+	return p, false
 }

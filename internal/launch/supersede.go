@@ -24,8 +24,14 @@ import (
 // give way, waits for its answer and books again; superseded names it
 // then. A holder that refuses comes back as a *notSupersededError.
 func (s *Starter) book(ctx context.Context, cand store.RolloutCandidate) (in workflows.Input, superseded store.Holder, err error) {
-	params := s.bookParams(cand)
+	params, floored := s.bookParams(cand)
 	in, err = s.Store.BookRolloutSlots(ctx, params)
+	if floored && errors.Is(err, store.ErrNoCapacity) {
+		// No room after the wave before: the earliest slot MinNotice
+		// allows, which the gate may find before that wave's outcome.
+		params.Now, params.MinNotice = time.Now(), s.Plan.MinNotice
+		in, err = s.Store.BookRolloutSlots(ctx, params)
+	}
 	var heldErr *store.HeldError
 	if !errors.As(err, &heldErr) || !supersedable(heldErr.Holder) {
 		return in, superseded, err
