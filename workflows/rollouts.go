@@ -138,8 +138,12 @@ func (r *rollout) run(ctx workflow.Context) (RolloutProgress, error) {
 // wave; a rescan asked meanwhile walks again from the start.
 func (r *rollout) walk(ctx workflow.Context) error {
 	for r.st.Scanned < r.st.Rescans {
-		if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
-			return err
+		if r.st.Paused != "" {
+			r.upsertPhase(ctx)
+			if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
+				return err
+			}
+			r.upsertPhase(ctx)
 		}
 		if r.st.Aborted {
 			return r.abort(ctx)
