@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	sdkpb "go.temporal.io/api/sdk/v1"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 func TestSummaryLine(t *testing.T) {
@@ -69,8 +71,8 @@ func TestStatusKeepsEveryApproval(t *testing.T) {
 	require.NoError(t, err)
 
 	want := []Approval{
-		{By: adminListed, At: approveAt, Action: actionApproved, Channel: ChannelUpdate, Detail: "fine by us"},
-		{By: "ops@acme.example", At: rescheduleAt, Action: actionRescheduled, Channel: ChannelUpdate,
+		{By: adminListed, At: approveAt, Action: actionApproved, Channel: string(actor.ChannelPortalSession), Detail: "fine by us"},
+		{By: "ops@acme.example", At: rescheduleAt, Action: actionRescheduled, Channel: string(actor.ChannelPortalSession),
 			Detail: "primary 2026-02-14T01:00:00Z, secondary 2026-02-17T01:00:00Z, target 9.2.0"},
 	}
 	final := s.status()
