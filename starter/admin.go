@@ -83,6 +83,9 @@ func sendAdminUpdate(ctx context.Context, e *env, instance, version, updateName 
 	if err != nil {
 		return err
 	}
+	if input, err = e.signed(id, input); err != nil {
+		return err
+	}
 	view, err := executeUpdate(ctx, c, id, updateName, input)
 	if err != nil {
 		return err

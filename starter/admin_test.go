@@ -35,7 +35,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	pool := openTestPool(t, dbURL)
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdates{Trusted: cfg.ActionTrustedKeys.Verifier}.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom})

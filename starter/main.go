@@ -57,12 +57,13 @@ func init() {
 		{"load", "FILE", "load (upsert) a fleet file: releases, slots, tenants, instances, recipients", runLoad},
 		{"sync-admins", "[--instance I]... [--concurrency N]", "send running updates their instance's admins from the database (retries what load could not tell them)", runSyncAdmins},
 		{"rollout", "--version V [--concurrency N] [--dry-run]", "book slots and start an update for every eligible instance", runRollout},
-		{"approve", "--instance I --admin EMAIL [--version V]", "approve an instance's update as one of its admins", runApprove},
-		{"reschedule", "--instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]", "move an update to other slots (RFC 3339 times), optionally to a later version", runReschedule},
+		{"approve", "--instance I --admin EMAIL [--version V]", "approve an instance's update for one of its admins (signed with ACTION_SIGNING_KEY)", runApprove},
+		{"reschedule", "--instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]", "move an update to other slots (RFC 3339 times) for one of its admins, optionally to a later version (signed)", runReschedule},
 		{"status", "--instance I [--version V] [--json]", "show one update: status, windows, attempts, notices", runStatus},
 		{"list", "[--version V] [--status S]", "list updates from Temporal visibility, with counts per status", runList},
 		{"slots", "--version V [--holders=false]", "show a release's slots (UTC): capacity, booked, the updates holding them; warn where bookings and open updates disagree", runSlots},
 		{"cancel", "--instance I [--version V] [--reason R]", "cancel an update (its slots are released, admins told)", runCancel},
+		{"keys", "generate --id KEY-ID", "make a key pair for signing admin actions: ACTION_SIGNING_KEY and its ACTION_TRUSTED_KEYS entry", runKeys},
 		{"demo", "[--run ID]", "the demo behind `make run`: a small fleet through the whole lifecycle in minutes", runDemo},
 	}
 }

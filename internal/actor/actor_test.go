@@ -232,7 +232,7 @@ func TestKeyTextRefusals(t *testing.T) {
 		parse               func(string) error
 	}{
 		{"signing without ID", secret, "is written key-id:key", parseSigning},
-		{"signing with a bad ID", "k 1:" + secret, `key ID "k 1" is not accepted`, parseSigning},
+		{"signing with a bad ID", "k 1:" + secret, `key ID "k 1" has other characters than letters`, parseSigning},
 		{"signing with a short key", "k1:AAAA", "is not 32 bytes", parseSigning},
 		{"trusted with a short key", "k1:AAAA", "is not 32 bytes", parseTrusted},
 		{"trusted twice", trusted + "," + trusted, `key ID "k1" is listed twice`, parseTrusted},

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -40,7 +39,7 @@ func GenerateKeyPair(keyID string) (signing, trusted string, err error) {
 func ParseSigningKey(text string) (*Signer, error) {
 	id, raw, err := splitKey(text, ed25519.SeedSize, "signing key")
 	if err != nil {
-		return nil, err
+		return nil, &KeyTextError{err.Error()}
 	}
 	return NewSigner(id, ed25519.NewKeyFromSeed(raw)), nil
 }
@@ -55,15 +54,15 @@ func ParseTrustedKeys(text string) (*Verifier, error) {
 		}
 		id, raw, err := splitKey(item, ed25519.PublicKeySize, "public key")
 		if err != nil {
-			return nil, err
+			return nil, &KeyTextError{err.Error()}
 		}
 		if _, dup := keys[id]; dup {
-			return nil, fmt.Errorf("key ID %q is listed twice (accepted: each key ID once)", id)
+			return nil, &KeyTextError{fmt.Sprintf("key ID %q is listed twice", id)}
 		}
 		keys[id] = ed25519.PublicKey(raw)
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("no public key is listed (accepted: key-id:public-key, comma-separated)")
+		return nil, &KeyTextError{"no public key is listed"}
 	}
 	return NewVerifier(keys), nil
 }
@@ -71,17 +70,22 @@ func ParseTrustedKeys(text string) (*Verifier, error) {
 func splitKey(text string, size int, what string) (string, []byte, error) {
 	id, encoded, ok := strings.Cut(strings.TrimSpace(text), ":")
 	if !ok {
-		return "", nil, fmt.Errorf("a %s is written key-id:key (accepted: what `starter keys generate` prints)", what)
+		return "", nil, fmt.Errorf("a %s is written key-id:key", what)
 	}
 	if !keyIDPattern.MatchString(id) {
-		return "", nil, fmt.Errorf("key ID %q is not accepted (accepted: %s)", id, keyIDAccepted)
+		return "", nil, fmt.Errorf("key ID %q has other characters than %s", id, keyIDAccepted)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(encoded)
 	if err != nil || len(raw) != size {
-		return "", nil, fmt.Errorf("the %s of key ID %q is not %d bytes of unpadded base64url (accepted: what `starter keys generate` prints)", what, id, size)
+		return "", nil, fmt.Errorf("the %s of key ID %q is not %d bytes of unpadded base64url", what, id, size)
 	}
 	return id, raw, nil
 }
+
+// KeyTextError is a key written wrongly; its message never repeats the key.
+type KeyTextError struct{ Reason string }
+
+func (e *KeyTextError) Error() string { return e.Reason }
 
 // SigningKey is ACTION_SIGNING_KEY as configuration (envconfig.Decoder);
 // it prints as its key ID only, so the key never reaches a log.
@@ -89,6 +93,10 @@ type SigningKey struct{ Signer *Signer }
 
 // Decode implements envconfig.Decoder.
 func (k *SigningKey) Decode(value string) error {
+	if strings.TrimSpace(value) == "" {
+		k.Signer = nil // no key: this program signs nothing
+		return nil
+	}
 	signer, err := ParseSigningKey(value)
 	if err != nil {
 		return err
@@ -110,6 +118,10 @@ type TrustedKeys struct{ Verifier *Verifier }
 
 // Decode implements envconfig.Decoder.
 func (k *TrustedKeys) Decode(value string) error {
+	if strings.TrimSpace(value) == "" {
+		k.Verifier = nil // no key trusted: every admin action is refused
+		return nil
+	}
 	verifier, err := ParseTrustedKeys(value)
 	if err != nil {
 		return err
