@@ -58,13 +58,19 @@ type scenario struct {
 }
 
 func newScenario(t *testing.T) *scenario {
+	return newScenarioTrusting(t, trustingTestKeys)
+}
+
+// newScenarioTrusting is newScenario with a worker that trusts what
+// workflows trusts.
+func newScenarioTrusting(t *testing.T, workflows ServiceUpdates) *scenario {
 	var ts testsuite.WorkflowTestSuite
 	metrics := tally.NewTestScope("", nil)
 	ts.SetMetricsHandler(sdktally.NewMetricsHandler(metrics))
 	env := ts.NewTestWorkflowEnvironment()
 	env.SetStartTime(scenarioStart)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: scenarioWorkflowID})
-	env.RegisterWorkflowWithOptions(trustingTestKeys.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	env.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes := &fakeActivities{}
 	fakes.register(env)
 	fakes.registerExecutor(env)
