@@ -2,14 +2,13 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"errors"
-	"fmt"
 	"os/user"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/svcupdate/svcupdate/internal/actor"
-	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -59,23 +58,10 @@ func (e *env) operator() string {
 	return name + "@" + hostname()
 }
 
-func runKeys(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet("keys")
-	keyID := fs.String("id", "", "the new key's ID, named in every assertion it signs, such as ops-2026-11 (required)")
-	if err := parseFlags(fs, e, args, 1); err != nil {
-		return err
-	}
-	if fs.Arg(0) != "generate" {
-		return cli.Usagef("keys: unknown action %q (accepted: generate)", fs.Arg(0))
-	}
-	if err := required(fs, "id"); err != nil {
-		return err
-	}
-	signing, trusted, err := actor.GenerateKeyPair(*keyID)
-	if err != nil {
-		return cli.Usagef("keys generate: %v", err)
-	}
-	fmt.Fprintf(e.stdout, "# the signer's secret (starter, portal): keep it in a secret store\nACTION_SIGNING_KEY=%s\n", signing)
-	fmt.Fprintf(e.stdout, "# every worker: add it to the trusted keys (comma-separated while rotating)\nACTION_TRUSTED_KEYS=%s\n", trusted)
-	return nil
+// adminFlag is the flag naming the admin an operator acts for: --as, or
+// --admin as before signed actions.
+func adminFlag(cmd *cobra.Command, usage string) *string {
+	admin := cmd.Flags().String("admin", "", usage)
+	cmd.Flags().StringVar(admin, "as", "", "the same as --admin: the admin the operator acts for")
+	return admin
 }
