@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,7 +171,8 @@ func TestAdminCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "status", "--instance", instance, "--json")), &view); err != nil {
 		t.Fatalf("status --json is not a StatusView: %v", err)
 	}
-	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != newAdmin {
+	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != workflows.MaskEmail(newAdmin) ||
+		!slices.Contains(view.Admins, newAdmin) {
 		t.Errorf("status --json = %+v", view)
 	}
 

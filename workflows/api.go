@@ -368,11 +368,15 @@ type NoticeRecord struct {
 // StatusView is the Status query's answer and what Approve, Reschedule and
 // SetAdmins return.
 type StatusView struct {
-	WorkflowID     string        `json:"workflowId"`
-	InstanceID     string        `json:"instanceId"`
-	InstanceName   string        `json:"instanceName"`
-	TenantID       string        `json:"tenantId"`
-	Admins         []string      `json:"admins"`
+	WorkflowID   string `json:"workflowId"`
+	InstanceID   string `json:"instanceId"`
+	InstanceName string `json:"instanceName"`
+	TenantID     string `json:"tenantId"`
+	// Admins lists the admins' addresses, except in the Status query's
+	// answer, which anyone who may query reads: there only AdminCount is
+	// set, and ApprovedBy and Approvals are masked (MaskEmail).
+	Admins         []string      `json:"admins,omitempty"`
+	AdminCount     int           `json:"adminCount"`
 	CurrentVersion string        `json:"currentVersion"`
 	OfferedVersion string        `json:"offeredVersion"` // the version the workflow was started for
 	TargetVersion  string        `json:"targetVersion"`

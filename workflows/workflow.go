@@ -111,7 +111,7 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
-		return w.view(ctx), nil
+		return w.queryView(ctx), nil
 	}); err != nil {
 		return nil, fmt.Errorf("register query %s: %w", QueryStatus, err)
 	}
