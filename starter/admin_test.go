@@ -17,6 +17,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/store"
@@ -148,7 +149,26 @@ func TestAdminCommands(t *testing.T) {
 	}
 	t.Log(err)
 
-	out = mustRun(t, "approve", "--instance", instance, "--admin", newAdmin)
+	// The starter signs every admin action: without a key it sends nothing,
+	// and a key the worker does not trust is refused by the workflow.
+	operatorKey := os.Getenv("ACTION_SIGNING_KEY")
+	t.Setenv("ACTION_SIGNING_KEY", "")
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--as", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), "ACTION_SIGNING_KEY is not set") {
+		t.Fatalf("approve without a signing key: %v", err)
+	}
+	rogueKey, _, err := actor.GenerateKeyPair("rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", rogueKey)
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--as", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), `signed with key "rogue", which this worker does not trust`) {
+		t.Fatalf("approve signed with an untrusted key: %v", err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", operatorKey)
+
+	out = mustRun(t, "approve", "--instance", instance, "--as", newAdmin)
 	if !strings.Contains(out, "Approve accepted") || !strings.Contains(out, "Approved") || !strings.Contains(out, "by "+newAdmin) {
 		t.Errorf("approve by the new admin:\n%s", out)
 	}
