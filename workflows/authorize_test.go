@@ -93,6 +93,9 @@ func TestUnprovenAdminActionsAreRefused(t *testing.T) {
 	res, err := s.run()
 	require.NoError(t, err)
 	require.NoError(t, removal.err)
+	removed := s.fakes.transitions[1]
+	assert.Equal(t, []string{actionAdminsChanged, testOperator, testOperator, string(actor.ChannelOperatorCLI)},
+		[]string{removed.Action, removed.Actor, removed.Operator, removed.Channel}, "SetAdmins is recorded as the operator's own")
 	for i, r := range refusals {
 		o := outcomes[i]
 		if assert.Error(t, o.rejected, r.name) {

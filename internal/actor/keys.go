@@ -12,8 +12,10 @@ import (
 // Keys travel in the environment as text: a key ID, a colon, and the key
 // in unpadded base64url. A signer holds one private key (its 32-byte
 // seed): ACTION_SIGNING_KEY=ops-2026-11:<seed>. A worker trusts a
-// comma-separated list of public keys:
-// ACTION_TRUSTED_KEYS=ops-2026-11:<public>,portal-2026-11:<public>.
+// comma-separated list of public keys, each optionally limited to the
+// channels it may sign through (+-separated), so a stolen portal key
+// cannot pose as an operator:
+// ACTION_TRUSTED_KEYS=ops-2026-11:<public>:operator-cli,portal-2026-11:<public>:portal-link+portal-session+oidc.
 
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -48,11 +50,13 @@ func ParseSigningKey(text string) (*Signer, error) {
 // GenerateKeyPair writes them; each key ID may appear once.
 func ParseTrustedKeys(text string) (*Verifier, error) {
 	keys := map[string]ed25519.PublicKey{}
+	restricted := map[string][]Channel{}
 	for _, item := range strings.Split(text, ",") {
 		if item = strings.TrimSpace(item); item == "" {
 			continue
 		}
-		id, raw, err := splitKey(item, ed25519.PublicKeySize, "public key")
+		key, channels, limited := cutLast(item)
+		id, raw, err := splitKey(key, ed25519.PublicKeySize, "public key")
 		if err != nil {
 			return nil, &KeyTextError{err.Error()}
 		}
@@ -60,11 +64,33 @@ func ParseTrustedKeys(text string) (*Verifier, error) {
 			return nil, &KeyTextError{fmt.Sprintf("key ID %q is listed twice", id)}
 		}
 		keys[id] = ed25519.PublicKey(raw)
+		if limited {
+			for _, name := range strings.Split(channels, "+") {
+				if c := Channel(name); !c.known() {
+					return nil, &KeyTextError{fmt.Sprintf("key ID %q is limited to channel %q, which is unknown (known: %v)", id, name, Channels)}
+				}
+				restricted[id] = append(restricted[id], Channel(name))
+			}
+		}
 	}
 	if len(keys) == 0 {
 		return nil, &KeyTextError{"no public key is listed"}
 	}
-	return NewVerifier(keys), nil
+	v := NewVerifier(keys)
+	for id, channels := range restricted {
+		v.restrict(id, channels)
+	}
+	return v, nil
+}
+
+// cutLast splits "id:key:channels" into "id:key" and "channels"; limited
+// is false for a plain "id:key".
+func cutLast(item string) (key, channels string, limited bool) {
+	if strings.Count(item, ":") < 2 {
+		return item, "", false
+	}
+	i := strings.LastIndex(item, ":")
+	return item[:i], item[i+1:], true
 }
 
 func splitKey(text string, size int, what string) (string, []byte, error) {
