@@ -31,7 +31,7 @@ func newKeysCmd(e *env) *cobra.Command {
 			return cli.Usagef("keys generate: %v", err)
 		}
 		fmt.Fprintf(e.stdout, "# the signer's secret (starter or portal): keep it in a secret store, never in git\nACTION_SIGNING_KEY=%s\n", signing)
-		fmt.Fprintf(e.stdout, "# every worker: add this entry to its trusted keys (comma-separated while rotating)\nACTION_TRUSTED_KEYS=%s\n", trusted)
+		fmt.Fprintf(e.stdout, "# every worker: add this entry to its trusted keys (comma-separated while rotating);\n# append :operator-cli or :portal-link+portal-session+oidc to limit it to its signer's channels\nACTION_TRUSTED_KEYS=%s\n", trusted)
 		return nil
 	}
 	keys.AddCommand(generate)
