@@ -52,7 +52,7 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 	if err != nil {
 		return err
 	}
-	if err := applyFleet(ctx, e, fl); err != nil {
+	if err := applyFleet(ctx, e, fl, textOutput); err != nil {
 		return err
 	}
 	c, err := e.temporal(ctx)
@@ -74,6 +74,9 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 		// MinNotice and RescheduleMinNotice stay zero: on the demo's
 		// compressed clock the slots are minutes away.
 	})
+	if summary != nil {
+		summary.write(e.stdout, demo.Version, false)
+	}
 	if err != nil {
 		return err
 	}

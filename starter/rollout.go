@@ -34,16 +34,17 @@ func newRolloutCmd(e *env) *cobra.Command {
 	version := fs.String("version", "", "the release to roll out (required)")
 	concurrency := fs.Int("concurrency", 16, "how many instances are booked and started at once")
 	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
+	format := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "version"); err != nil {
 			return err
 		}
-		return runRollout(cmd.Context(), e, *version, *concurrency, *dryRun)
+		return runRollout(cmd.Context(), e, *version, *concurrency, *dryRun, *format)
 	}
 	return cmd
 }
 
-func runRollout(ctx context.Context, e *env, version string, concurrency int, dryRun bool) error {
+func runRollout(ctx context.Context, e *env, version string, concurrency int, dryRun bool, format outputFormat) error {
 	if concurrency < 1 || concurrency > 1000 {
 		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", concurrency)
 	}
@@ -57,6 +58,15 @@ func runRollout(ctx context.Context, e *env, version string, concurrency int, dr
 		MinNotice:           e.cfg.MinNotice,
 		RescheduleMinNotice: e.cfg.RescheduleMinNotice,
 	})
+	if summary != nil {
+		if format == jsonOutput {
+			if err := writeJSON(e.stdout, summary.document(version, dryRun)); err != nil {
+				return err
+			}
+		} else {
+			summary.write(e.stdout, version, dryRun)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -184,7 +194,8 @@ func (s *outcomeSummary) write(w io.Writer, version string, dryRun bool) {
 }
 
 // rollout books slots for and starts the update of every eligible
-// candidate, Concurrency at a time, and prints the summary.
+// candidate, Concurrency at a time, and returns the summary (also when
+// interrupted) for the caller to print.
 func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, error) {
 	pool, err := e.postgres(ctx)
 	if err != nil {
@@ -245,7 +256,6 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	summary.write(e.stdout, plan.Version, plan.DryRun)
 	if err := ctx.Err(); err != nil {
 		return summary, fmt.Errorf("rollout interrupted; run it again to continue: %w", err)
 	}
