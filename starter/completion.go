@@ -16,21 +16,21 @@ import (
 // cobra) completes subcommands and flags by itself; the flags that name an
 // instance, a release or a status complete from Postgres and the contract.
 
-// completionLimit bounds the names offered at once; typing more narrows them.
-const completionLimit = 200
+// namesOffered bounds the names offered at once; typing more narrows them.
+const namesOffered = 200
 
-// completionTimeout bounds a look-up: a shell waits for it on every tab.
-const completionTimeout = 3 * time.Second
+// lookupTimeout bounds a look-up: a shell waits for it on every tab.
+const lookupTimeout = 3 * time.Second
 
 // registerCompletions gives every flag of the tree that names an instance
 // (--instance), a release (--version, --target) or a status (--status) its
 // completion.
 func registerCompletions(cmd *cobra.Command, e *env) {
 	instances := e.completeFromStore(func(ctx context.Context, st *store.Store, prefix string) ([]string, error) {
-		return st.InstanceIDs(ctx, prefix, completionLimit)
+		return st.InstanceIDs(ctx, prefix, namesOffered)
 	})
 	versions := e.completeFromStore(func(ctx context.Context, st *store.Store, prefix string) ([]string, error) {
-		return st.ReleaseVersions(ctx, prefix, completionLimit)
+		return st.ReleaseVersions(ctx, prefix, namesOffered)
 	})
 	for name, complete := range map[string]cobra.CompletionFunc{
 		"instance": instances,
@@ -57,7 +57,7 @@ func (e *env) completeFromStore(lookup func(context.Context, *store.Store, strin
 			return nil, cobra.ShellCompDirectiveError
 		}
 		e.cfg = cfg
-		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		ctx, cancel := context.WithTimeout(cmd.Context(), lookupTimeout)
 		defer cancel()
 		pool, err := e.postgres(ctx)
 		if err != nil {

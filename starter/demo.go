@@ -13,6 +13,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -74,9 +75,6 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 		// MinNotice and RescheduleMinNotice stay zero: on the demo's
 		// compressed clock the slots are minutes away.
 	})
-	if summary != nil {
-		summary.write(e.stdout, demo.Version, false)
-	}
 	if err != nil {
 		return err
 	}
@@ -113,7 +111,7 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 	}
 	fmt.Fprintf(e.stdout, "\nWatch it in the Web UI: %s (namespace %s)\n\n", demo.WebUI, e.cfg.TemporalNamespace)
 
-	if err := watchDemo(ctx, e, c, ids, isTerminal(e.stdout)); err != nil {
+	if err := watchDemo(ctx, e, c, ids, progress.IsTerminal(e.stdout)); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\nAll demo workflows closed.\n")

@@ -91,7 +91,7 @@ func goldenJSON(t *testing.T, name string, write func(*bytes.Buffer) error) {
 func TestJSONGolden(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		goldenJSON(t, "status.json", func(out *bytes.Buffer) error {
-			return writeJSON(out, statusJSON{StatusView: statusFixture(t), Execution: executionName(enums.WORKFLOW_EXECUTION_STATUS_RUNNING)})
+			return writeJSON(out, viewJSON{StatusView: statusFixture(t), Execution: executionName(enums.WORKFLOW_EXECUTION_STATUS_RUNNING)})
 		})
 	})
 	t.Run("list", func(t *testing.T) {

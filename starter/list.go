@@ -69,7 +69,7 @@ func newListCmd(e *env) *cobra.Command {
 // streamList prints the updates page by page as visibility returns them,
 // then (in text) the counts per status.
 func streamList(ctx context.Context, e *env, c client.Client, filter updateFilter, limit int, format outputFormat) error {
-	w := &listWriter{w: e.stdout, format: format}
+	w := &updateStream{w: e.stdout, format: format}
 	err := eachUpdate(ctx, c, e.cfg.TemporalNamespace, filter, limit, w.add, w.flush)
 	if err != nil {
 		return err
@@ -157,16 +157,16 @@ func statusNames() string {
 	return strings.Join(names, ", ")
 }
 
-// listWriter prints updates as they stream in: a table flushed page by
+// updateStream prints updates as they stream in: a table flushed page by
 // page and the counts at the end, or one JSON object a line.
-type listWriter struct {
+type updateStream struct {
 	w      io.Writer
 	format outputFormat
 	tw     *tabwriter.Writer
 	counts countJSON
 }
 
-func (l *listWriter) add(u updateSummary) error {
+func (l *updateStream) add(u updateSummary) error {
 	if l.counts.Statuses == nil {
 		l.counts.Statuses = map[string]int64{}
 	}
@@ -198,7 +198,7 @@ func (l *listWriter) add(u updateSummary) error {
 }
 
 // flush writes the rows of one page.
-func (l *listWriter) flush() error {
+func (l *updateStream) flush() error {
 	if l.tw == nil {
 		return nil
 	}
@@ -206,7 +206,7 @@ func (l *listWriter) flush() error {
 }
 
 // finish writes the counts (text only: JSON Lines carry rows alone).
-func (l *listWriter) finish() error {
+func (l *updateStream) finish() error {
 	if err := l.flush(); err != nil || l.format == jsonOutput {
 		return err
 	}

@@ -84,11 +84,11 @@ func TestSummarizeDecodesSearchAttributes(t *testing.T) {
 	}
 }
 
-// renderList writes updates through a listWriter, page after page.
+// renderList writes updates through a updateStream, page after page.
 func renderList(t *testing.T, format outputFormat, pages ...[]updateSummary) string {
 	t.Helper()
 	var out bytes.Buffer
-	w := &listWriter{w: &out, format: format}
+	w := &updateStream{w: &out, format: format}
 	for _, page := range pages {
 		for _, u := range page {
 			if err := w.add(u); err != nil {

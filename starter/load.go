@@ -88,7 +88,11 @@ func applyFleet(ctx context.Context, e *env, fl *fleet.Fleet, format outputForma
 		return fmt.Errorf("the fleet is loaded, but the running updates of %d instance(s) with new admins were not told (%w); tell them with: %s",
 			len(changed), err, adminSyncCommand(changed))
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, adminSyncConcurrency)
+	lines := e.stdout
+	if format == jsonOutput {
+		lines = e.stderr // stdout holds the JSON document only
+	}
+	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, adminSyncConcurrency, lines)
 	if err != nil {
 		return fmt.Errorf("the fleet is loaded, but %w; tell them with: %s", err, adminSyncCommand(changed))
 	}

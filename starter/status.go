@@ -43,9 +43,9 @@ func newStatusCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// statusJSON is `status -o json`: the Status query's answer and whether
+// viewJSON is `status -o json`: the Status query's answer and whether
 // the workflow still runs (execution: Running, Completed, ...).
-type statusJSON struct {
+type viewJSON struct {
 	workflows.StatusView
 	Execution string `json:"execution"`
 }
@@ -68,7 +68,7 @@ func runStatus(ctx context.Context, e *env, instance, version string, format out
 		return fmt.Errorf("decode the status of %s: %w", id, err)
 	}
 	if format == jsonOutput {
-		return writeJSON(e.stdout, statusJSON{StatusView: view, Execution: executionName(execution)})
+		return writeJSON(e.stdout, viewJSON{StatusView: view, Execution: executionName(execution)})
 	}
 	if version == "" {
 		state := "running"
