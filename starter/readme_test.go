@@ -164,6 +164,7 @@ var flagSamples = map[string]string{
 	"wait":                     "1d",
 	"run":                      "r1",
 	"print-simulated-failures": "true",
+	"pick":                     "true",
 	"no-descriptions":          "true",
 }
 
