@@ -91,3 +91,14 @@ func TestBashCompletionOffersNamesFromPostgres(t *testing.T) {
 		})
 	}
 }
+
+// Every shell gets a script that asks starter for its completions.
+func TestCompletionScripts(t *testing.T) {
+	t.Parallel()
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		out, _, err := runStarter(t, "completion", shell)
+		if err != nil || !strings.Contains(out, "__complete") {
+			t.Errorf("starter completion %s: %v\n%.300s", shell, err, out)
+		}
+	}
+}
