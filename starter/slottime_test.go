@@ -23,8 +23,8 @@ func berlin(t *testing.T) *time.Location {
 func TestSlotTimeResolvesInTheInstancesZone(t *testing.T) {
 	loc := berlin(t)
 	for value, want := range map[string]time.Time{
-		"2027-03-06 02:00":          time.Date(2027, 3, 6, 1, 0, 0, 0, time.UTC), // CET, UTC+1
-		"2027-07-06T02:00":          time.Date(2027, 7, 6, 0, 0, 0, 0, time.UTC), // CEST, UTC+2
+		"2027-03-06 02:00":          time.Date(2027, 3, 6, 1, 0, 0, 0, time.UTC),  // CET, UTC+1
+		"2027-07-06T02:00":          time.Date(2027, 7, 6, 0, 0, 0, 0, time.UTC),  // CEST, UTC+2
 		"2027-03-06T02:00:00+05:00": time.Date(2027, 3, 5, 21, 0, 0, 0, time.UTC), // RFC 3339 keeps its offset
 	} {
 		var f slotTime
