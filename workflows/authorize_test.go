@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"testing"
 	"time"
 
@@ -201,4 +203,48 @@ func TestWorkerWithoutTrustedKeysRefusesEveryAdminAction(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, approve.rejected)
 	assert.Contains(t, approve.rejected.Error(), "this worker trusts no signing key (ACTION_TRUSTED_KEYS is empty)")
+}
+
+// During a rotation the worker trusts the old and the new key: an admin's
+// action signed with either is accepted, and once the old key is dropped
+// its assertions are refused.
+func TestRotationAcceptsBothKeysThenOnlyTheNew(t *testing.T) {
+	oldPublic, oldPrivate, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	newPublic, newPrivate, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	oldSigner, newSigner := actor.NewSigner("ops-2026-05", oldPrivate), actor.NewSigner("ops-2026-11", newPrivate)
+	both := ServiceUpdates{Trusted: actor.NewVerifier(map[string]ed25519.PublicKey{"ops-2026-05": oldPublic, "ops-2026-11": newPublic})}
+	onlyNew := ServiceUpdates{Trusted: actor.NewVerifier(map[string]ed25519.PublicKey{"ops-2026-11": newPublic})}
+	at := scenarioStart.Add(days(2))
+	approveWith := func(s *actor.Signer) ApproveInput {
+		return ApproveInput{Admin: adminTyped, Assertion: mustSign(t, s, claimsAt(adminTyped, actor.ActionApprove, at))}
+	}
+	for _, tc := range []struct {
+		name    string
+		trusted ServiceUpdates
+		signer  *actor.Signer
+		refusal string
+	}{
+		{"old key while both are trusted", both, oldSigner, ""},
+		{"new key while both are trusted", both, newSigner, ""},
+		{"new key after the rotation", onlyNew, newSigner, ""},
+		{"old key after the rotation", onlyNew, oldSigner, `signed with key "ops-2026-05", which this worker does not trust (trusted: ops-2026-11)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenarioTrusting(t, tc.trusted)
+			var approve *updateOutcome
+			s.at(at, func() { approve = s.updateAsIs(UpdateApprove, approveWith(tc.signer)) })
+			_, err := s.run()
+			require.NoError(t, err)
+			if tc.refusal == "" {
+				require.NoError(t, approve.rejected)
+				require.NoError(t, approve.err)
+				assert.Equal(t, StatusApproved, approve.result.Status)
+				return
+			}
+			require.Error(t, approve.rejected)
+			assert.Contains(t, approve.rejected.Error(), tc.refusal)
+		})
+	}
 }
