@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/store"
@@ -35,7 +37,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	pool := openTestPool(t, dbURL)
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdates{Trusted: cfg.ActionTrustedKeys.Verifier}.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	registerRollout(updates, c, st)
@@ -147,8 +149,34 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("approve by a stranger: %v, want the workflow's refusal", err)
 	}
 	t.Log(err)
+	// The same slots as the instance's local time reach the workflow too.
+	local := func(at time.Time) string { return at.In(contosoZone(t)).Format("2006-01-02 15:04") }
+	_, _, err = runStarter(t, "reschedule", "--instance", instance, "--admin", newAdmin,
+		"--primary", local(run.Slot(1)), "--secondary", local(run.Slot(1)))
+	if err == nil || !strings.Contains(err.Error(), "Reschedule refused by "+id+": ") {
+		t.Fatalf("reschedule in local time with the secondary on the primary: %v, want the workflow's refusal", err)
+	}
 
-	out = mustRun(t, "approve", "--instance", instance, "--admin", newAdmin)
+	// The starter signs every admin action: without a key it sends nothing,
+	// and a key the worker does not trust is refused by the workflow.
+	operatorKey := os.Getenv("ACTION_SIGNING_KEY")
+	t.Setenv("ACTION_SIGNING_KEY", "")
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--as", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), "ACTION_SIGNING_KEY is not set") {
+		t.Fatalf("approve without a signing key: %v", err)
+	}
+	rogueKey, _, err := actor.GenerateKeyPair("rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", rogueKey)
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--as", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), `signed with key "rogue", which this worker does not trust`) {
+		t.Fatalf("approve signed with an untrusted key: %v", err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", operatorKey)
+
+	out = mustRun(t, "approve", "--instance", instance, "--as", newAdmin)
 	if !strings.Contains(out, "Approve accepted") || !strings.Contains(out, "Approved") || !strings.Contains(out, "by "+newAdmin) {
 		t.Errorf("approve by the new admin:\n%s", out)
 	}
@@ -171,7 +199,8 @@ func TestAdminCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "status", "--instance", instance, "--json")), &view); err != nil {
 		t.Fatalf("status --json is not a StatusView: %v", err)
 	}
-	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != newAdmin {
+	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != workflows.MaskEmail(newAdmin) ||
+		!slices.Contains(view.Admins, newAdmin) {
 		t.Errorf("status --json = %+v", view)
 	}
 
@@ -183,6 +212,28 @@ func TestAdminCommands(t *testing.T) {
 		!strings.Contains(err.Error(), "has no running update") {
 		t.Errorf("approve after cancel: %v, want no running update", err)
 	}
+	// status still finds the closed update, and says it is closed.
+	if out := mustRun(t, "status", "--instance", instance); !strings.HasPrefix(out, "Latest update of "+instance+": "+id+", closed (") ||
+		!strings.Contains(out, "Cancelled") {
+		t.Errorf("status after cancel:\n%s", out)
+	}
+	var closed viewJSON
+	if err := json.Unmarshal([]byte(mustRun(t, "status", "--instance", instance, "-o", "json")), &closed); err != nil {
+		t.Fatal(err)
+	}
+	if closed.Execution == "Running" || closed.Execution == "" || closed.Status != workflows.StatusCancelled {
+		t.Errorf("status -o json after cancel: execution %s, status %s", closed.Execution, closed.Status)
+	}
+}
+
+// contosoZone is the time zone of the demo's Contoso instances.
+func contosoZone(t *testing.T) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }
 
 // openTestPool opens a pool on a test database, closed when the test ends.

@@ -14,6 +14,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -53,7 +54,7 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 	if err != nil {
 		return err
 	}
-	if err := applyFleet(ctx, e, fl); err != nil {
+	if err := applyFleet(ctx, e, fl, textOutput); err != nil {
 		return err
 	}
 	c, err := e.temporal(ctx)
@@ -95,13 +96,21 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 		}
 		switch m.Action {
 		case demo.Approve, demo.ApproveThenFail:
-			if _, err := executeUpdate(ctx, c, id, workflows.UpdateApprove, workflows.ApproveInput{Admin: m.Admin, Note: "approved by the demo"}); err != nil {
+			input, err := e.signed(id, workflows.ApproveInput{Admin: m.Admin, Note: "approved by the demo"})
+			if err != nil {
+				return err
+			}
+			if _, err := executeUpdate(ctx, c, id, workflows.UpdateApprove, input); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s approved %s\n", m.Admin, run.InstanceID(m.Instance))
 		case demo.Reschedule:
 			input := workflows.RescheduleInput{Admin: m.Admin, PrimaryStart: run.Slot(1), SecondaryStart: run.Slot(2)}
-			if _, err := executeUpdate(ctx, c, id, workflows.UpdateReschedule, input); err != nil {
+			signed, err := e.signed(id, input)
+			if err != nil {
+				return err
+			}
+			if _, err := executeUpdate(ctx, c, id, workflows.UpdateReschedule, signed); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s moved %s to %s (secondary %s)\n", m.Admin, run.InstanceID(m.Instance),
@@ -111,7 +120,7 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 	}
 	fmt.Fprintf(e.stdout, "\nWatch it in the Web UI: %s (namespace %s)\n\n", demo.WebUI, e.cfg.TemporalNamespace)
 
-	if err := watchDemo(ctx, e, c, ids, isTerminal(e.stdout)); err != nil {
+	if err := watchDemo(ctx, e, c, ids, progress.IsTerminal(e.stdout)); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\nAll demo workflows closed.\n")

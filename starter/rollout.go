@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/term"
 
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 )
 
 // releasePlan is what one rollout run by the starter itself does (the
@@ -31,6 +29,8 @@ type releasePlan struct {
 	SecondaryMinGap     time.Duration
 	MinNotice           time.Duration // least time from now to a booked primary
 	RescheduleMinNotice time.Duration // carried in each update's input
+	// Output is how the summary is printed (zero: text).
+	Output outputFormat
 	// Instances limits the rollout to these instance IDs (the demo's own);
 	// nil means the whole fleet.
 	Instances map[string]bool
@@ -125,15 +125,7 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 		return nil, err
 	}
 
-	var bar *progressbar.ProgressBar
-	if isTerminal(e.stdout) {
-		bar = progressbar.NewOptions(len(candidates),
-			progressbar.OptionSetWriter(e.stdout),
-			progressbar.OptionSetDescription("rollout "+plan.Version),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionClearOnFinish())
-	}
+	bar := progress.New(e.stderr, "rollout "+plan.Version, len(candidates))
 	summary := &outcomeSummary{}
 	starter := &launch.Starter{Store: st, Client: c, TaskQueue: e.cfg.TaskQueue, Plan: plan.launchPlan(),
 		RequestedBy: "rollout of " + plan.Version + " by " + e.clientOptions().Identity}
@@ -150,18 +142,20 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 			}
 			g.Go(func() error {
 				summary.add(starter.Start(ctx, candidate))
-				if bar != nil {
-					_ = bar.Add(1) // drawing only: an error loses one redraw
-				}
+				bar.Add(1)
 				return nil
 			})
 		}
 		_ = g.Wait() // every goroutine returns nil; outcomes are in the summary
 	}
-	if bar != nil {
-		_ = bar.Finish()
+	bar.Finish()
+	if plan.Output == jsonOutput {
+		if err := writeJSON(e.stdout, summary.document(plan.Version, plan.DryRun)); err != nil {
+			return summary, err
+		}
+	} else {
+		summary.write(e.stdout, plan.Version, plan.DryRun)
 	}
-	summary.write(e.stdout, plan.Version, plan.DryRun)
 	if err := ctx.Err(); err != nil {
 		return summary, fmt.Errorf("rollout interrupted; run it again to continue: %w", err)
 	}
@@ -179,11 +173,4 @@ func kindWaves(candidates []store.RolloutCandidate) [][]store.RolloutCandidate {
 		waves[len(waves)-1] = append(waves[len(waves)-1], c)
 	}
 	return waves
-}
-
-// isTerminal reports whether w is a terminal, where progress is drawn in
-// place; pipes and files get plain lines.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

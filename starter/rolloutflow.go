@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/launch"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -47,10 +47,12 @@ func newRolloutCmd(e *env) *cobra.Command {
 	fs.BoolVar(&f.resume, "resume", false, "resume the paused rollout: open the held wave")
 	fs.BoolVar(&f.abort, "abort", false, "abort the rollout: cancel the updates of every wave not yet open")
 	fs.StringVar(&f.reason, "reason", "", "why (with --pause or --abort), recorded in the rollout")
+	format := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "version"); err != nil {
 			return err
 		}
+		f.format = *format
 		return runRollout(cmd.Context(), e, f)
 	}
 	return cmd
@@ -60,6 +62,7 @@ func newRolloutCmd(e *env) *cobra.Command {
 type rolloutFlags struct {
 	version, waves, maxFailure, reason string
 	dryRun, pause, resume, abort       bool
+	format                             outputFormat
 }
 
 func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
@@ -95,7 +98,7 @@ func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
 			MinNotice: e.cfg.MinNotice, RescheduleMinNotice: e.cfg.RescheduleMinNotice,
 		},
 	}
-	return startAndFollow(ctx, e, c, in)
+	return startAndFollow(ctx, e, c, in, f.format)
 }
 
 // rolloutWorkflowID: a dry run has an ID of its own, so it never disturbs
@@ -109,12 +112,14 @@ func rolloutWorkflowID(in workflows.RolloutInput) string {
 
 // startAndFollow starts the rollout, or signals the running one to walk
 // the fleet again, and follows it until that walk is done.
-func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.RolloutInput) error {
+func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.RolloutInput, format outputFormat) error {
 	id := rolloutWorkflowID(in)
 	// A running rollout's walks so far: the one asked now comes after.
 	before := -1
-	if p, err := queryProgress(ctx, c, id, ""); err == nil && !p.Phase.Closed() {
-		before = p.Rescans
+	if !closedRun(ctx, c, id, "") {
+		if p, err := queryProgress(ctx, c, id, ""); err == nil {
+			before = p.Rescans
+		}
 	}
 	run, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalRescan, nil, client.StartWorkflowOptions{
 		ID: id, TaskQueue: e.cfg.TaskQueue,
@@ -128,18 +133,24 @@ func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.R
 		return fmt.Errorf("start the rollout of %s: %w", in.Version, err)
 	}
 	if before >= 0 {
-		fmt.Fprintf(e.stdout, "rollout of %s is running: asked it to walk the fleet again for instances not started yet\n", in.Version)
+		fmt.Fprintf(e.stderr, "rollout of %s is running: asked it to walk the fleet again for instances not started yet\n", in.Version)
 	}
 	p, err := follow(ctx, e, c, id, before, run)
 	if ctx.Err() != nil {
-		fmt.Fprintf(e.stdout, "\ndetached: the rollout goes on in the workers; reattach with: starter rollout --version %s%s\n", in.Version, dryRunFlag(in.DryRun))
+		fmt.Fprintf(e.stderr, "\ndetached: the rollout goes on in the workers; reattach with: starter rollout --version %s%s\n", in.Version, dryRunFlag(in.DryRun))
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	printRollout(e.stdout, p)
-	fmt.Fprintf(e.stdout, "follow the waves: starter rollout --version %s (attaches), the Web UI (workflow %s), or\n  bin/temporal workflow query --workflow-id %s --type %s\n",
+	if format == jsonOutput {
+		if err := writeJSON(e.stdout, rolloutSummary(p).document(p.Version, p.DryRun)); err != nil {
+			return err
+		}
+	} else {
+		printRollout(e.stdout, p)
+	}
+	fmt.Fprintf(e.stderr, "follow the waves: starter rollout --version %s (attaches), the Web UI (workflow %s), or\n  bin/temporal workflow query --workflow-id %s --type %s\n",
 		in.Version, id, id, workflows.QueryProgress)
 	if n := p.Outcomes[launch.Failed.String()]; n > 0 {
 		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", in.Version, n)
@@ -148,14 +159,14 @@ func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.R
 }
 
 // follow polls the rollout's progress until the walk after `before` is
-// done: a bar on a terminal, one line every few seconds otherwise.
+// done, reporting on stderr: a bar on a terminal, a line every few
+// seconds otherwise.
 func follow(ctx context.Context, e *env, c client.Client, id string, before int, run client.WorkflowRun) (workflows.RolloutProgress, error) {
-	terminal := isTerminal(e.stdout)
-	// Polled often so a quick walk (a re-run) ends quickly; off a
-	// terminal a line is printed every lineInterval.
-	const pollInterval, lineInterval = 250 * time.Millisecond, 5 * time.Second
-	var bar *progressbar.ProgressBar
-	lastLine := time.Now()
+	// Polled often so that a quick walk (a re-run) ends quickly.
+	const pollInterval = 250 * time.Millisecond
+	var bar *progress.Reporter
+	defer func() { bar.Finish() }()
+	shown := 0
 	runID := run.GetRunID()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -178,22 +189,14 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 		case err != nil:
 			// Not answering yet (its first task is still queued): ask again.
 		case p.Rescans > before && p.ScanDone || p.Phase.Closed():
-			if bar != nil {
-				_ = bar.Finish()
-			}
+			bar.Add(p.Processed - shown)
 			return p, nil
-		}
-		if err == nil && terminal {
+		default:
 			if bar == nil && p.Candidates > 0 {
-				bar = progressbar.NewOptions(p.Candidates, progressbar.OptionSetWriter(e.stdout), progressbar.OptionSetDescription(id),
-					progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+				bar = progress.New(e.stderr, id, p.Candidates)
 			}
-			if bar != nil {
-				_ = bar.Set(p.Processed) // drawing only
-			}
-		} else if err == nil && time.Since(lastLine) >= lineInterval {
-			lastLine = time.Now()
-			fmt.Fprintf(e.stdout, "%s: %s, %d of %d candidates, %s\n", id, p.Phase, p.Processed, p.Candidates, formatCounts(p.Outcomes))
+			bar.Add(p.Processed - shown)
+			shown = p.Processed
 		}
 		select {
 		case <-ctx.Done():
@@ -203,10 +206,11 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 	}
 }
 
-// closedRun reports whether the run (empty: the latest) has closed.
+// closedRun reports whether the run (empty: the latest) has closed, or
+// never existed.
 func closedRun(ctx context.Context, c client.Client, id, runID string) bool {
 	d, err := c.DescribeWorkflow(ctx, id, runID)
-	return err == nil && d.Status != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
+	return launch.IsNotFound(err) || err == nil && d.Status != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // queryProgress asks a rollout's run (empty: the latest) for its progress.
@@ -240,10 +244,7 @@ func steerRollout(ctx context.Context, e *env, c client.Client, version, update 
 // printRollout prints the details worth reading, the outcome counts in
 // the summary's words, and the waves.
 func printRollout(w io.Writer, p workflows.RolloutProgress) {
-	summary := &outcomeSummary{}
-	for o := range launch.OutcomeCount {
-		summary.counts[o] = p.Outcomes[o.String()]
-	}
+	summary := rolloutSummary(p)
 	for _, d := range p.Details {
 		fmt.Fprintf(w, "  %s\n", d)
 	}
@@ -260,6 +261,15 @@ func printRollout(w io.Writer, p workflows.RolloutProgress) {
 		fmt.Fprintf(w, "  wave %d: %s, %d updates from %s, %s\n", wave.Wave, wave.State, wave.Members,
 			wave.FirstStart.UTC().Format(time.RFC3339), formatStatuses(wave.ByStatus))
 	}
+}
+
+// rolloutSummary is the walk's outcome counts as the summary counts them.
+func rolloutSummary(p workflows.RolloutProgress) *outcomeSummary {
+	summary := &outcomeSummary{}
+	for o := range launch.OutcomeCount {
+		summary.counts[o] = p.Outcomes[o.String()]
+	}
+	return summary
 }
 
 func formatCounts(counts map[string]int) string {

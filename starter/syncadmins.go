@@ -16,6 +16,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -47,7 +48,7 @@ func runSyncAdmins(ctx context.Context, e *env, instances []string, concurrency 
 	if err != nil {
 		return err
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, concurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, concurrency, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -139,9 +140,9 @@ func (r *adminSyncResult) write(w io.Writer) {
 // syncAdmins sends SetAdmins, with the admins the database holds now, to
 // every running update of instances (nil: of every instance with a running
 // update), concurrency instances at a time. It prints a line per update
-// told; failures are in the result. The error is a failure to list the
+// told on lines and its progress on stderr; failures are in the result. The error is a failure to list the
 // running updates of every instance, when nothing was sent.
-func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int) (*adminSyncResult, error) {
+func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int, lines io.Writer) (*adminSyncResult, error) {
 	result := &adminSyncResult{}
 	// Every instance's running updates, listed per instance or all at once.
 	byInstance := map[string][]string{}
@@ -158,7 +159,9 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 		}
 		slices.Sort(instances)
 	}
-	var out sync.Mutex // one progress line at a time
+	var out sync.Mutex // one line at a time
+	bar := progress.New(e.stderr, "sync-admins", len(instances))
+	defer bar.Finish()
 	var g errgroup.Group
 	g.SetLimit(concurrency)
 	for _, id := range instances {
@@ -169,6 +172,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 		result.instances++
 		result.mu.Unlock()
 		g.Go(func() error {
+			defer bar.Add(1)
 			ids, listed := byInstance[id]
 			if !listed {
 				running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: id, RunningOnly: true})
@@ -189,7 +193,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 				return nil
 			}
 			for _, workflowID := range ids {
-				err := sendSetAdmins(ctx, c, workflowID, recipients.Admins)
+				err := sendSetAdmins(ctx, e, c, workflowID, recipients.Admins)
 				result.mu.Lock()
 				switch {
 				case launch.IsNotFound(err):
@@ -203,7 +207,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 				result.mu.Unlock()
 				if err == nil {
 					out.Lock()
-					fmt.Fprintf(e.stdout, "%s: admins now %v\n", workflowID, recipients.Admins)
+					fmt.Fprintf(lines, "%s: admins now %v\n", workflowID, recipients.Admins)
 					out.Unlock()
 				}
 			}
@@ -216,11 +220,15 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 
 // sendSetAdmins runs one SetAdmins Update to completion and returns the
 // server's error as it is, so a closed workflow can be told apart.
-func sendSetAdmins(ctx context.Context, c client.Client, workflowID string, admins []string) error {
+func sendSetAdmins(ctx context.Context, e *env, c client.Client, workflowID string, admins []string) error {
+	input, err := e.signed(workflowID, workflows.SetAdminsInput{Admins: admins})
+	if err != nil {
+		return err
+	}
 	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
 		UpdateName:   workflows.UpdateSetAdmins,
-		Args:         []any{workflows.SetAdminsInput{Admins: admins}},
+		Args:         []any{input},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {

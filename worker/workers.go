@@ -59,7 +59,11 @@ func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool
 	// Process-wide, so set before the first worker: see WORKFLOW_CACHE_SIZE.
 	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCacheSize)
 	updates := worker.New(c, cfg.TaskQueue, options)
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	trusted := workflows.ServiceUpdates{Trusted: cfg.ActionTrustedKeys.Verifier}
+	if trusted.Trusted == nil {
+		logger.Warn("ACTION_TRUSTED_KEYS is empty: every Approve, Reschedule and SetAdmins is refused until it lists the keys of the starter and the portal")
+	}
+	updates.RegisterWorkflowWithOptions(trusted.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	updates.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)

@@ -128,9 +128,11 @@ func (r *rollout) run(ctx workflow.Context) (RolloutProgress, error) {
 			return r.progress(ctx), nil
 		}
 		done, err := r.gateWaves(ctx)
-		if err != nil || done {
+		if err != nil || done && (r.st.Aborted || r.rescan.Len() == 0) {
 			return r.progress(ctx), err
 		}
+		// A re-run's Rescan came as the last wave opened: walk again.
+		r.drainRescans(ctx)
 	}
 }
 
@@ -396,6 +398,8 @@ func (r *rollout) phase() RolloutPhase {
 		return PhasePaused
 	case r.st.Scanned < r.st.Rescans:
 		return PhaseStarting
+	case r.in.DryRun:
+		return PhaseDone // a dry run plans and ends
 	}
 	if _, pending := r.nextGate(); pending || r.st.Reports == nil {
 		return PhaseWaiting
