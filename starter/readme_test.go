@@ -168,6 +168,11 @@ var flagSamples = map[string]string{
 	"print-simulated-failures": "true",
 	"pick":                     "true",
 	"no-descriptions":          "true",
+	"waves":                    "5%,25%,100%",
+	"max-failure":              "5%",
+	"pause":                    "true",
+	"resume":                   "true",
+	"abort":                    "true",
 }
 
 func TestEveryFlagParsesThroughTheTree(t *testing.T) {
