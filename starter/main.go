@@ -63,6 +63,7 @@ func init() {
 		{"list", "[--version V] [--status S]", "list updates from Temporal visibility, with counts per status", runList},
 		{"slots", "--version V [--holders=false]", "show a release's slots (UTC): capacity, booked, the updates holding them; warn where bookings and open updates disagree", runSlots},
 		{"cancel", "--instance I [--version V] [--reason R]", "cancel an update (its slots are released, admins told)", runCancel},
+		{"portal", "", "serve the admins' portal on PORTAL_ADDR: their updates, approvals, other slots, sign-in by emailed link or OIDC", runPortal},
 		{"demo", "[--run ID]", "the demo behind `make run`: a small fleet through the whole lifecycle in minutes", runDemo},
 	}
 }

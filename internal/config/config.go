@@ -67,6 +67,18 @@ type Config struct {
 	ConnectTimeout    time.Duration `envconfig:"CONNECT_TIMEOUT" default:"2m" desc:"how long to wait for Temporal and Postgres to come up at start" accepted:"a positive duration, such as 2m"`
 	WorkerStopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities of TASK_QUEUE (store, notices) finish before they are left to be retried; updates in flight have EXECUTOR_STOP_TIMEOUT" accepted:"a non-negative duration, such as 30s"`
 
+	// The admins' portal (`starter portal`). The worker needs PORTAL_SECRET
+	// and PORTAL_BASE_URL too: it signs the action links of the emails.
+	PortalAddr            string        `envconfig:"PORTAL_ADDR" default:"127.0.0.1:8080" desc:"address the portal (starter portal) listens on" accepted:"host:port or :port, such as 127.0.0.1:8080"`
+	PortalBaseURL         string        `envconfig:"PORTAL_BASE_URL" default:"http://127.0.0.1:8080" desc:"where admins reach the portal: the base of the links in emails" accepted:"an http or https URL without a trailing slash, such as https://updates.example.com"`
+	PortalSecret          string        `envconfig:"PORTAL_SECRET" secret:"true" desc:"key that signs the emails' action links, sign-in links and sessions; the same on workers and portal; empty: emails carry no action links and the portal does not start" accepted:"at least 32 random bytes, such as the output of openssl rand -hex 32"`
+	PortalLinkLifetime    time.Duration `envconfig:"PORTAL_LINK_LIFETIME" default:"168h" desc:"how long an email's action link works (never after the decision's deadline)" accepted:"a positive duration, such as 168h"`
+	PortalSessionLifetime time.Duration `envconfig:"PORTAL_SESSION_LIFETIME" default:"12h" desc:"how long a portal session lasts after sign-in" accepted:"a positive duration, such as 12h"`
+	PortalMailbox         bool          `envconfig:"PORTAL_MAILBOX" default:"false" desc:"serve the demo mailbox (/mailbox: every stored email with working links); for make run only, never where admins reach the portal" accepted:"true or false"`
+	OIDCIssuer            string        `envconfig:"OIDC_ISSUER" desc:"OpenID Connect issuer for portal sign-in; empty: sign-in by emailed link only" accepted:"the issuer URL, such as https://login.example.com"`
+	OIDCClientID          string        `envconfig:"OIDC_CLIENT_ID" desc:"the portal's client ID at OIDC_ISSUER" accepted:"a client ID; required with OIDC_ISSUER"`
+	OIDCClientSecret      string        `envconfig:"OIDC_CLIENT_SECRET" secret:"true" desc:"the portal's client secret at OIDC_ISSUER" accepted:"a client secret"`
+
 	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
 	ExecutorArgv []string `ignored:"true"`
 	// ExecutorProbeArgv is EXECUTOR_PROBE_COMMAND split likewise.
@@ -243,6 +255,31 @@ func (c *Config) validate() error {
 		if err := validateHostPort("METRICS_ADDR", c.MetricsAddr, true); err != nil {
 			return err
 		}
+	}
+	return c.validatePortal()
+}
+
+// validatePortal checks the portal's settings (the worker's links too).
+func (c *Config) validatePortal() error {
+	if err := validateHostPort("PORTAL_ADDR", c.PortalAddr, true); err != nil {
+		return err
+	}
+	if u, err := url.Parse(c.PortalBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(c.PortalBaseURL, "/") {
+		return invalid("PORTAL_BASE_URL", c.PortalBaseURL, "")
+	}
+	if c.PortalSecret != "" && len(c.PortalSecret) < 32 {
+		return invalid("PORTAL_SECRET", "xxxxx", fmt.Sprintf("%d bytes", len(c.PortalSecret)))
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"PORTAL_LINK_LIFETIME", c.PortalLinkLifetime}, {"PORTAL_SESSION_LIFETIME", c.PortalSessionLifetime}} {
+		if d.value <= 0 {
+			return invalid(d.name, FormatDuration(d.value), "")
+		}
+	}
+	if c.OIDCIssuer != "" && c.OIDCClientID == "" {
+		return invalid("OIDC_CLIENT_ID", "", "OIDC_ISSUER is set")
 	}
 	return nil
 }

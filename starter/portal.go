@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/cli"
+	"github.com/svcupdate/svcupdate/internal/portal"
+	"github.com/svcupdate/svcupdate/internal/store"
+)
+
+// portalShutdownGrace lets requests in flight (an admin's Approve waits
+// for the workflow's answer) finish when the portal stops.
+const portalShutdownGrace = 10 * time.Second
+
+// runPortal serves the admins' portal on PORTAL_ADDR until interrupted.
+func runPortal(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("portal")
+	if err := parseFlags(fs, e, args, 0); err != nil {
+		return err
+	}
+	if e.cfg.PortalSecret == "" {
+		return cli.Usagef("portal: PORTAL_SECRET is empty; set the same random key (32 bytes or more, such as `openssl rand -hex 32`) on the portal and the workers")
+	}
+	pool, err := e.postgres(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := e.temporalWhenUp(ctx)
+	if err != nil {
+		return err
+	}
+	var mailer portal.Mailer
+	if e.cfg.SendGridAPIKey != "" {
+		if mailer, err = sendgrid.NewClient(sendgrid.Config{Host: e.cfg.SendGridHost, APIKey: e.cfg.SendGridAPIKey, From: e.cfg.MailFrom}, time.Now); err != nil {
+			return err
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, nil))
+	server, err := portal.New(ctx, portal.Config{
+		BaseURL: e.cfg.PortalBaseURL, Secret: e.cfg.PortalSecret,
+		LinkLifetime: e.cfg.PortalLinkLifetime, SessionLifetime: e.cfg.PortalSessionLifetime,
+		RescheduleMinNotice: e.cfg.RescheduleMinNotice, Mailbox: e.cfg.PortalMailbox,
+		OIDC: portal.OIDCConfig{Issuer: e.cfg.OIDCIssuer, ClientID: e.cfg.OIDCClientID, ClientSecret: e.cfg.OIDCClientSecret},
+	}, store.New(pool), c, mailer, logger)
+	if err != nil {
+		return err
+	}
+	listener, err := net.Listen("tcp", e.cfg.PortalAddr)
+	if err != nil {
+		return fmt.Errorf("portal: listen on %s (PORTAL_ADDR): %w", e.cfg.PortalAddr, err)
+	}
+	fmt.Fprintf(e.stdout, "portal: serving on http://%s, links point to %s (PORTAL_BASE_URL)\n", listener.Addr(), e.cfg.PortalBaseURL)
+	if e.cfg.PortalMailbox {
+		fmt.Fprintf(e.stdout, "portal: demo mailbox at %s/mailbox\n", e.cfg.PortalBaseURL)
+	}
+	httpServer := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- httpServer.Serve(listener) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("portal: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), portalShutdownGrace)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("portal: stop: %w", err)
+	}
+	return nil
+}
