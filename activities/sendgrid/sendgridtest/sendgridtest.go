@@ -173,13 +173,20 @@ func checkShape(req Request) string {
 			return fmt.Sprintf("personalizations[%d] has %d bytes of substitutions; SendGrid accepts %d", i, size, substitutionsLimit)
 		}
 	}
-	for _, key := range []string{"instance_id", "target_version", "notice", "workflow_id"} {
+	keys := []string{"instance_id", "target_version", "notice", "workflow_id"}
+	if req.CustomArgs["notice"] == SignInNotice {
+		keys = []string{"notice"} // the portal's sign-in mail is about no update
+	}
+	for _, key := range keys {
 		if req.CustomArgs[key] == "" {
 			return "custom_args." + key + " is missing"
 		}
 	}
 	return ""
 }
+
+// SignInNotice is the notice custom arg of the portal's sign-in mails.
+const SignInNotice = "sign-in"
 
 // substitutionsLimit is SendGrid's cap on a personalization's
 // substitutions, in bytes of keys and values.
