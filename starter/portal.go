@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/portal"
@@ -19,12 +21,17 @@ import (
 // for the workflow's answer) finish when the portal stops.
 const portalShutdownGrace = 10 * time.Second
 
-// runPortal serves the admins' portal on PORTAL_ADDR until interrupted.
-func runPortal(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("portal")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+func newPortalCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "portal",
+		Short: "serve the admins' portal on PORTAL_ADDR: their updates, approvals, other slots, sign-in by emailed link or OIDC",
+		Args:  maxArgs(0),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runPortal(cmd.Context(), e) },
 	}
+}
+
+// runPortal serves the admins' portal on PORTAL_ADDR until interrupted.
+func runPortal(ctx context.Context, e *env) error {
 	if e.cfg.PortalSecret == "" {
 		return cli.Usagef("portal: PORTAL_SECRET is empty; set the same random key (32 bytes or more, such as `openssl rand -hex 32`) on the portal and the workers")
 	}
