@@ -13,15 +13,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
-)
-
-// Audit channels of portal actions: how the admin proved who they are.
-const (
-	ChannelLink    = "portal-link"    // an emailed action link
-	ChannelSession = "portal-session" // signed in with an emailed sign-in link
-	ChannelOIDC    = "oidc"           // signed in with the OpenID Connect provider
 )
 
 // refusal is why an action was not done, as a page.
@@ -32,22 +26,36 @@ type refusal struct {
 
 func (r *refusal) Error() string { return r.page.Title + ": " + r.page.Message }
 
+// updateActions names the actor action each Update asserts.
+var updateActions = map[string]string{workflows.UpdateApprove: actor.ActionApprove, workflows.UpdateReschedule: actor.ActionReschedule}
+
 // act sends one admin action to an update's workflow after checking, in
 // Postgres, that email is an admin of its instance now; nothing reaches
-// the workflow otherwise. A refusal is a *refusal; anything else is an
-// unexpected failure.
-func (s *Server) act(ctx context.Context, email, channel, workflowID, updateName string, input any) (workflows.StatusView, error) {
+// the workflow otherwise. With an action signer the Update carries the
+// signed assertion of who acts, through which channel, which input puts
+// in the payload. A refusal is a *refusal; anything else is an unexpected
+// failure.
+func (s *Server) act(ctx context.Context, email string, channel actor.Channel, workflowID, updateName string, input func(assertion string) any) (workflows.StatusView, error) {
 	if _, err := s.store.AdminUpdateOf(ctx, email, workflowID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return workflows.StatusView{}, &refusal{http.StatusForbidden, problemNotAdmin}
 		}
 		return workflows.StatusView{}, err
 	}
+	assertion := ""
+	if s.cfg.ActionSigner != nil {
+		var err error
+		assertion, err = s.cfg.ActionSigner.Sign(actor.Claims{Actor: email, Channel: channel, WorkflowID: workflowID,
+			Action: updateActions[updateName], IssuedAt: s.now()})
+		if err != nil {
+			return workflows.StatusView{}, err
+		}
+	}
 	s.logger.Info("portal action", "action", updateName, "workflowId", workflowID, "actor", email, "channel", channel)
 	handle, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
 		UpdateName:   updateName,
-		Args:         []any{input},
+		Args:         []any{input(assertion)},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	var view workflows.StatusView
@@ -106,8 +114,9 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 	}
 	var results []result
 	for _, id := range ids {
-		view, err := s.act(r.Context(), sess.Recipient, sess.Channel, id, workflows.UpdateApprove,
-			workflows.ApproveInput{Admin: sess.Recipient, Note: "through the portal (" + sess.Channel + ")"})
+		view, err := s.act(r.Context(), sess.Recipient, actor.Channel(sess.Channel), id, workflows.UpdateApprove, func(assertion string) any {
+			return workflows.ApproveInput{Admin: sess.Recipient, Note: "through the portal (" + sess.Channel + ")", Assertion: assertion}
+		})
 		results = append(results, s.resultOf(r, id, view, err, "approved"))
 	}
 	s.render(w, r, http.StatusOK, "result", "Approval", struct{ Results []result }{results})
@@ -138,7 +147,10 @@ func (s *Server) reschedule(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("id")
 	in, err := s.rescheduleInput(r, sess.Recipient, id)
 	if err == nil {
-		_, err = s.act(r.Context(), sess.Recipient, sess.Channel, id, workflows.UpdateReschedule, in)
+		_, err = s.act(r.Context(), sess.Recipient, actor.Channel(sess.Channel), id, workflows.UpdateReschedule, func(assertion string) any {
+			in.Assertion = assertion
+			return in
+		})
 	}
 	var ref *refusal
 	switch {

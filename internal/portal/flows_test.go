@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -45,6 +46,9 @@ func TestPortalInABrowser(t *testing.T) {
 		}
 		if v := h.status(id); v.Status != workflows.StatusApproved || !strings.EqualFold(v.ApprovedBy, "admin1@acme.example") {
 			t.Errorf("workflow after the link: status %s approved by %q", v.Status, v.ApprovedBy)
+		}
+		if got := h.assertions(t, id); len(got) != 1 || got[0].Actor != "admin1@acme.example" || got[0].Channel != actor.ChannelPortalLink {
+			t.Errorf("the Approve sent through the link asserts %+v, want admin1 through %s", got, actor.ChannelPortalLink)
 		}
 
 		// The same link again: refused, nothing more written.
@@ -150,6 +154,9 @@ func TestPortalInABrowser(t *testing.T) {
 		for _, id := range ids {
 			if v := h.status(id); v.Status != workflows.StatusApproved || v.ApprovedBy != opsAdmin {
 				t.Errorf("%s after the bulk approval: %s by %q", id, v.Status, v.ApprovedBy)
+			}
+			if got := h.assertions(t, id); len(got) != 1 || got[0].Actor != opsAdmin || got[0].Channel != actor.ChannelPortalSession {
+				t.Errorf("%s: the bulk Approve asserts %+v, want %s through %s", id, got, opsAdmin, actor.ChannelPortalSession)
 			}
 		}
 

@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/activities/sendgrid/sendgridtest"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
@@ -52,6 +54,8 @@ type harness struct {
 	mail     *sendgridtest.Server
 	signer   *links.Signer
 	url      string
+	// trusted verifies the assertions the portal signs.
+	trusted *actor.Verifier
 }
 
 func newHarness(t *testing.T) *harness {
@@ -103,7 +107,18 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := portal.New(context.Background(), portal.Config{BaseURL: h.url, Secret: secret,
+	signingKey, trustedKey, err := actor.GenerateKeyPair("portal-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actionSigner, err := actor.ParseSigningKey(signingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.trusted, err = actor.ParseTrustedKeys(trustedKey); err != nil {
+		t.Fatal(err)
+	}
+	p, err := portal.New(context.Background(), portal.Config{BaseURL: h.url, Secret: secret, ActionSigner: actionSigner,
 		LinkLifetime: links.DefaultLinkLifetime, SessionLifetime: 12 * time.Hour, Mailbox: true}, st, c, mailer, quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +183,38 @@ func (h *harness) events(id string) int {
 		n++
 	}
 	return n
+}
+
+// assertions returns the claims of the signed assertions the workflow's
+// accepted Updates carried, oldest first.
+func (h *harness) assertions(t *testing.T, id string) []actor.Claims {
+	t.Helper()
+	var out []actor.Claims
+	it := h.temporal.GetWorkflowHistory(context.Background(), id, "", false, 0)
+	for it.HasNext() {
+		event, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := event.GetWorkflowExecutionUpdateAcceptedEventAttributes()
+		if accepted == nil {
+			continue
+		}
+		var in struct {
+			Assertion string `json:"assertion"`
+		}
+		payloads := accepted.GetAcceptedRequest().GetInput().GetArgs().GetPayloads()
+		if len(payloads) != 1 || json.Unmarshal(payloads[0].GetData(), &in) != nil {
+			t.Fatalf("update %s: cannot read its input", accepted.GetAcceptedRequest().GetInput().GetName())
+		}
+		name := accepted.GetAcceptedRequest().GetInput().GetName()
+		claims, err := h.trusted.Verify(in.Assertion, actor.Expect{WorkflowID: id, Action: strings.ToLower(name), Now: time.Now(), MaxAge: time.Hour})
+		if err != nil {
+			t.Errorf("the %s Update's assertion does not verify: %v", name, err)
+		}
+		out = append(out, claims)
+	}
+	return out
 }
 
 // usedLinks counts the links recorded as used.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -93,8 +94,9 @@ func (s *Server) useLink(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.store.UseLink(r.Context(), usedLink(claims), func(ctx context.Context) error {
 		if claims.Action == links.ActionApprove {
-			_, err := s.act(ctx, claims.Recipient, ChannelLink, claims.WorkflowID, workflows.UpdateApprove,
-				workflows.ApproveInput{Admin: claims.Recipient, Note: "through an emailed link (" + ChannelLink + ")"})
+			_, err := s.act(ctx, claims.Recipient, actor.ChannelPortalLink, claims.WorkflowID, workflows.UpdateApprove, func(assertion string) any {
+				return workflows.ApproveInput{Admin: claims.Recipient, Note: "through an emailed link", Assertion: assertion}
+			})
 			return err
 		}
 		// Choosing slots and viewing go on in a session; the admin must
@@ -117,7 +119,7 @@ func (s *Server) useLink(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "use a link", err)
 		return
 	}
-	if err := s.startSession(w, r, claims.Recipient, ChannelLink); err != nil {
+	if err := s.startSession(w, r, claims.Recipient, actor.ChannelPortalLink); err != nil {
 		s.fail(w, r, "start a session", err)
 		return
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 // OIDCConfig enables sign-in with an OpenID Connect provider.
@@ -121,7 +123,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, http.StatusForbidden, problemNotAdmin)
 		return
 	}
-	if err := s.startSession(w, r, claims.Email, ChannelOIDC); err != nil {
+	if err := s.startSession(w, r, claims.Email, actor.ChannelOIDC); err != nil {
 		s.fail(w, r, "start a session", err)
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/internal/store"
 )
@@ -41,6 +42,9 @@ type Config struct {
 	Mailbox bool
 	// OIDC enables sign-in with an OpenID Connect provider when Issuer is set.
 	OIDC OIDCConfig
+	// ActionSigner signs the assertion of who acts that every Approve and
+	// Reschedule carries (ACTION_SIGNING_KEY); the workflow verifies it.
+	ActionSigner *actor.Signer
 }
 
 // Mailer sends a sign-in mail; nil keeps the portal in outbox mode.

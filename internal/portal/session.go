@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
 )
 
@@ -54,8 +55,8 @@ func (s *Server) cookie(r *http.Request, name, value string, maxAge time.Duratio
 }
 
 // startSession signs the admin in for SessionLifetime.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, email, channel string) error {
-	token, err := s.signer.Mint(links.Claims{Recipient: email, Action: links.ActionSession, Channel: channel,
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, email string, channel actor.Channel) error {
+	token, err := s.signer.Mint(links.Claims{Recipient: email, Action: links.ActionSession, Channel: string(channel),
 		Expires: s.now().Add(s.cfg.SessionLifetime)})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/internal/store"
 )
@@ -138,7 +139,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "sign in", err)
 		return
 	}
-	if err := s.startSession(w, r, claims.Recipient, ChannelSession); err != nil {
+	if err := s.startSession(w, r, claims.Recipient, actor.ChannelPortalSession); err != nil {
 		s.fail(w, r, "start a session", err)
 		return
 	}
