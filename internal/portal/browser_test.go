@@ -103,6 +103,22 @@ func (b *browser) waitHeading(want string) {
 	})
 }
 
+// clickAndWaitText clicks css and waits for a page showing want (for a
+// page that comes back with the same heading).
+func (b *browser) clickAndWaitText(css, want string) {
+	b.t.Helper()
+	b.do(chromedp.Click(chromedp.CSS(css)))
+	testkit.WaitFor(b.t, 30*time.Second, "a page saying "+want, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
+		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ''`))
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(text, want), "the page says " + text
+	})
+}
+
 // shot saves a PNG of the whole page as name.png.
 func (b *browser) shot(name string) {
 	b.t.Helper()
