@@ -35,6 +35,8 @@ type Notifier struct {
 	mailer *sendgrid.Client // nil in outbox mode
 	now    func() time.Time // replaced by tests
 	links  *ActionLinks     // nil: emails carry no action links
+	// organizer is the sender's address, the organizer of calendar invites.
+	organizer string
 }
 
 // NewNotifier builds the notifier. Without cfg.APIKey it runs in outbox
@@ -43,7 +45,10 @@ func NewNotifier(st *store.Store, cfg sendgrid.Config) (*Notifier, error) {
 	if st == nil {
 		return nil, errors.New("notifier needs a store, got nil")
 	}
-	n := &Notifier{store: st, now: time.Now}
+	n := &Notifier{store: st, now: time.Now, organizer: "updates@example.com"}
+	if from, err := mail.ParseAddress(cfg.From); err == nil {
+		n.organizer = from.Address
+	}
 	if cfg.APIKey != "" {
 		// The client reads the clock through n so a test's clock reaches it.
 		m, err := sendgrid.NewClient(cfg, func() time.Time { return n.now() })
@@ -141,6 +146,13 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 			return result, err
 		}
 	}
+	invite, ok, err := notice.RenderInvite(in, spec, timeZone, n.organizer, n.now())
+	if err != nil {
+		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
+	}
+	if ok {
+		email.Attachments = []sendgrid.Attachment{{Filename: invite.Filename, ContentType: invite.ContentType(), Content: invite.Content}}
+	}
 	return n.sendThroughOutbox(ctx, in, recipients, email, result)
 }
 
@@ -191,6 +203,7 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 		HTML:          email.HTML,
 		Text:          email.Text,
 		Substitutions: email.Substitutions,
+		Attachments:   email.Attachments,
 		CustomArgs: map[string]string{
 			"instance_id":    in.Update.InstanceID,
 			"target_version": in.Update.TargetVersion,

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -21,6 +22,8 @@ type Email struct {
 	// Substitutions holds each recipient's text for the placeholders (their
 	// action links); the Notifier fills it in.
 	Substitutions map[string]map[string]string
+	// Attachments carry the calendar invite of the kinds that have one.
+	Attachments []sendgrid.Attachment
 }
 
 // moment is one point in time in the instance's zone and in UTC.

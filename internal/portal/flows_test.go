@@ -168,6 +168,18 @@ func TestPortalInABrowser(t *testing.T) {
 		b.do(chromedp.SetValue(chromedp.CSS("#primary"), primary), chromedp.SetValue(chromedp.CSS("#secondary"), secondary))
 		b.clickAndWaitText("section[aria-labelledby=choose] button.primary", "Moved to the slots you chose")
 		b.checkPage("update-rescheduled")
+		scheduledInvite, rescheduledInvite := h.invite(t, ids[0], workflows.NoticeScheduled), h.invite(t, ids[0], workflows.NoticeRescheduled)
+		uid := "UID:" + ids[0] + "@svcupdate"
+		for _, want := range []string{"METHOD:REQUEST", uid, "SEQUENCE:0", "DTSTART;TZID=Europe/Berlin:20270306T230000"} {
+			if !strings.Contains(scheduledInvite, want) {
+				t.Errorf("the scheduled invite lacks %s:\n%s", want, scheduledInvite)
+			}
+		}
+		for _, want := range []string{"METHOD:REQUEST", uid, "SEQUENCE:2", "DTSTART;TZID=Europe/Berlin:20270327T230000"} {
+			if !strings.Contains(rescheduledInvite, want) {
+				t.Errorf("the rescheduled invite lacks %s (same UID, a higher SEQUENCE, the new window):\n%s", want, rescheduledInvite)
+			}
+		}
 		if v := h.status(ids[0]); !v.Primary.Start.Equal(slotStart(4)) || !v.Secondary.Start.Equal(slotStart(5)) {
 			t.Errorf("after choosing slots the update runs %s / %s", v.Primary.Start, v.Secondary.Start)
 		}

@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -225,6 +226,33 @@ func (h *harness) usedLinks() int {
 		h.t.Fatal(err)
 	}
 	return n
+}
+
+// invite returns the calendar file of the latest mail of kind about
+// workflow id.
+func (h *harness) invite(t *testing.T, id string, kind workflows.NoticeKind) string {
+	t.Helper()
+	var found string
+	testkit.WaitFor(t, 30*time.Second, "the "+string(kind)+" mail of "+id, func() (bool, string) {
+		reqs := h.mail.Accepted()
+		for i := len(reqs) - 1; i >= 0; i-- {
+			r := reqs[i]
+			if r.CustomArgs["workflow_id"] != id || r.CustomArgs["notice"] != string(kind) {
+				continue
+			}
+			if len(r.Attachments) != 1 {
+				return false, "the mail has " + strconv.Itoa(len(r.Attachments)) + " attachments"
+			}
+			raw, err := base64.StdEncoding.DecodeString(r.Attachments[0].Content)
+			if err != nil {
+				return false, err.Error()
+			}
+			found = string(raw)
+			return true, ""
+		}
+		return false, "no such mail yet"
+	})
+	return found
 }
 
 var linkPattern = regexp.MustCompile(`https?://[^\s"<>]+/(link|sign-in)/[A-Za-z0-9_\-.]+`)
