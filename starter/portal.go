@@ -17,9 +17,9 @@ import (
 	"github.com/svcupdate/svcupdate/internal/store"
 )
 
-// portalShutdownGrace lets requests in flight (an admin's Approve waits
+// inFlightGrace lets requests in flight (an admin's Approve waits
 // for the workflow's answer) finish when the portal stops.
-const portalShutdownGrace = 10 * time.Second
+const inFlightGrace = 10 * time.Second
 
 func newPortalCmd(e *env) *cobra.Command {
 	return &cobra.Command{
@@ -75,7 +75,7 @@ func runPortal(ctx context.Context, e *env) error {
 		return fmt.Errorf("portal: %w", err)
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), portalShutdownGrace)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inFlightGrace)
 	defer cancel()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("portal: stop: %w", err)

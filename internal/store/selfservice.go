@@ -30,7 +30,7 @@ SELECT u.snapshot, i.region, i.time_zone
 FROM updates u
 JOIN instances i ON i.id = u.instance_id
 WHERE EXISTS (SELECT 1 FROM recipients r
-              WHERE r.instance_id = u.instance_id AND r.role = 'admin' AND lower(r.email) = lower($1))
+              WHERE r.instance_id = u.instance_id AND r.role = $3 AND lower(r.email) = lower($1))
   AND ($2 = '' OR u.workflow_id = $2)
 ORDER BY u.primary_start, u.instance_id`
 
@@ -54,7 +54,7 @@ func (s *Store) AdminUpdateOf(ctx context.Context, email, workflowID string) (Ad
 }
 
 func (s *Store) adminUpdates(ctx context.Context, email, workflowID string) ([]AdminUpdate, error) {
-	rows, err := s.db.Query(ctx, adminUpdatesSQL, email, workflowID)
+	rows, err := s.db.Query(ctx, adminUpdatesSQL, email, workflowID, RoleAdmin)
 	if err != nil {
 		return nil, mapError(err, "read the updates of "+email)
 	}
@@ -70,12 +70,12 @@ func (s *Store) adminUpdates(ctx context.Context, email, workflowID string) ([]A
 }
 
 const isAdminAnywhereSQL = `
-SELECT EXISTS (SELECT 1 FROM recipients WHERE role = 'admin' AND lower(email) = lower($1))`
+SELECT EXISTS (SELECT 1 FROM recipients WHERE role = $2 AND lower(email) = lower($1))`
 
 // IsAdmin reports whether email is an admin of at least one instance now.
 func (s *Store) IsAdmin(ctx context.Context, email string) (bool, error) {
 	var ok bool
-	err := s.db.QueryRow(ctx, isAdminAnywhereSQL, email).Scan(&ok)
+	err := s.db.QueryRow(ctx, isAdminAnywhereSQL, email, RoleAdmin).Scan(&ok)
 	return ok, mapError(err, "read whether "+email+" is an admin")
 }
 
