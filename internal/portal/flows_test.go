@@ -51,6 +51,14 @@ func TestPortalInABrowser(t *testing.T) {
 			t.Errorf("the Approve sent through the link asserts %+v, want admin1 through %s", got, actor.ChannelPortalLink)
 		}
 
+		// Another approve link for the approved update says there is nothing
+		// to approve, before any button.
+		again := mint(t, h, links.Claims{Recipient: "admin1@acme.example", WorkflowID: id, Action: links.ActionApprove, Expires: time.Now().Add(time.Hour)})
+		if got := b.open(again); got != "Nothing to approve" {
+			t.Errorf("an approve link for an approved update shows %q", got)
+		}
+		b.checkPage("problem-nothing-to-approve")
+
 		// The same link again: refused, nothing more written.
 		events, used := h.events(id), h.usedLinks()
 		if got := b.open(link); got != "This link was already used" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
@@ -80,6 +81,13 @@ func (s *Server) confirmLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := newUpdateView(rec.View, rec.Region, rec.TimeZone)
+	if claims.Action == links.ActionApprove && !u.CanApprove {
+		// Said before the button, so the link stays unused for nothing.
+		page := problemNothingToApprove
+		page.Message = nothingToApprove(u)
+		s.problem(w, r, http.StatusConflict, page)
+		return
+	}
 	words := linkWords[claims.Action]
 	s.render(w, r, http.StatusOK, "confirm", words.title, confirmPage{
 		Question: words.question, Button: words.button, Action: r.URL.Path,
@@ -131,6 +139,19 @@ func (s *Server) useLink(w http.ResponseWriter, r *http.Request) {
 		target += "#choose"
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// nothingToApprove says why an update takes no approval.
+func nothingToApprove(u updateView) string {
+	switch {
+	case u.Mandatory && u.Open:
+		return "This update is mandatory: it runs in its primary window without approval. You can still choose other slots."
+	case u.ApprovedBy != "" && u.Open:
+		return "This update was already approved by " + u.ApprovedBy + ". You can still choose other slots."
+	case u.Open:
+		return "This update can no longer be approved, only moved to other slots."
+	}
+	return "This update is " + strings.ToLower(u.StatusText) + " and can no longer change."
 }
 
 func usedLink(c links.Claims) store.UsedLink {

@@ -120,7 +120,11 @@ func timeline(v workflows.StatusView, loc *time.Location) []timelineEntry {
 		add(n.At, "Notice sent: "+string(n.Kind), note, true)
 	}
 	for _, a := range v.Approvals {
-		add(a.At, "Approved ("+a.Action+")", "by "+a.By, true)
+		what := "Approved"
+		if a.Action == "rescheduled" {
+			what = "Moved to other slots (approved)"
+		}
+		add(a.At, what, "by "+a.By, true)
 	}
 	for _, a := range v.Attempts {
 		outcome := a.Outcome
@@ -165,9 +169,11 @@ type slotGroup struct {
 }
 
 type slotOption struct {
-	Value    string // version|RFC 3339 start
-	Label    string
-	Selected bool
+	Value string // version|RFC 3339 start
+	Label string
+	// Selected and SelectedSecondary preselect the update's own slots.
+	Selected          bool
+	SelectedSecondary bool
 }
 
 type updatePage struct {
@@ -248,7 +254,8 @@ func slotGroups(free []store.FreeSlot, u updateView) []slotGroup {
 			Value: slotValue(f.Version, f.Start),
 			Label: fmt.Sprintf("%s – %s (%s UTC) · %d %s left", f.Start.In(loc).Format(pageTimeLayout), end.In(loc).Format("15:04 MST"),
 				f.Start.UTC().Format("2 Jan 15:04"), f.Free, places),
-			Selected: f.Start.Equal(u.Primary.Start) && f.Version == u.TargetVersion,
+			Selected:          f.Start.Equal(u.Primary.Start) && f.Version == u.TargetVersion,
+			SelectedSecondary: f.Start.Equal(u.Secondary.Start) && f.Version == u.TargetVersion,
 		})
 	}
 	return groups

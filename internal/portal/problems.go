@@ -33,7 +33,8 @@ var (
 	problemClosed     = problemPage{Title: "This update can no longer change", Tone: "warn", Link: "/", LinkText: "My updates"}
 	problemSlotFilled = problemPage{Title: "That slot has just filled", Message: "Another instance took the last place in a slot you chose, so the update was not moved.",
 		Next: "Choose again from the slots that still have room.", Tone: "warn", LinkText: "Choose again"}
-	problemBadChoice = problemPage{Title: "That choice is not possible", Tone: "bad", Link: "/", LinkText: "My updates"}
+	problemNothingToApprove = problemPage{Title: "Nothing to approve", Tone: "info", Link: "/sign-in", LinkText: "Sign in to see your updates"}
+	problemBadChoice        = problemPage{Title: "That choice is not possible", Tone: "bad", Link: "/", LinkText: "My updates"}
 )
 
 // problem renders p with status.
