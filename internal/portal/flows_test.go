@@ -236,6 +236,24 @@ func TestPortalInABrowser(t *testing.T) {
 			t.Fatalf("/mailbox shows %q", got)
 		}
 		b.checkPage("mailbox")
+		// admin1's copy of instance 1's scheduled mail, with admin1's links.
+		href := b.eval(`(() => {
+		  for (const row of document.querySelectorAll('tbody tr')) {
+		    if (row.cells[1].textContent !== 'scheduled') continue;
+		    for (const a of row.querySelectorAll('a')) { if (a.textContent === 'admin1@acme.example') return a.getAttribute('href'); }
+		  }
+		  return '';
+		})()`)
+		if href == "" {
+			t.Fatal("the mailbox lists no mail to admin1@acme.example")
+		}
+		b.open(href)
+		b.shot("mailbox-copy")
+		link := b.eval(`(() => { const a = document.querySelector('a[href*="/link/"]'); return a ? a.href : ''; })()`)
+		token := link[strings.LastIndex(link, "/")+1:]
+		if c, err := h.signer.Verify(token); err != nil || c.Recipient != "admin1@acme.example" {
+			t.Errorf("the mailbox copy's link %q: %+v, %v; want admin1's own", link, c, err)
+		}
 	})
 }
 
