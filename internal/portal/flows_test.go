@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/links"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -103,6 +105,20 @@ func TestPortalInABrowser(t *testing.T) {
 		if h.events(id) != events || h.status(id).Status != workflows.StatusScheduled {
 			t.Errorf("a refused link changed the update: events %d -> %d, status %s", events, h.events(id), h.status(id).Status)
 		}
+
+		// Once the update is closed, its links say so.
+		if err := h.temporal.CancelWorkflow(context.Background(), id, ""); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, time.Minute, "the cancelled update's projection", func() (bool, string) {
+			u, err := h.store.AdminUpdateOf(context.Background(), "admin3@acme.example", id)
+			return err == nil && u.View.Status == workflows.StatusCancelled, fmt.Sprint(u.View.Status, err)
+		})
+		closed := mint(t, h, links.Claims{Recipient: "admin3@acme.example", WorkflowID: id, Action: links.ActionApprove, Expires: time.Now().Add(time.Hour)})
+		if got := b.open(closed); got != "Nothing to approve" || !strings.Contains(b.text(), "can no longer change") {
+			t.Errorf("an approve link of a cancelled update shows %q:\n%s", got, b.text())
+		}
+		b.checkPage("problem-update-closed")
 	})
 
 	t.Run("an admin removed after the email was sent is refused", func(t *testing.T) {
