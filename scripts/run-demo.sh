@@ -65,6 +65,21 @@ export PORTAL_SECRET
 export PORTAL_ADDR="${PORTAL_ADDR:-127.0.0.1:8080}"
 export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://$PORTAL_ADDR}"
 
+# Admin actions are signed: the demo's starter signs with a key the worker
+# trusts. The pair is made once and kept in .data/ (README, Signing keys),
+# so a starter run by hand can source it and approve too.
+keys=.data/action-keys.env
+if [ -z "${ACTION_SIGNING_KEY:-}" ]; then
+  if [ ! -s "$keys" ]; then
+    (umask 077 && bin/starter keys generate --id "demo-$(date -u +%Y%m%d)" >"$keys")
+  fi
+  set -a
+  # shellcheck source=/dev/null
+  . "$keys"
+  set +a
+  echo "signing admin actions with the key in $keys (source it to use bin/starter approve)"
+fi
+
 # Each run gets its own instance IDs, so workflow IDs of earlier runs (kept
 # in .data/temporal.db) never collide with this one's.
 run_id=$(date -u +%H%M%S)

@@ -35,6 +35,9 @@ func runPortal(ctx context.Context, e *env) error {
 	if e.cfg.PortalSecret == "" {
 		return cli.Usagef("portal: PORTAL_SECRET is empty; set the same random key (32 bytes or more, such as `openssl rand -hex 32`) on the portal and the workers")
 	}
+	if e.cfg.ActionSigningKey.Signer == nil {
+		return cli.Usagef("portal: ACTION_SIGNING_KEY is empty; the workflows refuse unsigned admin actions: give the portal a key (starter keys generate) whose public half the workers trust in ACTION_TRUSTED_KEYS")
+	}
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return err
@@ -53,7 +56,7 @@ func runPortal(ctx context.Context, e *env) error {
 	server, err := portal.New(ctx, portal.Config{
 		BaseURL: e.cfg.PortalBaseURL, Secret: e.cfg.PortalSecret,
 		LinkLifetime: e.cfg.PortalLinkLifetime, SessionLifetime: e.cfg.PortalSessionLifetime,
-		RescheduleMinNotice: e.cfg.RescheduleMinNotice, Mailbox: e.cfg.PortalMailbox,
+		RescheduleMinNotice: e.cfg.RescheduleMinNotice, Mailbox: e.cfg.PortalMailbox, ActionSigner: e.cfg.ActionSigningKey.Signer,
 		OIDC: portal.OIDCConfig{Issuer: e.cfg.OIDCIssuer, ClientID: e.cfg.OIDCClientID, ClientSecret: e.cfg.OIDCClientSecret},
 	}, store.New(pool), c, mailer, logger)
 	if err != nil {

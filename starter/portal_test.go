@@ -23,6 +23,11 @@ func TestPortalNeedsItsSecret(t *testing.T) {
 	if !errors.As(err, &usage) || !strings.Contains(err.Error(), "PORTAL_SECRET is empty") {
 		t.Errorf("starter portal without PORTAL_SECRET: %v, want a usage error naming PORTAL_SECRET", err)
 	}
+	t.Setenv("PORTAL_SECRET", strings.Repeat("k", 32))
+	_, _, err = runStarter(t, "portal")
+	if !errors.As(err, &usage) || !strings.Contains(err.Error(), "ACTION_SIGNING_KEY is empty") {
+		t.Errorf("starter portal without ACTION_SIGNING_KEY: %v, want a usage error naming ACTION_SIGNING_KEY", err)
+	}
 }
 
 // lockedBuffer is stdout shared with the running portal.

@@ -30,6 +30,7 @@ func subcommands(e *env) []*cobra.Command {
 		newSlotsCmd(e),
 		newCancelCmd(e),
 		newPortalCmd(e),
+		newKeysCmd(e),
 		newDemoCmd(e),
 	}
 }

@@ -90,8 +90,19 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	notifier.EnableActionLinks(activities.ActionLinks{Signer: h.signer, BaseURL: h.url, Lifetime: links.DefaultLinkLifetime})
+	signingKey, trustedKey, err := actor.GenerateKeyPair("portal-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actionSigner, err := actor.ParseSigningKey(signingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.trusted, err = actor.ParseTrustedKeys(trustedKey); err != nil {
+		t.Fatal(err)
+	}
 	updates := worker.New(c, workflows.TaskQueue, worker.Options{})
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdates{Trusted: h.trusted}.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	notifier.Register(updates)
 	admin := worker.New(c, workflows.AdminTaskQueue, worker.Options{DisableWorkflowWorker: true})
@@ -105,17 +116,6 @@ func newHarness(t *testing.T) *harness {
 
 	mailer, err := sendgrid.NewClient(h.mail.Config(), time.Now)
 	if err != nil {
-		t.Fatal(err)
-	}
-	signingKey, trustedKey, err := actor.GenerateKeyPair("portal-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	actionSigner, err := actor.ParseSigningKey(signingKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.trusted, err = actor.ParseTrustedKeys(trustedKey); err != nil {
 		t.Fatal(err)
 	}
 	p, err := portal.New(context.Background(), portal.Config{BaseURL: h.url, Secret: secret, ActionSigner: actionSigner,
