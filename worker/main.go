@@ -15,9 +15,9 @@ import (
 	"time"
 	_ "time/tzdata" // windows render in the instance's zone on hosts without a zone database
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/connect"
@@ -68,7 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	logger := newLogger(cfg, stderr)
-	logger.Info("Starting svcupdate worker", "config", cfg)
+	logger.Info("Starting svcupdate worker", "version", buildinfo.Read(), "config", cfg)
+	if len(cfg.PayloadKeys) == 0 {
+		logger.Warn("Payloads are stored in Temporal in clear text, admin e-mail addresses among them; set PAYLOAD_KEYS in production")
+	}
 	if cfg.Executor == config.ExecutorSimulated {
 		logger.Warn("Updates are simulated: ApplyUpdate reports success without updating anything; set EXECUTOR=command or none in production",
 			"executor", cfg.Executor, "taskQueue", workflows.ExecutorTaskQueue)
@@ -91,12 +94,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer pool.Close()
 
-	temporalClient, err := waiter.Temporal(ctx, client.Options{
-		HostPort:       cfg.TemporalAddress,
-		Namespace:      cfg.TemporalNamespace,
-		Logger:         log.NewStructuredLogger(logger),
-		MetricsHandler: metrics.handler,
-	})
+	clientOptions, err := cfg.ClientOptions()
+	if err != nil {
+		return err
+	}
+	clientOptions.Logger, clientOptions.MetricsHandler = log.NewStructuredLogger(logger), metrics.handler
+	temporalClient, err := waiter.Temporal(ctx, clientOptions)
 	if err != nil {
 		return stoppedIsNil(ctx, err)
 	}

@@ -41,7 +41,7 @@ func Variables() []Variable {
 			Secret:      f.Tag.Get("secret") == "true",
 		})
 	}
-	return vars
+	return append(vars, clientVariables...)
 }
 
 func formatValue(v any) string {
