@@ -77,7 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"executor", cfg.Executor, "taskQueue", workflows.ExecutorTaskQueue)
 	}
 
-	metrics, err := startMetrics(cfg.MetricsAddr, logger)
+	health := newHealth()
+	metrics, err := startMetrics(cfg.MetricsAddr, health, logger)
 	if err != nil {
 		return err
 	}
@@ -93,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return stoppedIsNil(ctx, err)
 	}
 	defer pool.Close()
+	health.pool.Store(pool)
+	health.setStage("connecting to Temporal")
 
 	clientOptions, err := cfg.ClientOptions()
 	if err != nil {
@@ -104,12 +107,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return stoppedIsNil(ctx, err)
 	}
 	defer temporalClient.Close()
+	health.temporal.Store(&temporalClient)
+	health.setStage("starting the workers")
+
+	codecServer, err := startCodecServer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer codecServer.close(logger)
 
 	workers, err := newWorkers(ctx, temporalClient, pool, cfg, logger)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, workers, logger)
+	return serve(ctx, workers, health, logger)
 }
 
 // stoppedIsNil returns nil when err is the worker being stopped while it

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -22,6 +24,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
@@ -220,6 +223,19 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	})
 	if !strings.Contains(body, "temporal_request_total") {
 		t.Errorf("the SDK's request counter is missing from /metrics")
+	}
+	if !strings.Contains(body, `svcupdate_build_info{commit="`) {
+		t.Errorf("build_info is missing from /metrics")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		testkit.WaitFor(t, 10*time.Second, path+" answering 200", func() (bool, string) {
+			resp, err := http.Get("http://" + metricsAddr + path)
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, resp.Status
+		})
 	}
 
 	// Run the executor through the worker: one update that succeeds, one
@@ -531,6 +547,49 @@ func TestWorkerRejectsArguments(t *testing.T) {
 		if lines := strings.Count(stderr.String(), "\n"); lines != 1 || stdout.Len() != 0 {
 			t.Errorf("%q: stdout %q, stderr %q; want one line on stderr only", args, stdout.String(), stderr.String())
 		}
+	}
+}
+
+func TestWorkerPrintsItsVersion(t *testing.T) {
+	t.Parallel()
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{"--version"}, &stdout, io.Discard)
+	if cli.ExitCode(program, err, io.Discard) != 0 || !strings.HasPrefix(stdout.String(), "worker "+buildinfo.Read().String()) {
+		t.Errorf("--version: %q, %v", stdout.String(), err)
+	}
+}
+
+// /readyz says what the worker waits for until it polls, and fails when
+// Postgres stops answering.
+func TestReadinessFollowsTheWorker(t *testing.T) {
+	h := newHealth()
+	ctx := context.Background()
+	if err := h.ready(ctx); err == nil || err.Error() != "connecting to Postgres" {
+		t.Errorf("ready before connecting: %v", err)
+	}
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := devtest.Start(t)
+	c := server.Client()
+	h.pool.Store(pool)
+	h.temporal.Store(&c)
+	h.setStage("starting the workers")
+	if err := h.ready(ctx); err == nil || err.Error() != "starting the workers" {
+		t.Errorf("ready before polling: %v", err)
+	}
+	h.polled(true)
+	if err := h.ready(ctx); err != nil {
+		t.Errorf("ready while polling: %v", err)
+	}
+	pool.Close()
+	if err := h.ready(ctx); err == nil || !strings.Contains(err.Error(), "postgres") {
+		t.Errorf("ready with Postgres gone: %v", err)
+	}
+	h.polled(false)
+	if err := h.ready(ctx); err == nil || err.Error() != "stopping" {
+		t.Errorf("ready while stopping: %v", err)
 	}
 }
 

@@ -106,9 +106,12 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 
 // serve starts the workers and stops them when ctx is cancelled (nil) or
 // when one fails on its own, the namespace deleted say (that error).
-func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
+func serve(ctx context.Context, set *workerSet, health *health, logger *slog.Logger) error {
 	started := make([]namedWorker, 0, len(set.workers))
-	defer func() { stopWorkers(started, logger) }()
+	defer func() {
+		health.polled(false)
+		stopWorkers(started, logger)
+	}()
 	for _, w := range set.workers {
 		if err := w.worker.Start(); err != nil {
 			return fmt.Errorf("starting the worker on task queue %s: %w", w.taskQueue, err)
@@ -116,6 +119,7 @@ func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
 		started = append(started, w)
 		logger.Info("Worker polling", "taskQueue", w.taskQueue)
 	}
+	health.polled(true)
 	select {
 	case <-ctx.Done():
 		logger.Info("Stopping: in-flight activities may finish, the rest will be retried")
