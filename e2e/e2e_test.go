@@ -256,6 +256,7 @@ func TestEndToEnd(t *testing.T) {
 		"EXECUTOR_STOP_TIMEOUT=5s",
 		// Read by the update command only; not a worker variable.
 		"E2E_FAILING_ATTEMPTS=" + strings.Join(failing, " "),
+		"EXECUTOR_PASS_ENV=E2E_FAILING_ATTEMPTS",
 	})
 	svcWorker.waitUntilPolling(t, temporalClient)
 

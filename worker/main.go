@@ -17,6 +17,7 @@ import (
 
 	"go.temporal.io/sdk/log"
 
+	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
@@ -67,6 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return &cli.UsageError{Err: err}
 	}
 
+	// Before any program starts: the update command must not read the
+	// worker's /proc (its environment holds the credentials).
+	if err := activities.HideWorkerFromPrograms(); err != nil {
+		return err
+	}
 	logger := newLogger(cfg, stderr)
 	logger.Info("Starting svcupdate worker", "version", buildinfo.Read(), "config", cfg)
 	if len(cfg.PayloadKeys) == 0 {

@@ -80,7 +80,7 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 		return set, nil
 	}
 	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv, Probe: cfg.ExecutorProbeArgv,
-		Leases: st, KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
+		Leases: st, KillGrace: cfg.ExecutorKillGrace, PassEnv: cfg.ExecutorPassEnv, Credential: cfg.ExecutorCredential, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
 	if err != nil {
 		return nil, err
 	}
