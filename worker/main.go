@@ -22,6 +22,8 @@ import (
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/connect"
+	"github.com/svcupdate/svcupdate/internal/deployment"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -113,6 +115,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return stoppedIsNil(ctx, err)
 	}
 	defer temporalClient.Close()
+	if err := deployment.Check(ctx, temporalClient, cfg.TemporalNamespace, store.New(pool)); errors.Is(err, deployment.ErrUnbound) {
+		logger.Warn("Cannot tell whether the database belongs to this namespace's deployment", "reason", err)
+	} else if err != nil {
+		return stoppedIsNil(ctx, err)
+	}
 	health.temporal.Store(&temporalClient)
 	health.setStage("starting the workers")
 

@@ -27,8 +27,10 @@ import (
 	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/deployment"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -604,5 +606,25 @@ func TestWorkerHelpListsEveryVariable(t *testing.T) {
 		if !strings.Contains(stdout.String(), "\n"+v.Name+" ") {
 			t.Errorf("-h does not list %s:\n%s", v.Name, stdout.String())
 		}
+	}
+}
+
+// A worker pointed at a database of another deployment than its namespace's
+// refuses to start instead of failing that fleet's notices.
+func TestWorkerRefusesAnotherDeploymentsDatabase(t *testing.T) {
+	server := workerOnDevServer(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := deployment.Bind(ctx, server.Client(), "default", store.New(pool)); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONNECT_TIMEOUT", "30s")
+	err = waitForRun(t, startRun(ctx, io.Discard), time.Minute)
+	if !errors.Is(err, deployment.ErrMismatch) {
+		t.Errorf("run with another deployment's database: %v, want %v", err, deployment.ErrMismatch)
 	}
 }
