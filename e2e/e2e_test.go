@@ -400,6 +400,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancelSettle()
 	checkListAgreesWithDatabase(t, settle, dbURL)
 	checkMetrics(t, settle, "http://"+metricsAddr+"/metrics", fleet, len(mails))
+	checkDeployMetrics(t, "http://"+metricsAddr+"/metrics")
 
 	svcWorker.stop(t)
 	t.Logf("end-to-end run took %s", time.Since(began).Round(time.Second))

@@ -24,6 +24,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/connect"
 	"github.com/svcupdate/svcupdate/internal/deployment"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/tracing"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -110,6 +111,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	clientOptions.Logger, clientOptions.MetricsHandler = log.NewStructuredLogger(logger), metrics.handler
+	traces, err := tracing.Start(ctx, program)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), scrapeShutdownTimeout)
+		defer cancel()
+		if err := traces.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("Traces not all exported", "error", err)
+		}
+	}()
+	if traces != nil {
+		clientOptions.Interceptors = append(clientOptions.Interceptors, traces.Interceptor)
+		logger.Info("Tracing through OpenTelemetry (OTEL_EXPORTER_OTLP_*)")
+	}
 	temporalClient, err := waiter.Temporal(ctx, clientOptions)
 	if err != nil {
 		return stoppedIsNil(ctx, err)

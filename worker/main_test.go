@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,6 +210,16 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	t.Setenv("WORKER_STOP_TIMEOUT", "5s")
 	t.Setenv("SIMULATED_DURATION", "100ms")
 	t.Setenv("SIMULATED_FAILURES", "acme-broken:all")
+	// An OTLP/HTTP collector that counts the trace exports it receives.
+	var traceExports atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" && r.ContentLength != 0 {
+			traceExports.Add(1)
+		}
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 
 	running := startWorker(t)
 	ctx, logs := running.ctx, running.logs
@@ -268,6 +280,9 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 			strings.Contains(body, `outcome="`+workflows.OutcomeFailed+`"`), body
 	})
 
+	testkit.WaitFor(t, 10*time.Second, "spans of the updates at the OTLP collector", func() (bool, string) {
+		return traceExports.Load() > 0, "no trace export yet"
+	})
 	if err := running.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("run after cancellation: %v\n%s", err, logs)
 	}

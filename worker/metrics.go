@@ -39,7 +39,7 @@ func startMetrics(addr string, health *health, logger *slog.Logger) (*workerMetr
 		return &workerMetrics{handler: client.MetricsNopHandler}, nil
 	}
 	registry := prom.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge(), outboxCollector{health})
 	reporter := tallyprom.NewReporter(tallyprom.Options{
 		Registerer:       registry,
 		DefaultTimerType: tallyprom.HistogramTimerType,

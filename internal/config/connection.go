@@ -26,6 +26,16 @@ var clientVariables = []Variable{
 	{Name: "TEMPORAL_TLS_SERVER_NAME", Description: "name expected in the Temporal frontend's certificate when it differs from TEMPORAL_ADDRESS's host"},
 }
 
+// telemetryVariables are the OpenTelemetry SDK's own variables the worker
+// documents; with an endpoint set, it exports traces over OTLP/HTTP. The
+// SDK reads them and the rest of OTEL_* (package tracing).
+var telemetryVariables = []Variable{
+	{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Description: "OTLP/HTTP collector the worker sends traces of workflows and activities to, such as http://otel-collector:4318; empty sends none"},
+	{Name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Description: "OTLP/HTTP traces URL, instead of OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces"},
+	{Name: "OTEL_EXPORTER_OTLP_HEADERS", Secret: true, Description: "headers sent to the collector, such as authorization=Bearer%20TOKEN"},
+	{Name: "OTEL_SERVICE_NAME", Description: "service.name of the traces; default svcupdate-worker"},
+}
+
 // TemporalClient is how both programs reach Temporal: the profile resolved
 // from TEMPORAL_CONFIG_FILE and the variables above, on top of
 // TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.
