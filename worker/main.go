@@ -98,6 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if connect.PlaintextToRemote(poolConfig) {
+		logger.Warn("DATABASE_URL reaches a remote Postgres without TLS; use sslmode=verify-full with sslrootcert in production",
+			"host", poolConfig.ConnConfig.Host)
+	}
 	pool, err := waiter.Postgres(ctx, poolConfig, schemas.Current)
 	if err != nil {
 		return stoppedIsNil(ctx, err)
