@@ -89,6 +89,7 @@ func newRootCmd(e *env) *cobra.Command {
 	root.AddCommand(subcommands(e)...)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	registerCompletions(root, e)
 	for _, c := range root.Commands() {
 		if c.Name() == "help" || c.Name() == "completion" {
 			c.Annotations = map[string]string{withoutConfig: "true"}
@@ -106,7 +107,11 @@ func newRootCmd(e *env) *cobra.Command {
 }
 
 // needsConfig reports whether cmd runs with the configuration loaded.
+// Completion requests load it only where they look names up.
 func needsConfig(cmd *cobra.Command) bool {
+	if cmd.Name() == cobra.ShellCompRequestCmd || cmd.Name() == cobra.ShellCompNoDescRequestCmd {
+		return false
+	}
 	for c := cmd; c != nil; c = c.Parent() {
 		if c.Annotations[withoutConfig] == "true" {
 			return false

@@ -11,18 +11,16 @@ import (
 	"github.com/svcupdate/svcupdate/internal/config"
 )
 
-// errVersionPrinted ends run after --version, with exit status 0.
-var errVersionPrinted = fmt.Errorf("version printed: %w", flag.ErrHelp)
-
 // parseArgs rejects every argument but -h, which prints the usage, and
-// --version. The flag
+// --version, which prints the build; both end the program with status 0
+// (flag.ErrHelp). The flag
 // package's own messages are silenced: a bad flag is reported once, by
 // cli.ExitCode.
 func parseArgs(args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet(program, flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	flags.Usage = func() {}
-	version := flags.Bool("version", false, "print the version and exit")
+	version := flags.Bool("version", false, "print the build and exit")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "%s runs the svcupdate workflow, its activities and the update executor.\n\n", program)
@@ -33,12 +31,12 @@ func parseArgs(args []string, stdout io.Writer) error {
 		}
 		return &cli.UsageError{Err: fmt.Errorf("%w (the worker takes -h and --version only; see -h)", err)}
 	}
-	if flags.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q: the worker takes its configuration from the environment (see -h)", flags.Arg(0))
-	}
 	if *version {
 		fmt.Fprintf(stdout, "%s %s\n", program, buildinfo.Read())
-		return errVersionPrinted
+		return flag.ErrHelp
+	}
+	if flags.NArg() > 0 {
+		return cli.Usagef("unexpected argument %q: the worker takes its configuration from the environment (see -h)", flags.Arg(0))
 	}
 	return nil
 }
