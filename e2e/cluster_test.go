@@ -64,7 +64,7 @@ func TestHistoryHostKilledMidLifecycle(t *testing.T) {
 			if !ok {
 				t.Fatalf("no history host has acquired shard %d (of %s) by the logs: %v", shard, id, owners)
 			}
-			onHost[owner] = append(onHost[owner], id)
+			onHost[owner.host] = append(onHost[owner.host], id)
 		}
 		victim := slices.MaxFunc(historyHosts, func(a, b string) int { return len(onHost[a]) - len(onHost[b]) })
 		survivor := historyHosts[0]
@@ -73,7 +73,7 @@ func TestHistoryHostKilledMidLifecycle(t *testing.T) {
 		}
 		var lost []int
 		for shard, owner := range owners {
-			if owner == victim {
+			if owner.host == victim {
 				lost = append(lost, shard)
 			}
 		}
@@ -86,8 +86,8 @@ func TestHistoryHostKilledMidLifecycle(t *testing.T) {
 		testkit.WaitFor(t, failoverTimeout, survivor+" to own the shards of "+victim, func() (bool, string) {
 			owners := shardOwners(t)
 			for _, shard := range lost {
-				if owners[shard] != survivor {
-					return false, fmt.Sprintf("shard %d is owned by %q", shard, owners[shard])
+				if owners[shard].host != survivor {
+					return false, fmt.Sprintf("shard %d is owned by %+v", shard, owners[shard])
 				}
 			}
 			return true, ""
@@ -123,17 +123,22 @@ func historyShard(namespaceID, workflowID string, shards int) int {
 	return int(farm.Fingerprint32([]byte(namespaceID+"_"+workflowID))%uint32(shards)) + 1
 }
 
+// shardOwner is the host that acquired a shard last, and when.
+type shardOwner struct {
+	host string
+	at   time.Time
+}
+
 // shardOwners reads from the history hosts' logs which host acquired each
 // shard last.
-func shardOwners(t *testing.T) map[int]string {
+func shardOwners(t *testing.T) map[int]shardOwner {
 	t.Helper()
 	type acquired struct {
 		Msg   string `json:"msg"`
 		TS    string `json:"ts"`
 		Shard int    `json:"shard-id"`
 	}
-	owners := map[int]string{}
-	latest := map[int]time.Time{}
+	owners := map[int]shardOwner{}
 	for _, host := range historyHosts {
 		f, err := os.Open(filepath.Join(repoRoot(t), ".data", "cluster", host+".log"))
 		if err != nil {
@@ -150,8 +155,8 @@ func shardOwners(t *testing.T) map[int]string {
 			if err != nil {
 				t.Fatalf("%s.log: time %q: %v", host, line.TS, err)
 			}
-			if at.After(latest[line.Shard]) {
-				latest[line.Shard], owners[line.Shard] = at, host
+			if at.After(owners[line.Shard].at) {
+				owners[line.Shard] = shardOwner{host: host, at: at}
 			}
 		}
 		if err := lines.Err(); err != nil {
@@ -165,7 +170,7 @@ func shardOwners(t *testing.T) map[int]string {
 }
 
 // restartHistoryHost starts a killed history host again and waits until
-// it owns shards once more.
+// it has acquired shards since.
 func restartHistoryHost(t *testing.T, host string) {
 	t.Helper()
 	restartedAt := time.Now()
@@ -173,7 +178,7 @@ func restartHistoryHost(t *testing.T, host string) {
 	testkit.WaitFor(t, failoverTimeout, host+" to own shards again", func() (bool, string) {
 		owners := shardOwners(t)
 		for _, owner := range owners {
-			if owner == host {
+			if owner.host == host && owner.at.After(restartedAt) {
 				return true, ""
 			}
 		}

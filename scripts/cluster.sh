@@ -74,8 +74,11 @@ start_service() {
       set -a
       . deploy/temporal/server.env
       set +a
+      # Few connections per process: the local Postgres (max_connections
+      # 100 by default) also serves the tests' databases.
       # shellcheck disable=SC2046 # service_ports prints NAME=value words
       exec env POSTGRES_SEEDS=127.0.0.1 BIND_ON_IP=127.0.0.1 TEMPORAL_BROADCAST_ADDRESS=127.0.0.1 \
+        SQL_MAX_CONNS=4 SQL_MAX_IDLE_CONNS=4 SQL_VIS_MAX_CONNS=2 SQL_VIS_MAX_IDLE_CONNS=2 \
         DYNAMIC_CONFIG_FILE_PATH="$PWD/deploy/temporal/dynamicconfig.yaml" \
         $(service_ports "$name") \
         setsid "$bin/server" start --service "${name%[0-9]}"
@@ -145,13 +148,24 @@ start() {
     cat "$state/schema.log" >&2
     exit 1
   fi
-  for name in "${services[@]}"; do start_service "$name"; done
+  # The first process initializes the cluster's metadata in the fresh
+  # database; processes racing it fail, so the others wait for it.
+  start_service history1
+  wait_for "history1 owning shards" grep -q "Acquired shard" "$state/history1.log"
+  for name in "${services[@]:1}"; do start_service "$name"; done
   wait_for "the frontend at $address answering" bin/temporal operator cluster health --address "$address"
   wait_for "both history hosts owning shards" history_hosts_own_shards
   # The default namespace, as the dev server and compose have it.
   wait_for "namespace default" create_default_namespace
   TEMPORAL_ADDRESS=$address bin/starter setup
   wait_for "the Web UI on :$ui_port" curl -fsS -o /dev/null "http://127.0.0.1:$ui_port/"
+  for name in "${services[@]}"; do
+    if ! running "$name"; then
+      echo "$name stopped; the end of $state/$name.log:" >&2
+      tail -5 "$state/$name.log" >&2
+      exit 1
+    fi
+  done
   echo "cluster up in $((SECONDS - began))s: Temporal at $address, Web UI at http://127.0.0.1:$ui_port, logs in $state/"
 }
 
