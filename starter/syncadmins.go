@@ -9,24 +9,35 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runSyncAdmins(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("sync-admins")
+func newSyncAdminsCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sync-admins [--instance I]... [--concurrency N]",
+		Short: "send running updates their instance's admins from the database (retries what load could not tell them)",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
 	var instances instanceList
 	fs.Var(&instances, "instance", "an instance whose running updates get its admins; repeat the flag for more (default: every instance with a running update)")
 	concurrency := fs.Int("concurrency", 16, "how many instances are synced at once")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runSyncAdmins(cmd.Context(), e, instances, *concurrency)
 	}
-	if *concurrency < 1 || *concurrency > 1000 {
-		return cli.Usagef("sync-admins: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
+	return cmd
+}
+
+func runSyncAdmins(ctx context.Context, e *env, instances []string, concurrency int) error {
+	if concurrency < 1 || concurrency > 1000 {
+		return cli.Usagef("sync-admins: --concurrency %d is out of range (accepted: 1 to 1000)", concurrency)
 	}
 	pool, err := e.postgres(ctx)
 	if err != nil {
@@ -36,7 +47,7 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, *concurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, concurrency, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -55,6 +66,8 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 type instanceList []string
 
 func (l *instanceList) String() string { return strings.Join(*l, ",") }
+
+func (l *instanceList) Type() string { return "ID" }
 
 func (l *instanceList) Set(value string) error {
 	if strings.TrimSpace(value) == "" {
@@ -126,9 +139,9 @@ func (r *adminSyncResult) write(w io.Writer) {
 // syncAdmins sends SetAdmins, with the admins the database holds now, to
 // every running update of instances (nil: of every instance with a running
 // update), concurrency instances at a time. It prints a line per update
-// told; failures are in the result. The error is a failure to list the
+// told on lines and its progress on stderr; failures are in the result. The error is a failure to list the
 // running updates of every instance, when nothing was sent.
-func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int) (*adminSyncResult, error) {
+func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int, lines io.Writer) (*adminSyncResult, error) {
 	result := &adminSyncResult{}
 	// Every instance's running updates, listed per instance or all at once.
 	byInstance := map[string][]string{}
@@ -145,7 +158,9 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 		}
 		slices.Sort(instances)
 	}
-	var out sync.Mutex // one progress line at a time
+	var out sync.Mutex // one line at a time
+	bar := progress.New(e.stderr, "sync-admins", len(instances))
+	defer bar.Finish()
 	var g errgroup.Group
 	g.SetLimit(concurrency)
 	for _, id := range instances {
@@ -156,6 +171,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 		result.instances++
 		result.mu.Unlock()
 		g.Go(func() error {
+			defer bar.Add(1)
 			ids, listed := byInstance[id]
 			if !listed {
 				running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: id, RunningOnly: true})
@@ -190,7 +206,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 				result.mu.Unlock()
 				if err == nil {
 					out.Lock()
-					fmt.Fprintf(e.stdout, "%s: admins now %v\n", workflowID, recipients.Admins)
+					fmt.Fprintf(lines, "%s: admins now %v\n", workflowID, recipients.Admins)
 					out.Unlock()
 				}
 			}
