@@ -73,7 +73,7 @@ func newNamespace(address string, searchAttributes []temporal.SearchAttributeKey
 // NamespaceNotFound for workflows of it.
 func served(ctx context.Context, c client.Client) error {
 	for i := range servedProbes {
-		_, err := c.DescribeWorkflowExecution(ctx, "namespace-probe-"+strconv.Itoa(i), "")
+		_, err := c.DescribeWorkflow(ctx, "namespace-probe-"+strconv.Itoa(i), "")
 		var notFound *serviceerror.NotFound
 		if !errors.As(err, &notFound) {
 			return fmt.Errorf("describe a missing workflow: got %v, want NotFound", err)
