@@ -57,9 +57,12 @@ cluster: $(TEMPORAL) build $(CLUSTER_BIN)/server $(CLUSTER_BIN)/ui/server ## a T
 cluster-stop: ## stop the processes of make cluster
 	CLUSTER_BIN=$(CLUSTER_BIN) scripts/cluster.sh stop
 
+# The worker fault campaign stays with make test: it kills workers, not
+# servers, and its one-minute windows leave no room for a loaded machine
+# running a whole cluster beside it.
 test-cluster: cluster ## the end-to-end suite against make cluster, a history host killed mid-lifecycle; stops the cluster after
 	SVCUPDATE_TEST_TEMPORAL_ADDRESS=$(CLUSTER_ADDRESS) CLUSTER_BIN=$(CURDIR)/$(CLUSTER_BIN) \
-		$(GO) test -race -count=1 -timeout 40m -tags cluster ./e2e/; \
+		$(GO) test -race -count=1 -timeout 40m -tags cluster -skip '^TestFaultCampaign$$' ./e2e/; \
 		status=$$?; CLUSTER_BIN=$(CLUSTER_BIN) scripts/cluster.sh stop; exit $$status
 
 bench: $(TEMPORAL) ## run every benchmark

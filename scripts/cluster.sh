@@ -78,7 +78,7 @@ start_service() {
       # 100 by default) also serves the tests' databases.
       # shellcheck disable=SC2046 # service_ports prints NAME=value words
       exec env POSTGRES_SEEDS=127.0.0.1 BIND_ON_IP=127.0.0.1 TEMPORAL_BROADCAST_ADDRESS=127.0.0.1 \
-        SQL_MAX_CONNS=4 SQL_MAX_IDLE_CONNS=4 SQL_VIS_MAX_CONNS=2 SQL_VIS_MAX_IDLE_CONNS=2 \
+        SQL_MAX_CONNS=4 SQL_MAX_IDLE_CONNS=2 SQL_VIS_MAX_CONNS=2 SQL_VIS_MAX_IDLE_CONNS=1 \
         DYNAMIC_CONFIG_FILE_PATH="$PWD/deploy/temporal/dynamicconfig.yaml" \
         $(service_ports "$name") \
         setsid "$bin/server" start --service "${name%[0-9]}"

@@ -73,9 +73,6 @@ func (s *Server) Client() client.Client { return s.client }
 // FrontendHostPort returns the address clients dial.
 func (s *Server) FrontendHostPort() string { return s.address }
 
-// Namespace returns the namespace the test runs in.
-func (s *Server) Namespace() string { return s.namespace }
-
 // Stop closes the client and stops the dev server (on a cluster: deletes
 // the namespace).
 func (s *Server) Stop() error { return s.stop() }
