@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 )
 
@@ -104,15 +106,29 @@ func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *Serve
 // StartForPrograms starts a server (without search attributes: the tests
 // register them with `starter setup`) and a fresh Postgres database, and
 // points the programs run by the test at both through TEMPORAL_ADDRESS,
-// TEMPORAL_NAMESPACE and DATABASE_URL. It returns the server's client and
-// the database's URL.
+// TEMPORAL_NAMESPACE and DATABASE_URL; with SetActionKeys, they sign and
+// trust one new key. It returns the server's client and the database's URL.
 func StartForPrograms(t *testing.T) (client.Client, string) {
 	t.Helper()
 	server := Start(t)
 	dbURL := pgtest.NewDatabase(t)
 	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", dbURL)
+	SetActionKeys(t)
 	return server.Client(), dbURL
+}
+
+// SetActionKeys makes a new key pair for the test: the programs it runs
+// sign admin actions with ACTION_SIGNING_KEY and trust ACTION_TRUSTED_KEYS;
+// config.Load gives in-process workers and senders the same.
+func SetActionKeys(t *testing.T) {
+	t.Helper()
+	signing, trusted, err := actor.GenerateKeyPair("test-" + strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", signing)
+	t.Setenv("ACTION_TRUSTED_KEYS", trusted)
 }
 
 // StartServer is Start for a server shared by a package's tests (from

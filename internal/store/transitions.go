@@ -59,8 +59,8 @@ func (s *Store) RecordInstanceVersion(ctx context.Context, in workflows.RecordVe
 // insertAuditSQL writes the audit row once per idempotency key; a
 // retried activity finds its row instead (auditIDSQL).
 const insertAuditSQL = `
-INSERT INTO audit_log (workflow_id, instance_id, actor, channel, action, detail, status_before, status_after, idempotency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO audit_log (workflow_id, instance_id, actor, channel, action, detail, status_before, status_after, idempotency_key, operator)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id`
 
@@ -111,7 +111,7 @@ func (s *Store) RecordTransition(ctx context.Context, idempotencyKey string, in 
 	}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, insertAuditSQL, snap.WorkflowID, snap.InstanceID, in.Actor, in.Channel, in.Action,
-			nullText(in.Detail), string(in.From), string(snap.Status), idempotencyKey).Scan(&res.AuditID)
+			nullText(in.Detail), string(in.From), string(snap.Status), idempotencyKey, nullText(in.Operator)).Scan(&res.AuditID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Written by an earlier attempt, together with the projection.
 			return mapError(tx.QueryRow(ctx, auditIDSQL, idempotencyKey).Scan(&res.AuditID), "read audit row "+idempotencyKey)
