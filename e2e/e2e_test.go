@@ -214,7 +214,12 @@ func (s calendar) fleetFileWithSlots(t *testing.T, instances []fleetInstance, sl
 // DESIGN.md says, that refused admin actions change nothing, that a second
 // rollout starts nothing, that every email is sent once to its audience,
 // and that `starter list` (visibility) agrees with the database.
-func TestEndToEnd(t *testing.T) {
+func TestEndToEnd(t *testing.T) { runEndToEnd(t, nil) }
+
+// runEndToEnd is TestEndToEnd with midLifecycle, when not nil, run once
+// every update is scheduled and approved and before the first reminder is
+// due; the run must still end as expected.
+func runEndToEnd(t *testing.T, midLifecycle func(ctx context.Context, c client.Client, workflowIDs []string)) {
 	began := time.Now()
 	testkit.ClearConfigEnv(t)
 	temporalClient, dbURL := devtest.StartForPrograms(t)
@@ -352,6 +357,16 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if n := countRows(t, dbURL, "slot_bookings"); n != bookings {
 		t.Errorf("%d slot bookings after the second rollout, want the same %d", n, bookings)
+	}
+
+	if midLifecycle != nil {
+		var ids []string
+		for _, in := range fleet {
+			if in.wantStatus != "" {
+				ids = append(ids, workflows.WorkflowID(in.id, targetVersion))
+			}
+		}
+		midLifecycle(ctx, temporalClient, ids)
 	}
 
 	// Wait for every update to close (a long poll, not a sleep) and check

@@ -22,7 +22,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -102,11 +101,11 @@ func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
 // workerOnDevServer starts a dev server and a fresh database and points
 // the worker's configuration at them, everything else cleared and no
 // metrics endpoint; tests set what they need on top.
-func workerOnDevServer(t *testing.T) *testsuite.DevServer {
+func workerOnDevServer(t *testing.T) *devtest.Server {
 	t.Helper()
 	server := devtest.Start(t)
 	testkit.ClearConfigEnv(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("METRICS_ADDR", "")
 	return server
@@ -117,7 +116,7 @@ const probeTaskQueue = "worker-test-probe"
 
 // startProbes runs probe (executorProbe or executorProbeWithRetries) on a
 // worker of the test's own until the test ends.
-func startProbes(t *testing.T, server *testsuite.DevServer, probe any) {
+func startProbes(t *testing.T, server *devtest.Server, probe any) {
 	t.Helper()
 	probes := worker.New(server.Client(), probeTaskQueue, worker.Options{})
 	probes.RegisterWorkflow(probe)
@@ -137,7 +136,7 @@ func probeUpdate(instanceID string) workflows.ApplyUpdateInput {
 }
 
 // runProbe starts probe on in through the probe worker.
-func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, probe any, in workflows.ApplyUpdateInput) client.WorkflowRun {
+func runProbe(ctx context.Context, t *testing.T, server *devtest.Server, probe any, in workflows.ApplyUpdateInput) client.WorkflowRun {
 	t.Helper()
 	run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: probeTaskQueue}, probe, in)
 	if err != nil {
@@ -148,7 +147,7 @@ func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, pr
 
 // waitForExecutorStarted waits until a worker has picked up the update's
 // ApplyUpdate activity.
-func waitForExecutorStarted(ctx context.Context, t *testing.T, server *testsuite.DevServer, update client.WorkflowRun, what string) {
+func waitForExecutorStarted(ctx context.Context, t *testing.T, server *devtest.Server, update client.WorkflowRun, what string) {
 	t.Helper()
 	testkit.WaitFor(t, 30*time.Second, what, func() (bool, string) {
 		desc, err := server.Client().DescribeWorkflow(ctx, update.GetID(), update.GetRunID())
