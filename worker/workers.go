@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
@@ -15,6 +16,7 @@ import (
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -65,6 +67,15 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 	})
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
+	}
+	if cfg.PortalSecret != "" {
+		signer, err := links.NewSigner(cfg.PortalSecret, time.Now)
+		if err != nil {
+			return nil, err
+		}
+		notifier.EnableActionLinks(activities.ActionLinks{Signer: signer, BaseURL: cfg.PortalBaseURL, Lifetime: cfg.PortalLinkLifetime})
+	} else {
+		logger.Info("Emails carry no action links: PORTAL_SECRET is empty")
 	}
 	notifier.Register(updates)
 

@@ -92,6 +92,18 @@ type Config struct {
 	Temporal TemporalClient `ignored:"true"`
 	// ExecutorCredential is EXECUTOR_USER looked up; nil without one.
 	ExecutorCredential *syscall.Credential `ignored:"true"`
+	// The admins' portal (`starter portal`). The worker needs PORTAL_SECRET
+	// and PORTAL_BASE_URL too: it signs the action links of the emails.
+	PortalAddr            string        `envconfig:"PORTAL_ADDR" default:"127.0.0.1:8080" desc:"address the portal (starter portal) listens on" accepted:"host:port or :port, such as 127.0.0.1:8080"`
+	PortalBaseURL         string        `envconfig:"PORTAL_BASE_URL" default:"http://127.0.0.1:8080" desc:"where admins reach the portal: the base of the links in emails" accepted:"an http or https URL without a trailing slash, such as https://updates.example.com"`
+	PortalSecret          string        `envconfig:"PORTAL_SECRET" secret:"true" desc:"key that signs the emails' action links, sign-in links and sessions; the same on workers and portal; empty: emails carry no action links and the portal does not start" accepted:"at least 32 random bytes, such as the output of openssl rand -hex 32"`
+	PortalLinkLifetime    time.Duration `envconfig:"PORTAL_LINK_LIFETIME" default:"168h" desc:"how long an email's action link works (never after the decision's deadline)" accepted:"a positive duration, such as 168h"`
+	PortalSessionLifetime time.Duration `envconfig:"PORTAL_SESSION_LIFETIME" default:"12h" desc:"how long a portal session lasts after sign-in" accepted:"a positive duration, such as 12h"`
+	PortalMailbox         bool          `envconfig:"PORTAL_MAILBOX" default:"false" desc:"serve the demo mailbox (/mailbox: every stored email with working links); for make run only, never where admins reach the portal" accepted:"true or false"`
+	OIDCIssuer            string        `envconfig:"OIDC_ISSUER" desc:"OpenID Connect issuer for portal sign-in; empty: sign-in by emailed link only" accepted:"the issuer URL, such as https://login.example.com"`
+	OIDCClientID          string        `envconfig:"OIDC_CLIENT_ID" desc:"the portal's client ID at OIDC_ISSUER" accepted:"a client ID; required with OIDC_ISSUER"`
+	OIDCClientSecret      string        `envconfig:"OIDC_CLIENT_SECRET" secret:"true" desc:"the portal's client secret at OIDC_ISSUER" accepted:"a client secret"`
+
 	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
 	ExecutorArgv []string `ignored:"true"`
 	// ExecutorProbeArgv is EXECUTOR_PROBE_COMMAND split likewise.
@@ -328,7 +340,35 @@ func (c *Config) validate() error {
 	if c.CodecAddr != "" && len(c.PayloadKeys) == 0 {
 		return invalid("PAYLOAD_KEYS", "", "CODEC_ADDR serves a codec, and there is no key to decode with")
 	}
-	return c.validateExecutorIsolation()
+	if err := c.validateExecutorIsolation(); err != nil {
+		return err
+	}
+	return c.validatePortal()
+}
+
+// validatePortal checks the portal's settings (the worker's links too).
+func (c *Config) validatePortal() error {
+	if err := validateHostPort("PORTAL_ADDR", c.PortalAddr, true); err != nil {
+		return err
+	}
+	if u, err := url.Parse(c.PortalBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(c.PortalBaseURL, "/") {
+		return invalid("PORTAL_BASE_URL", c.PortalBaseURL, "")
+	}
+	if c.PortalSecret != "" && len(c.PortalSecret) < 32 {
+		return invalid("PORTAL_SECRET", "xxxxx", fmt.Sprintf("%d bytes", len(c.PortalSecret)))
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"PORTAL_LINK_LIFETIME", c.PortalLinkLifetime}, {"PORTAL_SESSION_LIFETIME", c.PortalSessionLifetime}} {
+		if d.value <= 0 {
+			return invalid(d.name, FormatDuration(d.value), "")
+		}
+	}
+	if c.OIDCIssuer != "" && c.OIDCClientID == "" {
+		return invalid("OIDC_CLIENT_ID", "", "OIDC_ISSUER is set")
+	}
+	return nil
 }
 
 // validateHostPort accepts host:port; with emptyHostAllowed also :port.

@@ -62,6 +62,11 @@ func TestLoadDefaults(t *testing.T) {
 		ConnectTimeout:      2 * time.Minute,
 		WorkerStopTimeout:   30 * time.Second,
 		Temporal:            TemporalClient{Options: client.Options{HostPort: "localhost:7233", Namespace: "default"}},
+
+		PortalAddr:            "127.0.0.1:8080",
+		PortalBaseURL:         "http://127.0.0.1:8080",
+		PortalLinkLifetime:    7 * 24 * time.Hour,
+		PortalSessionLifetime: 12 * time.Hour,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -101,6 +106,16 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		"CODEC_ADDR":             "127.0.0.1:8081",
 		"CODEC_AUTH_TOKEN":       "t0ken",
 		"CODEC_CORS_ORIGINS":     "http://localhost:8233",
+
+		"PORTAL_ADDR":             ":8443",
+		"PORTAL_BASE_URL":         "https://updates.acme.test",
+		"PORTAL_SECRET":           "0123456789abcdef0123456789abcdef",
+		"PORTAL_LINK_LIFETIME":    "72h",
+		"PORTAL_SESSION_LIFETIME": "30m",
+		"PORTAL_MAILBOX":          "true",
+		"OIDC_ISSUER":             "https://login.acme.test",
+		"OIDC_CLIENT_ID":          "svcupdate-portal",
+		"OIDC_CLIENT_SECRET":      "oidc-secret",
 	} {
 		t.Setenv(name, value)
 	}
@@ -139,6 +154,16 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		CodecAuthToken:       "t0ken",
 		CodecCORSOrigins:     []string{"http://localhost:8233"},
 		Temporal:             TemporalClient{Options: client.Options{HostPort: "temporal:7233", Namespace: "fleet"}},
+
+		PortalAddr:            ":8443",
+		PortalBaseURL:         "https://updates.acme.test",
+		PortalSecret:          "0123456789abcdef0123456789abcdef",
+		PortalLinkLifetime:    72 * time.Hour,
+		PortalSessionLifetime: 30 * time.Minute,
+		PortalMailbox:         true,
+		OIDCIssuer:            "https://login.acme.test",
+		OIDCClientID:          "svcupdate-portal",
+		OIDCClientSecret:      "oidc-secret",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("loaded:\n got %+v\nwant %+v", cfg, want)
@@ -243,6 +268,12 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"only the command executor runs a probe, and EXECUTOR is simulated", "only with EXECUTOR=command"}},
 		{"probe with an unterminated quote", map[string]string{"EXECUTOR": "command", "EXECUTOR_COMMAND": "update", "EXECUTOR_PROBE_COMMAND": `version "--all`},
 			"EXECUTOR_PROBE_COMMAND", []string{`unterminated " quote`}},
+		{"short portal secret", map[string]string{"PORTAL_SECRET": "hunter2"}, "PORTAL_SECRET", []string{"7 bytes", "at least 32 random bytes", "xxxxx"}},
+		{"portal base URL with a trailing slash", map[string]string{"PORTAL_BASE_URL": "https://updates.acme.test/"}, "PORTAL_BASE_URL", []string{"without a trailing slash"}},
+		{"portal base URL without scheme", map[string]string{"PORTAL_BASE_URL": "updates.acme.test"}, "PORTAL_BASE_URL", []string{"http or https URL"}},
+		{"portal address without port", map[string]string{"PORTAL_ADDR": "localhost"}, "PORTAL_ADDR", []string{"not host:port"}},
+		{"zero session lifetime", map[string]string{"PORTAL_SESSION_LIFETIME": "0s"}, "PORTAL_SESSION_LIFETIME", []string{"positive"}},
+		{"OIDC issuer without client", map[string]string{"OIDC_ISSUER": "https://login.acme.test"}, "OIDC_CLIENT_ID", []string{"OIDC_ISSUER is set", "required with OIDC_ISSUER"}},
 		{"failure without attempt", map[string]string{"SIMULATED_FAILURES": "acme-prod"}, "SIMULATED_FAILURES",
 			[]string{`item "acme-prod" has no :primary, :secondary or :all`, "instance-id:primary|secondary|all"}},
 		{"failure with unknown attempt", map[string]string{"SIMULATED_FAILURES": "acme-prod:tertiary"}, "SIMULATED_FAILURES",
