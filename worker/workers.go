@@ -95,7 +95,7 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 		return set, nil
 	}
 	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv, Probe: cfg.ExecutorProbeArgv,
-		Leases: st, KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
+		Leases: st, KillGrace: cfg.ExecutorKillGrace, PassEnv: cfg.ExecutorPassEnv, Credential: cfg.ExecutorCredential, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
 	if err != nil {
 		return nil, err
 	}
@@ -121,9 +121,12 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 
 // serve starts the workers and stops them when ctx is cancelled (nil) or
 // when one fails on its own, the namespace deleted say (that error).
-func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
+func serve(ctx context.Context, set *workerSet, health *health, logger *slog.Logger) error {
 	started := make([]namedWorker, 0, len(set.workers))
-	defer func() { stopWorkers(started, logger) }()
+	defer func() {
+		health.polled(false)
+		stopWorkers(started, logger)
+	}()
 	for _, w := range set.workers {
 		if err := w.worker.Start(); err != nil {
 			return fmt.Errorf("starting the worker on task queue %s: %w", w.taskQueue, err)
@@ -131,6 +134,7 @@ func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
 		started = append(started, w)
 		logger.Info("Worker polling", "taskQueue", w.taskQueue)
 	}
+	health.polled(true)
 	select {
 	case <-ctx.Done():
 		logger.Info("Stopping: in-flight activities may finish, the rest will be retried")

@@ -161,3 +161,25 @@ func (s *Store) AddAlert(ctx context.Context, a Alert) error {
 	_, err := s.db.Exec(ctx, insertAlertSQL, a.InstanceID, a.WorkflowID, a.Kind, a.SlotStart, a.Audience, a.Message, a.CreatedAt)
 	return mapError(err, fmt.Sprintf("write in-product alert %q for instance %q", a.Kind, a.InstanceID))
 }
+
+// OutboxBacklog is what the outbox holds unsent: how many notices, and how
+// long the oldest has waited.
+type OutboxBacklog struct {
+	Pending   int64
+	OldestAge time.Duration
+}
+
+const selectOutboxBacklog = `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
+FROM notification_outbox WHERE state = 'pending'`
+
+// PendingNotices reads the outbox's backlog, for the metrics that alert
+// on notices stuck there.
+func (s *Store) PendingNotices(ctx context.Context) (OutboxBacklog, error) {
+	var b OutboxBacklog
+	var seconds float64
+	if err := s.db.QueryRow(ctx, selectOutboxBacklog).Scan(&b.Pending, &seconds); err != nil {
+		return OutboxBacklog{}, fmt.Errorf("read the outbox backlog: %w", err)
+	}
+	b.OldestAge = time.Duration(seconds * float64(time.Second))
+	return b, nil
+}
