@@ -9,6 +9,7 @@ import (
 	"github.com/uber-go/tally/v4"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 // The time-skipping tests run a whole lifecycle (months) in milliseconds.
@@ -53,7 +54,16 @@ type scenario struct {
 	updates int
 }
 
+// newScenario runs the workflow on the path of workflows started before
+// the lean lifecycle (still run by the ones in flight); newLeanScenario
+// on the lean lifecycle every workflow started now takes.
 func newScenario(t *testing.T) *scenario {
+	s := newLeanScenario(t)
+	s.env.OnGetVersion(changeLeanLifecycle, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	return s
+}
+
+func newLeanScenario(t *testing.T) *scenario {
 	var ts testsuite.WorkflowTestSuite
 	metrics := tally.NewTestScope("", nil)
 	ts.SetMetricsHandler(sdktally.NewMetricsHandler(metrics))

@@ -19,7 +19,7 @@ import (
 // planned, as it did before the check existed (the executor's own probe,
 // where configured, still guards the instance).
 func (w *serviceUpdate) checkInstance(ctx workflow.Context) (res CheckInstanceResult, checked bool) {
-	if !patched(ctx, changeCheckInstance) {
+	if !w.takes(ctx, changeCheckInstance) {
 		return res, false
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{

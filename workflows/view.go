@@ -40,7 +40,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		Approvals:      slices.Clone(w.approvals),
 		Attempts:       slices.Clone(w.attempts),
 		Notices:        slices.Clone(w.notices),
-		Upcoming:       w.upcoming(),
+		Upcoming:       w.upcoming(workflow.Now(ctx)),
 		// Set when the update closed so.
 		AlreadyUpToDate: w.foundVersion != "",
 		FoundVersion:    w.foundVersion,
@@ -48,13 +48,15 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 	}
 }
 
-// upcoming lists the notices still due, earliest first.
-func (w *serviceUpdate) upcoming() []NoticeRecord {
+// upcoming lists the notices still due at now, earliest first. On the
+// lean lifecycle reminders stay in w.reminders when they come due (the
+// dispatcher sends them), so those before now are left out.
+func (w *serviceUpdate) upcoming(now time.Time) []NoticeRecord {
 	upcoming := []NoticeRecord{}
 	switch w.status {
 	case StatusScheduled, StatusApproved:
 		for _, r := range w.reminders {
-			if r.Offset == 0 && !w.mayRun() {
+			if (r.Offset == 0 && !w.mayRun()) || (w.lean && r.At.Before(now)) {
 				continue
 			}
 			upcoming = append(upcoming, NoticeRecord{Kind: r.Kind, At: r.At})
