@@ -218,4 +218,3 @@ func reminderKinds(queued []QueuedReminder) []NoticeKind {
 	}
 	return out
 }
-
