@@ -54,6 +54,15 @@ func NewNotifier(st *store.Store, cfg sendgrid.Config) (*Notifier, error) {
 	return n, nil
 }
 
+// mailPausedUntil is when SendGrid's rate limit lets the next request
+// through (zero in outbox mode).
+func (n *Notifier) mailPausedUntil() time.Time {
+	if n.mailer == nil {
+		return time.Time{}
+	}
+	return n.mailer.PausedUntil()
+}
+
 // Register registers SendNotice under workflows.ActivitySendNotice.
 func (n *Notifier) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(n.SendNotice, activity.RegisterOptions{Name: workflows.ActivitySendNotice})

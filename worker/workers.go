@@ -30,6 +30,9 @@ type namedWorker struct {
 type workerSet struct {
 	workers []namedWorker
 	fatal   chan error
+	// dispatcher delivers the lean lifecycle's notice queue while the
+	// workers run.
+	dispatcher *activities.Dispatcher
 }
 
 // newWorkers builds the workers: the workflow with the store and
@@ -63,6 +66,9 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
 	notifier.Register(updates)
+	if set.dispatcher, err = activities.NewDispatcher(st, notifier, logger); err != nil {
+		return nil, err
+	}
 
 	// The store activities an admin waits for run on their own queue too.
 	adminOptions := options
@@ -116,6 +122,14 @@ func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
 		started = append(started, w)
 		logger.Info("Worker polling", "taskQueue", w.taskQueue)
 	}
+	dispatchCtx, stopDispatch := context.WithCancel(ctx)
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		set.dispatcher.Run(dispatchCtx, activities.DispatchLoops)
+	}()
+	defer func() { stopDispatch(); <-dispatched }()
+	logger.Info("Notice dispatcher running", "loops", activities.DispatchLoops)
 	select {
 	case <-ctx.Done():
 		logger.Info("Stopping: in-flight activities may finish, the rest will be retried")

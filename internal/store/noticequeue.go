@@ -33,12 +33,13 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) due
 WHERE q.id = due.id
-RETURNING q.id, q.attempts, q.notice`
+RETURNING q.id, q.attempts, q.due_at, q.notice`
 
 // ClaimedNotice is a due notice a dispatcher holds until its lease ends.
 type ClaimedNotice struct {
 	ID       int64
 	Attempts int // including this one
+	DueAt    time.Time
 	Notice   workflows.SendNoticeInput
 }
 
@@ -51,7 +52,7 @@ func (s *Store) ClaimNotices(ctx context.Context, now time.Time, lease time.Dura
 	claimed, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedNotice, error) {
 		var c ClaimedNotice
 		var data []byte
-		if err := row.Scan(&c.ID, &c.Attempts, &data); err != nil {
+		if err := row.Scan(&c.ID, &c.Attempts, &c.DueAt, &data); err != nil {
 			return c, err
 		}
 		if err := json.Unmarshal(data, &c.Notice); err != nil {
