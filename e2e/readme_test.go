@@ -43,9 +43,9 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	}
 }
 
-// subcommandLine is a subcommand's line in `starter -h`: its name, indented
-// by two spaces, then its flags; its summary follows, indented further.
-var subcommandLine = regexp.MustCompile(`(?m)^  ([a-z-]+)( |$)`)
+// subcommandLine is a subcommand's line under "Available Commands:" in
+// `starter -h`: its name, indented by two spaces, then its summary.
+var subcommandLine = regexp.MustCompile(`(?m)^  ([a-z-]+) +\S`)
 
 // subcommands lists the subcommands as `starter -h` shows them.
 func subcommands(t *testing.T) []string {
@@ -54,8 +54,10 @@ func subcommands(t *testing.T) []string {
 	if err != nil {
 		t.Fatalf("starter -h: %v", err)
 	}
+	_, listed, _ := strings.Cut(string(out), "Available Commands:\n")
+	listed, _, _ = strings.Cut(listed, "\n\n")
 	var names []string
-	for _, m := range subcommandLine.FindAllStringSubmatch(string(out), -1) {
+	for _, m := range subcommandLine.FindAllStringSubmatch(listed, -1) {
 		names = append(names, m[1])
 	}
 	if len(names) == 0 {

@@ -3,54 +3,66 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runApprove(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("approve")
-	instance, version := updateTargetFlags(fs)
+func newApproveCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "approve --instance I --admin EMAIL [--version V]",
+		Short: "approve an instance's update as one of its admins",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
+	instance, version := updateTargetFlags(cmd)
 	admin := fs.String("admin", "", "email of the approving admin (required)")
 	note := fs.String("note", "", "a note kept in the audit log")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "instance", "admin"); err != nil {
+			return err
+		}
+		return sendAdminUpdate(cmd.Context(), e, *instance, *version, workflows.UpdateApprove,
+			workflows.ApproveInput{Admin: *admin, Note: *note})
 	}
-	if err := required(fs, "instance", "admin"); err != nil {
-		return err
-	}
-	return sendAdminUpdate(ctx, e, *instance, *version, workflows.UpdateApprove,
-		workflows.ApproveInput{Admin: *admin, Note: *note})
+	return cmd
 }
 
-func runReschedule(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("reschedule")
-	instance, version := updateTargetFlags(fs)
+func newRescheduleCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reschedule --instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]",
+		Short: "move an update to other slots (RFC 3339 times), optionally to a later version",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
+	instance, version := updateTargetFlags(cmd)
 	admin := fs.String("admin", "", "email of the admin moving the update (required)")
 	var primary, secondary timeFlag
 	fs.Var(&primary, "primary", "start of the new primary slot, RFC 3339 such as 2026-03-03T02:00:00+01:00 (required)")
 	fs.Var(&secondary, "secondary", "start of the new secondary slot, RFC 3339 (required)")
 	target := fs.String("target", "", "a later target version than the one offered (default: keep the current target)")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "instance", "admin", "primary", "secondary"); err != nil {
+			return err
+		}
+		return sendAdminUpdate(cmd.Context(), e, *instance, *version, workflows.UpdateReschedule, workflows.RescheduleInput{
+			Admin:          *admin,
+			PrimaryStart:   primary.t,
+			SecondaryStart: secondary.t,
+			TargetVersion:  *target,
+		})
 	}
-	if err := required(fs, "instance", "admin", "primary", "secondary"); err != nil {
-		return err
-	}
-	return sendAdminUpdate(ctx, e, *instance, *version, workflows.UpdateReschedule, workflows.RescheduleInput{
-		Admin:          *admin,
-		PrimaryStart:   primary.t,
-		SecondaryStart: secondary.t,
-		TargetVersion:  *target,
-	})
+	return cmd
 }
 
 // timeFlag is an RFC 3339 time flag; a bad value names the flag through the
@@ -64,6 +76,8 @@ func (f *timeFlag) String() string {
 	return f.t.Format(time.RFC3339)
 }
 
+func (f *timeFlag) Type() string { return "time" }
+
 func (f *timeFlag) Set(value string) error {
 	t, err := time.Parse(time.RFC3339, value)
 	if err != nil {
@@ -73,7 +87,7 @@ func (f *timeFlag) Set(value string) error {
 	return nil
 }
 
-var _ flag.Value = (*timeFlag)(nil)
+var _ pflag.Value = (*timeFlag)(nil)
 
 // sendAdminUpdate sends a Temporal Update to the instance's update, waits
 // for its outcome and prints the resulting status; a refusal by the
@@ -124,12 +138,28 @@ func updateError(workflowID, updateName string, err error) error {
 	return fmt.Errorf("%s on %s: %w", updateName, workflowID, err)
 }
 
-func runCancel(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("cancel")
-	instance, version := updateTargetFlags(fs)
+func newCancelCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cancel --instance I [--version V] [--reason R]",
+		Short: "cancel an update (its slots are released, admins told)",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
+	instance, version := updateTargetFlags(cmd)
 	reason := fs.String("reason", "cancelled by an operator", "why, kept in the workflow's history")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the workflow to close (0: do not wait)")
-	c, id, err := parseAndConnectToUpdate(ctx, e, fs, args, instance, version)
+	var wait time.Duration
+	fs.Var(duration.NewValue(&wait, 30*time.Second), "wait", "how long to wait for the workflow to close (0: do not wait)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "instance"); err != nil {
+			return err
+		}
+		return runCancel(cmd.Context(), e, *instance, *version, *reason, wait)
+	}
+	return cmd
+}
+
+func runCancel(ctx context.Context, e *env, instance, version, reason string, wait time.Duration) error {
+	c, id, err := connectToUpdate(ctx, e, instance, version)
 	if err != nil {
 		return err
 	}
@@ -138,15 +168,15 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 		Namespace:         e.cfg.TemporalNamespace,
 		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id},
 		Identity:          e.clientOptions().Identity,
-		Reason:            *reason,
+		Reason:            reason,
 	}); err != nil {
 		return fmt.Errorf("cancel %s: %w", id, err)
 	}
-	fmt.Fprintf(e.stdout, "%s: cancellation requested (%s)\n", id, *reason)
-	if *wait <= 0 {
+	fmt.Fprintf(e.stdout, "%s: cancellation requested (%s)\n", id, reason)
+	if wait <= 0 {
 		return nil
 	}
-	waitCtx, cancel := context.WithTimeout(ctx, *wait)
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var result workflows.Result
 	err = c.GetWorkflow(waitCtx, id, "").Get(waitCtx, &result)
@@ -157,7 +187,7 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 	case errors.As(err, &cancelled):
 		fmt.Fprintf(e.stdout, "%s: closed as cancelled\n", id)
 	case waitCtx.Err() != nil:
-		fmt.Fprintf(e.stdout, "%s: still closing after %s; starter status --instance %s shows its progress\n", id, *wait, *instance)
+		fmt.Fprintf(e.stdout, "%s: still closing after %s; starter status --instance %s shows its progress\n", id, wait, instance)
 	default:
 		return fmt.Errorf("%s: %w", id, err)
 	}

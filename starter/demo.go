@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
@@ -15,27 +16,36 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runDemo(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("demo")
+func newDemoCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo [--run ID]",
+		Short: "the demo behind `make run`: a small fleet through the whole lifecycle in minutes",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
 	runID := fs.String("run", "", "suffix of this run's instance IDs (default: the time, HHMMSS UTC)")
 	printFailures := fs.Bool("print-simulated-failures", false, "print the worker's SIMULATED_FAILURES for this run and exit")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runDemo(cmd.Context(), e, *runID, *printFailures)
 	}
-	if strings.ContainsAny(*runID, " :,'\"\\") {
-		return cli.Usagef("demo: --run %q: use letters, digits and dashes", *runID)
+	return cmd
+}
+
+func runDemo(ctx context.Context, e *env, runID string, printFailures bool) error {
+	if strings.ContainsAny(runID, " :,'\"\\") {
+		return cli.Usagef("demo: --run %q: use letters, digits and dashes", runID)
 	}
-	run := demo.NewRun(*runID, time.Now())
-	if *printFailures {
+	run := demo.NewRun(runID, time.Now())
+	if printFailures {
 		fmt.Fprintln(e.stdout, run.SimulatedFailures())
 		return nil
 	}
 
 	fmt.Fprintf(e.stdout, "svcupdate demo, run %s: release %s to a fleet of %d instances\n\n", run.ID, demo.Version, len(demo.Cast))
-	if err := runMigrate(ctx, e, nil); err != nil {
+	if err := runMigrate(ctx, e, false); err != nil {
 		return err
 	}
-	if err := runSetup(ctx, e, nil); err != nil {
+	if err := runSetup(ctx, e); err != nil {
 		return err
 	}
 	fl, err := run.Fleet()

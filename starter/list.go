@@ -8,22 +8,30 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runList(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("list")
+func newListCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [--version V] [--status S]",
+		Short: "list updates from Temporal visibility, with counts per status",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
 	version := fs.String("version", "", "only updates targeting this version")
 	status := fs.String("status", "", "only updates in this status: "+statusNames())
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
-	}
-	filter := updateFilter{TargetVersion: *version}
-	if *status != "" {
-		s, err := parseStatus(*status)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runList(cmd.Context(), e, *version, *status) }
+	return cmd
+}
+
+func runList(ctx context.Context, e *env, version, status string) error {
+	filter := updateFilter{TargetVersion: version}
+	if status != "" {
+		s, err := parseStatus(status)
 		if err != nil {
 			return err
 		}

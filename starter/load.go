@@ -8,20 +8,31 @@ import (
 	"slices"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/fleet"
 	"github.com/svcupdate/svcupdate/internal/store"
 )
 
-func runLoad(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("load")
-	if err := parseFlags(fs, e, args, 1); err != nil {
-		return err
+func newLoadCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "load FILE",
+		Short: "load (upsert) a fleet file: releases, slots, tenants, instances, recipients",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cli.Usagef("load: name the fleet file: starter load FILE")
+			}
+			return maxArgs(1)(cmd, args)
+		},
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return []string{"json"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runLoad(cmd.Context(), e, args[0]) },
 	}
-	if fs.NArg() != 1 {
-		return cli.Usagef("load: name the fleet file: starter load FILE")
-	}
-	path := fs.Arg(0)
+}
+
+func runLoad(ctx context.Context, e *env, path string) error {
 	fl, err := fleet.ParseFile(path)
 	if err != nil {
 		return fleetRefused(e, path, err)

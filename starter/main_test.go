@@ -26,9 +26,9 @@ func TestHelpListsSubcommandsAndVariables(t *testing.T) {
 	if err != nil {
 		t.Fatalf("starter -h: %v", err)
 	}
-	for _, c := range commands {
-		if !regexp.MustCompile(`(?m)^  ` + c.name + `( |$)`).MatchString(out) {
-			t.Errorf("starter -h does not list subcommand %s:\n%s", c.name, out)
+	for _, c := range newRootCmd(&env{}).Commands() {
+		if !regexp.MustCompile(`(?m)^  ` + c.Name() + ` `).MatchString(out) {
+			t.Errorf("starter -h does not list subcommand %s:\n%s", c.Name(), out)
 		}
 	}
 	for _, v := range config.Variables() {
@@ -44,7 +44,7 @@ func TestSubcommandHelpShowsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("starter reschedule -h: %v", err)
 	}
-	for _, want := range []string{"Usage: starter reschedule", "-primary", "-secondary", "-target", "RFC 3339"} {
+	for _, want := range []string{"starter reschedule --instance I", "--primary time", "--secondary time", "--target string", "RFC 3339"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("starter reschedule -h lacks %q:\n%s", want, out)
 		}
@@ -60,25 +60,26 @@ func TestCommandLineMistakes(t *testing.T) {
 		want string
 	}{
 		{nil, "no subcommand given"},
+		{[]string{"rollot"}, `unknown subcommand "rollot" (did you mean rollout? one of:`},
 		{[]string{"deploy"}, `unknown subcommand "deploy" (one of: migrate, setup, load, sync-admins, rollout`},
 		{[]string{"rollout"}, "rollout: --version is required"},
 		{[]string{"rollout", "--version", "9.2.0", "--concurrency", "0"}, "--concurrency 0 is out of range (accepted: 1 to 1000)"},
-		{[]string{"rollout", "--version", "9.2.0", "--concurency", "4"}, "rollout: flag provided but not defined: -concurency"},
+		{[]string{"rollout", "--version", "9.2.0", "--concurency", "4"}, "rollout: unknown flag: --concurency (see starter rollout -h)"},
 		{[]string{"load"}, "load: name the fleet file: starter load FILE"},
 		{[]string{"load", "a.json", "b.json"}, `load: unexpected argument "b.json"`},
 		{[]string{"sync-admins", "--concurrency", "0"}, "sync-admins: --concurrency 0 is out of range (accepted: 1 to 1000)"},
-		{[]string{"sync-admins", "--instance", " "}, `sync-admins: invalid value " " for flag -instance: empty instance ID`},
+		{[]string{"sync-admins", "--instance", " "}, `sync-admins: invalid argument " " for "--instance" flag: empty instance ID`},
 		{[]string{"sync-admins", "acme-prod"}, `sync-admins: unexpected argument "acme-prod"`},
 		{[]string{"approve", "--instance", "acme-prod"}, "approve: --admin is required"},
 		{[]string{"approve", "--admin", "ann@acme.example"}, "approve: --instance is required"},
 		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "tomorrow"},
-			`reschedule: invalid value "tomorrow" for flag -primary: not an RFC 3339 time`},
+			`reschedule: invalid argument "tomorrow" for "--primary" flag: not an RFC 3339 time`},
 		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "2026-03-03T02:00:00+01:00"},
 			"reschedule: --secondary is required"},
 		{[]string{"list", "--status", "Done"}, `list: --status "Done" is not a status (accepted: Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled, Superseded)`},
 		{[]string{"list", "--version", "9.2'--"}, "--version 9.2'--: quotes and backslashes are not allowed"},
 		{[]string{"status"}, "status: --instance is required"},
-		{[]string{"cancel", "--instance", "acme-prod", "--wait", "soon"}, `cancel: invalid value "soon" for flag -wait`},
+		{[]string{"cancel", "--instance", "acme-prod", "--wait", "soon"}, `cancel: invalid argument "soon" for "--wait" flag`},
 		{[]string{"demo", "--run", "a:b"}, `demo: --run "a:b": use letters, digits and dashes`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
 
 	"github.com/svcupdate/svcupdate/internal/connect"
 	"github.com/svcupdate/svcupdate/schemas"
@@ -14,13 +15,19 @@ import (
 // create the one DATABASE_URL names.
 const maintenanceDatabase = "postgres"
 
-func runMigrate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("migrate")
-	create := fs.Bool("create-database", false, "create the database DATABASE_URL names if it does not exist")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+func newMigrateCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate [--create-database]",
+		Short: "apply the database migrations",
+		Args:  maxArgs(0),
 	}
-	if *create {
+	create := cmd.Flags().Bool("create-database", false, "create the database DATABASE_URL names if it does not exist")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runMigrate(cmd.Context(), e, *create) }
+	return cmd
+}
+
+func runMigrate(ctx context.Context, e *env, create bool) error {
+	if create {
 		if err := createDatabase(ctx, e); err != nil {
 			return err
 		}

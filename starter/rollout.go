@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -23,24 +24,33 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runRollout(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("rollout")
+func newRolloutCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollout --version V [--concurrency N] [--dry-run]",
+		Short: "book slots and start an update for every eligible instance",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
 	version := fs.String("version", "", "the release to roll out (required)")
 	concurrency := fs.Int("concurrency", 16, "how many instances are booked and started at once")
 	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "version"); err != nil {
+			return err
+		}
+		return runRollout(cmd.Context(), e, *version, *concurrency, *dryRun)
 	}
-	if err := required(fs, "version"); err != nil {
-		return err
-	}
-	if *concurrency < 1 || *concurrency > 1000 {
-		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
+	return cmd
+}
+
+func runRollout(ctx context.Context, e *env, version string, concurrency int, dryRun bool) error {
+	if concurrency < 1 || concurrency > 1000 {
+		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", concurrency)
 	}
 	summary, err := rollout(ctx, e, releasePlan{
-		Version:             *version,
-		Concurrency:         *concurrency,
-		DryRun:              *dryRun,
+		Version:             version,
+		Concurrency:         concurrency,
+		DryRun:              dryRun,
 		ReminderOffsets:     e.cfg.ReminderOffsets,
 		WindowLength:        e.cfg.UpdateWindow,
 		SecondaryMinGap:     e.cfg.SecondaryMinGap,
@@ -51,7 +61,7 @@ func runRollout(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if n := summary.count(outcomeFailed); n > 0 {
-		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", *version, n)
+		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", version, n)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
@@ -14,11 +15,16 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runSetup(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("setup")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+func newSetupCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "setup",
+		Short: "register the search attributes with the Temporal server",
+		Args:  maxArgs(0),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runSetup(cmd.Context(), e) },
 	}
+}
+
+func runSetup(ctx context.Context, e *env) error {
 	c, err := e.temporalWhenUp(ctx)
 	if err != nil {
 		return err

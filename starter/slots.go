@@ -6,33 +6,44 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/store"
 )
 
-func runSlots(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("slots")
+func newSlotsCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "slots --version V [--holders=false]",
+		Short: "show a release's slots (UTC): capacity, booked, the updates holding them; warn where bookings and open updates disagree",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
 	version := fs.String("version", "", "the release whose slots are shown (required)")
 	holders := fs.Bool("holders", true, "list every reservation with the update holding it; false shows the slots only")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "version"); err != nil {
+			return err
+		}
+		return runSlots(cmd.Context(), e, *version, *holders)
 	}
-	if err := required(fs, "version"); err != nil {
-		return err
-	}
+	return cmd
+}
+
+func runSlots(ctx context.Context, e *env, version string, holders bool) error {
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return err
 	}
 	st := store.New(pool)
-	slots, err := st.Slots(ctx, *version)
+	slots, err := st.Slots(ctx, version)
 	if err != nil {
 		return err
 	}
-	if err := renderSlots(e.stdout, slots, *holders); err != nil {
+	if err := renderSlots(e.stdout, slots, holders); err != nil {
 		return err
 	}
-	mismatches, err := st.CheckBookings(ctx, *version)
+	mismatches, err := st.CheckBookings(ctx, version)
 	if err != nil {
 		return err
 	}
@@ -40,7 +51,7 @@ func runSlots(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "warning: %s\n", m)
 	}
 	if len(mismatches) > 0 {
-		return fmt.Errorf("slots of %s: %d slot(s) whose booked count differs from the reservations open updates hold (listed above)", *version, len(mismatches))
+		return fmt.Errorf("slots of %s: %d slot(s) whose booked count differs from the reservations open updates hold (listed above)", version, len(mismatches))
 	}
 	return nil
 }

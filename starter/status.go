@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -18,11 +20,25 @@ const (
 	utcLayout = "2006-01-02 15:04 UTC"
 )
 
-func runStatus(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("status")
-	instance, version := updateTargetFlags(fs)
-	asJSON := fs.Bool("json", false, "print the Status query's answer as JSON")
-	c, id, err := parseAndConnectToUpdate(ctx, e, fs, args, instance, version)
+func newStatusCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status --instance I [--version V] [--json]",
+		Short: "show one update: status, windows, attempts, notices",
+		Args:  maxArgs(0),
+	}
+	instance, version := updateTargetFlags(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "print the Status query's answer as JSON")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := required(cmd, "instance"); err != nil {
+			return err
+		}
+		return runStatus(cmd.Context(), e, *instance, *version, *asJSON)
+	}
+	return cmd
+}
+
+func runStatus(ctx context.Context, e *env, instance, version string, asJSON bool) error {
+	c, id, err := connectToUpdate(ctx, e, instance, version)
 	if err != nil {
 		return err
 	}
@@ -34,7 +50,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err := answer.Get(&view); err != nil {
 		return fmt.Errorf("decode the status of %s: %w", id, err)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(view)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
@@ -17,16 +18,25 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func runSyncAdmins(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet("sync-admins")
+func newSyncAdminsCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sync-admins [--instance I]... [--concurrency N]",
+		Short: "send running updates their instance's admins from the database (retries what load could not tell them)",
+		Args:  maxArgs(0),
+	}
+	fs := cmd.Flags()
 	var instances instanceList
 	fs.Var(&instances, "instance", "an instance whose running updates get its admins; repeat the flag for more (default: every instance with a running update)")
 	concurrency := fs.Int("concurrency", 16, "how many instances are synced at once")
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runSyncAdmins(cmd.Context(), e, instances, *concurrency)
 	}
-	if *concurrency < 1 || *concurrency > 1000 {
-		return cli.Usagef("sync-admins: --concurrency %d is out of range (accepted: 1 to 1000)", *concurrency)
+	return cmd
+}
+
+func runSyncAdmins(ctx context.Context, e *env, instances []string, concurrency int) error {
+	if concurrency < 1 || concurrency > 1000 {
+		return cli.Usagef("sync-admins: --concurrency %d is out of range (accepted: 1 to 1000)", concurrency)
 	}
 	pool, err := e.postgres(ctx)
 	if err != nil {
@@ -36,7 +46,7 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, *concurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, concurrency)
 	if err != nil {
 		return err
 	}
@@ -55,6 +65,8 @@ func runSyncAdmins(ctx context.Context, e *env, args []string) error {
 type instanceList []string
 
 func (l *instanceList) String() string { return strings.Join(*l, ",") }
+
+func (l *instanceList) Type() string { return "ID" }
 
 func (l *instanceList) Set(value string) error {
 	if strings.TrimSpace(value) == "" {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -160,23 +160,10 @@ func updateWorkflowID(ctx context.Context, e *env, c client.Client, instance, ve
 
 // updateTargetFlags defines the flags that name the update a subcommand
 // acts on: --instance (the subcommand requires it) and --version.
-func updateTargetFlags(fs *flag.FlagSet) (instance, version *string) {
-	instance = fs.String("instance", "", "instance ID (required)")
-	version = fs.String("version", "", "version the update was started for (default: the instance's running update)")
+func updateTargetFlags(cmd *cobra.Command) (instance, version *string) {
+	instance = cmd.Flags().String("instance", "", "instance ID (required)")
+	version = cmd.Flags().String("version", "", "version the update was started for (default: the instance's running update)")
 	return instance, version
-}
-
-// parseAndConnectToUpdate parses a subcommand's flags (it takes no
-// arguments), requires --instance and connects to the update the flags
-// name.
-func parseAndConnectToUpdate(ctx context.Context, e *env, fs *flag.FlagSet, args []string, instance, version *string) (client.Client, string, error) {
-	if err := parseFlags(fs, e, args, 0); err != nil {
-		return nil, "", err
-	}
-	if err := required(fs, "instance"); err != nil {
-		return nil, "", err
-	}
-	return connectToUpdate(ctx, e, *instance, *version)
 }
 
 // connectToUpdate connects to Temporal and names the workflow of the

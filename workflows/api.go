@@ -302,6 +302,10 @@ type Result struct {
 type ApproveInput struct {
 	Admin string `json:"admin"`
 	Note  string `json:"note,omitempty"`
+	// Assertion proves who acts (package internal/actor): signed by a key
+	// the worker trusts, for this workflow and action "approve", its actor
+	// Admin.
+	Assertion string `json:"assertion,omitempty"`
 }
 
 // RescheduleInput is the Reschedule Update's payload. It implies approval.
@@ -310,11 +314,15 @@ type RescheduleInput struct {
 	PrimaryStart   time.Time `json:"primaryStart"`
 	SecondaryStart time.Time `json:"secondaryStart"`
 	TargetVersion  string    `json:"targetVersion,omitempty"` // empty keeps the current target
+	// Assertion proves who acts, as in ApproveInput; action "reschedule".
+	Assertion string `json:"assertion,omitempty"`
 }
 
 // SetAdminsInput is the SetAdmins Update's payload.
 type SetAdminsInput struct {
 	Admins []string `json:"admins"`
+	// Assertion proves who acts, as in ApproveInput; action "set-admins".
+	Assertion string `json:"assertion,omitempty"`
 }
 
 // Window is one update slot, in UTC and rendered in the instance's zone.

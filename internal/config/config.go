@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"os"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -41,21 +43,21 @@ type Config struct {
 	SendGridHost   string `envconfig:"SENDGRID_HOST" default:"https://api.sendgrid.com" desc:"SendGrid API base URL (point it at a test server to capture mail)" accepted:"an http or https URL with a host, such as https://api.sendgrid.com"`
 	MailFrom       string `envconfig:"MAIL_FROM" default:"svcupdate <updates@example.com>" desc:"sender of every notice email" accepted:"an email address, optionally with a display name: \"svcupdate <updates@example.com>\""`
 
-	ReminderOffsets []time.Duration `envconfig:"REMINDER_OFFSETS" desc:"reminders before the primary slot for new updates; 0h is the day-of notice" accepted:"comma-separated non-negative durations, such as 2160h,720h,168h,0h"`
-	UpdateWindow    time.Duration   `envconfig:"UPDATE_WINDOW" desc:"length of each update window for new updates" accepted:"a positive duration, such as 12h or 90m"`
-	SecondaryMinGap time.Duration   `envconfig:"SECONDARY_MIN_GAP" default:"24h" desc:"least time between the end of the primary window and the secondary slot" accepted:"a non-negative duration, such as 24h"`
+	ReminderOffsets []time.Duration `ignored:"true" envconfig:"REMINDER_OFFSETS" desc:"reminders before the primary slot for new updates; 0h is the day-of notice" accepted:"comma-separated non-negative durations, such as 90d,30d,15d,7d,0d or 2160h,720h,168h,0h"`
+	UpdateWindow    time.Duration   `ignored:"true" envconfig:"UPDATE_WINDOW" desc:"length of each update window for new updates" accepted:"a positive duration, such as 12h, 90m or 1d"`
+	SecondaryMinGap time.Duration   `ignored:"true" envconfig:"SECONDARY_MIN_GAP" default:"24h" desc:"least time between the end of the primary window and the secondary slot" accepted:"a non-negative duration, such as 24h"`
 	// MinNotice keeps mandatory updates from running before their admins
 	// were told: a rollout books no primary slot sooner than this.
-	MinNotice time.Duration `envconfig:"MIN_NOTICE" default:"168h" desc:"least time from a rollout to the primary slot it books; a re-run gives back a held booking whose primary has come closer and books anew" accepted:"a non-negative Go duration, such as 168h (days are written in hours)"`
+	MinNotice time.Duration `ignored:"true" envconfig:"MIN_NOTICE" default:"168h" desc:"least time from a rollout to the primary slot it books; a re-run gives back a held booking whose primary has come closer and books anew" accepted:"a non-negative duration, such as 7d or 168h"`
 	// RescheduleMinNotice travels in each update's input from its rollout;
 	// the workflow refuses a Reschedule to a primary sooner than this.
-	RescheduleMinNotice time.Duration `envconfig:"RESCHEDULE_MIN_NOTICE" default:"1h" desc:"least time from a Reschedule to the new primary slot, for updates rolled out from now on" accepted:"a non-negative Go duration, such as 1h"`
+	RescheduleMinNotice time.Duration `ignored:"true" envconfig:"RESCHEDULE_MIN_NOTICE" default:"1h" desc:"least time from a Reschedule to the new primary slot, for updates rolled out from now on" accepted:"a non-negative Go duration, such as 1h"`
 
 	Executor            ExecutorKind      `envconfig:"EXECUTOR" default:"simulated" desc:"how ApplyUpdate runs an update: simulated (the default, for demos and tests: nothing is updated), command (runs EXECUTOR_COMMAND), or none (this worker hosts no executor; another worker polls its task queue)" accepted:"simulated, command or none"`
 	ExecutorCommand     string            `envconfig:"EXECUTOR_COMMAND" desc:"program and arguments run by the command executor, split like a shell would (quotes, backslashes) but without a shell" accepted:"a program and its arguments, such as \"/opt/acme/update --verbose\"; required with EXECUTOR=command"`
-	ExecutorKillGrace   time.Duration     `envconfig:"EXECUTOR_KILL_GRACE" default:"10s" desc:"time between SIGTERM and SIGKILL when an update command is stopped; SIGTERM comes this long before the window's end so the command is gone by then" accepted:"a positive duration, such as 10s"`
-	ExecutorStopTimeout time.Duration     `envconfig:"EXECUTOR_STOP_TIMEOUT" default:"10m" desc:"how long a stopping worker lets in-flight updates finish before they are cancelled (stopping the update command) and retried elsewhere; give the process manager's stop grace at least this plus EXECUTOR_KILL_GRACE" accepted:"a non-negative duration, such as 10m"`
-	SimulatedDuration   time.Duration     `envconfig:"SIMULATED_DURATION" default:"30s" desc:"how long the simulated executor takes per update" accepted:"a non-negative duration, such as 30s"`
+	ExecutorKillGrace   time.Duration     `ignored:"true" envconfig:"EXECUTOR_KILL_GRACE" default:"10s" desc:"time between SIGTERM and SIGKILL when an update command is stopped; SIGTERM comes this long before the window's end so the command is gone by then" accepted:"a positive duration, such as 10s"`
+	ExecutorStopTimeout time.Duration     `ignored:"true" envconfig:"EXECUTOR_STOP_TIMEOUT" default:"10m" desc:"how long a stopping worker lets in-flight updates finish before they are cancelled (stopping the update command) and retried elsewhere; give the process manager's stop grace at least this plus EXECUTOR_KILL_GRACE" accepted:"a non-negative duration, such as 10m"`
+	SimulatedDuration   time.Duration     `ignored:"true" envconfig:"SIMULATED_DURATION" default:"30s" desc:"how long the simulated executor takes per update" accepted:"a non-negative duration, such as 30s"`
 	SimulatedFailures   SimulatedFailures `envconfig:"SIMULATED_FAILURES" desc:"instances whose simulated update fails, and in which attempt" accepted:"comma-separated instance-id:primary|secondary|all, such as acme-prod:primary,acme-test:all"`
 	// Read before and after each update of the command executor.
 	ExecutorProbeCommand string `envconfig:"EXECUTOR_PROBE_COMMAND" desc:"optional program, run like EXECUTOR_COMMAND and with the same environment, that prints the instance's current version on stdout: before an attempt (an instance already at or past the target is not updated again) and after it (the update must have reached the target)" accepted:"a program and its arguments, such as \"/opt/acme/current-version\"; only with EXECUTOR=command"`
@@ -64,8 +66,8 @@ type Config struct {
 	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"least level logged: debug, info, warn or error" accepted:"debug, info, warn or error"`
 
 	MetricsAddr       string        `envconfig:"METRICS_ADDR" default:":9090" desc:"address of the Prometheus /metrics endpoint; empty disables it" accepted:"host:port or :port, such as :9090, or empty"`
-	ConnectTimeout    time.Duration `envconfig:"CONNECT_TIMEOUT" default:"2m" desc:"how long to wait for Temporal and Postgres to come up at start" accepted:"a positive duration, such as 2m"`
-	WorkerStopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities of TASK_QUEUE (store, notices) finish before they are left to be retried; updates in flight have EXECUTOR_STOP_TIMEOUT" accepted:"a non-negative duration, such as 30s"`
+	ConnectTimeout    time.Duration `ignored:"true" envconfig:"CONNECT_TIMEOUT" default:"2m" desc:"how long to wait for Temporal and Postgres to come up at start" accepted:"a positive duration, such as 2m"`
+	WorkerStopTimeout time.Duration `ignored:"true" envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities of TASK_QUEUE (store, notices) finish before they are left to be retried; updates in flight have EXECUTOR_STOP_TIMEOUT" accepted:"a non-negative duration, such as 30s"`
 
 	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
 	ExecutorArgv []string `ignored:"true"`
@@ -152,10 +154,50 @@ func Load() (Config, error) {
 		}
 		return Config{}, fmt.Errorf("reading the environment: %w", err)
 	}
+	if err := decodeDurations(&cfg); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// decodeDurations reads the duration variables, which envconfig skips
+// (ignored:"true") because it knows Go durations only: people write
+// REMINDER_OFFSETS=90d,30d,15d,7d,0d.
+func decodeDurations(cfg *Config) error {
+	v := reflect.ValueOf(cfg).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name := f.Tag.Get("envconfig")
+		value, ok := os.LookupEnv(name)
+		if !ok {
+			value, ok = f.Tag.Lookup("default")
+		}
+		if name == "" || !ok {
+			continue // not a variable, or unset without a tag default: defaults() holds it
+		}
+		switch dst := v.Field(i).Addr().Interface().(type) {
+		case *time.Duration:
+			d, err := duration.Parse(value)
+			if err != nil {
+				return invalid(name, value, "")
+			}
+			*dst = d
+		case *[]time.Duration:
+			var list []time.Duration
+			if strings.TrimSpace(value) != "" { // empty: no offsets, which validate names
+				parsed, err := duration.ParseList(value)
+				if err != nil {
+					return invalid(name, value, "")
+				}
+				list = parsed
+			}
+			*dst = list
+		}
+	}
+	return nil
 }
 
 // decodeReason keeps what a Decode method of this package said about the

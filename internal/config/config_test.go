@@ -134,7 +134,7 @@ func TestLoadRejects(t *testing.T) {
 			[]string{`UPDATE_WINDOW="twelve hours"`, "a positive duration, such as 12h"}},
 		{"zero window", map[string]string{"UPDATE_WINDOW": "0s"}, "UPDATE_WINDOW", []string{`"0s"`}},
 		{"negative gap", map[string]string{"SECONDARY_MIN_GAP": "-1h"}, "SECONDARY_MIN_GAP", []string{`"-1h"`, "non-negative"}},
-		{"days are not a Go duration", map[string]string{"MIN_NOTICE": "7d"}, "MIN_NOTICE", []string{`MIN_NOTICE="7d"`, "a non-negative Go duration, such as 168h"}},
+		{"unparsable days", map[string]string{"MIN_NOTICE": "7days"}, "MIN_NOTICE", []string{`MIN_NOTICE="7days"`, "a non-negative duration, such as 7d or 168h"}},
 		{"negative notice", map[string]string{"MIN_NOTICE": "-1h"}, "MIN_NOTICE", []string{`"-1h"`, "non-negative"}},
 		{"negative reschedule notice", map[string]string{"RESCHEDULE_MIN_NOTICE": "-30m"}, "RESCHEDULE_MIN_NOTICE", []string{`"-30m"`, "non-negative"}},
 		{"negative simulated duration", map[string]string{"SIMULATED_DURATION": "-5s"}, "SIMULATED_DURATION", []string{`"-5s"`}},
@@ -142,7 +142,7 @@ func TestLoadRejects(t *testing.T) {
 		{"zero connect timeout", map[string]string{"CONNECT_TIMEOUT": "0s"}, "CONNECT_TIMEOUT", []string{"positive"}},
 		{"negative stop timeout", map[string]string{"WORKER_STOP_TIMEOUT": "-1s"}, "WORKER_STOP_TIMEOUT", []string{`"-1s"`}},
 		{"negative executor stop timeout", map[string]string{"EXECUTOR_STOP_TIMEOUT": "-10m"}, "EXECUTOR_STOP_TIMEOUT", []string{`"-10m"`, "non-negative"}},
-		{"unparsable offset", map[string]string{"REMINDER_OFFSETS": "720h,7d"}, "REMINDER_OFFSETS", []string{`"720h,7d"`, "comma-separated"}},
+		{"unparsable offset", map[string]string{"REMINDER_OFFSETS": "720h,7 days"}, "REMINDER_OFFSETS", []string{`"720h,7 days"`, "comma-separated"}},
 		{"negative offset", map[string]string{"REMINDER_OFFSETS": "720h,-24h"}, "REMINDER_OFFSETS", []string{"offset -24h0m0s is negative"}},
 		{"no offsets", map[string]string{"REMINDER_OFFSETS": ""}, "REMINDER_OFFSETS", []string{"no offsets"}},
 		{"address without port", map[string]string{"TEMPORAL_ADDRESS": "localhost"}, "TEMPORAL_ADDRESS", []string{"not host:port", "localhost:7233"}},
@@ -286,7 +286,7 @@ func TestVariablesAndUsage(t *testing.T) {
 	for name, wantDefault := range map[string]string{
 		"TEMPORAL_ADDRESS":      "localhost:7233",
 		"TASK_QUEUE":            workflows.TaskQueue,
-		"REMINDER_OFFSETS":      "2160h,720h,360h,168h,0s",
+		"REMINDER_OFFSETS":      "90d,30d,15d,7d,0d",
 		"UPDATE_WINDOW":         "12h",
 		"EXECUTOR":              "simulated",
 		"EXECUTOR_STOP_TIMEOUT": "10m",
@@ -353,5 +353,23 @@ func TestLogValueHidesSecrets(t *testing.T) {
 		if !strings.Contains(logged.String(), shown) {
 			t.Errorf("log lacks %q: %s", shown, logged.String())
 		}
+	}
+}
+
+func TestLoadAcceptsDays(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("REMINDER_OFFSETS", "90d,30d,15d,7d,0d")
+	t.Setenv("MIN_NOTICE", "7d")
+	t.Setenv("SECONDARY_MIN_GAP", "1d12h")
+	cfg, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	if want := []time.Duration{90 * day, 30 * day, 15 * day, 7 * day, 0}; !reflect.DeepEqual(cfg.ReminderOffsets, want) {
+		t.Errorf("REMINDER_OFFSETS = %v, want %v", cfg.ReminderOffsets, want)
+	}
+	if cfg.MinNotice != 7*day || cfg.SecondaryMinGap != 36*time.Hour {
+		t.Errorf("MIN_NOTICE = %v, SECONDARY_MIN_GAP = %v", cfg.MinNotice, cfg.SecondaryMinGap)
 	}
 }

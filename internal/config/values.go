@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -146,10 +147,11 @@ func FormatDuration(d time.Duration) string {
 	return s
 }
 
+// formatDurations writes offsets the way REMINDER_OFFSETS is written: in days.
 func formatDurations(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
-		parts[i] = FormatDuration(d)
+		parts[i] = duration.FormatDays(d)
 	}
 	return strings.Join(parts, ",")
 }

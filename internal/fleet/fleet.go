@@ -18,6 +18,7 @@ import (
 	"time"
 	_ "time/tzdata" // validate zone names the same way on every machine
 
+	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -59,7 +60,7 @@ type Slot struct {
 // End is when the slot's window closes.
 func (s Slot) End() time.Time { return s.Start.Add(time.Duration(s.Window)) }
 
-// Duration is a time.Duration written in Go syntax ("12h", "90m") in JSON.
+// Duration is a time.Duration written in Go syntax or days ("12h", "90m", "1d") in JSON.
 type Duration time.Duration
 
 // MarshalJSON writes the duration as a Go duration string.
@@ -67,13 +68,13 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
-// UnmarshalJSON reads a Go duration string such as "12h".
+// UnmarshalJSON reads a duration string such as "12h" or "1d".
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("a duration is a string such as \"12h\": %w", err)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := duration.Parse(s)
 	if err != nil {
 		return err
 	}
@@ -384,10 +385,10 @@ func (v *validator) slot(path string, fs fileSlot, rel Release, seen map[string]
 		v.add(path+".start", "is required (an RFC 3339 time such as 2027-03-06T22:00:00Z)")
 	}
 	if fs.Window != "" {
-		d, err := time.ParseDuration(fs.Window)
+		d, err := duration.Parse(fs.Window)
 		switch {
 		case err != nil:
-			v.add(path+".window", "%q is not a Go duration (e.g. \"12h\", \"90m\")", fs.Window)
+			v.add(path+".window", "%v", err)
 		case d <= 0:
 			v.add(path+".window", "%q is not a positive duration", fs.Window)
 		default:

@@ -36,7 +36,8 @@ func TestParseFileAcceptsValidFleet(t *testing.T) {
 	}
 	spring := fl.Releases[2]
 	wantSlots := []fleet.Slot{
-		{Region: "eu-west", Start: time.Date(2027, 3, 6, 22, 0, 0, 0, time.UTC), Window: fleet.Duration(12 * time.Hour), Capacity: 50},
+		// "1d" in the file: windows take days as well as Go durations
+		{Region: "eu-west", Start: time.Date(2027, 3, 6, 22, 0, 0, 0, time.UTC), Window: fleet.Duration(24 * time.Hour), Capacity: 50},
 		// +01:00 in the file, UTC after parsing; no window means the default 12h
 		{Region: "eu-west", Start: time.Date(2027, 3, 13, 21, 0, 0, 0, time.UTC), Window: fleet.Duration(12 * time.Hour), Capacity: 50},
 		{Region: "us-east", Start: time.Date(2027, 3, 7, 4, 0, 0, 0, time.UTC), Window: fleet.Duration(6 * time.Hour), Capacity: 0},
@@ -89,7 +90,7 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 		`releases[1].slots[1].window: "-3h" is not a positive duration`,
 		`releases[1].slots[1].capacity: -1 is negative; want 0 or more`,
 		`releases[1].slots[2].region: is required`,
-		`releases[1].slots[2].window: "12 hours" is not a Go duration (e.g. "12h", "90m")`,
+		`releases[1].slots[2].window: "12 hours" is not a duration (accepted: a duration such as 90d, 1d12h, 36h or 90m)`,
 		`releases[1].slots[2].capacity: is required (how many instances may update in this window; 0 withdraws the slot)`,
 		`tenants[1].id: "acme" is already the id of tenants[0]; tenant ids must be unique`,
 		`tenants[1].name: is required`,
