@@ -224,3 +224,65 @@ func TestClaimNoticesSharesRowsAmongDispatchers(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The Status answer of a lean workflow lists what the queue delivered,
+// what failed and what is due but not yet delivered, instead of the
+// notices the workflow only queued; reminders ahead stay upcoming.
+func TestWithDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := setup(t, storetest.Fleet(1, 5))
+	storetest.Open(t, s, "inst-000")
+	t0 := storetest.SlotStarts[0].Add(-40 * 24 * time.Hour)
+	c := commit("scheduled", t0, workflows.StatusScheduled, workflows.StatusScheduled)
+	c.Notices = []workflows.SendNoticeInput{leanNotice("inst-000", workflows.NoticeScheduled)}
+	c.Reminders = []workflows.QueuedReminder{reminderAt("inst-000", 30, t0.Add(time.Hour)), reminderAt("inst-000", 15, t0.Add(2*time.Hour)),
+		reminderAt("inst-000", 7, t0.Add(30*24*time.Hour))}
+	if _, err := s.CommitTransition(ctx, "run/1", c); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(3 * time.Hour)
+	claimed, err := s.ClaimNotices(ctx, now, time.Minute, 10)
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claimed %d (%v), want the 3 due", len(claimed), err)
+	}
+	byKind := map[workflows.NoticeKind]int64{}
+	for _, c := range claimed {
+		byKind[c.Notice.Kind] = c.ID
+	}
+	sentAt := t0.Add(time.Minute)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.FinishNotice(ctx, byKind[workflows.NoticeScheduled], store.NoticeSent, "", sentAt))
+	must(s.FinishNotice(ctx, byKind["reminder-30d"], store.NoticeFailed, "no valid recipient", now))
+	must(s.RetryNotice(ctx, byKind["reminder-15d"], now.Add(time.Minute), "SendGrid is unavailable"))
+
+	view := c.Transition.Snapshot
+	view.Notices = []workflows.NoticeRecord{{Kind: workflows.NoticeScheduled, At: t0, Queued: true}}
+	got, err := s.WithDeliveries(ctx, view, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []workflows.NoticeRecord{
+		{Kind: workflows.NoticeScheduled, At: sentAt},
+		{Kind: "reminder-15d", At: t0.Add(2 * time.Hour), Queued: true, Error: "SendGrid is unavailable"},
+		{Kind: "reminder-30d", At: now, Error: "no valid recipient"},
+	}
+	for i := range got.Notices {
+		got.Notices[i].At = got.Notices[i].At.UTC()
+	}
+	if !reflect.DeepEqual(got.Notices, want) {
+		t.Fatalf("notices %+v\nwant %+v", got.Notices, want)
+	}
+	// A workflow of the old path has no queue: its answer is unchanged.
+	old := storetest.Transition("inst-000", workflows.StatusScheduled, workflows.StatusScheduled).Snapshot
+	old.WorkflowID = "service-update:inst-000:9.1.0"
+	old.Notices = []workflows.NoticeRecord{{Kind: workflows.NoticeScheduled, At: t0}}
+	if got, err := s.WithDeliveries(ctx, old, now); err != nil || !reflect.DeepEqual(got, old) {
+		t.Fatalf("old path = %+v, %v; want it unchanged", got.Notices, err)
+	}
+}

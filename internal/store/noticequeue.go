@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,4 +115,38 @@ func (s *Store) NoticeDeliveries(ctx context.Context, workflowID string) ([]Noti
 		return d, err
 	})
 	return deliveries, mapError(err, "list the notices of "+workflowID)
+}
+
+// WithDeliveries completes the Status answer of a workflow on the lean
+// lifecycle with its notice queue as of now: every notice sent or failed
+// for good (at the time it was settled, with its error), and every one
+// due and not yet delivered (Queued, with the last error of its retries),
+// in place of the notices the workflow only knows it queued. Reminders
+// not yet due stay in Upcoming, withdrawn ones nowhere. A workflow on the
+// old path has no queue: its answer comes back as it was.
+func (s *Store) WithDeliveries(ctx context.Context, view workflows.StatusView, now time.Time) (workflows.StatusView, error) {
+	deliveries, err := s.NoticeDeliveries(ctx, view.WorkflowID)
+	if err != nil || len(deliveries) == 0 {
+		return view, err
+	}
+	var notices []workflows.NoticeRecord
+	for _, n := range view.Notices {
+		if !n.Queued {
+			notices = append(notices, n)
+		}
+	}
+	for _, d := range deliveries {
+		kind := workflows.NoticeKind(d.Kind)
+		switch {
+		case d.State == NoticeSent && d.FinishedAt != nil:
+			notices = append(notices, workflows.NoticeRecord{Kind: kind, At: *d.FinishedAt})
+		case d.State == NoticeFailed && d.FinishedAt != nil:
+			notices = append(notices, workflows.NoticeRecord{Kind: kind, At: *d.FinishedAt, Error: d.LastError})
+		case d.State == NoticeQueued && !d.DueAt.After(now):
+			notices = append(notices, workflows.NoticeRecord{Kind: kind, At: d.DueAt, Queued: true, Error: d.LastError})
+		}
+	}
+	slices.SortStableFunc(notices, func(a, b workflows.NoticeRecord) int { return a.At.Compare(b.At) })
+	view.Notices = notices
+	return view, nil
 }
