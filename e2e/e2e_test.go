@@ -370,7 +370,7 @@ func TestEndToEnd(t *testing.T) {
 		if result.Status != in.wantStatus || result.FinalVersion != in.wantVersion {
 			t.Errorf("%s closed as %s on %s, want %s on %s", id, result.Status, result.FinalVersion, in.wantStatus, in.wantVersion)
 		}
-		view := queryStatus(t, ctx, temporalClient, id)
+		view := deliveredView(t, dbURL, queryStatus(t, ctx, temporalClient, id))
 		if !checkStatusView(t, in, view, command) {
 			logHistory(t, ctx, temporalClient, id)
 		}

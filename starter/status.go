@@ -50,6 +50,7 @@ func runStatus(ctx context.Context, e *env, instance, version string, asJSON boo
 	if err := answer.Get(&view); err != nil {
 		return fmt.Errorf("decode the status of %s: %w", id, err)
 	}
+	view = withDeliveries(ctx, e, view)
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -127,7 +128,12 @@ func noticeLines(notices []workflows.NoticeRecord, at func(time.Time) string) []
 	lines := make([]string, 0, len(notices))
 	for _, n := range notices {
 		line := fmt.Sprintf("%-14s %s", n.Kind, at(n.At))
-		if n.Error != "" {
+		switch {
+		case n.Queued && n.Error != "":
+			line += " — queued, retrying: " + n.Error
+		case n.Queued:
+			line += " — queued"
+		case n.Error != "":
 			line += " — not delivered: " + n.Error
 		}
 		lines = append(lines, line)
