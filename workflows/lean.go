@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"cmp"
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -88,15 +87,27 @@ func (w *serviceUpdate) noticeInput(ctx workflow.Context, kind NoticeKind, offse
 
 // publishChanged upserts only the search attributes whose value changed
 // (the starter set them all at start): one history event per transition
-// that changes any, none for one that changes none.
-func (w *serviceUpdate) publishChanged(ctx workflow.Context, updates []temporal.SearchAttributeUpdate, want []any) {
-	current := map[string]any{}
-	for key, v := range workflow.GetTypedSearchAttributes(ctx).GetUntypedValues() {
-		current[key.GetName()] = v
+// that changes any, none for one that changes none. updates are in the
+// order of SearchAttributeKeys.
+func (w *serviceUpdate) publishChanged(ctx workflow.Context, updates []temporal.SearchAttributeUpdate, scheduled time.Time) {
+	current := workflow.GetTypedSearchAttributes(ctx)
+	keyword := func(key temporal.SearchAttributeKeyKeyword, want string) bool {
+		got, ok := current.GetKeyword(key)
+		return ok && got == want
+	}
+	start, hasStart := current.GetTime(SearchAttrScheduledStart)
+	mandatory, hasMandatory := current.GetBool(SearchAttrMandatory)
+	unchanged := []bool{
+		keyword(SearchAttrUpdateStatus, string(w.status)),
+		keyword(SearchAttrInstanceID, w.in.Instance.ID),
+		keyword(SearchAttrTenantID, w.in.Instance.TenantID),
+		keyword(SearchAttrTargetVersion, w.targetVersion),
+		hasStart && start.Equal(scheduled),
+		hasMandatory && mandatory == w.mandatory,
 	}
 	var changed []temporal.SearchAttributeUpdate
-	for i, key := range SearchAttributeKeys {
-		if v, ok := current[key.GetName()]; !ok || !sameValue(v, want[i]) {
+	for i, same := range unchanged {
+		if !same {
 			changed = append(changed, updates[i])
 		}
 	}
@@ -106,16 +117,6 @@ func (w *serviceUpdate) publishChanged(ctx workflow.Context, updates []temporal.
 	if err := workflow.UpsertTypedSearchAttributes(ctx, changed...); err != nil {
 		w.logger.Error("Search attributes not updated", "error", err)
 	}
-}
-
-// sameValue compares a search attribute's value with the one to publish;
-// times compare as instants.
-func sameValue(have, want any) bool {
-	if h, ok := have.(time.Time); ok {
-		wt, ok := want.(time.Time)
-		return ok && h.Equal(wt)
-	}
-	return fmt.Sprint(have) == fmt.Sprint(want)
 }
 
 // sleepLabelled is workflow.Sleep with a summary the Web UI shows on the

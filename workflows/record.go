@@ -146,7 +146,7 @@ func (w *serviceUpdate) publish(ctx workflow.Context) {
 	}
 	workflow.SetCurrentDetails(ctx, w.currentDetails())
 	if w.lean {
-		w.publishChanged(ctx, updates, []any{string(w.status), w.in.Instance.ID, w.in.Instance.TenantID, w.targetVersion, scheduled, w.mandatory})
+		w.publishChanged(ctx, updates, scheduled)
 		return
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
