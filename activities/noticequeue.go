@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/svcupdate/svcupdate/internal/store"
@@ -28,8 +29,18 @@ type Dispatcher struct {
 	store    *store.Store
 	notifier *Notifier
 	logger   *slog.Logger
+	metrics  client.MetricsHandler // nil: nothing counted
 	now      func() time.Time
 }
+
+// dispatcherContext is what a notice sent from the queue logs and counts
+// with, in place of an activity's logger and metrics handler.
+type dispatcherContext struct {
+	logger  *slog.Logger
+	metrics client.MetricsHandler
+}
+
+type dispatcherKey struct{}
 
 const (
 	// DispatchLoops is how many dispatch loops a worker runs: enough to
@@ -51,12 +62,13 @@ const (
 	settleTimeout = 10 * time.Second
 )
 
-// NewDispatcher builds a dispatcher over the store and notifier.
-func NewDispatcher(st *store.Store, notifier *Notifier, logger *slog.Logger) (*Dispatcher, error) {
+// NewDispatcher builds a dispatcher over the store and notifier; it
+// counts svcupdate_notices_sent on metrics (nil: not counted).
+func NewDispatcher(st *store.Store, notifier *Notifier, logger *slog.Logger, metrics client.MetricsHandler) (*Dispatcher, error) {
 	if st == nil || notifier == nil || logger == nil {
 		return nil, errors.New("dispatcher needs a store, a notifier and a logger")
 	}
-	return &Dispatcher{store: st, notifier: notifier, logger: logger, now: time.Now}, nil
+	return &Dispatcher{store: st, notifier: notifier, logger: logger, metrics: metrics, now: time.Now}, nil
 }
 
 // Run runs loops dispatch loops until ctx ends.
@@ -100,7 +112,8 @@ func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
 
 // deliver sends one notice and records how it went.
 func (d *Dispatcher) deliver(ctx context.Context, c store.ClaimedNotice) {
-	_, sendErr := d.notifier.SendNotice(ctx, c.Notice)
+	sendCtx := context.WithValue(ctx, dispatcherKey{}, dispatcherContext{logger: d.logger, metrics: d.metrics})
+	_, sendErr := d.notifier.SendNotice(sendCtx, c.Notice)
 	now := d.now()
 	state, retryAt, why := nextStep(sendErr, c, now)
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)

@@ -33,7 +33,7 @@ func newDispatchFixture(t *testing.T, server *sendgridtest.Server) *dispatchFixt
 	f.addRecipient(store.RoleAdmin, "ada@contoso.example")
 	f.notifier.now = func() time.Time { return f.clock }
 	f.store = store.New(f.pool)
-	d, err := NewDispatcher(f.store, f.notifier, slog.New(slog.NewTextHandler(f.logs, nil)))
+	d, err := NewDispatcher(f.store, f.notifier, slog.New(slog.NewTextHandler(f.logs, nil)), f.metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +107,12 @@ func TestDispatcherSendsWhatIsDue(t *testing.T) {
 	}
 	if n := f.dispatch(); n != 0 {
 		t.Fatalf("claimed %d after everything was sent", n)
+	}
+	if got := f.metrics.count(workflows.NoticeScheduled, outcomeSent) + f.metrics.count(workflows.ReminderKind(7*24*time.Hour), outcomeSent); got != 2 {
+		t.Errorf("svcupdate_notices_sent counted %d sent, want 2", got)
+	}
+	if !bytes.Contains(f.logs.Bytes(), []byte("notice sent")) {
+		t.Errorf("the notifier did not log through the dispatcher's logger:\n%s", f.logs)
 	}
 }
 

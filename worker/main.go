@@ -102,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer temporalClient.Close()
 
-	workers, err := newWorkers(ctx, temporalClient, pool, cfg, logger)
+	workers, err := newWorkers(ctx, temporalClient, pool, cfg, logger, metrics.handler)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ type workerSet struct {
 // newWorkers builds the workers: the workflow with the store and
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
 // executor on its own queue so a provider can run it elsewhere.
-func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
+func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg config.Config, logger *slog.Logger, metrics client.MetricsHandler) (*workerSet, error) {
 	set := &workerSet{fatal: make(chan error, 2)}
 	options := worker.Options{
 		// In-flight activities get this long to finish when the worker
@@ -66,7 +66,7 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
 	notifier.Register(updates)
-	if set.dispatcher, err = activities.NewDispatcher(st, notifier, logger); err != nil {
+	if set.dispatcher, err = activities.NewDispatcher(st, notifier, logger, metrics); err != nil {
 		return nil, err
 	}
 
