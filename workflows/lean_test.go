@@ -218,3 +218,57 @@ func reminderKinds(queued []QueuedReminder) []NoticeKind {
 	}
 	return out
 }
+
+// Not approved at its slot, then rescheduled late: the new slot's
+// reminders are queued with the Reschedule and the update runs there.
+func TestLeanLateRescheduleAfterNotApproved(t *testing.T) {
+	s := newLeanScenario(t)
+	newPrimary := primaryStart.Add(days(20))
+	var reschedule *updateOutcome
+	s.at(primaryStart.Add(days(2)), func() {
+		reschedule = s.update(UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: newPrimary, SecondaryStart: newPrimary.Add(days(2))})
+	})
+
+	res, err := s.run()
+	require.NoError(t, err)
+
+	require.NoError(t, reschedule.err)
+	assert.Equal(t, StatusSucceeded, res.Status)
+	assert.Equal(t, newPrimary, s.env.Now().UTC())
+	assertLean(t, s.fakes)
+	assert.Equal(t, []string{actionScheduled, actionNotApproved, actionRescheduled, actionStarted, actionSucceeded}, s.fakes.actions())
+	assert.Equal(t, kinds(reminders(15, 7), NoticeDayOf), reminderKinds(s.fakes.commits[2].Reminders))
+	assert.Len(t, s.fakes.releases, 2, "at the missed slot and at the close")
+}
+
+// Failed in both slots, then a new attempt rescheduled: it runs and
+// succeeds, all on the lean lifecycle.
+func TestLeanFailedThenRescheduledSucceeds(t *testing.T) {
+	s := newLeanScenario(t)
+	s.in.Mandatory = true
+	failures := 0
+	s.fakes.applyUpdate = func(context.Context, ApplyUpdateInput) error {
+		if failures < 2 {
+			failures++
+			return temporal.NewNonRetryableApplicationError("disk full", ErrTypeUpdateFailed, nil)
+		}
+		return nil
+	}
+	newPrimary := secondaryStart.Add(days(20))
+	var reschedule *updateOutcome
+	s.at(secondaryStart.Add(days(2)), func() {
+		reschedule = s.update(UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: newPrimary, SecondaryStart: newPrimary.Add(days(3))})
+	})
+
+	res, err := s.run()
+	require.NoError(t, err)
+
+	require.NoError(t, reschedule.err)
+	assert.Equal(t, StatusSucceeded, res.Status)
+	require.Len(t, res.Attempts, 3)
+	assertLean(t, s.fakes)
+	assert.Equal(t, []string{actionScheduled, actionStarted, actionFallback, actionStarted, actionFailed,
+		actionRescheduled, actionStarted, actionSucceeded}, s.fakes.actions())
+	assert.Equal(t, kinds(NoticeScheduled, NoticeInProgress, NoticeFallback, NoticeInProgress, NoticeFailed,
+		NoticeRescheduled, NoticeInProgress, NoticeSucceeded), s.fakes.noticeKinds())
+}
