@@ -14,7 +14,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/duration"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -40,54 +42,89 @@ func newApproveCmd(e *env) *cobra.Command {
 
 func newRescheduleCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "reschedule --instance I --admin EMAIL --primary T --secondary T [--target V] [--version V]",
-		Short: "move an update to other slots (RFC 3339 times), optionally to a later version",
+		Use:   "reschedule --instance I --admin EMAIL (--primary T --secondary T | --pick) [--target V] [--version V]",
+		Short: "move an update to other slots (RFC 3339 or the instance's local time, or picked from the free ones), optionally to a later version",
 		Args:  maxArgs(0),
 	}
 	fs := cmd.Flags()
 	instance, version := updateTargetFlags(cmd)
 	admin := fs.String("admin", "", "email of the admin moving the update (required)")
-	var primary, secondary timeFlag
-	fs.Var(&primary, "primary", "start of the new primary slot, RFC 3339 such as 2026-03-03T02:00:00+01:00 (required)")
-	fs.Var(&secondary, "secondary", "start of the new secondary slot, RFC 3339 (required)")
+	var primary, secondary slotTime
+	fs.Var(&primary, "primary", `start of the new primary slot: RFC 3339 such as 2026-03-03T02:00:00+01:00, or the instance's local time such as "2026-03-03 02:00" (required without --pick)`)
+	fs.Var(&secondary, "secondary", "start of the new secondary slot, written as --primary (required without --pick)")
+	pick := fs.Bool("pick", false, "choose both slots from the free ones offered, on a terminal")
 	target := fs.String("target", "", "a later target version than the one offered (default: keep the current target)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := required(cmd, "instance", "admin", "primary", "secondary"); err != nil {
+		slots := []string{"primary", "secondary"}
+		if *pick {
+			slots = nil
+		}
+		if err := required(cmd, append([]string{"instance", "admin"}, slots...)...); err != nil {
+			return err
+		}
+		if *pick && (cmd.Flags().Changed("primary") || cmd.Flags().Changed("secondary")) {
+			return cli.Usagef("reschedule: --pick chooses both slots; give it without --primary and --secondary")
+		}
+		if *pick && !isTerminalInput(cmd.InOrStdin()) {
+			return cli.Usagef("reschedule: --pick asks on a terminal; from a script give --primary and --secondary")
+		}
+		primaryStart, secondaryStart, err := rescheduleSlots(cmd, e, *instance, *target, *pick, &primary, &secondary)
+		if err != nil {
 			return err
 		}
 		return sendAdminUpdate(cmd.Context(), e, *instance, *version, workflows.UpdateReschedule, workflows.RescheduleInput{
 			Admin:          *admin,
-			PrimaryStart:   primary.t,
-			SecondaryStart: secondary.t,
+			PrimaryStart:   primaryStart,
+			SecondaryStart: secondaryStart,
 			TargetVersion:  *target,
 		})
 	}
 	return cmd
 }
 
-// timeFlag is an RFC 3339 time flag; a bad value names the flag through the
-// flag package and shows what is accepted.
-type timeFlag struct{ t time.Time }
-
-func (f *timeFlag) String() string {
-	if f == nil || f.t.IsZero() {
-		return ""
+// rescheduleSlots returns the starts of the new slots: picked from the
+// free slots of the update's target (or --target), or the flags' times,
+// a local time read in the instance's zone.
+func rescheduleSlots(cmd *cobra.Command, e *env, instance, target string, pick bool, primary, secondary *slotTime) (time.Time, time.Time, error) {
+	ctx := cmd.Context()
+	if !pick && !primary.isLocal() && !secondary.isLocal() {
+		return primary.t, secondary.t, nil // RFC 3339 needs no look-up
 	}
-	return f.t.Format(time.RFC3339)
-}
-
-func (f *timeFlag) Type() string { return "time" }
-
-func (f *timeFlag) Set(value string) error {
-	t, err := time.Parse(time.RFC3339, value)
+	in, loc, err := instanceZone(ctx, e, instance)
 	if err != nil {
-		return errors.New("not an RFC 3339 time (accepted: such as 2026-03-03T02:00:00+01:00 or 2026-03-03T01:00:00Z)")
+		return time.Time{}, time.Time{}, err
 	}
-	f.t = t
-	return nil
+	if !pick {
+		p, err := primary.resolve("primary", loc)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		s, err := secondary.resolve("secondary", loc)
+		return p, s, err
+	}
+	if target == "" {
+		pool, err := e.postgres(ctx)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		open, found, err := store.New(pool).OpenUpdate(ctx, instance)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		if !found {
+			return time.Time{}, time.Time{}, fmt.Errorf("instance %s has no open update to reschedule", instance)
+		}
+		target = open.TargetVersion
+	}
+	free, err := freeSlots(ctx, e, in, target, time.Now())
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "Free slots of %s in %s, in %s:\n", target, in.Region, loc)
+	return pickSlots(cmd.InOrStdin(), cmd.ErrOrStderr(), free, loc)
 }
 
-var _ pflag.Value = (*timeFlag)(nil)
+var _ pflag.Value = (*slotTime)(nil)
 
 // sendAdminUpdate sends a Temporal Update to the instance's update, waits
 // for its outcome and prints the resulting status; a refusal by the

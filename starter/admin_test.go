@@ -146,6 +146,13 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("approve by a stranger: %v, want the workflow's refusal", err)
 	}
 	t.Log(err)
+	// The same slots as the instance's local time reach the workflow too.
+	local := func(at time.Time) string { return at.In(contosoZone(t)).Format("2006-01-02 15:04") }
+	_, _, err = runStarter(t, "reschedule", "--instance", instance, "--admin", newAdmin,
+		"--primary", local(run.Slot(1)), "--secondary", local(run.Slot(1)))
+	if err == nil || !strings.Contains(err.Error(), "Reschedule refused by "+id+": ") {
+		t.Fatalf("reschedule in local time with the secondary on the primary: %v, want the workflow's refusal", err)
+	}
 
 	out = mustRun(t, "approve", "--instance", instance, "--admin", newAdmin)
 	if !strings.Contains(out, "Approve accepted") || !strings.Contains(out, "Approved") || !strings.Contains(out, "by "+newAdmin) {
@@ -182,6 +189,28 @@ func TestAdminCommands(t *testing.T) {
 		!strings.Contains(err.Error(), "has no running update") {
 		t.Errorf("approve after cancel: %v, want no running update", err)
 	}
+	// status still finds the closed update, and says it is closed.
+	if out := mustRun(t, "status", "--instance", instance); !strings.HasPrefix(out, "Latest update of "+instance+": "+id+", closed (") ||
+		!strings.Contains(out, "Cancelled") {
+		t.Errorf("status after cancel:\n%s", out)
+	}
+	var closed viewJSON
+	if err := json.Unmarshal([]byte(mustRun(t, "status", "--instance", instance, "-o", "json")), &closed); err != nil {
+		t.Fatal(err)
+	}
+	if closed.Execution == "Running" || closed.Execution == "" || closed.Status != workflows.StatusCancelled {
+		t.Errorf("status -o json after cancel: execution %s, status %s", closed.Execution, closed.Status)
+	}
+}
+
+// contosoZone is the time zone of the demo's Contoso instances.
+func contosoZone(t *testing.T) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }
 
 // openTestPool opens a pool on a test database, closed when the test ends.

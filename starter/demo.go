@@ -13,6 +13,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -52,7 +53,7 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 	if err != nil {
 		return err
 	}
-	if err := applyFleet(ctx, e, fl); err != nil {
+	if err := applyFleet(ctx, e, fl, textOutput); err != nil {
 		return err
 	}
 	c, err := e.temporal(ctx)
@@ -110,7 +111,7 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 	}
 	fmt.Fprintf(e.stdout, "\nWatch it in the Web UI: %s (namespace %s)\n\n", demo.WebUI, e.cfg.TemporalNamespace)
 
-	if err := watchDemo(ctx, e, c, ids, isTerminal(e.stdout)); err != nil {
+	if err := watchDemo(ctx, e, c, ids, progress.IsTerminal(e.stdout)); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\nAll demo workflows closed.\n")

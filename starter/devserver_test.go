@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,6 +131,7 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 			t.Errorf("%s listed = %v:\n%s", run.InstanceID(m.Instance), listed, out)
 		}
 	}
+	checkReadCommandsAsJSON(t, run)
 	desc, err := c.DescribeWorkflow(ctx, workflows.WorkflowID(run.InstanceID("contoso-prod"), demo.Version), "")
 	if err != nil {
 		t.Fatal(err)
@@ -169,4 +171,75 @@ func countWorkflows(t *testing.T, c client.Client) int64 {
 		t.Fatal(err)
 	}
 	return resp.GetCount()
+}
+
+// checkReadCommandsAsJSON runs the read commands of the operator test with
+// -o json and the list filters, against the rolled-out demo fleet: five
+// Scheduled updates, two of tenant contoso.
+func checkReadCommandsAsJSON(t *testing.T, run demo.Run) {
+	t.Helper()
+	var rows []updateJSON
+	for line := range strings.SplitSeq(strings.TrimSpace(mustRun(t, "list", "--version", demo.Version, "-o", "json")), "\n") {
+		var row updateJSON
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("list -o json line %q: %v", line, err)
+		}
+		rows = append(rows, row)
+	}
+	mandatory := 0
+	for _, r := range rows {
+		if r.Mandatory {
+			mandatory++
+		}
+	}
+	if len(rows) != 5 || rows[0].Execution != "Running" || rows[0].Status != "Scheduled" {
+		t.Errorf("list -o json = %+v", rows)
+	}
+	if out := mustRun(t, "list", "--version", demo.Version, "--limit", "2", "-o", "json"); strings.Count(out, "\n") != 2 {
+		t.Errorf("list --limit 2 printed:\n%s", out)
+	}
+	out := mustRun(t, "list", "--tenant", "contoso")
+	if !strings.Contains(out, run.InstanceID("contoso-prod")+" ") || strings.Contains(out, "fabrikam") {
+		t.Errorf("list --tenant contoso:\n%s", out)
+	}
+	for flag, want := range map[string]int{"--mandatory": mandatory, "--mandatory=false": 5 - mandatory} {
+		var count countJSON
+		if err := json.Unmarshal([]byte(mustRun(t, "list", flag, "--count", "-o", "json")), &count); err != nil {
+			t.Fatal(err)
+		}
+		if count.Total != int64(want) || count.Statuses["Scheduled"] != int64(want) || count.Statuses["unknown"] != 0 {
+			t.Errorf("list %s --count -o json = %+v, want %d Scheduled", flag, count, want)
+		}
+	}
+	if out := mustRun(t, "list", "--count"); out != "5 updates: Scheduled 5\n" {
+		t.Errorf("list --count = %q", out)
+	}
+
+	var slots slotsJSON
+	if err := json.Unmarshal([]byte(mustRun(t, "slots", "--version", demo.Version, "-o", "json")), &slots); err != nil {
+		t.Fatal(err)
+	}
+	if slots.Version != demo.Version || slots.Booked != 10 || len(slots.Mismatches) != 0 || len(slots.Slots) == 0 {
+		t.Errorf("slots -o json = %+v", slots)
+	}
+	var plan rolloutJSON
+	if err := json.Unmarshal([]byte(mustRun(t, "rollout", "--version", demo.Version, "--dry-run", "-o", "json")), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if !plan.DryRun || plan.Counts["already-running"] != 5 || plan.Counts["not-eligible"] != 1 {
+		t.Errorf("rollout --dry-run -o json = %+v", plan)
+	}
+	data, err := run.FleetFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fleet.json")
+	writeFile(t, path, string(data))
+	var loaded loadJSON
+	if err := json.Unmarshal([]byte(mustRun(t, "load", path, "-o", "json")), &loaded); err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Instances.Unchanged != 6 || len(loaded.AdminsChanged) != 0 {
+		t.Errorf("second load -o json = %+v", loaded)
+	}
 }

@@ -14,6 +14,7 @@ import (
 )
 
 func TestUpdateFilterQuery(t *testing.T) {
+	yes, no := true, false
 	for _, tc := range []struct {
 		name   string
 		filter updateFilter
@@ -24,6 +25,9 @@ func TestUpdateFilterQuery(t *testing.T) {
 			"WorkflowType = 'ServiceUpdate' AND TargetVersion = '9.2.0' AND UpdateStatus = 'Failed'"},
 		{"running update of an instance", updateFilter{InstanceID: "acme-prod", RunningOnly: true},
 			"WorkflowType = 'ServiceUpdate' AND InstanceId = 'acme-prod' AND ExecutionStatus = 'Running'"},
+		{"mandatory updates of a tenant", updateFilter{TenantID: "acme", Mandatory: &yes},
+			"WorkflowType = 'ServiceUpdate' AND TenantId = 'acme' AND Mandatory = true"},
+		{"optional updates", updateFilter{Mandatory: &no}, "WorkflowType = 'ServiceUpdate' AND Mandatory = false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.filter.query()
@@ -80,31 +84,53 @@ func TestSummarizeDecodesSearchAttributes(t *testing.T) {
 	}
 }
 
-func TestRenderList(t *testing.T) {
-	at := func(h int) time.Time { return time.Date(2026, 3, 3, h, 0, 0, 0, time.UTC) }
-	updates := []updateSummary{
-		{InstanceID: "globex-prod", TenantID: "globex", TargetVersion: "9.2.0", Status: workflows.StatusSucceeded,
-			ScheduledStart: at(5), Execution: enums.WORKFLOW_EXECUTION_STATUS_COMPLETED},
-		{InstanceID: "acme-prod", TenantID: "acme", TargetVersion: "9.2.0", Status: workflows.StatusScheduled,
-			Mandatory: true, ScheduledStart: at(1), Execution: enums.WORKFLOW_EXECUTION_STATUS_RUNNING},
-		{InstanceID: "acme-test", TenantID: "acme", TargetVersion: "9.2.0", Status: workflows.StatusSucceeded,
-			ScheduledStart: at(3), Execution: enums.WORKFLOW_EXECUTION_STATUS_COMPLETED},
-		{InstanceID: "initech-prod", TenantID: "initech", TargetVersion: "9.2.0",
-			Execution: enums.WORKFLOW_EXECUTION_STATUS_TERMINATED},
-	}
+// renderList writes updates through a updateStream, page after page.
+func renderList(t *testing.T, format outputFormat, pages ...[]updateSummary) string {
+	t.Helper()
 	var out bytes.Buffer
-	if err := renderList(&out, updates); err != nil {
+	w := &updateStream{w: &out, format: format}
+	for _, page := range pages {
+		for _, u := range page {
+			if err := w.add(u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.finish(); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	return out.String()
+}
+
+func listFixture() []updateSummary {
+	at := func(h int) time.Time { return time.Date(2026, 3, 3, h, 0, 0, 0, time.UTC) }
+	return []updateSummary{
+		{WorkflowID: "service-update:globex-prod:9.2.0", InstanceID: "globex-prod", TenantID: "globex", TargetVersion: "9.2.0", Status: workflows.StatusSucceeded,
+			ScheduledStart: at(5), Execution: enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, Started: at(0), Closed: at(6)},
+		{WorkflowID: "service-update:acme-prod:9.2.0", InstanceID: "acme-prod", TenantID: "acme", TargetVersion: "9.2.0", Status: workflows.StatusScheduled,
+			Mandatory: true, ScheduledStart: at(1), Execution: enums.WORKFLOW_EXECUTION_STATUS_RUNNING, Started: at(0)},
+		{WorkflowID: "service-update:acme-test:9.2.0", InstanceID: "acme-test", TenantID: "acme", TargetVersion: "9.2.0", Status: workflows.StatusSucceeded,
+			ScheduledStart: at(3), Execution: enums.WORKFLOW_EXECUTION_STATUS_COMPLETED, Started: at(0), Closed: at(4)},
+		{WorkflowID: "service-update:initech-prod:9.2.0", InstanceID: "initech-prod", TenantID: "initech", TargetVersion: "9.2.0",
+			Execution: enums.WORKFLOW_EXECUTION_STATUS_TERMINATED, Started: at(0), Closed: at(0)},
+	}
+}
+
+func TestRenderList(t *testing.T) {
+	updates := listFixture()
+	text := renderList(t, textOutput, updates[:2], updates[2:])
+	lines := strings.Split(strings.TrimSpace(text), "\n")
 	if len(lines) != 7 {
-		t.Fatalf("got %d lines, want header, 4 rows, blank, counts:\n%s", len(lines), out.String())
+		t.Fatalf("got %d lines, want header, 4 rows, blank, counts:\n%s", len(lines), text)
 	}
 	if fields := strings.Fields(lines[0]); fields[0] != "INSTANCE" || fields[3] != "STATUS" {
 		t.Errorf("header = %q", lines[0])
 	}
-	// Sorted by scheduled start; an update with none comes first.
-	for i, want := range []string{"initech-prod", "acme-prod", "acme-test", "globex-prod"} {
+	// Streamed: rows in the order visibility returns them.
+	for i, want := range []string{"globex-prod", "acme-prod", "acme-test", "initech-prod"} {
 		if got := strings.Fields(lines[i+1])[0]; got != want {
 			t.Errorf("row %d = %s, want %s", i+1, got, want)
 		}
@@ -119,11 +145,10 @@ func TestRenderList(t *testing.T) {
 }
 
 func TestRenderListEmpty(t *testing.T) {
-	var out bytes.Buffer
-	if err := renderList(&out, nil); err != nil {
-		t.Fatal(err)
+	if out := renderList(t, textOutput); out != "no updates match\n" {
+		t.Errorf("output = %q", out)
 	}
-	if out.String() != "no updates match\n" {
-		t.Errorf("output = %q", out.String())
+	if out := renderList(t, jsonOutput); out != "" {
+		t.Errorf("JSON output = %q, want nothing", out)
 	}
 }

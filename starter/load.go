@@ -16,7 +16,7 @@ import (
 )
 
 func newLoadCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "load FILE",
 		Short: "load (upsert) a fleet file: releases, slots, tenants, instances, recipients",
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -28,16 +28,18 @@ func newLoadCmd(e *env) *cobra.Command {
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return []string{"json"}, cobra.ShellCompDirectiveFilterFileExt
 		},
-		RunE: func(cmd *cobra.Command, args []string) error { return runLoad(cmd.Context(), e, args[0]) },
 	}
+	format := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return runLoad(cmd.Context(), e, args[0], *format) }
+	return cmd
 }
 
-func runLoad(ctx context.Context, e *env, path string) error {
+func runLoad(ctx context.Context, e *env, path string, format outputFormat) error {
 	fl, err := fleet.ParseFile(path)
 	if err != nil {
 		return fleetRefused(e, path, err)
 	}
-	return applyFleet(ctx, e, fl)
+	return applyFleet(ctx, e, fl, format)
 }
 
 // fleetRefused prints every problem of a refused fleet file, one a line
@@ -55,7 +57,7 @@ func fleetRefused(e *env, path string, err error) error {
 
 // applyFleet upserts a parsed fleet and tells the running workflows of every
 // instance whose admins changed.
-func applyFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
+func applyFleet(ctx context.Context, e *env, fl *fleet.Fleet, format outputFormat) error {
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return err
@@ -64,7 +66,13 @@ func applyFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 	if err != nil {
 		return fmt.Errorf("load fleet (nothing was written): %w", err)
 	}
-	writeLoadReport(e.stdout, report)
+	if format == jsonOutput {
+		if err := writeJSON(e.stdout, newLoadJSON(report)); err != nil {
+			return err
+		}
+	} else {
+		writeLoadReport(e.stdout, report)
+	}
 	if len(report.AdminChanges) == 0 {
 		return nil
 	}
@@ -80,12 +88,16 @@ func applyFleet(ctx context.Context, e *env, fl *fleet.Fleet) error {
 		return fmt.Errorf("the fleet is loaded, but the running updates of %d instance(s) with new admins were not told (%w); tell them with: %s",
 			len(changed), err, adminSyncCommand(changed))
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, adminSyncConcurrency)
+	lines := e.stdout
+	if format == jsonOutput {
+		lines = e.stderr // stdout holds the JSON document only
+	}
+	result, err := syncAdmins(ctx, e, store.New(pool), c, changed, adminSyncConcurrency, lines)
 	if err != nil {
 		return fmt.Errorf("the fleet is loaded, but %w; tell them with: %s", err, adminSyncCommand(changed))
 	}
 	if failed := result.failedInstances(); len(failed) > 0 || ctx.Err() != nil {
-		result.write(e.stdout)
+		result.write(e.stderr)
 		if ctx.Err() != nil {
 			failed = changed // which ones were reached is not worth sorting out
 		}

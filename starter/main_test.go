@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 )
@@ -44,7 +45,7 @@ func TestSubcommandHelpShowsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("starter reschedule -h: %v", err)
 	}
-	for _, want := range []string{"starter reschedule --instance I", "--primary time", "--secondary time", "--target string", "RFC 3339"} {
+	for _, want := range []string{"starter reschedule --instance I", "--primary time", "--secondary time", "--pick", "--target string", "RFC 3339", "local time"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("starter reschedule -h lacks %q:\n%s", want, out)
 		}
@@ -64,7 +65,9 @@ func TestCommandLineMistakes(t *testing.T) {
 		{[]string{"deploy"}, `unknown subcommand "deploy" (one of: migrate, setup, load, sync-admins, rollout`},
 		{[]string{"rollout"}, "rollout: --version is required"},
 		{[]string{"rollout", "--version", "9.2.0", "--concurrency", "0"}, "--concurrency 0 is out of range (accepted: 1 to 1000)"},
-		{[]string{"rollout", "--version", "9.2.0", "--concurency", "4"}, "rollout: unknown flag: --concurency (see starter rollout -h)"},
+		{[]string{"rollout", "--version", "9.2.0", "--concurency", "4"}, "rollout: unknown flag: --concurency (did you mean --concurrency? see starter rollout -h)"},
+		{[]string{"list", "--tennant", "acme"}, "list: unknown flag: --tennant (did you mean --tenant? see starter list -h)"},
+		{[]string{"list", "--everything"}, "list: unknown flag: --everything (see starter list -h)"},
 		{[]string{"load"}, "load: name the fleet file: starter load FILE"},
 		{[]string{"load", "a.json", "b.json"}, `load: unexpected argument "b.json"`},
 		{[]string{"sync-admins", "--concurrency", "0"}, "sync-admins: --concurrency 0 is out of range (accepted: 1 to 1000)"},
@@ -73,7 +76,14 @@ func TestCommandLineMistakes(t *testing.T) {
 		{[]string{"approve", "--instance", "acme-prod"}, "approve: --admin is required"},
 		{[]string{"approve", "--admin", "ann@acme.example"}, "approve: --instance is required"},
 		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "tomorrow"},
-			`reschedule: invalid argument "tomorrow" for "--primary" flag: not an RFC 3339 time`},
+			`reschedule: invalid argument "tomorrow" for "--primary" flag: not a time (accepted: RFC 3339 such as 2026-03-03T02:00:00+01:00, or the instance's local time such as "2026-03-03 02:00")`},
+		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--pick"},
+			"reschedule: --pick asks on a terminal; from a script give --primary and --secondary"},
+		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--pick", "--primary", "2026-03-03 02:00"},
+			"reschedule: --pick chooses both slots; give it without --primary and --secondary"},
+		{[]string{"list", "--limit", "-1"}, "list: --limit -1 is negative"},
+		{[]string{"list", "--count", "--limit", "5"}, "list: --count counts every update; it takes no --limit"},
+		{[]string{"status", "--instance", "acme-prod", "-o", "yaml"}, `status: invalid argument "yaml" for "-o, --output" flag: "yaml" is not an output format (accepted: text, json)`},
 		{[]string{"reschedule", "--instance", "acme-prod", "--admin", "a@acme.example", "--primary", "2026-03-03T02:00:00+01:00"},
 			"reschedule: --secondary is required"},
 		{[]string{"list", "--status", "Done"}, `list: --status "Done" is not a status (accepted: Scheduled, Approved, InProgress, FallbackScheduled, Succeeded, Failed, NotApproved, Cancelled, Superseded)`},
@@ -104,5 +114,31 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	_, _, err := runStarter(t, "list")
 	if err == nil || !strings.Contains(err.Error(), `invalid TEMPORAL_ADDRESS="localhost"`) {
 		t.Fatalf("error = %v, want one naming TEMPORAL_ADDRESS", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, _, err := runStarter(t, "--version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "starter " + buildinfo.Read().String() + "\n"; out != want {
+		t.Errorf("starter --version = %q, want %q", out, want)
+	}
+}
+
+// Help is there in every form operators know: -h, --help, help CMD.
+func TestHelpForms(t *testing.T) {
+	t.Parallel()
+	want, _, err := runStarter(t, "list", "-h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list", "--help"}, {"help", "list"}} {
+		out, _, err := runStarter(t, args...)
+		if err != nil || out != want {
+			t.Errorf("starter %s = %q, %v; want the output of starter list -h", strings.Join(args, " "), out, err)
+		}
 	}
 }

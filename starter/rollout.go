@@ -5,22 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/term"
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -34,16 +32,17 @@ func newRolloutCmd(e *env) *cobra.Command {
 	version := fs.String("version", "", "the release to roll out (required)")
 	concurrency := fs.Int("concurrency", 16, "how many instances are booked and started at once")
 	dryRun := fs.Bool("dry-run", false, "print the plan; book nothing, start nothing")
+	format := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "version"); err != nil {
 			return err
 		}
-		return runRollout(cmd.Context(), e, *version, *concurrency, *dryRun)
+		return runRollout(cmd.Context(), e, *version, *concurrency, *dryRun, *format)
 	}
 	return cmd
 }
 
-func runRollout(ctx context.Context, e *env, version string, concurrency int, dryRun bool) error {
+func runRollout(ctx context.Context, e *env, version string, concurrency int, dryRun bool, format outputFormat) error {
 	if concurrency < 1 || concurrency > 1000 {
 		return cli.Usagef("rollout: --concurrency %d is out of range (accepted: 1 to 1000)", concurrency)
 	}
@@ -56,6 +55,7 @@ func runRollout(ctx context.Context, e *env, version string, concurrency int, dr
 		SecondaryMinGap:     e.cfg.SecondaryMinGap,
 		MinNotice:           e.cfg.MinNotice,
 		RescheduleMinNotice: e.cfg.RescheduleMinNotice,
+		Output:              format,
 	})
 	if err != nil {
 		return err
@@ -79,6 +79,8 @@ type releasePlan struct {
 	SecondaryMinGap     time.Duration
 	MinNotice           time.Duration // least time from now to a booked primary
 	RescheduleMinNotice time.Duration // carried in each update's input
+	// Output is how the summary is printed (zero: text).
+	Output outputFormat
 	// Instances limits the rollout to these instance IDs (the demo's own);
 	// nil means the whole fleet.
 	Instances map[string]bool
@@ -209,15 +211,7 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 		return nil, err
 	}
 
-	var bar *progressbar.ProgressBar
-	if isTerminal(e.stdout) {
-		bar = progressbar.NewOptions(len(candidates),
-			progressbar.OptionSetWriter(e.stdout),
-			progressbar.OptionSetDescription("rollout "+plan.Version),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionClearOnFinish())
-	}
+	bar := progress.New(e.stderr, "rollout "+plan.Version, len(candidates))
 	summary := &outcomeSummary{}
 	starter := &updateStarter{store: st, client: c, taskQueue: e.cfg.TaskQueue, plan: plan,
 		requestedBy: "rollout of " + plan.Version + " by " + e.clientOptions().Identity}
@@ -234,18 +228,20 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 			}
 			g.Go(func() error {
 				summary.add(starter.start(ctx, candidate))
-				if bar != nil {
-					_ = bar.Add(1) // drawing only: an error loses one redraw
-				}
+				bar.Add(1)
 				return nil
 			})
 		}
 		_ = g.Wait() // every goroutine returns nil; outcomes are in the summary
 	}
-	if bar != nil {
-		_ = bar.Finish()
+	bar.Finish()
+	if plan.Output == jsonOutput {
+		if err := writeJSON(e.stdout, summary.document(plan.Version, plan.DryRun)); err != nil {
+			return summary, err
+		}
+	} else {
+		summary.write(e.stdout, plan.Version, plan.DryRun)
 	}
-	summary.write(e.stdout, plan.Version, plan.DryRun)
 	if err := ctx.Err(); err != nil {
 		return summary, fmt.Errorf("rollout interrupted; run it again to continue: %w", err)
 	}
@@ -448,11 +444,4 @@ func kindWaves(candidates []store.RolloutCandidate) [][]store.RolloutCandidate {
 func isNotFound(err error) bool {
 	var notFound *serviceerror.NotFound
 	return errors.As(err, &notFound)
-}
-
-// isTerminal reports whether w is a terminal, where progress is drawn in
-// place; pipes and files get plain lines.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
@@ -84,11 +85,12 @@ func newRootCmd(e *env) *cobra.Command {
 	root.SetErr(e.stderr)
 	root.SetVersionTemplate("starter {{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return cli.Usagef("%s: %v (see %s -h)", cmd.Name(), err, cmd.CommandPath())
+		return cli.Usagef("%s: %v (%ssee %s -h)", cmd.Name(), err, flagSuggestion(cmd, err), cmd.CommandPath())
 	})
 	root.AddCommand(subcommands(e)...)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	registerCompletions(root, e)
 	for _, c := range root.Commands() {
 		if c.Name() == "help" || c.Name() == "completion" {
 			c.Annotations = map[string]string{withoutConfig: "true"}
@@ -106,7 +108,11 @@ func newRootCmd(e *env) *cobra.Command {
 }
 
 // needsConfig reports whether cmd runs with the configuration loaded.
+// Completion requests load it only where they look names up.
 func needsConfig(cmd *cobra.Command) bool {
+	if cmd.Name() == cobra.ShellCompRequestCmd || cmd.Name() == cobra.ShellCompNoDescRequestCmd {
+		return false
+	}
 	for c := cmd; c != nil; c = c.Parent() {
 		if c.Annotations[withoutConfig] == "true" {
 			return false
@@ -151,4 +157,44 @@ func required(cmd *cobra.Command, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// flagSuggestion is "did you mean --concurrency? " for an unknown flag
+// within two edits of one of cmd's, else empty.
+func flagSuggestion(cmd *cobra.Command, err error) string {
+	typed, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return ""
+	}
+	best, bestDistance := "", 3
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(typed, f.Name); d < bestDistance {
+			best, bestDistance = f.Name, d
+		}
+	})
+	if best == "" {
+		return ""
+	}
+	return "did you mean --" + best + "? "
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -21,16 +21,17 @@ func newSlotsCmd(e *env) *cobra.Command {
 	fs := cmd.Flags()
 	version := fs.String("version", "", "the release whose slots are shown (required)")
 	holders := fs.Bool("holders", true, "list every reservation with the update holding it; false shows the slots only")
+	format := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "version"); err != nil {
 			return err
 		}
-		return runSlots(cmd.Context(), e, *version, *holders)
+		return runSlots(cmd.Context(), e, *version, *holders, *format)
 	}
 	return cmd
 }
 
-func runSlots(ctx context.Context, e *env, version string, holders bool) error {
+func runSlots(ctx context.Context, e *env, version string, holders bool, format outputFormat) error {
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return err
@@ -40,10 +41,19 @@ func runSlots(ctx context.Context, e *env, version string, holders bool) error {
 	if err != nil {
 		return err
 	}
-	if err := renderSlots(e.stdout, slots, holders); err != nil {
+	mismatches, err := st.CheckBookings(ctx, version)
+	if err != nil {
 		return err
 	}
-	mismatches, err := st.CheckBookings(ctx, version)
+	if format == jsonOutput {
+		var lines []string
+		for _, m := range mismatches {
+			lines = append(lines, m.String())
+		}
+		err = writeJSON(e.stdout, newSlotsJSON(version, slots, lines))
+	} else {
+		err = renderSlots(e.stdout, slots, holders)
+	}
 	if err != nil {
 		return err
 	}

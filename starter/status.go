@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -22,23 +23,39 @@ const (
 
 func newStatusCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "status --instance I [--version V] [--json]",
-		Short: "show one update: status, windows, attempts, notices",
+		Use:   "status --instance I [--version V] [-o text|json]",
+		Short: "show one update (by default the instance's latest, running or closed): status, windows, attempts, notices",
 		Args:  maxArgs(0),
 	}
-	instance, version := updateTargetFlags(cmd)
-	asJSON := cmd.Flags().Bool("json", false, "print the Status query's answer as JSON")
+	instance := cmd.Flags().String("instance", "", "instance ID (required)")
+	version := cmd.Flags().String("version", "", "version the update was started for (default: the instance's latest update, running or closed)")
+	format := outputFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "the same as -o json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "instance"); err != nil {
 			return err
 		}
-		return runStatus(cmd.Context(), e, *instance, *version, *asJSON)
+		if *asJSON {
+			*format = jsonOutput
+		}
+		return runStatus(cmd.Context(), e, *instance, *version, *format)
 	}
 	return cmd
 }
 
-func runStatus(ctx context.Context, e *env, instance, version string, asJSON bool) error {
-	c, id, err := connectToUpdate(ctx, e, instance, version)
+// viewJSON is `status -o json`: the Status query's answer and whether
+// the workflow still runs (execution: Running, Completed, ...).
+type viewJSON struct {
+	workflows.StatusView
+	Execution string `json:"execution"`
+}
+
+func runStatus(ctx context.Context, e *env, instance, version string, format outputFormat) error {
+	c, err := e.temporal(ctx)
+	if err != nil {
+		return err
+	}
+	id, execution, err := latestUpdate(ctx, e, c, instance, version)
 	if err != nil {
 		return err
 	}
@@ -51,12 +68,60 @@ func runStatus(ctx context.Context, e *env, instance, version string, asJSON boo
 		return fmt.Errorf("decode the status of %s: %w", id, err)
 	}
 	view = withDeliveries(ctx, e, view)
-	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(view)
+	if format == jsonOutput {
+		return writeJSON(e.stdout, viewJSON{StatusView: view, Execution: executionName(execution)})
+	}
+	if version == "" {
+		state := "running"
+		if execution != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			state = "closed (" + executionName(execution) + ")"
+		}
+		fmt.Fprintf(e.stdout, "Latest update of %s: %s, %s\n\n", instance, id, state)
 	}
 	return renderStatus(e.stdout, view)
+}
+
+// latestUpdate names the update of instance that status shows: the one of
+// version when given, else the instance's running update, else the one it
+// started last; with its execution status.
+func latestUpdate(ctx context.Context, e *env, c client.Client, instance, version string) (string, enums.WorkflowExecutionStatus, error) {
+	if version != "" {
+		id := workflows.WorkflowID(instance, version)
+		desc, err := c.DescribeWorkflow(ctx, id, "")
+		if err != nil {
+			if isNotFound(err) {
+				return "", 0, fmt.Errorf("instance %s has no update to %s (starter list --instance %s shows its updates)", instance, version, instance)
+			}
+			return "", 0, fmt.Errorf("describe %s: %w", id, err)
+		}
+		return id, desc.Status, nil
+	}
+	updates, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: instance})
+	if err != nil {
+		return "", 0, err
+	}
+	var running, latest []updateSummary
+	for _, u := range updates {
+		if u.Execution == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			running = append(running, u)
+		}
+		if len(latest) == 0 || u.Started.After(latest[0].Started) {
+			latest = []updateSummary{u}
+		}
+	}
+	switch {
+	case len(running) > 1:
+		ids := make([]string, len(running))
+		for i, u := range running {
+			ids[i] = u.WorkflowID
+		}
+		return "", 0, fmt.Errorf("instance %s has %d running updates (%s): pass --version", instance, len(running), strings.Join(ids, ", "))
+	case len(running) == 1:
+		return running[0].WorkflowID, running[0].Execution, nil
+	case len(latest) == 1:
+		return latest[0].WorkflowID, latest[0].Execution, nil
+	}
+	return "", 0, fmt.Errorf("instance %s has no update (starter list shows every update; is the instance ID right?)", instance)
 }
 
 // renderStatus writes a StatusView for a person: every moment in the

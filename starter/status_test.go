@@ -9,7 +9,9 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-func TestRenderStatusInTheInstancesZone(t *testing.T) {
+// statusFixture is an update that fell back to its secondary slot.
+func statusFixture(t *testing.T) workflows.StatusView {
+	t.Helper()
 	window := func(start time.Time) workflows.Window {
 		w, err := workflows.NewWindow(start, start.Add(12*time.Hour), "Europe/Berlin")
 		if err != nil {
@@ -19,7 +21,7 @@ func TestRenderStatusInTheInstancesZone(t *testing.T) {
 	}
 	primary := time.Date(2026, 3, 3, 1, 0, 0, 0, time.UTC)
 	secondary := time.Date(2026, 3, 10, 1, 0, 0, 0, time.UTC)
-	view := workflows.StatusView{
+	return workflows.StatusView{
 		WorkflowID:     "service-update:contoso-prod:9.2.0",
 		InstanceID:     "contoso-prod",
 		InstanceName:   "Contoso Production",
@@ -44,6 +46,10 @@ func TestRenderStatusInTheInstancesZone(t *testing.T) {
 		},
 		Upcoming: []workflows.NoticeRecord{{Kind: workflows.NoticeDayOf, At: secondary}},
 	}
+}
+
+func TestRenderStatusInTheInstancesZone(t *testing.T) {
+	view := statusFixture(t)
 	var out bytes.Buffer
 	if err := renderStatus(&out, view); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -46,7 +47,7 @@ func runSyncAdmins(ctx context.Context, e *env, instances []string, concurrency 
 	if err != nil {
 		return err
 	}
-	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, concurrency)
+	result, err := syncAdmins(ctx, e, store.New(pool), c, instances, concurrency, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -138,9 +139,9 @@ func (r *adminSyncResult) write(w io.Writer) {
 // syncAdmins sends SetAdmins, with the admins the database holds now, to
 // every running update of instances (nil: of every instance with a running
 // update), concurrency instances at a time. It prints a line per update
-// told; failures are in the result. The error is a failure to list the
+// told on lines and its progress on stderr; failures are in the result. The error is a failure to list the
 // running updates of every instance, when nothing was sent.
-func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int) (*adminSyncResult, error) {
+func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, instances []string, concurrency int, lines io.Writer) (*adminSyncResult, error) {
 	result := &adminSyncResult{}
 	// Every instance's running updates, listed per instance or all at once.
 	byInstance := map[string][]string{}
@@ -157,7 +158,9 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 		}
 		slices.Sort(instances)
 	}
-	var out sync.Mutex // one progress line at a time
+	var out sync.Mutex // one line at a time
+	bar := progress.New(e.stderr, "sync-admins", len(instances))
+	defer bar.Finish()
 	var g errgroup.Group
 	g.SetLimit(concurrency)
 	for _, id := range instances {
@@ -168,6 +171,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 		result.instances++
 		result.mu.Unlock()
 		g.Go(func() error {
+			defer bar.Add(1)
 			ids, listed := byInstance[id]
 			if !listed {
 				running, err := listUpdates(ctx, c, e.cfg.TemporalNamespace, updateFilter{InstanceID: id, RunningOnly: true})
@@ -202,7 +206,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 				result.mu.Unlock()
 				if err == nil {
 					out.Lock()
-					fmt.Fprintf(e.stdout, "%s: admins now %v\n", workflowID, recipients.Admins)
+					fmt.Fprintf(lines, "%s: admins now %v\n", workflowID, recipients.Admins)
 					out.Unlock()
 				}
 			}

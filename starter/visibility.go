@@ -22,8 +22,10 @@ import (
 // everything.
 type updateFilter struct {
 	InstanceID    string
+	TenantID      string
 	TargetVersion string
 	Status        workflows.Status
+	Mandatory     *bool // nil: either
 	RunningOnly   bool
 }
 
@@ -37,6 +39,7 @@ func (f updateFilter) query() (string, error) {
 		value string
 	}{
 		{workflows.SearchAttrInstanceID, "instance", f.InstanceID},
+		{workflows.SearchAttrTenantID, "tenant", f.TenantID},
 		{workflows.SearchAttrTargetVersion, "version", f.TargetVersion},
 		{workflows.SearchAttrUpdateStatus, "status", string(f.Status)},
 	} {
@@ -47,6 +50,9 @@ func (f updateFilter) query() (string, error) {
 			return "", cli.Usagef("--%s %s: quotes and backslashes are not allowed", c.flag, c.value)
 		}
 		clauses = append(clauses, fmt.Sprintf("%s = '%s'", c.key.GetName(), c.value))
+	}
+	if f.Mandatory != nil {
+		clauses = append(clauses, fmt.Sprintf("%s = %t", workflows.SearchAttrMandatory.GetName(), *f.Mandatory))
 	}
 	if f.RunningOnly {
 		clauses = append(clauses, "ExecutionStatus = 'Running'")
@@ -68,41 +74,62 @@ type updateSummary struct {
 	Closed         time.Time
 }
 
-// listUpdates returns every execution the filter selects, page by page.
+// listUpdates returns every execution the filter selects.
 func listUpdates(ctx context.Context, c client.Client, namespace string, f updateFilter) ([]updateSummary, error) {
+	var updates []updateSummary
+	err := eachUpdate(ctx, c, namespace, f, 0, func(u updateSummary) error {
+		updates = append(updates, u)
+		return nil
+	}, func() error { return nil })
+	return updates, err
+}
+
+// eachUpdate calls row for every execution the filter selects, at most
+// limit of them (0: all), as visibility pages them in (newest first), and
+// page after each page.
+func eachUpdate(ctx context.Context, c client.Client, namespace string, f updateFilter, limit int, row func(updateSummary) error, page func() error) error {
 	query, err := f.query()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var (
-		updates []updateSummary
-		token   []byte
-	)
+	pageSize, seen := int32(1000), 0
+	if limit > 0 && limit < int(pageSize) {
+		pageSize = int32(limit)
+	}
+	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace:     namespace,
 			Query:         query,
-			PageSize:      1000,
+			PageSize:      pageSize,
 			NextPageToken: token,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("list workflows (%s): %w", query, err)
+			return fmt.Errorf("list workflows (%s): %w", query, err)
 		}
 		for _, info := range resp.GetExecutions() {
 			u, err := summarize(info.GetExecution().GetWorkflowId(), info.GetSearchAttributes())
 			if err != nil {
-				return nil, err
+				return err
 			}
 			u.Execution = info.GetStatus()
 			u.Started = info.GetStartTime().AsTime()
 			if info.GetCloseTime() != nil {
 				u.Closed = info.GetCloseTime().AsTime()
 			}
-			updates = append(updates, u)
+			if err := row(u); err != nil {
+				return err
+			}
+			if seen++; limit > 0 && seen >= limit {
+				return page()
+			}
+		}
+		if err := page(); err != nil {
+			return err
 		}
 		token = resp.GetNextPageToken()
 		if len(token) == 0 {
-			return updates, nil
+			return nil
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
@@ -545,5 +546,17 @@ func TestWorkerHelpListsEveryVariable(t *testing.T) {
 		if !strings.Contains(stdout.String(), "\n"+v.Name+" ") {
 			t.Errorf("-h does not list %s:\n%s", v.Name, stdout.String())
 		}
+	}
+}
+
+func TestWorkerVersion(t *testing.T) {
+	t.Parallel()
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{"--version"}, &stdout, io.Discard)
+	if cli.ExitCode(program, err, io.Discard) != 0 {
+		t.Fatalf("--version returned %v, want exit 0", err)
+	}
+	if want := program + " " + buildinfo.Read().String() + "\n"; stdout.String() != want {
+		t.Errorf("--version printed %q, want %q", stdout.String(), want)
 	}
 }

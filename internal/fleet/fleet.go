@@ -84,47 +84,47 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Tenant owns instances.
 type Tenant struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID   string `json:"id" jsonschema:"required,minLength=1"`
+	Name string `json:"name" jsonschema:"required,minLength=1"`
 }
 
 // Instance is one managed service instance and who hears about its updates.
 type Instance struct {
-	ID              string   `json:"id"`
-	Tenant          string   `json:"tenant"`
-	Name            string   `json:"name"`
-	Kind            string   `json:"kind"` // KindProduction | KindSandbox
-	Region          string   `json:"region"`
-	TimeZone        string   `json:"timeZone"` // IANA name
-	Version         string   `json:"version"`  // the version it runs
-	Admins          []string `json:"admins"`
-	Users           []string `json:"users"`
-	ExtraRecipients []string `json:"extraRecipients"`
+	ID              string   `json:"id" jsonschema:"required,minLength=1"`
+	Tenant          string   `json:"tenant" jsonschema:"required" jsonschema_description:"the id of a tenant in this file"`
+	Name            string   `json:"name" jsonschema:"required,minLength=1"`
+	Kind            string   `json:"kind" jsonschema:"required,enum=production,enum=sandbox"` // KindProduction | KindSandbox
+	Region          string   `json:"region" jsonschema:"required,minLength=1" jsonschema_description:"slots are offered per region"`
+	TimeZone        string   `json:"timeZone" jsonschema:"required,example=Europe/Berlin" jsonschema_description:"IANA time zone"` // IANA name
+	Version         string   `json:"version" jsonschema:"required" jsonschema_description:"the version it runs: the version of a release in this file"`
+	Admins          []string `json:"admins" jsonschema:"required,minItems=1" jsonschema_description:"emails of the admins who approve and reschedule its updates"`
+	Users           []string `json:"users" jsonschema_description:"emails told when an update starts and ends"`
+	ExtraRecipients []string `json:"extraRecipients" jsonschema_description:"emails that get the admins' notices too"`
 }
 
 // fileDocument is the file as written: times and windows stay strings
 // here so a malformed one is reported with its field path, which the JSON
 // decoder cannot do for errors raised inside time.Time.
 type fileDocument struct {
-	Releases  []fileRelease `json:"releases"`
+	Releases  []fileRelease `json:"releases" jsonschema:"required,minItems=1"`
 	Tenants   []Tenant      `json:"tenants"`
 	Instances []Instance    `json:"instances"`
 }
 
 type fileRelease struct {
-	Version     string     `json:"version"`
-	Name        string     `json:"name"`
-	Order       *int       `json:"order"`
-	PeriodStart string     `json:"periodStart"`
-	PeriodEnd   string     `json:"periodEnd"`
-	Slots       []fileSlot `json:"slots"`
+	Version     string     `json:"version" jsonschema:"required,minLength=1,example=9.2.0"`
+	Name        string     `json:"name" jsonschema:"required,minLength=1" jsonschema_description:"display name, such as Spring '27"`
+	Order       *int       `json:"order" jsonschema:"required" jsonschema_description:"position in the version history; higher is newer"`
+	PeriodStart string     `json:"periodStart" jsonschema:"format=date-time" jsonschema_description:"release period start (RFC 3339); with periodEnd, required when the release has slots"`
+	PeriodEnd   string     `json:"periodEnd" jsonschema:"format=date-time" jsonschema_description:"release period end (RFC 3339)"`
+	Slots       []fileSlot `json:"slots" jsonschema_description:"update windows offered, per region"`
 }
 
 type fileSlot struct {
-	Region   string `json:"region"`
-	Start    string `json:"start"`
-	Window   string `json:"window"`
-	Capacity *int   `json:"capacity"`
+	Region   string `json:"region" jsonschema:"required,minLength=1"`
+	Start    string `json:"start" jsonschema:"required,format=date-time" jsonschema_description:"window start (RFC 3339)"`
+	Window   string `json:"window" jsonschema:"pattern=^([0-9]+(\\.[0-9]+)?d)?([0-9.]+(ns|us|µs|ms|s|m|h))*$,example=12h" jsonschema_description:"window length: a Go duration or days (12h, 90m, 1d); default 12h"`
+	Capacity *int   `json:"capacity" jsonschema:"required,minimum=0" jsonschema_description:"how many instances may update in this window; 0 withdraws the slot"`
 }
 
 // SyntaxError is a fleet file that is not valid JSON or has a value of the
