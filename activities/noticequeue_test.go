@@ -3,6 +3,7 @@ package activities
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"github.com/svcupdate/svcupdate/activities/notice/noticetest"
 	"github.com/svcupdate/svcupdate/activities/sendgrid/sendgridtest"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -179,5 +181,57 @@ func TestDispatcherNextStep(t *testing.T) {
 				t.Fatalf("nextStep = %s, %s, %q; want %s, %s, containing %q", state, retryAt, why, tc.state, tc.retryAt, tc.reasonHas)
 			}
 		})
+	}
+}
+
+// Several dispatch loops share one queue: every notice is mailed once,
+// through the real sendgrid-go client and the SendGrid test server. The
+// rate it logs is this machine's figure for a worker's dispatcher.
+func TestDispatcherLoopsShareTheQueue(t *testing.T) {
+	server := sendgridtest.NewServer(t)
+	f := newDispatchFixture(t, server)
+	f.dispatcher.now = time.Now
+	f.notifier.now = time.Now
+	const notices = 400
+	scheduled := noticetest.Input(workflows.NoticeScheduled)
+	in := workflows.CommitTransitionInput{
+		At: time.Now(),
+		Transition: workflows.RecordTransitionInput{Actor: workflows.ActorSystem, Channel: workflows.ChannelWorkflow,
+			Action: "scheduled", From: workflows.StatusScheduled, Snapshot: scheduled.Update},
+	}
+	for i := range notices {
+		n := scheduled
+		n.SlotStart = scheduled.SlotStart.Add(time.Duration(i) * time.Minute)
+		in.Notices = append(in.Notices, n)
+	}
+	if _, err := f.store.CommitTransition(context.Background(), "run/1", in); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	began := time.Now()
+	go func() {
+		defer close(done)
+		f.dispatcher.Run(ctx, DispatchLoops)
+	}()
+	testkit.WaitFor(t, time.Minute, "every notice sent", func() (bool, string) {
+		sent := len(server.Accepted())
+		return sent >= notices, fmt.Sprintf("%d of %d sent", sent, notices)
+	})
+	elapsed := time.Since(began)
+	cancel()
+	<-done
+	t.Logf("%d notices through %d dispatch loops in %s: %.0f notices/s", notices, DispatchLoops, elapsed.Round(time.Millisecond), notices/elapsed.Seconds())
+	if got := len(server.Accepted()); got != notices {
+		t.Fatalf("SendGrid accepted %d requests for %d notices", got, notices)
+	}
+	sentRows := 0
+	for _, row := range f.outboxRows() {
+		if row.State == store.OutboxSent {
+			sentRows++
+		}
+	}
+	if sentRows != notices {
+		t.Fatalf("%d outbox rows sent, want %d", sentRows, notices)
 	}
 }
