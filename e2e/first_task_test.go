@@ -15,6 +15,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
+	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -63,12 +65,21 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 		view workflows.StatusView
 		err  error
 	}
+	cfg, err := config.Load() // the keys StartForPrograms made
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertion, err := cfg.ActionSigningKey.Signer.Sign(actor.Claims{Actor: admin, Channel: actor.ChannelPortalLink,
+		WorkflowID: id, Action: actor.ActionApprove, IssuedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	approved := make(chan outcome, 1)
 	go func() {
 		var o outcome
 		handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 			WorkflowID: id, UpdateID: updateID, UpdateName: workflows.UpdateApprove,
-			Args: []any{workflows.ApproveInput{Admin: admin}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+			Args: []any{workflows.ApproveInput{Admin: admin, Assertion: assertion}}, WaitForStage: client.WorkflowUpdateStageCompleted,
 		})
 		if o.err = err; err == nil {
 			o.err = handle.Get(ctx, &o.view)
@@ -119,7 +130,7 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 			}
 			return true, ""
 		})
-		if view.Status != workflows.StatusApproved || view.ApprovedBy != admin {
+		if view.Status != workflows.StatusApproved || view.ApprovedBy != workflows.MaskEmail(admin) {
 			t.Errorf("%s, %s is %s (approved by %q), want %s by %s; notices in order: %v",
 				where, id, view.Status, view.ApprovedBy, workflows.StatusApproved, admin, view.Notices)
 		}
@@ -137,7 +148,11 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 func startStubWorker(t *testing.T, c client.Client, queue string) worker.Worker {
 	t.Helper()
 	w := worker.New(c, queue, worker.Options{})
-	w.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	cfg, err := config.Load() // the keys StartForPrograms made
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.RegisterWorkflowWithOptions(workflows.ServiceUpdates{Trusted: cfg.ActionTrustedKeys.Verifier}.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	w.RegisterActivityWithOptions(func(context.Context, workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
 		return workflows.RecordTransitionResult{AuditID: 1}, nil
 	}, activity.RegisterOptions{Name: workflows.ActivityRecordTransition})

@@ -55,6 +55,21 @@ fi
 bin/starter migrate --create-database
 bin/starter setup
 
+# Admin actions are signed: the demo's starter signs with a key the worker
+# trusts. The pair is made once and kept in .data/ (README, Signing keys),
+# so a starter run by hand can source it and approve too.
+keys=.data/action-keys.env
+if [ -z "${ACTION_SIGNING_KEY:-}" ]; then
+  if [ ! -s "$keys" ]; then
+    (umask 077 && bin/starter keys generate --id "demo-$(date -u +%Y%m%d)" >"$keys")
+  fi
+  set -a
+  # shellcheck source=/dev/null
+  . "$keys"
+  set +a
+  echo "signing admin actions with the key in $keys (source it to use bin/starter approve)"
+fi
+
 # Each run gets its own instance IDs, so workflow IDs of earlier runs (kept
 # in .data/temporal.db) never collide with this one's.
 run_id=$(date -u +%H%M%S)

@@ -22,13 +22,13 @@ import (
 
 func newApproveCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "approve --instance I --admin EMAIL [--version V]",
-		Short: "approve an instance's update as one of its admins",
+		Use:   "approve --instance I --as EMAIL [--version V]",
+		Short: "approve an instance's update for one of its admins (signed with ACTION_SIGNING_KEY)",
 		Args:  maxArgs(0),
 	}
 	fs := cmd.Flags()
 	instance, version := updateTargetFlags(cmd)
-	admin := fs.String("admin", "", "email of the approving admin (required)")
+	admin := adminFlag(cmd, "email of the approving admin, whom the operator acts for (required)")
 	note := fs.String("note", "", "a note kept in the audit log")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := required(cmd, "instance", "admin"); err != nil {
@@ -42,13 +42,13 @@ func newApproveCmd(e *env) *cobra.Command {
 
 func newRescheduleCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "reschedule --instance I --admin EMAIL (--primary T --secondary T | --pick) [--target V] [--version V]",
-		Short: "move an update to other slots (RFC 3339 or the instance's local time, or picked from the free ones), optionally to a later version",
+		Use:   "reschedule --instance I --as EMAIL (--primary T --secondary T | --pick) [--target V] [--version V]",
+		Short: "move an update to other slots (RFC 3339 or the instance's local time, or picked from the free ones) for one of its admins, optionally to a later version (signed)",
 		Args:  maxArgs(0),
 	}
 	fs := cmd.Flags()
 	instance, version := updateTargetFlags(cmd)
-	admin := fs.String("admin", "", "email of the admin moving the update (required)")
+	admin := adminFlag(cmd, "email of the admin moving the update, whom the operator acts for (required)")
 	var primary, secondary slotTime
 	fs.Var(&primary, "primary", `start of the new primary slot: RFC 3339 such as 2026-03-03T02:00:00+01:00, or the instance's local time such as "2026-03-03 02:00" (required without --pick)`)
 	fs.Var(&secondary, "secondary", "start of the new secondary slot, written as --primary (required without --pick)")
@@ -132,6 +132,9 @@ var _ pflag.Value = (*slotTime)(nil)
 func sendAdminUpdate(ctx context.Context, e *env, instance, version, updateName string, input any) error {
 	c, id, err := connectToUpdate(ctx, e, instance, version)
 	if err != nil {
+		return err
+	}
+	if input, err = e.signed(id, input); err != nil {
 		return err
 	}
 	view, err := executeUpdate(ctx, c, id, updateName, input)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/store"
@@ -35,7 +37,7 @@ func startInProcessWorker(t *testing.T, c client.Client, dbURL string) {
 	pool := openTestPool(t, dbURL)
 	options := worker.Options{}
 	updates := worker.New(c, cfg.TaskQueue, options)
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdates{Trusted: cfg.ActionTrustedKeys.Verifier}.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{Host: cfg.SendGridHost, From: cfg.MailFrom})
@@ -154,7 +156,26 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("reschedule in local time with the secondary on the primary: %v, want the workflow's refusal", err)
 	}
 
-	out = mustRun(t, "approve", "--instance", instance, "--admin", newAdmin)
+	// The starter signs every admin action: without a key it sends nothing,
+	// and a key the worker does not trust is refused by the workflow.
+	operatorKey := os.Getenv("ACTION_SIGNING_KEY")
+	t.Setenv("ACTION_SIGNING_KEY", "")
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--as", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), "ACTION_SIGNING_KEY is not set") {
+		t.Fatalf("approve without a signing key: %v", err)
+	}
+	rogueKey, _, err := actor.GenerateKeyPair("rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", rogueKey)
+	if _, _, err := runStarter(t, "approve", "--instance", instance, "--as", newAdmin); err == nil ||
+		!strings.Contains(err.Error(), `signed with key "rogue", which this worker does not trust`) {
+		t.Fatalf("approve signed with an untrusted key: %v", err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", operatorKey)
+
+	out = mustRun(t, "approve", "--instance", instance, "--as", newAdmin)
 	if !strings.Contains(out, "Approve accepted") || !strings.Contains(out, "Approved") || !strings.Contains(out, "by "+newAdmin) {
 		t.Errorf("approve by the new admin:\n%s", out)
 	}
@@ -177,7 +198,8 @@ func TestAdminCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "status", "--instance", instance, "--json")), &view); err != nil {
 		t.Fatalf("status --json is not a StatusView: %v", err)
 	}
-	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != newAdmin {
+	if view.WorkflowID != id || view.Status != workflows.StatusApproved || view.ApprovedBy != workflows.MaskEmail(newAdmin) ||
+		!slices.Contains(view.Admins, newAdmin) {
 		t.Errorf("status --json = %+v", view)
 	}
 

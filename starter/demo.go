@@ -95,13 +95,21 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 		}
 		switch m.Action {
 		case demo.Approve, demo.ApproveThenFail:
-			if _, err := executeUpdate(ctx, c, id, workflows.UpdateApprove, workflows.ApproveInput{Admin: m.Admin, Note: "approved by the demo"}); err != nil {
+			input, err := e.signed(id, workflows.ApproveInput{Admin: m.Admin, Note: "approved by the demo"})
+			if err != nil {
+				return err
+			}
+			if _, err := executeUpdate(ctx, c, id, workflows.UpdateApprove, input); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s approved %s\n", m.Admin, run.InstanceID(m.Instance))
 		case demo.Reschedule:
 			input := workflows.RescheduleInput{Admin: m.Admin, PrimaryStart: run.Slot(1), SecondaryStart: run.Slot(2)}
-			if _, err := executeUpdate(ctx, c, id, workflows.UpdateReschedule, input); err != nil {
+			signed, err := e.signed(id, input)
+			if err != nil {
+				return err
+			}
+			if _, err := executeUpdate(ctx, c, id, workflows.UpdateReschedule, signed); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s moved %s to %s (secondary %s)\n", m.Admin, run.InstanceID(m.Instance),

@@ -149,6 +149,8 @@ var flagSamples = map[string]string{
 	"dry-run":                  "true",
 	"output":                   "json",
 	"admin":                    "ana@contoso.example",
+	"as":                       "ana@contoso.example",
+	"id":                       "ops-2026-11",
 	"note":                     "CAB-1142",
 	"primary":                  "2027-03-06T02:00:00+01:00",
 	"secondary":                "2027-03-13T02:00:00+01:00",

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -67,6 +68,17 @@ func runStatus(ctx context.Context, e *env, instance, version string, format out
 	if err := answer.Get(&view); err != nil {
 		return fmt.Errorf("decode the status of %s: %w", id, err)
 	}
+	// The query names no admin (anyone who may query reads it); operators
+	// read the admins from Postgres, which holds them.
+	pool, err := e.postgres(ctx)
+	if err != nil {
+		return err
+	}
+	recipients, err := store.New(pool).Recipients(ctx, view.InstanceID)
+	if err != nil {
+		return fmt.Errorf("read the admins of %s: %w", view.InstanceID, err)
+	}
+	view.Admins = recipients.Admins
 	view = withDeliveries(ctx, e, view)
 	if format == jsonOutput {
 		return writeJSON(e.stdout, viewJSON{StatusView: view, Execution: executionName(execution)})
@@ -155,7 +167,11 @@ func renderStatus(w io.Writer, v workflows.StatusView) error {
 	if !v.ReleasePeriod.PeriodEnd.IsZero() {
 		row("Release period", "%s until %s", at(v.ReleasePeriod.PeriodStart), at(v.ReleasePeriod.PeriodEnd))
 	}
-	row("Admins", "%s", strings.Join(v.Admins, ", "))
+	if len(v.Admins) > 0 {
+		row("Admins", "%s", strings.Join(v.Admins, ", "))
+	} else {
+		row("Admins", "%d", v.AdminCount)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func (f rolloutFixture) startWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	updates := worker.New(f.server, f.cfg.TaskQueue, worker.Options{})
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdates{Trusted: f.cfg.ActionTrustedKeys.Verifier}.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	notifier.Register(updates)
 	admin := worker.New(f.server, workflows.AdminTaskQueue, worker.Options{DisableWorkflowWorker: true})

@@ -192,7 +192,7 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 				return nil
 			}
 			for _, workflowID := range ids {
-				err := sendSetAdmins(ctx, c, workflowID, recipients.Admins)
+				err := sendSetAdmins(ctx, e, c, workflowID, recipients.Admins)
 				result.mu.Lock()
 				switch {
 				case isNotFound(err):
@@ -219,11 +219,15 @@ func syncAdmins(ctx context.Context, e *env, st *store.Store, c client.Client, i
 
 // sendSetAdmins runs one SetAdmins Update to completion and returns the
 // server's error as it is, so a closed workflow can be told apart.
-func sendSetAdmins(ctx context.Context, c client.Client, workflowID string, admins []string) error {
+func sendSetAdmins(ctx context.Context, e *env, c client.Client, workflowID string, admins []string) error {
+	input, err := e.signed(workflowID, workflows.SetAdminsInput{Admins: admins})
+	if err != nil {
+		return err
+	}
 	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflowID,
 		UpdateName:   workflows.UpdateSetAdmins,
-		Args:         []any{workflows.SetAdminsInput{Admins: admins}},
+		Args:         []any{input},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {

@@ -54,7 +54,11 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 	}
 
 	updates := worker.New(c, cfg.TaskQueue, options)
-	updates.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	trusted := workflows.ServiceUpdates{Trusted: cfg.ActionTrustedKeys.Verifier}
+	if trusted.Trusted == nil {
+		logger.Warn("ACTION_TRUSTED_KEYS is empty: every Approve, Reschedule and SetAdmins is refused until it lists the keys of the starter and the portal")
+	}
+	updates.RegisterWorkflowWithOptions(trusted.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{

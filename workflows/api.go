@@ -186,9 +186,9 @@ const (
 
 // Audit channels: how a transition was caused.
 const (
-	ChannelWorkflow = "workflow" // the workflow itself (timers, attempts)
-	ChannelUpdate   = "temporal-update"
-	ChannelOperator = "operator" // cancellation through Temporal
+	ChannelWorkflow = "workflow"        // the workflow itself (timers, attempts)
+	ChannelUpdate   = "temporal-update" // an admin Update accepted before assertions existed
+	ChannelOperator = "operator"        // cancellation through Temporal
 )
 
 // ActorSystem is the audit actor for transitions nobody asked for.
@@ -337,10 +337,12 @@ type Window struct {
 // Approval is one admin decision on the schedule: an Approve, or a
 // Reschedule, which implies approval.
 type Approval struct {
-	By      string    `json:"by"`
-	At      time.Time `json:"at"`
-	Action  string    `json:"action"`  // "approved" or "rescheduled", as in the audit log
-	Channel string    `json:"channel"` // one of the Channel constants
+	By string `json:"by"`
+	// Operator names the operator who acted for By, if one did.
+	Operator string    `json:"operator,omitempty"`
+	At       time.Time `json:"at"`
+	Action   string    `json:"action"`  // "approved" or "rescheduled", as in the audit log
+	Channel  string    `json:"channel"` // a Channel constant, or the assertion's channel (actor.Channel)
 	// Detail is the approval's note, or the schedule a Reschedule chose.
 	Detail string `json:"detail,omitempty"`
 }
@@ -369,11 +371,15 @@ type NoticeRecord struct {
 // StatusView is the Status query's answer and what Approve, Reschedule and
 // SetAdmins return.
 type StatusView struct {
-	WorkflowID     string        `json:"workflowId"`
-	InstanceID     string        `json:"instanceId"`
-	InstanceName   string        `json:"instanceName"`
-	TenantID       string        `json:"tenantId"`
-	Admins         []string      `json:"admins"`
+	WorkflowID   string `json:"workflowId"`
+	InstanceID   string `json:"instanceId"`
+	InstanceName string `json:"instanceName"`
+	TenantID     string `json:"tenantId"`
+	// Admins lists the admins' addresses, except in the Status query's
+	// answer, which anyone who may query reads: there only AdminCount is
+	// set, and ApprovedBy and Approvals are masked (MaskEmail).
+	Admins         []string      `json:"admins,omitempty"`
+	AdminCount     int           `json:"adminCount"`
 	CurrentVersion string        `json:"currentVersion"`
 	OfferedVersion string        `json:"offeredVersion"` // the version the workflow was started for
 	TargetVersion  string        `json:"targetVersion"`
@@ -399,8 +405,11 @@ type StatusView struct {
 // RecordTransitionInput writes one audit row and refreshes the updates
 // projection from Snapshot, in one transaction.
 type RecordTransitionInput struct {
-	Actor    string     `json:"actor"`   // admin email, ActorSystem or "operator"
-	Channel  string     `json:"channel"` // one of the Channel constants
+	Actor string `json:"actor"` // admin email, ActorSystem or "operator"
+	// Operator names the operator who acted for Actor (channel
+	// operator-cli), if one did.
+	Operator string     `json:"operator,omitempty"`
+	Channel  string     `json:"channel"` // a Channel constant, or the assertion's channel (actor.Channel)
 	Action   string     `json:"action"`  // e.g. "approved", "rescheduled", "attempt-failed"
 	From     Status     `json:"from"`
 	Detail   string     `json:"detail,omitempty"`

@@ -165,7 +165,7 @@ func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowE
 // waits for it.
 func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) workflow.Future {
 	in := RecordTransitionInput{
-		Actor: cmp.Or(c.actor, ActorSystem), Channel: cmp.Or(c.channel, ChannelWorkflow),
+		Actor: cmp.Or(c.actor, ActorSystem), Operator: c.operator, Channel: cmp.Or(c.channel, ChannelWorkflow),
 		Action: c.action, From: from, Detail: c.detail, Snapshot: w.view(ctx),
 	}
 	// The audit log is who did what and when; the projection is what

@@ -35,7 +35,7 @@ func TestRescheduleWhileInProgressRefused(t *testing.T) {
 			OnReject:   func(err error) { refused <- err },
 			OnAccept:   func() {},
 			OnComplete: func(any, error) { refused <- errors.New("the Reschedule was accepted") },
-		}, RescheduleInput{Admin: adminTyped, PrimaryStart: primaryStart.Add(days(3)), SecondaryStart: primaryStart.Add(days(5))})
+		}, signed(t, scenarioWorkflowID, UpdateReschedule, RescheduleInput{Admin: adminTyped, PrimaryStart: primaryStart.Add(days(3)), SecondaryStart: primaryStart.Add(days(5))}, primaryStart))
 	}()
 
 	res, err := s.run()

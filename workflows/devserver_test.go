@@ -63,7 +63,7 @@ func bootDevServer() error {
 	fakes := &fakeActivities{applyUpdate: recordedExecutor, bookSlots: recordedBooking,
 		instances: map[string]CheckInstanceResult{instanceUpToDate: {CurrentVersion: "9.2.0", UpToDate: true}}}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
-	updates.RegisterWorkflowWithOptions(ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	updates.RegisterWorkflowWithOptions(trustingTestKeys.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes.register(updates)
 	executor := worker.New(server.Client(), ExecutorTaskQueue, worker.Options{})
 	fakes.registerExecutor(executor)
@@ -204,6 +204,11 @@ func awaitIdle(t *testing.T, c client.Client, run client.WorkflowRun) {
 }
 
 func sendUpdate(c client.Client, run client.WorkflowRun, name string, arg any) (StatusView, error) {
+	return sendUpdateAsIs(c, run, name, signed(nil, run.GetID(), name, arg, time.Now()))
+}
+
+// sendUpdateAsIs is sendUpdate without signing: arg goes as it is.
+func sendUpdateAsIs(c client.Client, run client.WorkflowRun, name string, arg any) (StatusView, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{

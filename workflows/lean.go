@@ -24,7 +24,7 @@ func (w *serviceUpdate) startCommit(ctx workflow.Context, from Status, c change)
 	in := CommitTransitionInput{
 		At: now,
 		Transition: RecordTransitionInput{
-			Actor: cmp.Or(c.actor, ActorSystem), Channel: cmp.Or(c.channel, ChannelWorkflow),
+			Actor: cmp.Or(c.actor, ActorSystem), Operator: c.operator, Channel: cmp.Or(c.channel, ChannelWorkflow),
 			Action: c.action, From: from, Detail: c.detail,
 		},
 		ReleaseSlots: c.releaseSlots,

@@ -27,10 +27,11 @@ const (
 
 // change describes one recorded transition.
 type change struct {
-	action  string
-	actor   string // default ActorSystem
-	channel string // default ChannelWorkflow
-	detail  string
+	action   string
+	actor    string // default ActorSystem
+	operator string // the operator who acted for actor, if one did
+	channel  string // default ChannelWorkflow
+	detail   string
 	// notice, when set, is scheduled alongside the audit row.
 	notice    NoticeKind
 	slotStart time.Time

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/uber-go/tally/v4"
+	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -27,6 +28,8 @@ const (
 	adminListed = "Admin@Acme.example"
 	adminTyped  = "admin@acme.example" // the same admin, as typed at the CLI
 )
+
+var scenarioWorkflowID = WorkflowID("inst-1", "9.2.0")
 
 func scenarioInput() Input {
 	return Input{
@@ -58,18 +61,29 @@ type scenario struct {
 // the lean lifecycle (still run by the ones in flight); newLeanScenario
 // on the lean lifecycle every workflow started now takes.
 func newScenario(t *testing.T) *scenario {
-	s := newLeanScenario(t)
+	return newScenarioTrusting(t, trustingTestKeys)
+}
+
+// newScenarioTrusting is newScenario with a worker that trusts what
+// workflows trusts.
+func newScenarioTrusting(t *testing.T, workflows ServiceUpdates) *scenario {
+	s := newLeanScenarioTrusting(t, workflows)
 	s.env.OnGetVersion(changeLeanLifecycle, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	return s
 }
 
 func newLeanScenario(t *testing.T) *scenario {
+	return newLeanScenarioTrusting(t, trustingTestKeys)
+}
+
+func newLeanScenarioTrusting(t *testing.T, workflows ServiceUpdates) *scenario {
 	var ts testsuite.WorkflowTestSuite
 	metrics := tally.NewTestScope("", nil)
 	ts.SetMetricsHandler(sdktally.NewMetricsHandler(metrics))
 	env := ts.NewTestWorkflowEnvironment()
 	env.SetStartTime(scenarioStart)
-	env.RegisterWorkflow(ServiceUpdate)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: scenarioWorkflowID})
+	env.RegisterWorkflowWithOptions(workflows.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes := &fakeActivities{}
 	fakes.register(env)
 	fakes.registerExecutor(env)
@@ -92,7 +106,14 @@ type updateOutcome struct {
 	err         error
 }
 
+// update sends an Update as the portal or the operator would: an admin
+// Update without an assertion gets one, signed for this workflow now.
 func (s *scenario) update(name string, arg any) *updateOutcome {
+	return s.updateAsIs(name, signed(s.t, scenarioWorkflowID, name, arg, s.env.Now()))
+}
+
+// updateAsIs sends arg as it is, signed or not.
+func (s *scenario) updateAsIs(name string, arg any) *updateOutcome {
 	s.updates++
 	o := &updateOutcome{}
 	s.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", name, s.updates), &testsuite.TestUpdateCallback{
@@ -121,7 +142,7 @@ func (s *scenario) status() StatusView {
 func (s *scenario) run() (Result, error) {
 	s.t.Helper()
 	s.fakes.expect(s.in)
-	s.env.ExecuteWorkflow(ServiceUpdate, s.in)
+	s.env.ExecuteWorkflow(WorkflowType, s.in)
 	require.True(s.t, s.env.IsWorkflowCompleted(), "workflow did not complete")
 	if err := s.env.GetWorkflowError(); err != nil {
 		return Result{}, err

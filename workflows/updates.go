@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 // lockAnnounced takes the mutex for an Update handler once the schedule
@@ -68,7 +70,7 @@ func (w *serviceUpdate) checkAdmin(admin string) error {
 }
 
 func (w *serviceUpdate) validateApprove(ctx workflow.Context, in ApproveInput) error {
-	if err := w.checkAdmin(in.Admin); err != nil {
+	if err := w.authorizeAdmin(ctx, in.Assertion, actor.ActionApprove, in.Admin); err != nil {
 		return err
 	}
 	return w.refuseApproval()
@@ -94,6 +96,10 @@ func (w *serviceUpdate) refuseApproval() error {
 }
 
 func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusView, error) {
+	by, err := w.admit(in.Assertion, in.Admin)
+	if err != nil {
+		return StatusView{}, err
+	}
 	if err := w.lockAnnounced(ctx); err != nil {
 		return StatusView{}, err
 	}
@@ -108,10 +114,10 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 	w.status = StatusApproved
 	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = workflow.Now(ctx)
-	approved := change{action: actionApproved, actor: w.approvedBy, channel: ChannelUpdate, detail: in.Note,
+	approved := change{action: actionApproved, actor: w.approvedBy, operator: by.operator, channel: by.channel, detail: in.Note,
 		notice: NoticeConfirmed, slotStart: w.primaryStart, deadline: w.primaryStart}
 	w.keepApproval(approved, w.approvedAt)
-	err := w.record(ctx, from, approved)
+	err = w.record(ctx, from, approved)
 	return w.view(ctx), err
 }
 
@@ -127,7 +133,7 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 // the mutex the handler re-checks only state (handlers-recheck-state-only),
 // never these rules.
 func (w *serviceUpdate) validateReschedule(ctx workflow.Context, in RescheduleInput) error {
-	if err := w.checkAdmin(in.Admin); err != nil {
+	if err := w.authorizeAdmin(ctx, in.Assertion, actor.ActionReschedule, in.Admin); err != nil {
 		return err
 	}
 	if err := w.refuseChanges("rescheduled"); err != nil {
@@ -168,6 +174,10 @@ func (w *serviceUpdate) refuseReschedule(ctx workflow.Context, in RescheduleInpu
 }
 
 func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (StatusView, error) {
+	by, err := w.admit(in.Assertion, in.Admin)
+	if err != nil {
+		return StatusView{}, err
+	}
 	// The release the validator accepted: another Reschedule may move the
 	// target while this one waits for the mutex.
 	release, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion))
@@ -206,11 +216,11 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 	w.status = StatusApproved
 	w.approvedBy = w.listedAs(in.Admin)
 	w.approvedAt = now
-	rescheduled := change{action: actionRescheduled, actor: w.approvedBy, channel: ChannelUpdate,
+	rescheduled := change{action: actionRescheduled, actor: w.approvedBy, operator: by.operator, channel: by.channel,
 		detail: fmt.Sprintf("primary %s, secondary %s, target %s", w.primaryStart.Format(timeLayout), w.secondaryStart.Format(timeLayout), w.targetVersion),
 		notice: NoticeRescheduled, slotStart: w.primaryStart, deadline: w.primaryStart}
 	w.keepApproval(rescheduled, now)
-	err := w.record(ctx, from, rescheduled)
+	err = w.record(ctx, from, rescheduled)
 	return w.view(ctx), err
 }
 
@@ -243,10 +253,13 @@ func (w *serviceUpdate) noticeSequence(kind NoticeKind) int {
 
 // keepApproval adds an approving change to the Status view's history.
 func (w *serviceUpdate) keepApproval(c change, at time.Time) {
-	w.approvals = append(w.approvals, Approval{By: c.actor, At: at, Action: c.action, Channel: c.channel, Detail: c.detail})
+	w.approvals = append(w.approvals, Approval{By: c.actor, Operator: c.operator, At: at, Action: c.action, Channel: c.channel, Detail: c.detail})
 }
 
 func (w *serviceUpdate) validateSetAdmins(ctx workflow.Context, in SetAdminsInput) error {
+	if err := w.authorizeAdminList(ctx, in.Assertion); err != nil {
+		return err
+	}
 	if err := w.refuseAdminChange(); err != nil {
 		return err
 	}
@@ -266,6 +279,10 @@ func (w *serviceUpdate) refuseAdminChange() error {
 }
 
 func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (StatusView, error) {
+	by, err := w.admit(in.Assertion, "")
+	if err != nil {
+		return StatusView{}, err
+	}
 	if err := w.lockAnnounced(ctx); err != nil {
 		return StatusView{}, err
 	}
@@ -274,6 +291,6 @@ func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (Stat
 		return StatusView{}, err
 	}
 	w.admins = slices.Clone(in.Admins)
-	err := w.recordAudit(ctx, w.status, change{action: actionAdminsChanged, channel: ChannelUpdate, detail: fmt.Sprint(w.admins)})
+	err = w.recordAudit(ctx, w.status, change{action: actionAdminsChanged, actor: by.actor, operator: by.operator, channel: by.channel, detail: fmt.Sprint(w.admins)})
 	return w.view(ctx), err
 }

@@ -3,7 +3,9 @@ package workflows
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/workflow"
 )
@@ -27,6 +29,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		InstanceName:   w.in.Instance.Name,
 		TenantID:       w.in.Instance.TenantID,
 		Admins:         slices.Clone(w.admins),
+		AdminCount:     len(w.admins),
 		CurrentVersion: w.in.CurrentVersion,
 		OfferedVersion: w.in.TargetVersion,
 		TargetVersion:  w.targetVersion,
@@ -46,6 +49,35 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		FoundVersion:    w.foundVersion,
 		SupersededBy:    w.supersededBy,
 	}
+}
+
+// queryView is the Status query's answer: the view without the admins'
+// addresses and with every approver masked, since anyone allowed to query
+// the workflow reads it. The starter reads the admins from Postgres.
+func (w *serviceUpdate) queryView(ctx workflow.Context) StatusView {
+	v := w.view(ctx)
+	v.Admins = nil
+	v.ApprovedBy = MaskEmail(v.ApprovedBy)
+	for i := range v.Approvals {
+		v.Approvals[i].By = MaskEmail(v.Approvals[i].By)
+	}
+	return v
+}
+
+// MaskEmail keeps an address recognisable to whoever knows it and
+// useless to harvest: the first letter and the domain, as
+// "a***@contoso.example". Empty stays empty.
+func MaskEmail(address string) string {
+	if address == "" {
+		return ""
+	}
+	local, domain, found := strings.Cut(address, "@")
+	first, _ := utf8.DecodeRuneInString(local)
+	masked := string(first) + "***"
+	if found {
+		masked += "@" + domain
+	}
+	return masked
 }
 
 // upcoming lists the notices still due at now, earliest first. On the
@@ -81,7 +113,7 @@ func (w *serviceUpdate) currentDetails() string {
 		w.status, SummaryLine(w.in.Instance, w.in.CurrentVersion, w.targetVersion, w.mandatory, w.primaryStart),
 		primary.Start.Format(timeLayout), secondary.LocalStart)
 	if w.approvedBy != "" {
-		line += fmt.Sprintf("; approved by %s", w.approvedBy)
+		line += fmt.Sprintf("; approved by %s", MaskEmail(w.approvedBy))
 	}
 	switch {
 	case w.foundVersion != "":

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	sdkpb "go.temporal.io/api/sdk/v1"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 func TestSummaryLine(t *testing.T) {
@@ -55,7 +59,7 @@ func TestCurrentDetailsLeadWithTheSummaryLine(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, "Approved — inst-1: 9.1.0 → 9.2.0, needs approval, primary Wed 15 Apr 2026 03:00 CEST"+
-		" (2026-04-15T01:00:00Z UTC), secondary Wed 22 Apr 2026 03:00 CEST; approved by Admin@Acme.example", details)
+		" (2026-04-15T01:00:00Z UTC), secondary Wed 22 Apr 2026 03:00 CEST; approved by A***@Acme.example", details, "the approver masked, as in the Status query")
 }
 
 // The Status view keeps every approval and reschedule (who, when, how,
@@ -73,12 +77,45 @@ func TestStatusKeepsEveryApproval(t *testing.T) {
 	require.NoError(t, err)
 
 	want := []Approval{
-		{By: adminListed, At: approveAt, Action: actionApproved, Channel: ChannelUpdate, Detail: "fine by us"},
-		{By: "ops@acme.example", At: rescheduleAt, Action: actionRescheduled, Channel: ChannelUpdate,
+		{By: adminListed, At: approveAt, Action: actionApproved, Channel: string(actor.ChannelPortalSession), Detail: "fine by us"},
+		{By: "ops@acme.example", At: rescheduleAt, Action: actionRescheduled, Channel: string(actor.ChannelPortalSession),
 			Detail: "primary 2026-02-14T01:00:00Z, secondary 2026-02-17T01:00:00Z, target 9.2.0"},
 	}
+	assert.Equal(t, want, s.fakes.lastTransition().Snapshot.Approvals, "the projection's snapshot keeps them")
 	final := s.status()
-	assert.Equal(t, want, final.Approvals)
-	assert.Equal(t, "ops@acme.example", final.ApprovedBy, "the last approval")
-	assert.Equal(t, want, s.fakes.lastTransition().Snapshot.Approvals, "the projection's snapshot keeps them too")
+	masked := slices.Clone(want)
+	masked[0].By, masked[1].By = "A***@Acme.example", "o***@acme.example"
+	assert.Equal(t, masked, final.Approvals, "the Status query masks who approved")
+	assert.Equal(t, "o***@acme.example", final.ApprovedBy, "the last approval")
+}
+
+// Anyone who may query a workflow reads its Status: the admins' addresses
+// are not in it, only how many there are; the projection Postgres keeps
+// for operators (and the activities) has them.
+func TestStatusQueryHidesAdminAddresses(t *testing.T) {
+	s := newScenario(t)
+	var queried StatusView
+	s.at(scenarioStart.Add(days(5)), func() { s.update(UpdateApprove, ApproveInput{Admin: adminTyped}) })
+	s.at(scenarioStart.Add(days(6)), func() { queried = s.status() })
+	_, err := s.run()
+	require.NoError(t, err)
+	assert.Nil(t, queried.Admins)
+	assert.Equal(t, 2, queried.AdminCount)
+	raw, err := json.Marshal(queried)
+	require.NoError(t, err)
+	for _, address := range s.in.Admins {
+		assert.NotContains(t, strings.ToLower(string(raw)), strings.ToLower(address))
+	}
+	assert.Equal(t, s.in.Admins, s.fakes.lastTransition().Snapshot.Admins)
+}
+
+func TestMaskEmail(t *testing.T) {
+	for address, want := range map[string]string{
+		"ana@contoso.example":  "a***@contoso.example",
+		"Ölaf@xn--e1a.example": "Ö***@xn--e1a.example",
+		"no-address":           "n***",
+		"":                     "",
+	} {
+		assert.Equal(t, want, MaskEmail(address), address)
+	}
 }

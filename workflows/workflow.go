@@ -11,26 +11,19 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
 
-// ServiceUpdate takes one instance to one target version: it announces the
-// schedule, reminds the admins, takes approvals and reschedules as Temporal
-// Updates, runs the update in its primary window, falls back to the
-// secondary one, and reports every step. DESIGN.md, "The ServiceUpdate
-// workflow", is the specification; run below follows it step by step.
-func ServiceUpdate(ctx workflow.Context, in Input) (Result, error) {
-	w, err := setup(ctx, in)
-	if err != nil {
-		return Result{}, err
-	}
-	return w.run(ctx)
-}
+	"github.com/svcupdate/svcupdate/internal/actor"
+)
 
 // serviceUpdate is the state of one ServiceUpdate. Update handlers only
 // change it (and record what they changed); the main flow in run waits on it.
 type serviceUpdate struct {
 	in     Input
 	logger log.Logger
+	// trusted verifies the assertion of every admin Update; nonces holds
+	// those of the Updates accepted, so none is accepted twice.
+	trusted *actor.Verifier
+	nonces  map[string]struct{}
 	// mu serialises the handlers that call activities with each other, with
 	// due reminders and with the decision at the primary start, so a
 	// Reschedule that is booking slots can never race the update starting
@@ -93,7 +86,7 @@ type serviceUpdate struct {
 // blocking call, so no Update or query arrives unhandled. Defaults were
 // resolved when the workflow was started; only an input from release 1
 // may lack them (withRelease1Defaults).
-func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
+func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpdate, error) {
 	in = withRelease1Defaults(in)
 	if err := validateInput(in); err != nil {
 		abandonClaim(ctx, in)
@@ -105,6 +98,8 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 		logger: log.With(workflow.GetLogger(ctx),
 			"instanceId", in.Instance.ID, "tenantId", in.Instance.TenantID, "targetVersion", in.TargetVersion),
 		mu:             workflow.NewMutex(ctx),
+		trusted:        trusted,
+		nonces:         map[string]struct{}{},
 		status:         StatusScheduled,
 		admins:         slices.Clone(in.Admins),
 		mandatory:      in.Mandatory,
@@ -119,7 +114,7 @@ func setup(ctx workflow.Context, in Input) (*serviceUpdate, error) {
 	}
 	w.lean = patched(ctx, changeLeanLifecycle)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
-		return w.view(ctx), nil
+		return w.queryView(ctx), nil
 	}); err != nil {
 		return nil, fmt.Errorf("register query %s: %w", QueryStatus, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 func TestApproveThenSucceed(t *testing.T) {
@@ -38,7 +40,8 @@ func TestApproveThenSucceed(t *testing.T) {
 	assert.Equal(t, scenarioStart.Add(days(5)), approve.result.ApprovedAt)
 	approved := s.fakes.transitions[1]
 	assert.Equal(t, adminListed, approved.Actor)
-	assert.Equal(t, ChannelUpdate, approved.Channel)
+	assert.Equal(t, string(actor.ChannelPortalSession), approved.Channel, "the channel the assertion names")
+	assert.Empty(t, approved.Operator, "an admin acting for themself")
 	assert.Equal(t, StatusScheduled, approved.From)
 	assert.Equal(t, "fine by us", approved.Detail)
 

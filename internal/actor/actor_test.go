@@ -232,7 +232,7 @@ func TestKeyTextRefusals(t *testing.T) {
 		parse               func(string) error
 	}{
 		{"signing without ID", secret, "is written key-id:key", parseSigning},
-		{"signing with a bad ID", "k 1:" + secret, `key ID "k 1" is not accepted`, parseSigning},
+		{"signing with a bad ID", "k 1:" + secret, `key ID "k 1" has other characters than letters`, parseSigning},
 		{"signing with a short key", "k1:AAAA", "is not 32 bytes", parseSigning},
 		{"trusted with a short key", "k1:AAAA", "is not 32 bytes", parseTrusted},
 		{"trusted twice", trusted + "," + trusted, `key ID "k1" is listed twice`, parseTrusted},
@@ -253,3 +253,45 @@ func TestKeyTextRefusals(t *testing.T) {
 
 func parseSigning(text string) error { _, err := actor.ParseSigningKey(text); return err }
 func parseTrusted(text string) error { _, err := actor.ParseTrustedKeys(text); return err }
+
+// A trusted key may be limited to channels, so the portal's key cannot
+// sign as an operator; an unlimited key signs through any channel.
+func TestTrustedKeyLimitedToChannels(t *testing.T) {
+	portalSigning, portalTrusted, err := actor.GenerateKeyPair("portal-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsSigning, opsTrusted, err := actor.GenerateKeyPair("ops-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := actor.ParseTrustedKeys(portalTrusted + ":portal-link+portal-session+oidc," + opsTrusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	portal, err := actor.ParseSigningKey(portalSigning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := actor.ParseSigningKey(opsSigning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOperator := claims()
+	asOperator.Channel, asOperator.Operator = actor.ChannelOperatorCLI, "olga@provider.example"
+	if _, err := v.Verify(sign(t, portal, claims()), expect()); err != nil {
+		t.Errorf("the portal's key through the portal: %v", err)
+	}
+	if _, err := v.Verify(sign(t, portal, asOperator), expect()); err == nil ||
+		!strings.Contains(err.Error(), `key "portal-1" signs only through [portal-link portal-session oidc], not operator-cli`) {
+		t.Errorf("the portal's key as an operator: %v", err)
+	}
+	for _, c := range []actor.Claims{claims(), asOperator} {
+		if _, err := v.Verify(sign(t, ops, c), expect()); err != nil {
+			t.Errorf("an unlimited key through %s: %v", c.Channel, err)
+		}
+	}
+	if _, err := actor.ParseTrustedKeys(opsTrusted + ":email"); err == nil || !strings.Contains(err.Error(), `limited to channel "email", which is unknown`) {
+		t.Errorf("a key limited to an unknown channel: %v", err)
+	}
+}

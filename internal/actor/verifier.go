@@ -28,6 +28,10 @@ var ErrNoAssertion = errors.New("the request carries no signed assertion of who 
 // key, move the signers to it, then stop trusting the old one.
 type Verifier struct {
 	keys map[string]ed25519.PublicKey
+	// channels holds, for a key that may sign only through some channels,
+	// those channels (ACTION_TRUSTED_KEYS "id:key:portal-link+oidc"); a key
+	// absent here signs through any.
+	channels map[string][]Channel
 }
 
 // NewVerifier trusts keys, by key ID.
@@ -36,7 +40,12 @@ func NewVerifier(keys map[string]ed25519.PublicKey) *Verifier {
 	for id, key := range keys {
 		trusted[id] = key
 	}
-	return &Verifier{keys: trusted}
+	return &Verifier{keys: trusted, channels: map[string][]Channel{}}
+}
+
+// restrict lets the key keyID sign only through channels.
+func (v *Verifier) restrict(keyID string, channels []Channel) {
+	v.channels[keyID] = slices.Clone(channels)
 }
 
 // KeyIDs lists the trusted key IDs, sorted.
@@ -70,12 +79,17 @@ func (v *Verifier) Verify(assertion string, want Expect) (Claims, error) {
 	}
 	var tc tokenClaims
 	parser := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithoutClaimsValidation())
-	if _, err := parser.ParseWithClaims(assertion, &tc, v.key); err != nil {
+	token, err := parser.ParseWithClaims(assertion, &tc, v.key)
+	if err != nil {
 		return Claims{}, refusal(err)
 	}
 	c := fromJWT(tc)
 	if err := c.check(); err != nil {
 		return Claims{}, err
+	}
+	keyID, _ := token.Header["kid"].(string)
+	if allowed, restricted := v.channels[keyID]; restricted && !slices.Contains(allowed, c.Channel) {
+		return Claims{}, fmt.Errorf("key %q signs only through %v, not %s", keyID, allowed, c.Channel)
 	}
 	maxAge := want.MaxAge
 	if maxAge == 0 {
@@ -124,4 +138,16 @@ func refusal(err error) error {
 		return errors.New("the assertion's signature does not verify with the key it names: it was forged, altered or signed another way (accepted: EdDSA)")
 	}
 	return fmt.Errorf("the assertion is refused: %w", err)
+}
+
+// Read returns the claims of an assertion without checking its signature,
+// age or binding. It is for an Update handler whose validator verified the
+// assertion: the handler runs again on replay, long after, when the key
+// that signed may no longer be trusted, so it must not verify again.
+func Read(assertion string) (Claims, error) {
+	var tc tokenClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(assertion, &tc); err != nil {
+		return Claims{}, refusal(err)
+	}
+	return fromJWT(tc), nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -42,6 +43,12 @@ type Config struct {
 	SendGridAPIKey string `envconfig:"SENDGRID_API_KEY" secret:"true" desc:"SendGrid API key; empty keeps the mailer in outbox mode (mails are stored and logged, none sent)" accepted:"a SendGrid API key"`
 	SendGridHost   string `envconfig:"SENDGRID_HOST" default:"https://api.sendgrid.com" desc:"SendGrid API base URL (point it at a test server to capture mail)" accepted:"an http or https URL with a host, such as https://api.sendgrid.com"`
 	MailFrom       string `envconfig:"MAIL_FROM" default:"svcupdate <updates@example.com>" desc:"sender of every notice email" accepted:"an email address, optionally with a display name: \"svcupdate <updates@example.com>\""`
+
+	// Admin actions are signed (package actor): the starter signs with its
+	// key, the worker's workflows accept what its trusted keys verify.
+	ActionSigningKey  actor.SigningKey  `envconfig:"ACTION_SIGNING_KEY" secret:"true" desc:"the private key the starter signs admin actions with (approve, reschedule, sync-admins); never logged" accepted:"key-id:key as starter keys generate prints it"`
+	ActionTrustedKeys actor.TrustedKeys `envconfig:"ACTION_TRUSTED_KEYS" desc:"public keys whose signed admin actions the worker's workflows accept; list the old and the new key while rotating; empty refuses every admin action" accepted:"comma-separated key-id:public-key as starter keys generate prints them, each optionally followed by :channel+channel to limit it, such as portal-1:KEY:portal-link+portal-session+oidc"`
+	ActionOperator    string            `envconfig:"ACTION_OPERATOR" desc:"who the starter's signed admin actions name as the operator acting for the admin (default: user@host)" accepted:"a name or e-mail address, such as olga@provider.example"`
 
 	ReminderOffsets []time.Duration `ignored:"true" envconfig:"REMINDER_OFFSETS" desc:"reminders before the primary slot for new updates; 0h is the day-of notice" accepted:"comma-separated non-negative durations, such as 90d,30d,15d,7d,0d or 2160h,720h,168h,0h"`
 	UpdateWindow    time.Duration   `ignored:"true" envconfig:"UPDATE_WINDOW" desc:"length of each update window for new updates" accepted:"a positive duration, such as 12h, 90m or 1d"`
@@ -150,7 +157,11 @@ func Load() (Config, error) {
 	if err := envconfig.Process("", &cfg); err != nil {
 		var parseErr *envconfig.ParseError
 		if errors.As(err, &parseErr) {
-			return Config{}, invalid(parseErr.KeyName, parseErr.Value, decodeReason(parseErr.Err))
+			value := parseErr.Value
+			if field(parseErr.KeyName).Tag.Get("secret") == "true" {
+				value = "(hidden)" // a mistyped secret is still a secret
+			}
+			return Config{}, invalid(parseErr.KeyName, value, decodeReason(parseErr.Err))
 		}
 		return Config{}, fmt.Errorf("reading the environment: %w", err)
 	}
@@ -206,6 +217,10 @@ func decodeReason(err error) string {
 	var specErr *failureSpecError
 	if errors.As(err, &specErr) {
 		return specErr.Error()
+	}
+	var keyErr *actor.KeyTextError
+	if errors.As(err, &keyErr) {
+		return keyErr.Error()
 	}
 	return ""
 }
@@ -366,5 +381,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("executorStopTimeout", c.ExecutorStopTimeout),
 		slog.Duration("workerStopTimeout", c.WorkerStopTimeout),
 		slog.String("metricsAddr", c.MetricsAddr),
+		slog.String("actionSigningKey", c.ActionSigningKey.String()),
+		slog.String("actionTrustedKeys", c.ActionTrustedKeys.String()),
 	)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/sourcetest"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -371,5 +372,44 @@ func TestLoadAcceptsDays(t *testing.T) {
 	}
 	if cfg.MinNotice != 7*day || cfg.SecondaryMinGap != 36*time.Hour {
 		t.Errorf("MIN_NOTICE = %v, SECONDARY_MIN_GAP = %v", cfg.MinNotice, cfg.SecondaryMinGap)
+	}
+}
+
+func TestLoadActionKeys(t *testing.T) {
+	clearEnv(t)
+	signing, trusted, err := actor.GenerateKeyPair("ops-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, err := actor.GenerateKeyPair("portal-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", signing)
+	t.Setenv("ACTION_TRUSTED_KEYS", trusted+","+other)
+	cfg, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ActionSigningKey.Signer.KeyID() != "ops-1" || cfg.ActionTrustedKeys.String() != "ops-1,portal-1" {
+		t.Errorf("loaded signing key %s, trusted %s", cfg.ActionSigningKey, cfg.ActionTrustedKeys)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "config", cfg)
+	if secret := signing[len("ops-1:"):]; strings.Contains(logged.String(), secret) {
+		t.Errorf("the log shows the signing key: %s", logged.String())
+	}
+
+	// A mistyped signing key is refused without repeating it.
+	t.Setenv("ACTION_SIGNING_KEY", signing[:len(signing)-2])
+	_, err = Load()
+	if err == nil || !strings.Contains(err.Error(), `invalid ACTION_SIGNING_KEY="(hidden)": the signing key of key ID "ops-1" is not 32 bytes`) ||
+		strings.Contains(err.Error(), signing[len("ops-1:"):len(signing)-2]) {
+		t.Errorf("Load with a cut signing key: %v", err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", "")
+	t.Setenv("ACTION_TRUSTED_KEYS", trusted+","+trusted)
+	if _, err = Load(); err == nil || !strings.Contains(err.Error(), `key ID "ops-1" is listed twice`) {
+		t.Errorf("Load with a key trusted twice: %v", err)
 	}
 }

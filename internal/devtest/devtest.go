@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
 )
 
@@ -71,15 +73,29 @@ func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *tests
 // StartForPrograms starts a dev server (without search attributes: the
 // tests register them with `starter setup`) and a fresh Postgres database,
 // and points the programs run by the test at both through
-// TEMPORAL_ADDRESS and DATABASE_URL. It returns the server's client and the
-// database's URL.
+// TEMPORAL_ADDRESS and DATABASE_URL; with SetActionKeys, they sign and
+// trust one new key. It returns the server's client and the database's URL.
 func StartForPrograms(t *testing.T) (client.Client, string) {
 	t.Helper()
 	server := Start(t)
 	dbURL := pgtest.NewDatabase(t)
 	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
 	t.Setenv("DATABASE_URL", dbURL)
+	SetActionKeys(t)
 	return server.Client(), dbURL
+}
+
+// SetActionKeys makes a new key pair for the test: the programs it runs
+// sign admin actions with ACTION_SIGNING_KEY and trust ACTION_TRUSTED_KEYS;
+// config.Load gives in-process workers and senders the same.
+func SetActionKeys(t *testing.T) {
+	t.Helper()
+	signing, trusted, err := actor.GenerateKeyPair("test-" + strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACTION_SIGNING_KEY", signing)
+	t.Setenv("ACTION_TRUSTED_KEYS", trusted)
 }
 
 // StartServer is Start for a server shared by a package's tests (from

@@ -84,11 +84,14 @@ func (s *Store) ListUpdates(ctx context.Context, f UpdateFilter) ([]UpdateRow, e
 
 // AuditEntry is one row of the audit log.
 type AuditEntry struct {
-	ID           int64
-	At           time.Time
-	WorkflowID   string
-	InstanceID   string
-	Actor        string
+	ID         int64
+	At         time.Time
+	WorkflowID string
+	InstanceID string
+	Actor      string
+	// Operator names the operator who acted for Actor; empty for an
+	// admin's own action and the system's.
+	Operator     string
 	Channel      string
 	Action       string
 	Detail       string
@@ -97,7 +100,7 @@ type AuditEntry struct {
 }
 
 const auditLogSQL = `
-SELECT id, at, workflow_id, instance_id, actor, channel, action, coalesce(detail, ''), status_before, status_after
+SELECT id, at, workflow_id, instance_id, actor, coalesce(operator, ''), channel, action, coalesce(detail, ''), status_before, status_after
 FROM audit_log WHERE workflow_id = $1 ORDER BY id`
 
 // AuditLog returns the audit rows of one workflow, oldest first.
@@ -109,7 +112,7 @@ func (s *Store) AuditLog(ctx context.Context, workflowID string) ([]AuditEntry, 
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditEntry, error) {
 		var e AuditEntry
 		var before, after string
-		err := row.Scan(&e.ID, &e.At, &e.WorkflowID, &e.InstanceID, &e.Actor, &e.Channel, &e.Action, &e.Detail, &before, &after)
+		err := row.Scan(&e.ID, &e.At, &e.WorkflowID, &e.InstanceID, &e.Actor, &e.Operator, &e.Channel, &e.Action, &e.Detail, &before, &after)
 		e.At, e.StatusBefore, e.StatusAfter = e.At.UTC(), workflows.Status(before), workflows.Status(after)
 		return e, err
 	})

@@ -64,8 +64,8 @@ func recordVersion(ctx context.Context, db DBTX, in workflows.RecordVersionInput
 // insertAuditSQL writes the audit row once per idempotency key; a
 // retried activity finds its row instead (auditIDSQL).
 const insertAuditSQL = `
-INSERT INTO audit_log (workflow_id, instance_id, actor, channel, action, detail, status_before, status_after, idempotency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO audit_log (workflow_id, instance_id, actor, channel, action, detail, status_before, status_after, idempotency_key, operator)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id`
 
@@ -144,7 +144,7 @@ func transitionRow(idempotencyKey string, in workflows.RecordTransitionInput) (a
 func (r auditedTransition) write(ctx context.Context, tx pgx.Tx) (auditID int64, written bool, err error) {
 	snap, in := r.in.Snapshot, r.in
 	err = tx.QueryRow(ctx, insertAuditSQL, snap.WorkflowID, snap.InstanceID, in.Actor, in.Channel, in.Action,
-		nullText(in.Detail), string(in.From), string(snap.Status), r.key).Scan(&auditID)
+		nullText(in.Detail), string(in.From), string(snap.Status), r.key, nullText(in.Operator)).Scan(&auditID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Written by an earlier attempt, together with the projection.
 		return auditID, false, mapError(tx.QueryRow(ctx, auditIDSQL, r.key).Scan(&auditID), "read audit row "+r.key)

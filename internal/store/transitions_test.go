@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/store/storetest"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -69,6 +70,7 @@ func TestRecordTransitionAuditAndProjection(t *testing.T) {
 	}
 	approved := storetest.Transition("inst-000", workflows.StatusScheduled, workflows.StatusApproved)
 	approved.Snapshot.ApprovedBy = "admin0@acme.example"
+	approved.Operator, approved.Channel = "olga@provider.example", string(actor.ChannelOperatorCLI) // an operator acting for the admin
 	approved.Snapshot.ApprovedAt = time.Date(2027, 3, 1, 9, 30, 0, 0, time.UTC)
 	approved.Snapshot.Attempts = []workflows.Attempt{{Slot: workflows.SlotPrimary, Started: storetest.SlotStarts[0], Outcome: workflows.OutcomeFailed, Error: "disk full"}}
 	second, err := s.RecordTransition(ctx, "run-1/2", approved)
@@ -94,8 +96,8 @@ func TestRecordTransitionAuditAndProjection(t *testing.T) {
 	got := log[1]
 	got.At = time.Time{}
 	want := store.AuditEntry{ID: second.AuditID, WorkflowID: "service-update:inst-000:9.2.0", InstanceID: "inst-000", Actor: "admin0@acme.example",
-		Channel: workflows.ChannelUpdate, Action: "approved", Detail: "looks good", StatusBefore: workflows.StatusScheduled, StatusAfter: workflows.StatusApproved}
-	if !reflect.DeepEqual(got, want) || log[0].Detail != "" || log[0].Actor != workflows.ActorSystem {
+		Operator: "olga@provider.example", Channel: string(actor.ChannelOperatorCLI), Action: "approved", Detail: "looks good", StatusBefore: workflows.StatusScheduled, StatusAfter: workflows.StatusApproved}
+	if !reflect.DeepEqual(got, want) || log[0].Detail != "" || log[0].Actor != workflows.ActorSystem || log[0].Operator != "" {
 		t.Fatalf("audit log = %+v\nwant second %+v", log, want)
 	}
 	if err := execAside(t, tx, "UPDATE audit_log SET actor = 'forged'"); err == nil || !strings.Contains(err.Error(), "audit_log is append-only") {
