@@ -1,10 +1,16 @@
-.PHONY: help run test lint fmt-check tidy-check vet staticcheck workflowcheck build worker dev-server migrate bench
+.PHONY: help run test lint fmt-check tidy-check vet staticcheck workflowcheck build worker dev-server migrate bench cluster cluster-stop test-cluster
 
 GO ?= go
 # The Temporal CLI (dev server + operator commands), built from the Go module
 # proxy so nothing has to be installed by hand.
 TEMPORAL_CLI_VERSION := v1.5.1
 TEMPORAL := bin/temporal
+# The Temporal server of `make cluster`: the newest that builds with our Go.
+# docker-compose.yml runs the same version (a test checks that).
+TEMPORAL_SERVER_VERSION := v1.30.4
+TEMPORAL_UI_SERVER_VERSION := v2.42.1
+CLUSTER_BIN := bin/cluster-$(TEMPORAL_SERVER_VERSION)
+CLUSTER_ADDRESS := 127.0.0.1:7633
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,11 +29,11 @@ fmt-check: ## fail when gofmt would change a file
 tidy-check: ## fail when go.mod or go.sum is not tidy
 	$(GO) mod tidy -diff
 
-vet: ## go vet every package
-	$(GO) vet ./...
+vet: ## go vet every package (with the tests of make test-cluster)
+	$(GO) vet -tags cluster ./...
 
 staticcheck: ## staticcheck every package
-	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags cluster ./...
 
 workflowcheck: ## check workflow code for non-determinism
 	$(GO) tool workflowcheck ./workflows/...
@@ -45,8 +51,30 @@ dev-server: $(TEMPORAL) ## a Temporal dev server (Web UI on :8233, state in .dat
 migrate: build ## create the database at DATABASE_URL if missing and apply the migrations
 	bin/starter migrate --create-database
 
+cluster: $(TEMPORAL) build $(CLUSTER_BIN)/server $(CLUSTER_BIN)/ui/server ## a Temporal cluster on the local Postgres: frontend, matching, worker, two history hosts, Web UI on :8633
+	CLUSTER_BIN=$(CLUSTER_BIN) scripts/cluster.sh start
+
+cluster-stop: ## stop the processes of make cluster
+	CLUSTER_BIN=$(CLUSTER_BIN) scripts/cluster.sh stop
+
+# The worker fault campaign stays with make test: it kills workers, not
+# servers, and its one-minute windows leave no room for a loaded machine
+# running a whole cluster beside it.
+test-cluster: cluster ## the end-to-end suite against make cluster, a history host killed mid-lifecycle; stops the cluster after
+	SVCUPDATE_TEST_TEMPORAL_ADDRESS=$(CLUSTER_ADDRESS) CLUSTER_BIN=$(CURDIR)/$(CLUSTER_BIN) \
+		$(GO) test -race -count=1 -timeout 40m -tags cluster -skip '^TestFaultCampaign$$' ./e2e/; \
+		status=$$?; CLUSTER_BIN=$(CLUSTER_BIN) scripts/cluster.sh stop; exit $$status
+
 bench: $(TEMPORAL) ## run every benchmark
 	$(GO) test -run '^$$' -bench . ./...
+
+# The server and its SQL schema tool (bin/.../sql), from the module proxy.
+$(CLUSTER_BIN)/server:
+	GOBIN=$(CURDIR)/$(CLUSTER_BIN) $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+
+# The Web UI server, with the UI built in.
+$(CLUSTER_BIN)/ui/server:
+	GOBIN=$(CURDIR)/$(CLUSTER_BIN)/ui $(GO) install github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_SERVER_VERSION)
 
 $(TEMPORAL):
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)

@@ -5,15 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -43,6 +44,13 @@ type CommandExecutor struct {
 	Probe     []string      // optional version probe, program and arguments
 	KillGrace time.Duration // SIGTERM to SIGKILL
 	Leases    *store.Store  // the per-instance leases
+	// PassEnv names the worker's variables the programs get beyond the
+	// base ones (EXECUTOR_PASS_ENV).
+	PassEnv []string
+	// Credential, when set, runs the programs as another user
+	// (EXECUTOR_USER), who can read neither the worker's files nor its
+	// /proc.
+	Credential *syscall.Credential
 	// HeartbeatEvery overrides the interval derived from the activity's
 	// heartbeat timeout; zero derives it. Leases are renewed as often.
 	HeartbeatEvery time.Duration
@@ -150,7 +158,7 @@ func (a *attempt) update(ctx context.Context, lease *heldLease) (string, error) 
 // env is the programs' environment: the worker's less its configuration,
 // the update, and the lease's fence.
 func (a *attempt) env() []string {
-	env := append(inheritedEnvironment(),
+	env := append(inheritedEnvironment(a.e.PassEnv),
 		"INSTANCE_ID="+a.in.InstanceID,
 		"TENANT_ID="+a.in.TenantID,
 		"CURRENT_VERSION="+a.in.CurrentVersion,
@@ -215,18 +223,19 @@ func stoppedForWindow(in workflows.ApplyUpdateInput, beforeEnd, ran time.Duratio
 	return windowElapsed(in, fmt.Sprintf("the update command was stopped %s, after running for %s", when, ran.Round(time.Millisecond)), output)
 }
 
-// inheritedEnvironment is the worker's environment without its own
-// configuration, so credentials such as SENDGRID_API_KEY and the password
-// in DATABASE_URL never reach the provider's program.
-func inheritedEnvironment() []string {
-	own := map[string]bool{}
-	for _, v := range config.Variables() {
-		own[v.Name] = true
-	}
+// baseEnvironment are the worker's variables every program gets: what
+// locates programs and files and sets the language and time zone.
+var baseEnvironment = []string{"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR"}
+
+// inheritedEnvironment is the part of the worker's environment the programs
+// get: an allow-list (baseEnvironment, LC_*, and pass, EXECUTOR_PASS_ENV),
+// so credentials such as SENDGRID_API_KEY, the password in DATABASE_URL,
+// PGPASSWORD or a cloud token never reach the provider's program.
+func inheritedEnvironment(pass []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if !own[name] {
+		if slices.Contains(baseEnvironment, name) || strings.HasPrefix(name, "LC_") || slices.Contains(pass, name) {
 			env = append(env, kv)
 		}
 	}

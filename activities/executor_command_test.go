@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -73,14 +74,18 @@ func processGone(pid int) bool {
 func TestCommandExecutorPassesTheUpdateButNotTheWorkerConfiguration(t *testing.T) {
 	env := newApplyEnv(t, worker.Options{})
 	t.Setenv("SENDGRID_API_KEY", "SG.secret")
+	t.Setenv("PGPASSWORD", "hunter2")
 	t.Setenv("EXECUTOR_TEST_INHERITED", "kept")
+	t.Setenv("EXECUTOR_TEST_NOT_LISTED", "leaked")
 	windowEnd := time.Date(2030, 3, 29, 13, 0, 0, 0, time.UTC)
 	script := `for v in INSTANCE_ID TENANT_ID CURRENT_VERSION TARGET_VERSION ATTEMPT WINDOW_END WORKFLOW_ID; do
 		eval "echo $v=\$$v"
 	done
-	echo "SENDGRID_API_KEY=${SENDGRID_API_KEY:-unset} EXECUTOR_TEST_INHERITED=$EXECUTOR_TEST_INHERITED"
+	echo "SENDGRID_API_KEY=${SENDGRID_API_KEY:-unset} PGPASSWORD=${PGPASSWORD:-unset} EXECUTOR_TEST_INHERITED=$EXECUTOR_TEST_INHERITED EXECUTOR_TEST_NOT_LISTED=${EXECUTOR_TEST_NOT_LISTED:-unset}"
 	echo "a warning on stderr" >&2`
-	res, err := env.run(shellExecutor(t, script, ""), applyInput(windowEnd))
+	executor := shellExecutor(t, script, "")
+	executor.PassEnv = []string{"EXECUTOR_TEST_INHERITED"}
+	res, err := env.run(executor, applyInput(windowEnd))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +97,7 @@ func TestCommandExecutorPassesTheUpdateButNotTheWorkerConfiguration(t *testing.T
 		"ATTEMPT=primary",
 		"WINDOW_END=2030-03-29T13:00:00Z",
 		"WORKFLOW_ID=" + workflows.WorkflowID("acme-prod", "9.2.0"),
-		"SENDGRID_API_KEY=unset EXECUTOR_TEST_INHERITED=kept",
+		"SENDGRID_API_KEY=unset PGPASSWORD=unset EXECUTOR_TEST_INHERITED=kept EXECUTOR_TEST_NOT_LISTED=unset",
 		"a warning on stderr",
 	}, "\n")
 	if res.Output != want {
@@ -100,6 +105,38 @@ func TestCommandExecutorPassesTheUpdateButNotTheWorkerConfiguration(t *testing.T
 	}
 	if got := env.durations(workflows.SlotPrimary, workflows.OutcomeSucceeded); got != 1 {
 		t.Errorf("recorded %d succeeded primary durations, want 1", got)
+	}
+}
+
+// The worker's own /proc is out of the command's reach: the worker is
+// non-dumpable, and a worker running as root runs the command as another
+// user (EXECUTOR_USER), since root reads any process's /proc.
+func TestCommandExecutorCannotReadTheWorkersProc(t *testing.T) {
+	if err := HideWorkerFromPrograms(); err != nil {
+		t.Fatal(err)
+	}
+	env := newApplyEnv(t, worker.Options{})
+	t.Setenv("SENDGRID_API_KEY", "SG.secret")
+	script := `if cat /proc/$PPID/environ >/dev/null 2>&1; then echo "worker environ readable"; else echo "worker environ unreadable"; fi
+	echo "uid $(id -u)"`
+	executor := shellExecutor(t, script, "")
+	wantUID := os.Geteuid()
+	if wantUID == 0 {
+		nobody, err := user.Lookup("nobody")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(nobody.Uid)
+		gid, _ := strconv.Atoi(nobody.Gid)
+		executor.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+		wantUID = uid
+	}
+	res, err := env.run(executor, applyInput(time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("worker environ unreadable\nuid %d", wantUID); res.Output != want {
+		t.Errorf("output:\n%s\nwant:\n%s", res.Output, want)
 	}
 }
 

@@ -28,7 +28,7 @@ const startedProgramEnv = "ACTIVITIES_TEST_START_PROGRAM"
 func TestMain(m *testing.M) {
 	if pidFile := os.Getenv(startedProgramEnv); pidFile != "" {
 		cmd := exec.Command("sleep", "1000")
-		cmd.SysProcAttr = processAttributes()
+		cmd.SysProcAttr = processAttributes(nil)
 		if err := cmd.Start(); err != nil {
 			os.Exit(3)
 		}

@@ -68,7 +68,7 @@ func (a *attempt) supervise(ctx context.Context, lease *heldLease, p program, st
 	if p.stdout == nil {
 		cmd.Stdout = p.stderr
 	}
-	cmd.SysProcAttr = processAttributes()
+	cmd.SysProcAttr = processAttributes(a.e.Credential)
 	cmd.WaitDelay = pipeGrace
 	started := time.Now()
 	if err := cmd.Start(); err != nil {

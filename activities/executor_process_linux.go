@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // processAttributes puts a program in a process group of its own, so that
@@ -20,9 +22,9 @@ import (
 // (runtime.LockOSThread) returns without unlocking, which nothing in the
 // worker does. It reaches the program itself, not what the program
 // started: the lease records the group so that a restarted worker kills
-// the rest (ReapOrphans).
-func processAttributes() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+// the rest (ReapOrphans). With credential, the program runs as that user.
+func processAttributes(credential *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: credential}
 }
 
 // errProcessGone: no running process has the PID (it may be a zombie).
@@ -143,4 +145,16 @@ func all(items []string, ok func(string) bool) bool {
 		}
 	}
 	return len(items) > 0
+}
+
+// HideWorkerFromPrograms makes the worker process non-dumpable: its
+// /proc/<pid>/environ, mem and maps then belong to root, and no process of
+// its user can ptrace it, so an update command running as the worker's
+// user cannot read the worker's secrets there. Programs the worker starts
+// are dumpable again once they exec, so ReapOrphans still reads theirs.
+func HideWorkerFromPrograms() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("making the worker non-dumpable: %w", err)
+	}
+	return nil
 }

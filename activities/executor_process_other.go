@@ -11,8 +11,8 @@ import (
 // stopping it reaches everything it started. Only Linux can have the
 // kernel kill it when the worker dies (Pdeathsig); elsewhere, run the
 // worker under a supervisor that kills its whole process tree.
-func processAttributes() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
+func processAttributes(credential *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Credential: credential}
 }
 
 // errProcessGone: no running process has the PID.
@@ -38,3 +38,7 @@ func pidNamespace() string { return "" }
 
 // killMarkedProcesses needs /proc: outside Linux it finds nothing.
 func killMarkedProcesses(...string) int { return 0 }
+
+// HideWorkerFromPrograms does nothing outside Linux, which has no
+// PR_SET_DUMPABLE: run the update command as another user (EXECUTOR_USER).
+func HideWorkerFromPrograms() error { return nil }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -43,6 +44,10 @@ type ExecutorOptions struct {
 	Probe []string
 	// Leases is where the command executor takes its per-instance leases.
 	Leases *store.Store
+	// PassEnv and Credential isolate the command executor's programs
+	// (EXECUTOR_PASS_ENV, EXECUTOR_USER).
+	PassEnv    []string
+	Credential *syscall.Credential
 }
 
 // NewExecutor builds the executor opts.Kind names. A command executor
@@ -65,7 +70,8 @@ func NewExecutor(opts ExecutorOptions) (Executor, error) {
 		if opts.Leases == nil {
 			return nil, errors.New("EXECUTOR=command needs Postgres for its per-instance leases")
 		}
-		return &CommandExecutor{Argv: opts.Command, Probe: opts.Probe, KillGrace: opts.KillGrace, Leases: opts.Leases}, nil
+		return &CommandExecutor{Argv: opts.Command, Probe: opts.Probe, KillGrace: opts.KillGrace, Leases: opts.Leases,
+			PassEnv: opts.PassEnv, Credential: opts.Credential}, nil
 	case config.ExecutorSimulated:
 		return &SimulatedExecutor{Duration: opts.SimulatedDuration, Failures: opts.SimulatedFailures}, nil
 	case config.ExecutorNone:

@@ -35,6 +35,9 @@ type Notifier struct {
 	store  *store.Store
 	mailer *sendgrid.Client // nil in outbox mode
 	now    func() time.Time // replaced by tests
+	links  *ActionLinks     // nil: emails carry no action links
+	// organizer is the sender's address, the organizer of calendar invites.
+	organizer string
 }
 
 // NewNotifier builds the notifier. Without cfg.APIKey it runs in outbox
@@ -43,7 +46,10 @@ func NewNotifier(st *store.Store, cfg sendgrid.Config) (*Notifier, error) {
 	if st == nil {
 		return nil, errors.New("notifier needs a store, got nil")
 	}
-	n := &Notifier{store: st, now: time.Now}
+	n := &Notifier{store: st, now: time.Now, organizer: "updates@example.com"}
+	if from, err := mail.ParseAddress(cfg.From); err == nil {
+		n.organizer = from.Address
+	}
 	if cfg.APIKey != "" {
 		// The client reads the clock through n so a test's clock reaches it.
 		m, err := sendgrid.NewClient(cfg, func() time.Time { return n.now() })
@@ -137,9 +143,25 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 		return result, nil
 	}
 
-	email, err := notice.RenderEmail(in, spec, timeZone)
+	free, err := n.freeSlots(ctx, spec, instance.Region, in.Update.TargetVersion)
+	if err != nil {
+		return result, err
+	}
+	email, err := notice.RenderEmailWith(in, spec, timeZone, notice.Options{Actions: n.links != nil, FreeSlots: free})
 	if err != nil {
 		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
+	}
+	if n.links != nil && spec.Actions {
+		if email.Substitutions, err = n.actionSubstitutions(ctx, in, spec, recipients, timeZone); err != nil {
+			return result, err
+		}
+	}
+	invite, ok, err := notice.RenderInvite(in, spec, timeZone, n.organizer, n.now())
+	if err != nil {
+		return result, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
+	}
+	if ok {
+		email.Attachments = []sendgrid.Attachment{{Filename: invite.Filename, ContentType: invite.ContentType(), Content: invite.Content}}
 	}
 	return n.sendThroughOutbox(ctx, in, recipients, email, result)
 }
@@ -151,7 +173,7 @@ func (n *Notifier) SendNotice(ctx context.Context, in workflows.SendNoticeInput)
 func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNoticeInput, recipients []string, email notice.Email, result workflows.SendNoticeResult) (workflows.SendNoticeResult, error) {
 	claim, err := n.store.ClaimOutbox(ctx, store.OutboxNotice{
 		WorkflowID: in.WorkflowID, Kind: string(in.Kind), SlotStart: in.SlotStart, Sequence: in.Sequence, InstanceID: in.Update.InstanceID,
-		Recipients: recipients, Subject: email.Subject, HTML: email.HTML, Text: email.Text,
+		Recipients: recipients, Subject: email.Subject, HTML: email.HTML, Text: email.Text, Links: email.Substitutions,
 	})
 	if err != nil {
 		return result, err
@@ -186,10 +208,12 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 	}
 
 	messageID, sendErr := n.mailer.Send(ctx, sendgrid.Message{
-		Recipients: recipients,
-		Subject:    email.Subject,
-		HTML:       email.HTML,
-		Text:       email.Text,
+		Recipients:    recipients,
+		Subject:       email.Subject,
+		HTML:          email.HTML,
+		Text:          email.Text,
+		Substitutions: email.Substitutions,
+		Attachments:   email.Attachments,
 		CustomArgs: map[string]string{
 			"instance_id":    in.Update.InstanceID,
 			"target_version": in.Update.TargetVersion,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,26 +18,51 @@ import (
 	"github.com/svcupdate/svcupdate/internal/config"
 )
 
+// composePostgresPassword stands for the password an operator passes to
+// docker compose.
+const composePostgresPassword = "from-the-environment"
+
 // loadCompose parses the repository's docker-compose.yml the way docker
 // compose does, with every profile enabled.
 func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	// Secrets come from the environment of docker compose.
+	project, err := loadComposeWith(t, types.Mapping{"POSTGRES_PASSWORD": composePostgresPassword})
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	return project
+}
+
+func loadComposeWith(t *testing.T, environment types.Mapping) (*types.Project, error) {
+	t.Helper()
+	root := repoRoot(t)
+	details := types.ConfigDetails{
+		WorkingDir:  root,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
+		Environment: environment,
+	}
+	return loader.LoadWithContext(context.Background(), details,
+		loader.WithProfiles([]string{"*"}),
+		func(o *loader.Options) { o.SetProjectName("svcupdate", true) })
+}
+
+func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	details := types.ConfigDetails{
-		WorkingDir:  root,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
-		Environment: types.Mapping{},
-	}
-	project, err := loader.LoadWithContext(context.Background(), details,
-		loader.WithProfiles([]string{"*"}),
-		func(o *loader.Options) { o.SetProjectName("svcupdate", true) })
+	return root
+}
+
+func readRepoFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), path))
 	if err != nil {
-		t.Fatalf("docker-compose.yml does not load: %v", err)
+		t.Fatal(err)
 	}
-	return project
+	return string(data)
 }
 
 func composeService(t *testing.T, p *types.Project, name string) types.ServiceConfig {
@@ -55,9 +82,10 @@ func TestComposeServicesAndPorts(t *testing.T) {
 		published string
 		target    uint32
 	}{
-		{"postgres", "5432", 5432},
-		{"temporal", "7233", 7233},
-		{"temporal-ui", "8233", 8080},
+		// Ports of make cluster, clear of a local Postgres and dev server.
+		{"postgres", "15432", 5432},
+		{"temporal", "7633", 7233},
+		{"temporal-ui", "8633", 8080},
 		{"worker", "9090", 9090},
 	} {
 		s := composeService(t, p, want.service)
@@ -67,7 +95,7 @@ func TestComposeServicesAndPorts(t *testing.T) {
 			t.Errorf("service %s publishes %+v, want %s:%d", want.service, s.Ports, want.published, want.target)
 		}
 	}
-	for _, name := range []string{"setup", "starter"} {
+	for _, name := range []string{"setup", "starter", "temporal-schema", "temporal-namespace"} {
 		composeService(t, p, name)
 	}
 	if setup := composeService(t, p, "setup"); !strings.Contains(strings.Join(setup.Command, " "), "starter migrate") ||
@@ -163,4 +191,131 @@ func composeEnv(t *testing.T, s types.ServiceConfig, name string) string {
 		t.Fatalf("service %s does not set %s", s.Name, name)
 	}
 	return *v
+}
+
+// TestComposeRunsTheServerOfMakeCluster checks that docker-compose.yml and
+// `make cluster` run one Temporal: the same server and Web UI versions, the
+// same server settings (deploy/temporal/server.env: 8 history shards on
+// Postgres with advanced visibility), the same dynamic config and schema
+// script, and svcupdate's search attributes registered the same way, by
+// `starter setup` (workflows.SearchAttributeKeys).
+func TestComposeRunsTheServerOfMakeCluster(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	makefile := readRepoFile(t, "Makefile")
+	script := readRepoFile(t, "scripts/cluster.sh")
+
+	serverVersion := strings.TrimPrefix(makeVariable(t, makefile, "TEMPORAL_SERVER_VERSION"), "v")
+	uiVersion := strings.TrimPrefix(makeVariable(t, makefile, "TEMPORAL_UI_SERVER_VERSION"), "v")
+	for service, want := range map[string]string{
+		"temporal":           "temporalio/server:" + serverVersion,
+		"temporal-schema":    "temporalio/admin-tools:" + serverVersion,
+		"temporal-namespace": "temporalio/admin-tools:" + serverVersion,
+		"temporal-ui":        "temporalio/ui:" + uiVersion,
+	} {
+		if got := composeService(t, p, service).Image; got != want {
+			t.Errorf("service %s runs %s, want %s (the version make cluster builds)", service, got, want)
+		}
+	}
+
+	settings := envFile(t, "deploy/temporal/server.env")
+	for name, want := range map[string]string{"DB": "postgres12", "NUM_HISTORY_SHARDS": "8"} {
+		if settings[name] != want {
+			t.Errorf("deploy/temporal/server.env sets %s=%q, want %q", name, settings[name], want)
+		}
+	}
+	for _, service := range []string{"temporal", "temporal-schema"} {
+		s := composeService(t, p, service)
+		for name, want := range settings {
+			if got := composeEnv(t, s, name); got != want {
+				t.Errorf("service %s has %s=%q, want %q from deploy/temporal/server.env", service, name, got, want)
+			}
+		}
+	}
+
+	temporal := composeService(t, p, "temporal")
+	dynamicConfig := composeEnv(t, temporal, "DYNAMIC_CONFIG_FILE_PATH")
+	if !slices.ContainsFunc(temporal.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Target == dynamicConfig && v.Source == filepath.Join(repoRoot(t), "deploy", "temporal", "dynamicconfig.yaml")
+	}) {
+		t.Errorf("service temporal does not mount deploy/temporal/dynamicconfig.yaml at DYNAMIC_CONFIG_FILE_PATH %s: %+v", dynamicConfig, temporal.Volumes)
+	}
+	schema := composeService(t, p, "temporal-schema")
+	if !slices.ContainsFunc(schema.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Source == filepath.Join(repoRoot(t), "deploy", "temporal", "setup-schema.sh") &&
+			strings.Contains(strings.Join(schema.Entrypoint, " "), v.Target)
+	}) {
+		t.Errorf("service temporal-schema does not run deploy/temporal/setup-schema.sh: entrypoint %q, volumes %+v", schema.Entrypoint, schema.Volumes)
+	}
+	for _, want := range []string{
+		". deploy/temporal/server.env",
+		`DYNAMIC_CONFIG_FILE_PATH="$PWD/deploy/temporal/dynamicconfig.yaml"`,
+		"deploy/temporal/setup-schema.sh",
+		"bin/starter setup",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("scripts/cluster.sh (make cluster) does not contain %q, which docker-compose.yml's server relies on", want)
+		}
+	}
+}
+
+// TestComposeStartsInOrder checks that every service waits for what it
+// needs by a condition, not merely for its start, and that each awaited
+// health is one the service checks.
+func TestComposeStartsInOrder(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	for _, s := range p.Services {
+		for name, dep := range s.DependsOn {
+			switch dep.Condition {
+			case types.ServiceConditionHealthy:
+				if p.Services[name].HealthCheck == nil {
+					t.Errorf("service %s waits for %s to be healthy, which has no healthcheck", s.Name, name)
+				}
+			case types.ServiceConditionCompletedSuccessfully:
+			default:
+				t.Errorf("service %s waits for %s with condition %q, want %s or %s",
+					s.Name, name, dep.Condition, types.ServiceConditionHealthy, types.ServiceConditionCompletedSuccessfully)
+			}
+		}
+	}
+}
+
+// TestComposeWritesNoSecret checks that the Postgres password comes from
+// the environment of docker compose: without it, compose refuses to start.
+func TestComposeWritesNoSecret(t *testing.T) {
+	t.Parallel()
+	_, err := loadComposeWith(t, types.Mapping{})
+	if err == nil || !strings.Contains(err.Error(), "POSTGRES_PASSWORD") {
+		t.Errorf("docker-compose.yml without POSTGRES_PASSWORD in the environment: error %v, want one naming POSTGRES_PASSWORD", err)
+	}
+}
+
+// makeVariable returns the value of a `NAME := value` line of the Makefile.
+func makeVariable(t *testing.T, makefile, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + name + ` := (\S+)$`).FindStringSubmatch(makefile)
+	if m == nil {
+		t.Fatalf("the Makefile has no %s := line", name)
+	}
+	return m[1]
+}
+
+// envFile reads the KEY=VALUE lines of a file shared by compose and a
+// shell script.
+func envFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	values := map[string]string{}
+	for line := range strings.Lines(readRepoFile(t, path)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: line %q is not NAME=value", path, line)
+		}
+		values[name] = value
+	}
+	return values
 }

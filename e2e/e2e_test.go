@@ -214,7 +214,12 @@ func (s calendar) fleetFileWithSlots(t *testing.T, instances []fleetInstance, sl
 // DESIGN.md says, that refused admin actions change nothing, that a second
 // rollout starts nothing, that every email is sent once to its audience,
 // and that `starter list` (visibility) agrees with the database.
-func TestEndToEnd(t *testing.T) {
+func TestEndToEnd(t *testing.T) { runEndToEnd(t, nil) }
+
+// runEndToEnd is TestEndToEnd with midLifecycle, when not nil, run once
+// every update is scheduled and approved and before the first reminder is
+// due; the run must still end as expected.
+func runEndToEnd(t *testing.T, midLifecycle func(ctx context.Context, c client.Client, workflowIDs []string)) {
 	began := time.Now()
 	testkit.ClearConfigEnv(t)
 	temporalClient, dbURL := devtest.StartForPrograms(t)
@@ -256,6 +261,7 @@ func TestEndToEnd(t *testing.T) {
 		"EXECUTOR_STOP_TIMEOUT=5s",
 		// Read by the update command only; not a worker variable.
 		"E2E_FAILING_ATTEMPTS=" + strings.Join(failing, " "),
+		"EXECUTOR_PASS_ENV=E2E_FAILING_ATTEMPTS",
 	})
 	svcWorker.waitUntilPolling(t, temporalClient)
 
@@ -353,6 +359,16 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("%d slot bookings after the second rollout, want the same %d", n, bookings)
 	}
 
+	if midLifecycle != nil {
+		var ids []string
+		for _, in := range fleet {
+			if in.wantStatus != "" {
+				ids = append(ids, workflows.WorkflowID(in.id, targetVersion))
+			}
+		}
+		midLifecycle(ctx, temporalClient, ids)
+	}
+
 	// Wait for every update to close (a long poll, not a sleep) and check
 	// how it ended.
 	for _, in := range fleet {
@@ -399,6 +415,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancelSettle()
 	checkListAgreesWithDatabase(t, settle, dbURL)
 	checkMetrics(t, settle, "http://"+metricsAddr+"/metrics", fleet, len(mails))
+	checkDeployMetrics(t, "http://"+metricsAddr+"/metrics")
 
 	svcWorker.stop(t)
 	t.Logf("end-to-end run took %s", time.Since(began).Round(time.Second))

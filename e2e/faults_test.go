@@ -118,6 +118,7 @@ func faultEnv(t *testing.T, window time.Duration, dir string, sendgrid *fakeSend
 		// Read by the scripts only.
 		"FAULT_DIR="+dir,
 		"FAULT_RUN_SECONDS="+faultRunSeconds,
+		"EXECUTOR_PASS_ENV=FAULT_DIR,FAULT_RUN_SECONDS",
 	)
 	return base, executor
 }

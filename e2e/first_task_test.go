@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -90,7 +91,7 @@ func TestApproveDeliveredWithTheFirstWorkflowTaskIsKept(t *testing.T) {
 		pollCtx, cancelPoll := context.WithTimeout(ctx, 2*time.Second)
 		defer cancelPoll()
 		_, err := c.WorkflowService().PollWorkflowExecutionUpdate(pollCtx, &workflowservice.PollWorkflowExecutionUpdateRequest{
-			Namespace:  "default",
+			Namespace:  os.Getenv("TEMPORAL_NAMESPACE"), // set by StartForPrograms
 			UpdateRef:  &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}, UpdateId: updateID},
 			WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enums.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
 		})

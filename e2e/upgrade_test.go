@@ -147,11 +147,11 @@ func TestUpgradeInFlight(t *testing.T) {
 	testkit.ClearConfigEnv(t)
 	server := devtest.Start(t)
 	temporalClient := server.Client()
+	server.SetProgramEnv(t)
 	dbURL := pgtest.NewEmptyDatabase(t)
 	sendgrid := newFakeSendGrid(t, sendGridKey)
 	fleet := upgradeFleet()
 	for name, value := range map[string]string{
-		"TEMPORAL_ADDRESS":  server.FrontendHostPort(),
 		"DATABASE_URL":      dbURL,
 		"REMINDER_OFFSETS":  fmt.Sprintf("%s,0s", upgradeReminder),
 		"UPDATE_WINDOW":     upgradeWindow.String(),

@@ -55,6 +55,16 @@ fi
 bin/starter migrate --create-database
 bin/starter setup
 
+# The worker signs the emails' action links and the portal checks them with
+# the same key; it is kept in .data/ so links of an earlier run still work.
+if [ -z "${PORTAL_SECRET:-}" ]; then
+  [ -s .data/portal-secret ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >.data/portal-secret
+  PORTAL_SECRET=$(cat .data/portal-secret)
+fi
+export PORTAL_SECRET
+export PORTAL_ADDR="${PORTAL_ADDR:-127.0.0.1:8080}"
+export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://$PORTAL_ADDR}"
+
 # Admin actions are signed: the demo's starter signs with a key the worker
 # trusts. The pair is made once and kept in .data/ (README, Signing keys),
 # so a starter run by hand can source it and approve too.
@@ -94,10 +104,23 @@ until [ "$(grep -c 'Worker polling' .data/worker.log)" -ge 2 ]; do
   sleep 0.5
 done
 
+echo "starting the admins' portal (log: .data/portal.log)"
+# The demo mailbox shows the emails outbox mode stored, links and all.
+PORTAL_MAILBOX=true bin/starter portal >.data/portal.log 2>&1 &
+portal_pid=$!
+started+=($portal_pid)
+portal_up() { curl -fsS "$PORTAL_BASE_URL/healthz"; }
+if ! wait_for "the portal" 60 portal_up; then
+  tail -n 5 .data/portal.log >&2
+  exit 1
+fi
+echo "The admins' portal:    $PORTAL_BASE_URL"
+echo "The demo's emails:     $PORTAL_BASE_URL/mailbox (open one as an admin and click Approve)"
+
 bin/starter demo --run "$run_id"
 
 if [ -t 0 ]; then
   echo
-  echo "The Web UI stays up at $ui_url; Ctrl-C stops the server and the worker."
+  echo "The Web UI stays up at $ui_url and the portal at $PORTAL_BASE_URL; Ctrl-C stops the server, the worker and the portal."
   wait "${started[@]}"
 fi

@@ -62,12 +62,11 @@ func (e *env) temporal(ctx context.Context) (client.Client, error) {
 func (e *env) clientOptions() client.Options {
 	// The SDK logs connection chatter at info; an operator only needs warnings.
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return client.Options{
-		HostPort:  e.cfg.TemporalAddress,
-		Namespace: e.cfg.TemporalNamespace,
-		Logger:    temporallog.NewStructuredLogger(logger),
-		Identity:  "starter@" + hostname(),
-	}
+	// Load validated the keys, so the codec builds.
+	options, _ := e.cfg.ClientOptions()
+	options.Logger = temporallog.NewStructuredLogger(logger)
+	options.Identity = "starter@" + hostname()
+	return options
 }
 
 // temporalWhenUp is temporal, but waits up to CONNECT_TIMEOUT for a server

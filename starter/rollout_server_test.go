@@ -61,7 +61,7 @@ func newRolloutFixture(t *testing.T) rolloutFixture {
 	t.Helper()
 	server := devtest.Start(t, workflows.SearchAttributeKeys...)
 	dbURL := pgtest.NewDatabase(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
 	run := demo.NewRun("ro", time.Now())

@@ -29,6 +29,7 @@ func subcommands(e *env) []*cobra.Command {
 		newListCmd(e),
 		newSlotsCmd(e),
 		newCancelCmd(e),
+		newPortalCmd(e),
 		newKeysCmd(e),
 		newDemoCmd(e),
 	}

@@ -12,6 +12,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/connect"
+	"github.com/svcupdate/svcupdate/internal/deployment"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -42,11 +44,19 @@ func runSetup(ctx context.Context, e *env) error {
 	}
 	if len(added) == 0 {
 		fmt.Fprintf(e.stdout, "search attributes already registered in namespace %s\n", e.cfg.TemporalNamespace)
-		return nil
 	}
 	for _, name := range added {
 		fmt.Fprintf(e.stdout, "registered search attribute %s\n", name)
 	}
+	pool, err := e.postgres(ctx)
+	if err != nil {
+		return err
+	}
+	id, err := deployment.Bind(ctx, c, e.cfg.TemporalNamespace, store.New(pool))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "namespace %s and the database belong to deployment %s\n", e.cfg.TemporalNamespace, id)
 	return nil
 }
 

@@ -15,12 +15,16 @@ import (
 	"time"
 	_ "time/tzdata" // windows render in the instance's zone on hosts without a zone database
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/svcupdate/svcupdate/activities"
+	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
 	"github.com/svcupdate/svcupdate/internal/connect"
+	"github.com/svcupdate/svcupdate/internal/deployment"
+	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/tracing"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -67,14 +71,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return &cli.UsageError{Err: err}
 	}
 
+	// Before any program starts: the update command must not read the
+	// worker's /proc (its environment holds the credentials).
+	if err := activities.HideWorkerFromPrograms(); err != nil {
+		return err
+	}
 	logger := newLogger(cfg, stderr)
-	logger.Info("Starting svcupdate worker", "config", cfg)
+	logger.Info("Starting svcupdate worker", "version", buildinfo.Read(), "config", cfg)
+	if len(cfg.PayloadKeys) == 0 {
+		logger.Warn("Payloads are stored in Temporal in clear text, admin e-mail addresses among them; set PAYLOAD_KEYS in production")
+	}
 	if cfg.Executor == config.ExecutorSimulated {
 		logger.Warn("Updates are simulated: ApplyUpdate reports success without updating anything; set EXECUTOR=command or none in production",
 			"executor", cfg.Executor, "taskQueue", workflows.ExecutorTaskQueue)
 	}
 
-	metrics, err := startMetrics(cfg.MetricsAddr, logger)
+	health := newHealth()
+	metrics, err := startMetrics(cfg.MetricsAddr, health, logger)
 	if err != nil {
 		return err
 	}
@@ -85,28 +98,62 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if connect.PlaintextToRemote(poolConfig) {
+		logger.Warn("DATABASE_URL reaches a remote Postgres without TLS; use sslmode=verify-full with sslrootcert in production",
+			"host", poolConfig.ConnConfig.Host)
+	}
 	pool, err := waiter.Postgres(ctx, poolConfig, schemas.Current)
 	if err != nil {
 		return stoppedIsNil(ctx, err)
 	}
 	defer pool.Close()
+	health.pool.Store(pool)
+	health.setStage("connecting to Temporal")
 
-	temporalClient, err := waiter.Temporal(ctx, client.Options{
-		HostPort:       cfg.TemporalAddress,
-		Namespace:      cfg.TemporalNamespace,
-		Logger:         log.NewStructuredLogger(logger),
-		MetricsHandler: metrics.handler,
-	})
+	clientOptions, err := cfg.ClientOptions()
+	if err != nil {
+		return err
+	}
+	clientOptions.Logger, clientOptions.MetricsHandler = log.NewStructuredLogger(logger), metrics.handler
+	traces, err := tracing.Start(ctx, program)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), scrapeShutdownTimeout)
+		defer cancel()
+		if err := traces.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("Traces not all exported", "error", err)
+		}
+	}()
+	if traces != nil {
+		clientOptions.Interceptors = append(clientOptions.Interceptors, traces.Interceptor)
+		logger.Info("Tracing through OpenTelemetry (OTEL_EXPORTER_OTLP_*)")
+	}
+	temporalClient, err := waiter.Temporal(ctx, clientOptions)
 	if err != nil {
 		return stoppedIsNil(ctx, err)
 	}
 	defer temporalClient.Close()
+	if err := deployment.Check(ctx, temporalClient, cfg.TemporalNamespace, store.New(pool)); errors.Is(err, deployment.ErrUnbound) {
+		logger.Warn("Cannot tell whether the database belongs to this namespace's deployment", "reason", err)
+	} else if err != nil {
+		return stoppedIsNil(ctx, err)
+	}
+	health.temporal.Store(&temporalClient)
+	health.setStage("starting the workers")
+
+	codecServer, err := startCodecServer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer codecServer.close(logger)
 
 	workers, err := newWorkers(ctx, temporalClient, pool, cfg, logger, metrics.handler)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, workers, logger)
+	return serve(ctx, workers, health, logger)
 }
 
 // stoppedIsNil returns nil when err is the worker being stopped while it

@@ -9,24 +9,29 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/internal/buildinfo"
 	"github.com/svcupdate/svcupdate/internal/cli"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/deployment"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/pgtest"
+	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/schemas"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -96,11 +101,11 @@ func waitForRun(t *testing.T, done <-chan error, within time.Duration) error {
 // workerOnDevServer starts a dev server and a fresh database and points
 // the worker's configuration at them, everything else cleared and no
 // metrics endpoint; tests set what they need on top.
-func workerOnDevServer(t *testing.T) *testsuite.DevServer {
+func workerOnDevServer(t *testing.T) *devtest.Server {
 	t.Helper()
 	server := devtest.Start(t)
 	testkit.ClearConfigEnv(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", pgtest.NewDatabase(t))
 	t.Setenv("METRICS_ADDR", "")
 	return server
@@ -111,7 +116,7 @@ const probeTaskQueue = "worker-test-probe"
 
 // startProbes runs probe (executorProbe or executorProbeWithRetries) on a
 // worker of the test's own until the test ends.
-func startProbes(t *testing.T, server *testsuite.DevServer, probe any) {
+func startProbes(t *testing.T, server *devtest.Server, probe any) {
 	t.Helper()
 	probes := worker.New(server.Client(), probeTaskQueue, worker.Options{})
 	probes.RegisterWorkflow(probe)
@@ -131,7 +136,7 @@ func probeUpdate(instanceID string) workflows.ApplyUpdateInput {
 }
 
 // runProbe starts probe on in through the probe worker.
-func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, probe any, in workflows.ApplyUpdateInput) client.WorkflowRun {
+func runProbe(ctx context.Context, t *testing.T, server *devtest.Server, probe any, in workflows.ApplyUpdateInput) client.WorkflowRun {
 	t.Helper()
 	run, err := server.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: probeTaskQueue}, probe, in)
 	if err != nil {
@@ -142,7 +147,7 @@ func runProbe(ctx context.Context, t *testing.T, server *testsuite.DevServer, pr
 
 // waitForExecutorStarted waits until a worker has picked up the update's
 // ApplyUpdate activity.
-func waitForExecutorStarted(ctx context.Context, t *testing.T, server *testsuite.DevServer, update client.WorkflowRun, what string) {
+func waitForExecutorStarted(ctx context.Context, t *testing.T, server *devtest.Server, update client.WorkflowRun, what string) {
 	t.Helper()
 	testkit.WaitFor(t, 30*time.Second, what, func() (bool, string) {
 		desc, err := server.Client().DescribeWorkflow(ctx, update.GetID(), update.GetRunID())
@@ -204,6 +209,16 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	t.Setenv("WORKER_STOP_TIMEOUT", "5s")
 	t.Setenv("SIMULATED_DURATION", "100ms")
 	t.Setenv("SIMULATED_FAILURES", "acme-broken:all")
+	// An OTLP/HTTP collector that counts the trace exports it receives.
+	var traceExports atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" && r.ContentLength != 0 {
+			traceExports.Add(1)
+		}
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 
 	running := startWorker(t)
 	ctx, logs := running.ctx, running.logs
@@ -221,6 +236,19 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 	})
 	if !strings.Contains(body, "temporal_request_total") {
 		t.Errorf("the SDK's request counter is missing from /metrics")
+	}
+	if !strings.Contains(body, `svcupdate_build_info{commit="`) {
+		t.Errorf("build_info is missing from /metrics")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		testkit.WaitFor(t, 10*time.Second, path+" answering 200", func() (bool, string) {
+			resp, err := http.Get("http://" + metricsAddr + path)
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, resp.Status
+		})
 	}
 
 	// Run the executor through the worker: one update that succeeds, one
@@ -251,6 +279,9 @@ func TestWorkerServesMetricsRunsTheExecutorAndStopsCleanly(t *testing.T) {
 			strings.Contains(body, `outcome="`+workflows.OutcomeFailed+`"`), body
 	})
 
+	testkit.WaitFor(t, 10*time.Second, "spans of the updates at the OTLP collector", func() (bool, string) {
+		return traceExports.Load() > 0, "no trace export yet"
+	})
 	if err := running.stop(t, 30*time.Second); err != nil {
 		t.Fatalf("run after cancellation: %v\n%s", err, logs)
 	}
@@ -535,6 +566,40 @@ func TestWorkerRejectsArguments(t *testing.T) {
 	}
 }
 
+// /readyz says what the worker waits for until it polls, and fails when
+// Postgres stops answering.
+func TestReadinessFollowsTheWorker(t *testing.T) {
+	h := newHealth()
+	ctx := context.Background()
+	if err := h.ready(ctx); err == nil || err.Error() != "connecting to Postgres" {
+		t.Errorf("ready before connecting: %v", err)
+	}
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := devtest.Start(t)
+	c := server.Client()
+	h.pool.Store(pool)
+	h.temporal.Store(&c)
+	h.setStage("starting the workers")
+	if err := h.ready(ctx); err == nil || err.Error() != "starting the workers" {
+		t.Errorf("ready before polling: %v", err)
+	}
+	h.polled(true)
+	if err := h.ready(ctx); err != nil {
+		t.Errorf("ready while polling: %v", err)
+	}
+	pool.Close()
+	if err := h.ready(ctx); err == nil || !strings.Contains(err.Error(), "postgres") {
+		t.Errorf("ready with Postgres gone: %v", err)
+	}
+	h.polled(false)
+	if err := h.ready(ctx); err == nil || err.Error() != "stopping" {
+		t.Errorf("ready while stopping: %v", err)
+	}
+}
+
 func TestWorkerHelpListsEveryVariable(t *testing.T) {
 	t.Parallel()
 	var stdout bytes.Buffer
@@ -546,6 +611,26 @@ func TestWorkerHelpListsEveryVariable(t *testing.T) {
 		if !strings.Contains(stdout.String(), "\n"+v.Name+" ") {
 			t.Errorf("-h does not list %s:\n%s", v.Name, stdout.String())
 		}
+	}
+}
+
+// A worker pointed at a database of another deployment than its namespace's
+// refuses to start instead of failing that fleet's notices.
+func TestWorkerRefusesAnotherDeploymentsDatabase(t *testing.T) {
+	server := workerOnDevServer(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := deployment.Bind(ctx, server.Client(), "default", store.New(pool)); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONNECT_TIMEOUT", "30s")
+	err = waitForRun(t, startRun(ctx, io.Discard), time.Minute)
+	if !errors.Is(err, deployment.ErrMismatch) {
+		t.Errorf("run with another deployment's database: %v, want %v", err, deployment.ErrMismatch)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	tallyprom "github.com/uber-go/tally/v4/prometheus"
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
+
+	"github.com/svcupdate/svcupdate/internal/buildinfo"
 )
 
 // scrapeShutdownTimeout bounds the last scrapes at exit.
@@ -29,15 +31,15 @@ type workerMetrics struct {
 	server  *http.Server
 }
 
-// startMetrics listens on addr and serves /metrics; an empty addr keeps
-// metrics off (a no-op handler).
-func startMetrics(addr string, logger *slog.Logger) (*workerMetrics, error) {
+// startMetrics listens on addr and serves /metrics, /healthz and /readyz;
+// an empty addr keeps them off (a no-op metrics handler).
+func startMetrics(addr string, health *health, logger *slog.Logger) (*workerMetrics, error) {
 	if addr == "" {
 		logger.Info("Metrics endpoint disabled (METRICS_ADDR is empty)")
 		return &workerMetrics{handler: client.MetricsNopHandler}, nil
 	}
 	registry := prom.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge(), outboxCollector{health})
 	reporter := tallyprom.NewReporter(tallyprom.Options{
 		Registerer:       registry,
 		DefaultTimerType: tallyprom.HistogramTimerType,
@@ -61,18 +63,37 @@ func startMetrics(addr string, logger *slog.Logger) (*workerMetrics, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", reporter.HTTPHandler())
+	health.register(mux)
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("Metrics endpoint stopped", "error", err)
 		}
 	}()
-	logger.Info("Serving Prometheus metrics", "address", "http://"+listener.Addr().String()+"/metrics")
+	logger.Info("Serving Prometheus metrics and health", "address", "http://"+listener.Addr().String()+"/metrics",
+		"health", []string{"/healthz", "/readyz"})
 	return &workerMetrics{
 		handler: sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)),
 		scope:   closer,
 		server:  server,
 	}, nil
+}
+
+// buildInfoGauge is build_info: 1, labelled with the running build, so a
+// dashboard tells which version each worker runs.
+func buildInfoGauge() prom.Gauge {
+	info := buildinfo.Read()
+	gauge := prom.NewGauge(prom.GaugeOpts{
+		Name: "svcupdate_build_info",
+		Help: "The running build of the svcupdate worker (always 1).",
+		ConstLabels: prom.Labels{
+			"version":    info.Version,
+			"commit":     info.Commit,
+			"go_version": info.GoVersion,
+		},
+	})
+	gauge.Set(1)
+	return gauge
 }
 
 func (m *workerMetrics) close(logger *slog.Logger) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
@@ -15,6 +16,7 @@ import (
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/internal/config"
+	"github.com/svcupdate/svcupdate/internal/links"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -69,6 +71,15 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
+	if cfg.PortalSecret != "" {
+		signer, err := links.NewSigner(cfg.PortalSecret, time.Now)
+		if err != nil {
+			return nil, err
+		}
+		notifier.EnableActionLinks(activities.ActionLinks{Signer: signer, BaseURL: cfg.PortalBaseURL, Lifetime: cfg.PortalLinkLifetime})
+	} else {
+		logger.Info("Emails carry no action links: PORTAL_SECRET is empty")
+	}
 	notifier.Register(updates)
 	if set.dispatcher, err = activities.NewDispatcher(st, notifier, logger, metrics); err != nil {
 		return nil, err
@@ -90,7 +101,7 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 		return set, nil
 	}
 	executor, err := activities.NewExecutor(activities.ExecutorOptions{Kind: cfg.Executor, Command: cfg.ExecutorArgv, Probe: cfg.ExecutorProbeArgv,
-		Leases: st, KillGrace: cfg.ExecutorKillGrace, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
+		Leases: st, KillGrace: cfg.ExecutorKillGrace, PassEnv: cfg.ExecutorPassEnv, Credential: cfg.ExecutorCredential, SimulatedDuration: cfg.SimulatedDuration, SimulatedFailures: cfg.SimulatedFailures})
 	if err != nil {
 		return nil, err
 	}
@@ -116,9 +127,12 @@ func newWorkers(ctx context.Context, c client.Client, pool *pgxpool.Pool, cfg co
 
 // serve starts the workers and stops them when ctx is cancelled (nil) or
 // when one fails on its own, the namespace deleted say (that error).
-func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
+func serve(ctx context.Context, set *workerSet, health *health, logger *slog.Logger) error {
 	started := make([]namedWorker, 0, len(set.workers))
-	defer func() { stopWorkers(started, logger) }()
+	defer func() {
+		health.polled(false)
+		stopWorkers(started, logger)
+	}()
 	for _, w := range set.workers {
 		if err := w.worker.Start(); err != nil {
 			return fmt.Errorf("starting the worker on task queue %s: %w", w.taskQueue, err)
@@ -126,6 +140,7 @@ func serve(ctx context.Context, set *workerSet, logger *slog.Logger) error {
 		started = append(started, w)
 		logger.Info("Worker polling", "taskQueue", w.taskQueue)
 	}
+	health.polled(true)
 	dispatchCtx, stopDispatch := context.WithCancel(ctx)
 	dispatched := make(chan struct{})
 	go func() {

@@ -17,7 +17,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -34,7 +33,7 @@ import (
 var devServer struct {
 	once   sync.Once
 	err    error
-	server *testsuite.DevServer
+	server *devtest.Server
 	client client.Client
 	fakes  *fakeActivities
 	stop   func()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/svcupdate/svcupdate/activities/sendgrid"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -18,6 +19,11 @@ type Email struct {
 	Subject string
 	HTML    string
 	Text    string
+	// Substitutions holds each recipient's text for the placeholders (their
+	// action links); the Notifier fills it in.
+	Substitutions map[string]map[string]string
+	// Attachments carry the calendar invite of the kinds that have one.
+	Attachments []sendgrid.Attachment
 }
 
 // moment is one point in time in the instance's zone and in UTC.
@@ -65,6 +71,12 @@ type data struct {
 	AlreadyUpToDate bool
 	FoundVersion    string
 	SupersededBy    string
+	// Actions: the placeholders each recipient's action links replace.
+	Actions     bool
+	ActionsHTML string
+	ActionsText string
+	// FreeSlots lists the next slots with room, rendered.
+	FreeSlots []window
 }
 
 // newData prepares in for the templates, with windows in timeZone.
@@ -188,12 +200,33 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // RenderEmail renders the subject, HTML and text bodies of an email kind,
 // with windows in timeZone and UTC.
 func RenderEmail(in workflows.SendNoticeInput, spec Spec, timeZone string) (Email, error) {
+	return RenderEmailWith(in, spec, timeZone, Options{})
+}
+
+// maxFreeSlots bounds the slots an email lists; the portal shows them all.
+const maxFreeSlots = 5
+
+// RenderEmailWith is RenderEmail with the action-links placeholders and
+// the free slots of opts, where the kind carries them.
+func RenderEmailWith(in workflows.SendNoticeInput, spec Spec, timeZone string, opts Options) (Email, error) {
 	if !spec.Email {
 		return Email{}, fmt.Errorf("notice kind %q is not sent by email", in.Kind)
 	}
 	d, err := newData(in, spec, timeZone)
 	if err != nil {
 		return Email{}, err
+	}
+	if spec.Actions && opts.Actions {
+		d.Actions, d.ActionsHTML, d.ActionsText = true, PlaceholderActionsHTML, PlaceholderActionsText
+	}
+	if spec.OffersSlots {
+		for _, f := range opts.FreeSlots[:min(len(opts.FreeSlots), maxFreeSlots)] {
+			w, err := newWindow(workflows.Window{Start: f.Start, End: f.Start.Add(f.Window)}, timeZone)
+			if err != nil {
+				return Email{}, err
+			}
+			d.FreeSlots = append(d.FreeSlots, w)
+		}
 	}
 	set := templates[spec.Template]
 	var buf bytes.Buffer

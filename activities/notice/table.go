@@ -89,28 +89,36 @@ type Spec struct {
 	Email    bool
 	Alert    AlertRule
 	Banner   Banner
+	// Actions: the email carries the admins' action links (approve,
+	// choose other slots, view) as the update allows.
+	Actions bool
+	// OffersSlots: the email lists the next slots with room.
+	OffersSlots bool
+	// Invite: the email carries a calendar file for the primary window
+	// (a request, or a cancel).
+	Invite InviteMethod
 }
 
 // reminderSpec is the row every reminder kind ("reminder-30d", or
 // "reminder-2m" on a compressed demo clock) shares.
-var reminderSpec = Spec{Template: "reminder", Audience: adminsExtra, Email: true, Alert: alertSevenDayReminderWhenApproved, Banner: bannerScheduling}
+var reminderSpec = Spec{Template: "reminder", Audience: adminsExtra, Email: true, Alert: alertSevenDayReminderWhenApproved, Banner: bannerScheduling, Actions: true}
 
 // specs is DESIGN.md's "Communications" table, as data. Reminders are
 // matched by workflows.NoticeKind.IsReminder and use reminderSpec.
 var specs = map[workflows.NoticeKind]Spec{
-	workflows.NoticeScheduled:   {Template: "scheduled", Audience: adminsExtra, Email: true, Alert: alertAlways, Banner: bannerScheduling},
-	workflows.NoticeDayOf:       {Template: "day-of", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling},
-	workflows.NoticeConfirmed:   {Template: "confirmed", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling},
-	workflows.NoticeRescheduled: {Template: "rescheduled", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling},
+	workflows.NoticeScheduled:   {Template: "scheduled", Audience: adminsExtra, Email: true, Alert: alertAlways, Banner: bannerScheduling, Actions: true, Invite: InviteRequest},
+	workflows.NoticeDayOf:       {Template: "day-of", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling, Actions: true},
+	workflows.NoticeConfirmed:   {Template: "confirmed", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling, Invite: InviteRequest},
+	workflows.NoticeRescheduled: {Template: "rescheduled", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling, Invite: InviteRequest},
 	workflows.NoticeInProgress:  {Template: "in-progress", Audience: adminsUsers, Email: false, Alert: alertAlways, Banner: bannerProgress},
 	workflows.NoticeSucceeded:   {Template: "succeeded", Audience: adminsUsers, Email: true, Alert: alertNever, Banner: bannerSuccess},
-	workflows.NoticeFallback:    {Template: "fallback", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerProgress},
-	workflows.NoticeFailed:      {Template: "failed", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure},
-	workflows.NoticeNotApproved: {Template: "not-approved", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure},
-	workflows.NoticeCancelled:   {Template: "cancelled", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure},
+	workflows.NoticeFallback:    {Template: "fallback", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerProgress, Actions: true},
+	workflows.NoticeFailed:      {Template: "failed", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure, Actions: true, OffersSlots: true},
+	workflows.NoticeNotApproved: {Template: "not-approved", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure, Actions: true, OffersSlots: true},
+	workflows.NoticeCancelled:   {Template: "cancelled", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerFailure, Invite: InviteCancel},
 	// A newer update replaces this one and is announced next: scheduling
 	// news, not a failure.
-	workflows.NoticeSuperseded: {Template: "superseded", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling},
+	workflows.NoticeSuperseded: {Template: "superseded", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling, Invite: InviteCancel},
 }
 
 // For looks up the row for kind.

@@ -5,6 +5,7 @@ package sendgrid
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -56,6 +57,18 @@ type Message struct {
 	Text       string
 	// CustomArgs are echoed by SendGrid in its event webhooks.
 	CustomArgs map[string]string
+	// Substitutions holds, per recipient, the text that replaces each
+	// placeholder in their copy (their own signed action links).
+	Substitutions map[string]map[string]string
+	// Attachments are added to every copy (a calendar invite).
+	Attachments []Attachment
+}
+
+// Attachment is a file sent with a message.
+type Attachment struct {
+	Filename    string
+	ContentType string // such as "text/calendar; method=REQUEST"
+	Content     []byte
 }
 
 // Client sends through SendGrid's v3 mail/send API.
@@ -123,9 +136,16 @@ func (c *Client) requestBody(msg Message) []byte {
 	for _, address := range msg.Recipients {
 		p := mail.NewPersonalization()
 		p.AddTos(mail.NewEmail("", address))
+		for placeholder, value := range msg.Substitutions[address] {
+			p.SetSubstitution(placeholder, value)
+		}
 		v3.AddPersonalizations(p)
 	}
 	v3.AddContent(mail.NewContent("text/plain", msg.Text), mail.NewContent("text/html", msg.HTML))
+	for _, a := range msg.Attachments {
+		v3.AddAttachment(mail.NewAttachment().SetFilename(a.Filename).SetType(a.ContentType).
+			SetContent(base64.StdEncoding.EncodeToString(a.Content)).SetDisposition("attachment"))
+	}
 	for k, v := range msg.CustomArgs {
 		v3.SetCustomArg(k, v)
 	}

@@ -16,11 +16,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
+	temporalenv "go.temporal.io/sdk/contrib/envconfig"
 
 	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/duration"
@@ -69,12 +71,38 @@ type Config struct {
 	// Read before and after each update of the command executor.
 	ExecutorProbeCommand string `envconfig:"EXECUTOR_PROBE_COMMAND" desc:"optional program, run like EXECUTOR_COMMAND and with the same environment, that prints the instance's current version on stdout: before an attempt (an instance already at or past the target is not updated again) and after it (the update must have reached the target)" accepted:"a program and its arguments, such as \"/opt/acme/current-version\"; only with EXECUTOR=command"`
 
+	// ExecutorUser keeps the worker's files and /proc out of the update
+	// command's reach (H4): the command runs as another user.
+	ExecutorUser    string   `envconfig:"EXECUTOR_USER" desc:"user (name or uid) the update command and probe run as; needs a worker running as root; empty runs them as the worker's user" accepted:"a user name or uid that exists on the host, such as svcupdate-exec"`
+	ExecutorPassEnv []string `envconfig:"EXECUTOR_PASS_ENV" desc:"names of the worker's environment variables the update command also gets, beyond PATH, HOME, LANG, LC_*, TZ and TMPDIR" accepted:"comma-separated variable names, such as ACME_REGION,HTTPS_PROXY"`
+
+	PayloadKeys      PayloadKeys `envconfig:"PAYLOAD_KEYS" secret:"true" desc:"AES-256 keys that encrypt workflow payloads and failure messages in Temporal: id:base64 pairs, the first encrypts, all decrypt (rotation); empty stores payloads in clear" accepted:"comma-separated id:base64 pairs of 32-byte keys, such as k2:BASE64,k1:BASE64 (openssl rand -base64 32)"`
+	CodecAddr        string      `envconfig:"CODEC_ADDR" desc:"address of the worker's codec server (POST /encode, /decode) for the Web UI and temporal --codec-endpoint; empty disables it" accepted:"host:port or :port, such as 127.0.0.1:8081, or empty"`
+	CodecAuthToken   string      `envconfig:"CODEC_AUTH_TOKEN" secret:"true" desc:"token the codec server requires as Authorization: Bearer TOKEN; required with CODEC_ADDR" accepted:"a non-empty token, such as the output of openssl rand -hex 32"`
+	CodecCORSOrigins []string    `envconfig:"CODEC_CORS_ORIGINS" desc:"Web UI origins allowed to call the codec server from the browser" accepted:"comma-separated origins, such as http://localhost:8233"`
+
 	LogFormat LogFormat  `envconfig:"LOG_FORMAT" default:"text" desc:"log format: text or json" accepted:"text or json"`
 	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"least level logged: debug, info, warn or error" accepted:"debug, info, warn or error"`
 
 	MetricsAddr       string        `envconfig:"METRICS_ADDR" default:":9090" desc:"address of the Prometheus /metrics endpoint; empty disables it" accepted:"host:port or :port, such as :9090, or empty"`
 	ConnectTimeout    time.Duration `ignored:"true" envconfig:"CONNECT_TIMEOUT" default:"2m" desc:"how long to wait for Temporal and Postgres to come up at start" accepted:"a positive duration, such as 2m"`
 	WorkerStopTimeout time.Duration `ignored:"true" envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"how long a stopping worker lets in-flight activities of TASK_QUEUE (store, notices) finish before they are left to be retried; updates in flight have EXECUTOR_STOP_TIMEOUT" accepted:"a non-negative duration, such as 30s"`
+
+	// Temporal is the resolved client connection (contrib/envconfig).
+	Temporal TemporalClient `ignored:"true"`
+	// ExecutorCredential is EXECUTOR_USER looked up; nil without one.
+	ExecutorCredential *syscall.Credential `ignored:"true"`
+	// The admins' portal (`starter portal`). The worker needs PORTAL_SECRET
+	// and PORTAL_BASE_URL too: it signs the action links of the emails.
+	PortalAddr            string        `envconfig:"PORTAL_ADDR" default:"127.0.0.1:8080" desc:"address the portal (starter portal) listens on" accepted:"host:port or :port, such as 127.0.0.1:8080"`
+	PortalBaseURL         string        `envconfig:"PORTAL_BASE_URL" default:"http://127.0.0.1:8080" desc:"where admins reach the portal: the base of the links in emails" accepted:"an http or https URL without a trailing slash, such as https://updates.example.com"`
+	PortalSecret          string        `envconfig:"PORTAL_SECRET" secret:"true" desc:"key that signs the emails' action links, sign-in links and sessions; the same on workers and portal; empty: emails carry no action links and the portal does not start" accepted:"at least 32 random bytes, such as the output of openssl rand -hex 32"`
+	PortalLinkLifetime    time.Duration `envconfig:"PORTAL_LINK_LIFETIME" default:"168h" desc:"how long an email's action link works (never after the decision's deadline)" accepted:"a positive duration, such as 168h"`
+	PortalSessionLifetime time.Duration `envconfig:"PORTAL_SESSION_LIFETIME" default:"12h" desc:"how long a portal session lasts after sign-in" accepted:"a positive duration, such as 12h"`
+	PortalMailbox         bool          `envconfig:"PORTAL_MAILBOX" default:"false" desc:"serve the demo mailbox (/mailbox: every stored email with working links); for make run only, never where admins reach the portal" accepted:"true or false"`
+	OIDCIssuer            string        `envconfig:"OIDC_ISSUER" desc:"OpenID Connect issuer for portal sign-in; empty: sign-in by emailed link only" accepted:"the issuer URL, such as https://login.example.com"`
+	OIDCClientID          string        `envconfig:"OIDC_CLIENT_ID" desc:"the portal's client ID at OIDC_ISSUER" accepted:"a client ID; required with OIDC_ISSUER"`
+	OIDCClientSecret      string        `envconfig:"OIDC_CLIENT_SECRET" secret:"true" desc:"the portal's client secret at OIDC_ISSUER" accepted:"a client secret"`
 
 	// ExecutorArgv is EXECUTOR_COMMAND split into program and arguments.
 	ExecutorArgv []string `ignored:"true"`
@@ -168,6 +196,9 @@ func Load() (Config, error) {
 	if err := decodeDurations(&cfg); err != nil {
 		return Config{}, err
 	}
+	if err := cfg.loadTemporalClient(temporalenv.EnvLookupOS); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
 	}
@@ -214,7 +245,7 @@ func decodeDurations(cfg *Config) error {
 // decodeReason keeps what a Decode method of this package said about the
 // value and drops strconv's and time's restatements of it.
 func decodeReason(err error) string {
-	var specErr *failureSpecError
+	var specErr *valueError
 	if errors.As(err, &specErr) {
 		return specErr.Error()
 	}
@@ -296,10 +327,46 @@ func (c *Config) validate() error {
 		}
 		c.ExecutorProbeArgv = argv
 	}
-	if c.MetricsAddr != "" {
-		if err := validateHostPort("METRICS_ADDR", c.MetricsAddr, true); err != nil {
-			return err
+	for _, a := range []struct{ name, value string }{{"METRICS_ADDR", c.MetricsAddr}, {"CODEC_ADDR", c.CodecAddr}} {
+		if a.value != "" {
+			if err := validateHostPort(a.name, a.value, true); err != nil {
+				return err
+			}
 		}
+	}
+	if c.CodecAddr != "" && c.CodecAuthToken == "" {
+		return invalid("CODEC_AUTH_TOKEN", "", "CODEC_ADDR serves decrypted payloads only to callers with the token")
+	}
+	if c.CodecAddr != "" && len(c.PayloadKeys) == 0 {
+		return invalid("PAYLOAD_KEYS", "", "CODEC_ADDR serves a codec, and there is no key to decode with")
+	}
+	if err := c.validateExecutorIsolation(); err != nil {
+		return err
+	}
+	return c.validatePortal()
+}
+
+// validatePortal checks the portal's settings (the worker's links too).
+func (c *Config) validatePortal() error {
+	if err := validateHostPort("PORTAL_ADDR", c.PortalAddr, true); err != nil {
+		return err
+	}
+	if u, err := url.Parse(c.PortalBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(c.PortalBaseURL, "/") {
+		return invalid("PORTAL_BASE_URL", c.PortalBaseURL, "")
+	}
+	if c.PortalSecret != "" && len(c.PortalSecret) < 32 {
+		return invalid("PORTAL_SECRET", "xxxxx", fmt.Sprintf("%d bytes", len(c.PortalSecret)))
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"PORTAL_LINK_LIFETIME", c.PortalLinkLifetime}, {"PORTAL_SESSION_LIFETIME", c.PortalSessionLifetime}} {
+		if d.value <= 0 {
+			return invalid(d.name, FormatDuration(d.value), "")
+		}
+	}
+	if c.OIDCIssuer != "" && c.OIDCClientID == "" {
+		return invalid("OIDC_CLIENT_ID", "", "OIDC_ISSUER is set")
 	}
 	return nil
 }
@@ -370,8 +437,7 @@ func (c Config) LogValue() slog.Value {
 		mailMode = "sendgrid"
 	}
 	return slog.GroupValue(
-		slog.String("temporalAddress", c.TemporalAddress),
-		slog.String("namespace", c.TemporalNamespace),
+		slog.Any("temporal", c.Temporal),
 		slog.String("taskQueue", c.TaskQueue),
 		slog.String("database", redactURL(c.DatabaseURL)),
 		slog.String("mail", mailMode),
@@ -381,6 +447,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("executorStopTimeout", c.ExecutorStopTimeout),
 		slog.Duration("workerStopTimeout", c.WorkerStopTimeout),
 		slog.String("metricsAddr", c.MetricsAddr),
+		slog.Any("payloadKeys", c.PayloadKeys),
+		slog.String("codecAddr", c.CodecAddr),
+		slog.String("executorUser", c.ExecutorUser),
 		slog.String("actionSigningKey", c.ActionSigningKey.String()),
 		slog.String("actionTrustedKeys", c.ActionTrustedKeys.String()),
 	)

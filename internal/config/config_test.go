@@ -2,13 +2,20 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"os"
+	"os/user"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/sourcetest"
@@ -54,6 +61,12 @@ func TestLoadDefaults(t *testing.T) {
 		MetricsAddr:         ":9090",
 		ConnectTimeout:      2 * time.Minute,
 		WorkerStopTimeout:   30 * time.Second,
+		Temporal:            TemporalClient{Options: client.Options{HostPort: "localhost:7233", Namespace: "default"}},
+
+		PortalAddr:            "127.0.0.1:8080",
+		PortalBaseURL:         "http://127.0.0.1:8080",
+		PortalLinkLifetime:    7 * 24 * time.Hour,
+		PortalSessionLifetime: 12 * time.Hour,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -87,6 +100,22 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		"METRICS_ADDR":           "",
 		"CONNECT_TIMEOUT":        "5s",
 		"WORKER_STOP_TIMEOUT":    "1m",
+		"EXECUTOR_USER":          "nobody",
+		"EXECUTOR_PASS_ENV":      "ACME_REGION,HTTPS_PROXY",
+		"PAYLOAD_KEYS":           "k2:" + testKey(2) + ",k1:" + testKey(1),
+		"CODEC_ADDR":             "127.0.0.1:8081",
+		"CODEC_AUTH_TOKEN":       "t0ken",
+		"CODEC_CORS_ORIGINS":     "http://localhost:8233",
+
+		"PORTAL_ADDR":             ":8443",
+		"PORTAL_BASE_URL":         "https://updates.acme.test",
+		"PORTAL_SECRET":           "0123456789abcdef0123456789abcdef",
+		"PORTAL_LINK_LIFETIME":    "72h",
+		"PORTAL_SESSION_LIFETIME": "30m",
+		"PORTAL_MAILBOX":          "true",
+		"OIDC_ISSUER":             "https://login.acme.test",
+		"OIDC_CLIENT_ID":          "svcupdate-portal",
+		"OIDC_CLIENT_SECRET":      "oidc-secret",
 	} {
 		t.Setenv(name, value)
 	}
@@ -117,9 +146,78 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		LogLevel:             slog.LevelDebug,
 		ConnectTimeout:       5 * time.Second,
 		WorkerStopTimeout:    time.Minute,
+		ExecutorUser:         "nobody",
+		ExecutorCredential:   nobody(t),
+		ExecutorPassEnv:      []string{"ACME_REGION", "HTTPS_PROXY"},
+		PayloadKeys:          PayloadKeys{{ID: "k2", Secret: bytes.Repeat([]byte{2}, 32)}, {ID: "k1", Secret: bytes.Repeat([]byte{1}, 32)}},
+		CodecAddr:            "127.0.0.1:8081",
+		CodecAuthToken:       "t0ken",
+		CodecCORSOrigins:     []string{"http://localhost:8233"},
+		Temporal:             TemporalClient{Options: client.Options{HostPort: "temporal:7233", Namespace: "fleet"}},
+
+		PortalAddr:            ":8443",
+		PortalBaseURL:         "https://updates.acme.test",
+		PortalSecret:          "0123456789abcdef0123456789abcdef",
+		PortalLinkLifetime:    72 * time.Hour,
+		PortalSessionLifetime: 30 * time.Minute,
+		PortalMailbox:         true,
+		OIDCIssuer:            "https://login.acme.test",
+		OIDCClientID:          "svcupdate-portal",
+		OIDCClientSecret:      "oidc-secret",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("loaded:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// testKey is a 32-byte payload key of n bytes, in base64.
+func testKey(n byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{n}, 32)) }
+
+func nobody(t *testing.T) *syscall.Credential {
+	t.Helper()
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+}
+
+// A temporal.toml profile supplies what TEMPORAL_ADDRESS and
+// TEMPORAL_NAMESPACE leave unset, TLS and API key included; the
+// variables win over it.
+func TestLoadReadsTemporalProfiles(t *testing.T) {
+	clearEnv(t)
+	file := filepath.Join(t.TempDir(), "temporal.toml")
+	if err := os.WriteFile(file, []byte(`
+[profile.cloud]
+address = "fleet.a1b2c.tmprl.cloud:7233"
+namespace = "fleet.a1b2c"
+api_key = "cloud-key"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEMPORAL_CONFIG_FILE", file)
+	t.Setenv("TEMPORAL_PROFILE", "cloud")
+	cfg, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.Temporal.Options
+	if cfg.TemporalAddress != "fleet.a1b2c.tmprl.cloud:7233" || o.HostPort != cfg.TemporalAddress || o.Namespace != "fleet.a1b2c" ||
+		o.Credentials == nil || o.ConnectionOptions.TLS == nil {
+		t.Errorf("profile cloud: address %s, options %+v", cfg.TemporalAddress, o)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "config", cfg)
+	if strings.Contains(logged.String(), "cloud-key") || !strings.Contains(logged.String(), "apiKey=true") {
+		t.Errorf("log: %s", logged.String())
+	}
+
+	t.Setenv("TEMPORAL_ADDRESS", "localhost:7233")
+	if cfg, err = Load(); err != nil || cfg.Temporal.Options.HostPort != "localhost:7233" || cfg.TemporalNamespace != "fleet.a1b2c" {
+		t.Errorf("TEMPORAL_ADDRESS over the profile: %s / %s, %v", cfg.Temporal.Options.HostPort, cfg.TemporalNamespace, err)
 	}
 }
 
@@ -170,6 +268,12 @@ func TestLoadRejects(t *testing.T) {
 			[]string{"only the command executor runs a probe, and EXECUTOR is simulated", "only with EXECUTOR=command"}},
 		{"probe with an unterminated quote", map[string]string{"EXECUTOR": "command", "EXECUTOR_COMMAND": "update", "EXECUTOR_PROBE_COMMAND": `version "--all`},
 			"EXECUTOR_PROBE_COMMAND", []string{`unterminated " quote`}},
+		{"short portal secret", map[string]string{"PORTAL_SECRET": "hunter2"}, "PORTAL_SECRET", []string{"7 bytes", "at least 32 random bytes", "xxxxx"}},
+		{"portal base URL with a trailing slash", map[string]string{"PORTAL_BASE_URL": "https://updates.acme.test/"}, "PORTAL_BASE_URL", []string{"without a trailing slash"}},
+		{"portal base URL without scheme", map[string]string{"PORTAL_BASE_URL": "updates.acme.test"}, "PORTAL_BASE_URL", []string{"http or https URL"}},
+		{"portal address without port", map[string]string{"PORTAL_ADDR": "localhost"}, "PORTAL_ADDR", []string{"not host:port"}},
+		{"zero session lifetime", map[string]string{"PORTAL_SESSION_LIFETIME": "0s"}, "PORTAL_SESSION_LIFETIME", []string{"positive"}},
+		{"OIDC issuer without client", map[string]string{"OIDC_ISSUER": "https://login.acme.test"}, "OIDC_CLIENT_ID", []string{"OIDC_ISSUER is set", "required with OIDC_ISSUER"}},
 		{"failure without attempt", map[string]string{"SIMULATED_FAILURES": "acme-prod"}, "SIMULATED_FAILURES",
 			[]string{`item "acme-prod" has no :primary, :secondary or :all`, "instance-id:primary|secondary|all"}},
 		{"failure with unknown attempt", map[string]string{"SIMULATED_FAILURES": "acme-prod:tertiary"}, "SIMULATED_FAILURES",
@@ -179,6 +283,15 @@ func TestLoadRejects(t *testing.T) {
 		{"unknown log format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT", []string{"text or json"}},
 		{"unknown log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL", []string{"debug, info, warn or error"}},
 		{"metrics address without port", map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR", []string{"not host:port"}},
+		{"short payload key", map[string]string{"PAYLOAD_KEYS": "k1:AAAA"}, "PAYLOAD_KEYS", []string{`key "k1" is not 32 bytes`, "openssl rand -base64 32"}},
+		{"payload key without ID", map[string]string{"PAYLOAD_KEYS": testKey(1)}, "PAYLOAD_KEYS", []string{"not id:base64"}},
+		{"codec server without token", map[string]string{"CODEC_ADDR": ":8081", "PAYLOAD_KEYS": "k1:" + testKey(1)}, "CODEC_AUTH_TOKEN", []string{"only to callers with the token"}},
+		{"codec server without keys", map[string]string{"CODEC_ADDR": ":8081", "CODEC_AUTH_TOKEN": "t"}, "PAYLOAD_KEYS", []string{"no key to decode with"}},
+		{"unknown executor user", map[string]string{"EXECUTOR": "command", "EXECUTOR_COMMAND": "update", "EXECUTOR_USER": "no-such-user-here"}, "EXECUTOR_USER", []string{"no such user"}},
+		{"executor user without a command", map[string]string{"EXECUTOR_USER": "nobody"}, "EXECUTOR_USER", []string{"EXECUTOR is simulated"}},
+		{"passing the worker's credentials on", map[string]string{"EXECUTOR_PASS_ENV": "PATH_EXTRA,DATABASE_URL"}, "EXECUTOR_PASS_ENV", []string{`"DATABASE_URL"`, "never reaches the command"}},
+		{"missing TLS files", map[string]string{"TEMPORAL_TLS_SERVER_CA_CERT_PATH": "/nonexistent/ca.pem"}, "TEMPORAL_TLS_*", []string{"/nonexistent/ca.pem"}},
+		{"unknown profile", map[string]string{"TEMPORAL_PROFILE": "cloud"}, "TEMPORAL_CONFIG_FILE", []string{`profile "cloud"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

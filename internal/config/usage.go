@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -41,7 +42,7 @@ func Variables() []Variable {
 			Secret:      f.Tag.Get("secret") == "true",
 		})
 	}
-	return vars
+	return slices.Concat(vars, clientVariables, telemetryVariables)
 }
 
 func formatValue(v any) string {

@@ -36,10 +36,11 @@ func (f SimulatedFailures) String() string {
 	return strings.Join(items, ",")
 }
 
-// failureSpecError says which item of SIMULATED_FAILURES is wrong.
-type failureSpecError struct{ msg string }
+// valueError says what is wrong in a value a Decode method of this
+// package read (which item of SIMULATED_FAILURES, say).
+type valueError struct{ msg string }
 
-func (e *failureSpecError) Error() string { return e.msg }
+func (e *valueError) Error() string { return e.msg }
 
 // Decode implements envconfig.Decoder for "id:primary|secondary|all,...".
 // Spaces around items are ignored; an instance may be listed once.
@@ -52,19 +53,19 @@ func (f *SimulatedFailures) Decode(value string) error {
 		}
 		sep := strings.LastIndex(item, ":")
 		if sep < 0 {
-			return &failureSpecError{fmt.Sprintf("item %q has no :primary, :secondary or :all", item)}
+			return &valueError{fmt.Sprintf("item %q has no :primary, :secondary or :all", item)}
 		}
 		id, attempts := strings.TrimSpace(item[:sep]), FailingAttempts(strings.TrimSpace(item[sep+1:]))
 		if id == "" {
-			return &failureSpecError{fmt.Sprintf("item %q has no instance ID", item)}
+			return &valueError{fmt.Sprintf("item %q has no instance ID", item)}
 		}
 		switch attempts {
 		case FailPrimary, FailSecondary, FailAll:
 		default:
-			return &failureSpecError{fmt.Sprintf("item %q: %q is not primary, secondary or all", item, attempts)}
+			return &valueError{fmt.Sprintf("item %q: %q is not primary, secondary or all", item, attempts)}
 		}
 		if _, dup := failures[id]; dup {
-			return &failureSpecError{fmt.Sprintf("instance %q is listed twice", id)}
+			return &valueError{fmt.Sprintf("instance %q is listed twice", id)}
 		}
 		failures[id] = attempts
 	}

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -205,4 +207,16 @@ func PoolConfig(databaseURL string, defaultMaxConns int32) (*pgxpool.Config, err
 		poolConfig.MaxConns = defaultMaxConns
 	}
 	return poolConfig, nil
+}
+
+// PlaintextToRemote reports whether config reaches Postgres on another
+// host without TLS (sslmode=disable), where the password and every
+// admin's address would cross the network in clear.
+func PlaintextToRemote(config *pgxpool.Config) bool {
+	c := config.ConnConfig
+	if c.TLSConfig != nil || strings.HasPrefix(c.Host, "/") || c.Host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(c.Host)
+	return ip == nil || !ip.IsLoopback()
 }

@@ -155,3 +155,23 @@ func TestPoolConfig(t *testing.T) {
 		t.Errorf("a bad pool size: %v, want an error without the password", err)
 	}
 }
+
+func TestPlaintextToRemote(t *testing.T) {
+	for url, want := range map[string]bool{
+		"postgres://u@127.0.0.1:5432/db?sslmode=disable":                          false,
+		"postgres://u@localhost/db?sslmode=disable":                               false,
+		"host=/var/run/postgresql dbname=db sslmode=disable":                      false,
+		"postgres://u@db.internal:5432/db?sslmode=disable":                        true,
+		"postgres://u@10.0.0.5/db?sslmode=disable":                                true,
+		"postgres://u@db.internal:5432/db?sslmode=require":                        false,
+		"postgres://u@db.internal:5432/db?sslmode=verify-full&sslrootcert=system": false,
+	} {
+		config, err := PoolConfig(url, 4)
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		if got := PlaintextToRemote(config); got != want {
+			t.Errorf("PlaintextToRemote(%s) = %v, want %v", url, got, want)
+		}
+	}
+}

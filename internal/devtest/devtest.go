@@ -1,6 +1,8 @@
 // Package devtest starts a Temporal dev server for a test from the
 // repository's bin/temporal (`make test` builds it), on a free port, and
 // stops it when the test ends, so each package does not grow its own copy.
+// Against a cluster (ExternalAddressVariable) it gives each test a fresh
+// namespace instead.
 package devtest
 
 import (
@@ -53,10 +55,41 @@ func CLIPath() (string, error) {
 	return path, nil
 }
 
-// Start starts a dev server with searchAttributes registered (none when
-// the test registers them itself, as `starter setup` does) and stops it
-// when the test ends. Its client logs nothing below warnings.
-func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *testsuite.DevServer {
+// ExternalAddressVariable names the variable that points the tests at a
+// running Temporal cluster (`make test-cluster`) instead of a dev server of
+// their own; each Start then gets a fresh namespace on that cluster.
+const ExternalAddressVariable = "SVCUPDATE_TEST_TEMPORAL_ADDRESS"
+
+// Server is the Temporal server of a test: a dev server started for it, or
+// a namespace of its own on the cluster ExternalAddressVariable names.
+type Server struct {
+	client    client.Client
+	address   string
+	namespace string
+	stop      func() error
+}
+
+// Client returns a client of the server's namespace.
+func (s *Server) Client() client.Client { return s.client }
+
+// FrontendHostPort returns the address clients dial.
+func (s *Server) FrontendHostPort() string { return s.address }
+
+// Stop closes the client and stops the dev server (on a cluster: deletes
+// the namespace).
+func (s *Server) Stop() error { return s.stop() }
+
+// SetProgramEnv points the programs a test runs at the server through
+// TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.
+func (s *Server) SetProgramEnv(t testing.TB) {
+	t.Setenv("TEMPORAL_ADDRESS", s.address)
+	t.Setenv("TEMPORAL_NAMESPACE", s.namespace)
+}
+
+// Start starts a server with searchAttributes registered (none when the
+// test registers them itself, as `starter setup` does) and stops it when
+// the test ends. Its client logs nothing below warnings.
+func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *Server {
 	t.Helper()
 	server, err := StartServer(searchAttributes...)
 	if err != nil {
@@ -64,22 +97,22 @@ func Start(t testing.TB, searchAttributes ...temporal.SearchAttributeKey) *tests
 	}
 	t.Cleanup(func() {
 		if err := server.Stop(); err != nil {
-			t.Logf("stop the Temporal dev server: %v", err)
+			t.Logf("stop the Temporal server: %v", err)
 		}
 	})
 	return server
 }
 
-// StartForPrograms starts a dev server (without search attributes: the
-// tests register them with `starter setup`) and a fresh Postgres database,
-// and points the programs run by the test at both through
-// TEMPORAL_ADDRESS and DATABASE_URL; with SetActionKeys, they sign and
+// StartForPrograms starts a server (without search attributes: the tests
+// register them with `starter setup`) and a fresh Postgres database, and
+// points the programs run by the test at both through TEMPORAL_ADDRESS,
+// TEMPORAL_NAMESPACE and DATABASE_URL; with SetActionKeys, they sign and
 // trust one new key. It returns the server's client and the database's URL.
 func StartForPrograms(t *testing.T) (client.Client, string) {
 	t.Helper()
 	server := Start(t)
 	dbURL := pgtest.NewDatabase(t)
-	t.Setenv("TEMPORAL_ADDRESS", server.FrontendHostPort())
+	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", dbURL)
 	SetActionKeys(t)
 	return server.Client(), dbURL
@@ -100,7 +133,10 @@ func SetActionKeys(t *testing.T) {
 
 // StartServer is Start for a server shared by a package's tests (from
 // TestMain): the caller stops it.
-func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*testsuite.DevServer, error) {
+func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*Server, error) {
+	if address := os.Getenv(ExternalAddressVariable); address != "" {
+		return newNamespace(address, searchAttributes)
+	}
 	path, err := CLIPath()
 	if err != nil {
 		return nil, err
@@ -109,12 +145,12 @@ func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*testsuite.De
 	for _, key := range searchAttributes {
 		args = append(args, "--search-attribute", key.GetName()+"="+cliAttributeType(key.GetValueType()))
 	}
-	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
+	const namespace = "default"
 	server, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  path,
-		ClientOptions: &client.Options{Namespace: "default", Logger: quiet},
+		ClientOptions: &client.Options{Namespace: namespace, Logger: quietLogger()},
 		LogLevel:      "error",
 		ExtraArgs:     args,
 		Stdout:        io.Discard,
@@ -123,7 +159,11 @@ func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*testsuite.De
 	if err != nil {
 		return nil, fmt.Errorf("start the Temporal dev server from %s: %w", path, err)
 	}
-	return server, nil
+	return &Server{client: server.Client(), address: server.FrontendHostPort(), namespace: namespace, stop: server.Stop}, nil
+}
+
+func quietLogger() log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // cliAttributeType names a search attribute type as the CLI's

@@ -31,11 +31,15 @@ type OutboxNotice struct {
 	Subject    string
 	HTML       string
 	Text       string
+	// Links holds each recipient's action links (placeholder -> URL),
+	// which their copy of HTML and Text carries in place of the
+	// placeholders (schemas/006).
+	Links map[string]map[string]string
 }
 
 const insertOutboxSQL = `
-INSERT INTO notification_outbox (workflow_id, kind, slot_start, sequence, instance_id, recipients, subject, html_body, text_body)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO notification_outbox (workflow_id, kind, slot_start, sequence, instance_id, recipients, subject, html_body, text_body, links)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, '{}'::jsonb))
 ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
 
 // lockOutboxSQL's row lock is held while the notice is sent, so two
@@ -55,7 +59,7 @@ const markOutboxSQL = `
 UPDATE notification_outbox
 SET state = $2, attempts = CASE WHEN sequence = $11 THEN attempts + $3 ELSE $3 END, sequence = $11,
     message_id = nullif($4, ''), last_error = nullif($5, ''),
-    sent_at = $6, recipients = $7, subject = $8, html_body = $9, text_body = $10
+    sent_at = $6, recipients = $7, subject = $8, html_body = $9, text_body = $10, links = coalesce($12, '{}'::jsonb)
 WHERE id = $1`
 
 // OutboxClaim is a notice's outbox row, locked until Finish or Close: the
@@ -86,7 +90,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, n OutboxNotice) (*OutboxClaim, 
 		c.Close(ctx)
 		return nil, errorf(ErrInvalidRequest, "outbox: %q for %s has sequence %d; give zero or more", n.Kind, n.WorkflowID, n.Sequence)
 	}
-	if _, err := tx.Exec(ctx, insertOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart, n.Sequence, n.InstanceID, n.Recipients, n.Subject, n.HTML, n.Text); err != nil {
+	if _, err := tx.Exec(ctx, insertOutboxSQL, n.WorkflowID, n.Kind, n.SlotStart, n.Sequence, n.InstanceID, n.Recipients, n.Subject, n.HTML, n.Text, n.Links); err != nil {
 		c.Close(ctx)
 		return nil, mapError(err, fmt.Sprintf("outbox: write %q for %s", n.Kind, n.WorkflowID))
 	}
@@ -123,7 +127,7 @@ func (c *OutboxClaim) Finish(ctx context.Context, o OutboxOutcome) error {
 			n.Kind, n.WorkflowID, n.Sequence)
 	}
 	_, err := c.tx.Exec(ctx, markOutboxSQL, c.id, o.State, o.Attempted, o.MessageID, o.LastError, o.SentAt,
-		n.Recipients, n.Subject, n.HTML, n.Text, n.Sequence)
+		n.Recipients, n.Subject, n.HTML, n.Text, n.Sequence, n.Links)
 	if err == nil {
 		err = c.tx.Commit(ctx)
 	}
@@ -156,4 +160,26 @@ ON CONFLICT (workflow_id, kind, slot_start) DO NOTHING`
 func (s *Store) AddAlert(ctx context.Context, a Alert) error {
 	_, err := s.db.Exec(ctx, insertAlertSQL, a.InstanceID, a.WorkflowID, a.Kind, a.SlotStart, a.Audience, a.Message, a.CreatedAt)
 	return mapError(err, fmt.Sprintf("write in-product alert %q for instance %q", a.Kind, a.InstanceID))
+}
+
+// OutboxBacklog is what the outbox holds unsent: how many notices, and how
+// long the oldest has waited.
+type OutboxBacklog struct {
+	Pending   int64
+	OldestAge time.Duration
+}
+
+const selectOutboxBacklog = `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
+FROM notification_outbox WHERE state = 'pending'`
+
+// PendingNotices reads the outbox's backlog, for the metrics that alert
+// on notices stuck there.
+func (s *Store) PendingNotices(ctx context.Context) (OutboxBacklog, error) {
+	var b OutboxBacklog
+	var seconds float64
+	if err := s.db.QueryRow(ctx, selectOutboxBacklog).Scan(&b.Pending, &seconds); err != nil {
+		return OutboxBacklog{}, fmt.Errorf("read the outbox backlog: %w", err)
+	}
+	b.OldestAge = time.Duration(seconds * float64(time.Second))
+	return b, nil
 }

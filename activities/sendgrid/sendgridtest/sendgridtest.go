@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -37,10 +38,17 @@ type Request struct {
 	} `json:"from"`
 	Subject          string `json:"subject"`
 	Personalizations []struct {
-		To  []struct{ Email string } `json:"to"`
-		CC  []json.RawMessage        `json:"cc"`
-		BCC []json.RawMessage        `json:"bcc"`
+		To            []struct{ Email string } `json:"to"`
+		CC            []json.RawMessage        `json:"cc"`
+		BCC           []json.RawMessage        `json:"bcc"`
+		Substitutions map[string]string        `json:"substitutions"`
 	} `json:"personalizations"`
+	Attachments []struct {
+		Content     string `json:"content"` // base64
+		Type        string `json:"type"`
+		Filename    string `json:"filename"`
+		Disposition string `json:"disposition"`
+	} `json:"attachments"`
 	Content []struct {
 		Type  string `json:"type"`
 		Value string `json:"value"`
@@ -157,11 +165,46 @@ func checkShape(req Request) string {
 		if len(p.To) != 1 || p.To[0].Email == "" || len(p.CC) > 0 || len(p.BCC) > 0 {
 			return fmt.Sprintf("personalizations[%d] must have exactly one to and no cc/bcc", i)
 		}
+		size := 0
+		for k, v := range p.Substitutions {
+			size += len(k) + len(v)
+		}
+		if size > substitutionsLimit {
+			return fmt.Sprintf("personalizations[%d] has %d bytes of substitutions; SendGrid accepts %d", i, size, substitutionsLimit)
+		}
 	}
-	for _, key := range []string{"instance_id", "target_version", "notice", "workflow_id"} {
+	keys := []string{"instance_id", "target_version", "notice", "workflow_id"}
+	if req.CustomArgs["notice"] == SignInNotice {
+		keys = []string{"notice"} // the portal's sign-in mail is about no update
+	}
+	for _, key := range keys {
 		if req.CustomArgs[key] == "" {
 			return "custom_args." + key + " is missing"
 		}
 	}
 	return ""
+}
+
+// SignInNotice is the notice custom arg of the portal's sign-in mails.
+const SignInNotice = "sign-in"
+
+// substitutionsLimit is SendGrid's cap on a personalization's
+// substitutions, in bytes of keys and values.
+const substitutionsLimit = 10000
+
+// CopyFor returns the HTML and text bodies as address received them: its
+// personalization's substitutions applied, as SendGrid does.
+func (r Request) CopyFor(address string) (html, text string, ok bool) {
+	for _, p := range r.Personalizations {
+		if len(p.To) != 1 || p.To[0].Email != address {
+			continue
+		}
+		text, html = r.Content[0].Value, r.Content[1].Value
+		for placeholder, value := range p.Substitutions {
+			text = strings.ReplaceAll(text, placeholder, value)
+			html = strings.ReplaceAll(html, placeholder, value)
+		}
+		return html, text, true
+	}
+	return "", "", false
 }
