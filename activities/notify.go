@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -58,6 +59,15 @@ func NewNotifier(st *store.Store, cfg sendgrid.Config) (*Notifier, error) {
 		n.mailer = m
 	}
 	return n, nil
+}
+
+// mailPausedUntil is when SendGrid's rate limit lets the next request
+// through (zero in outbox mode).
+func (n *Notifier) mailPausedUntil() time.Time {
+	if n.mailer == nil {
+		return time.Time{}
+	}
+	return n.mailer.PausedUntil()
 }
 
 // Register registers SendNotice under workflows.ActivitySendNotice.
@@ -332,22 +342,31 @@ func validateNotice(in workflows.SendNoticeInput) (notice.Spec, error) {
 }
 
 // activityLogger is the activity's logger, whose lines carry the workflow
-// and run IDs. Outside an activity (a direct call from a test or a tool)
-// it is slog's default logger.
+// and run IDs; for a notice from the queue, the dispatcher's. Otherwise (a
+// direct call from a test or a tool) it is slog's default logger.
 func activityLogger(ctx context.Context) log.Logger {
-	if !activity.IsActivity(ctx) {
-		return log.NewStructuredLogger(slog.Default())
+	if activity.IsActivity(ctx) {
+		return activity.GetLogger(ctx)
 	}
-	return activity.GetLogger(ctx)
+	if d, fromQueue := ctx.Value(dispatcherKey{}).(dispatcherContext); fromQueue {
+		return log.NewStructuredLogger(d.logger)
+	}
+	return log.NewStructuredLogger(slog.Default())
 }
 
-// count increments svcupdate_notices_sent. Outside an activity (a direct
-// call from a test or a tool) there is no handler and nothing is counted.
+// count increments svcupdate_notices_sent: on the activity's handler, or
+// on the dispatcher's (withDispatcher) for a notice from the queue.
+// Outside both (a direct call from a test or a tool) nothing is counted.
 func (n *Notifier) count(ctx context.Context, kind workflows.NoticeKind, outcome string) {
-	if !activity.IsActivity(ctx) {
+	var handler client.MetricsHandler
+	switch d, fromQueue := ctx.Value(dispatcherKey{}).(dispatcherContext); {
+	case activity.IsActivity(ctx):
+		handler = activity.GetMetricsHandler(ctx)
+	case fromQueue && d.metrics != nil:
+		handler = d.metrics
+	default:
 		return
 	}
-	activity.GetMetricsHandler(ctx).
-		WithTags(map[string]string{"kind": string(kind), "outcome": outcome}).
+	handler.WithTags(map[string]string{"kind": string(kind), "outcome": outcome}).
 		Counter(metricNoticesSent).Inc(1)
 }

@@ -26,6 +26,24 @@ func (a *StoreActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.RecordInstanceVersion, activity.RegisterOptions{Name: workflows.ActivityRecordVersion})
 	r.RegisterActivityWithOptions(a.CheckInstance, activity.RegisterOptions{Name: workflows.ActivityCheckInstance})
 	r.RegisterActivityWithOptions(a.AbandonUpdate, activity.RegisterOptions{Name: workflows.ActivityAbandonUpdate})
+	r.RegisterActivityWithOptions(a.CommitTransition, activity.RegisterOptions{Name: workflows.ActivityCommitTransition})
+}
+
+// CommitTransition writes one transition of the lean lifecycle in one
+// transaction (store.CommitTransition). The workflow runs it as a local
+// activity: the row is keyed by the run and the local activity's ID,
+// which a replay of the workflow gives it again, so a commit retried or
+// repeated after a lost workflow task writes once.
+func (a *StoreActivities) CommitTransition(ctx context.Context, in workflows.CommitTransitionInput) (workflows.CommitTransitionResult, error) {
+	info := activity.GetInfo(ctx)
+	key := info.WorkflowExecution.RunID + "/local/" + info.ActivityID
+	res, err := a.Store.CommitTransition(ctx, key, in)
+	if err != nil {
+		return res, activityError(err)
+	}
+	activity.GetLogger(ctx).Info("Transition committed", "workflowId", in.Transition.Snapshot.WorkflowID, "action", in.Transition.Action,
+		"from", in.Transition.From, "to", in.Transition.Snapshot.Status, "notices", len(in.Notices), "reminders", len(in.Reminders), "auditId", res.AuditID)
+	return res, nil
 }
 
 // RecordTransition appends the transition's audit row and refreshes the

@@ -386,7 +386,7 @@ func runEndToEnd(t *testing.T, midLifecycle func(ctx context.Context, c client.C
 		if result.Status != in.wantStatus || result.FinalVersion != in.wantVersion {
 			t.Errorf("%s closed as %s on %s, want %s on %s", id, result.Status, result.FinalVersion, in.wantStatus, in.wantVersion)
 		}
-		view := queryStatus(t, ctx, temporalClient, id)
+		view := deliveredView(t, dbURL, queryStatus(t, ctx, temporalClient, id))
 		if !checkStatusView(t, in, view, command) {
 			logHistory(t, ctx, temporalClient, id)
 		}

@@ -267,7 +267,7 @@ func TestUpgradeInFlight(t *testing.T) {
 		if result.Status != in.wantStatus || result.FinalVersion != in.wantVersion {
 			t.Errorf("%s closed as %s on %s, want %s on %s", id, result.Status, result.FinalVersion, in.wantStatus, in.wantVersion)
 		}
-		if !checkUpgradedView(t, in.fleetInstance, queryStatus(t, ctx, temporalClient, id)) {
+		if !checkUpgradedView(t, in.fleetInstance, deliveredView(t, dbURL, queryStatus(t, ctx, temporalClient, id))) {
 			logHistory(t, ctx, temporalClient, id)
 		}
 	}

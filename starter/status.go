@@ -80,6 +80,7 @@ func runStatus(ctx context.Context, e *env, instance, version string, format out
 		return fmt.Errorf("read the admins of %s: %w", view.InstanceID, err)
 	}
 	view.Admins = recipients.Admins
+	view = withDeliveries(ctx, e, view)
 	if format == jsonOutput {
 		return writeJSON(e.stdout, viewJSON{StatusView: view, Execution: executionName(execution)})
 	}
@@ -209,7 +210,12 @@ func noticeLines(notices []workflows.NoticeRecord, at func(time.Time) string) []
 	lines := make([]string, 0, len(notices))
 	for _, n := range notices {
 		line := fmt.Sprintf("%-14s %s", n.Kind, at(n.At))
-		if n.Error != "" {
+		switch {
+		case n.Queued && n.Error != "":
+			line += " — queued, retrying: " + n.Error
+		case n.Queued:
+			line += " — queued"
+		case n.Error != "":
 			line += " — not delivered: " + n.Error
 		}
 		lines = append(lines, line)

@@ -42,6 +42,7 @@ func statusFixture(t *testing.T) workflows.StatusView {
 		Notices: []workflows.NoticeRecord{
 			{Kind: workflows.NoticeScheduled, At: time.Date(2026, 1, 2, 8, 0, 0, 0, time.UTC)},
 			{Kind: workflows.NoticeFallback, At: primary.Add(time.Hour), Error: "no recipients"},
+			{Kind: workflows.NoticeInProgress, At: primary.Add(2 * time.Hour), Queued: true, Error: "SendGrid is unavailable"},
 		},
 		Upcoming: []workflows.NoticeRecord{{Kind: workflows.NoticeDayOf, At: secondary}},
 	}
@@ -65,6 +66,7 @@ func TestRenderStatusInTheInstancesZone(t *testing.T) {
 		"primary slot, started Tue 3 Mar 2026 02:00 CET (2026-03-03 01:00 UTC), finished Tue 3 Mar 2026 03:00 CET (2026-03-03 02:00 UTC): failed (exit status 3)",
 		"scheduled      Fri 2 Jan 2026 09:00 CET (2026-01-02 08:00 UTC)",
 		"fallback       Tue 3 Mar 2026 03:00 CET (2026-03-03 02:00 UTC) — not delivered: no recipients",
+		"in-progress    Tue 3 Mar 2026 04:00 CET (2026-03-03 03:00 UTC) — queued, retrying: SendGrid is unavailable",
 		"Upcoming notices\n  day-of         Tue 10 Mar 2026 02:00 CET",
 		"ana@contoso.example, ben@contoso.example",
 	} {

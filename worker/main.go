@@ -165,7 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer codecServer.close(logger)
 
-	workers, err := newWorkers(ctx, temporalClient, pool, rolloutPool, cfg, logger)
+	workers, err := newWorkers(ctx, temporalClient, pool, rolloutPool, cfg, logger, metrics.handler)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,9 @@ type namedWorker struct {
 type workerSet struct {
 	workers []namedWorker
 	fatal   chan error
+	// dispatcher delivers the lean lifecycle's notice queue while the
+	// workers run.
+	dispatcher *activities.Dispatcher
 }
 
 // rolloutConcurrency is how many candidates of a rollout batch are booked
@@ -43,7 +46,7 @@ const rolloutConcurrency = 32
 // newWorkers builds the workers: the workflow with the store and
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
 // executor on its own queue so a provider can run it elsewhere.
-func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool.Pool, cfg config.Config, logger *slog.Logger) (*workerSet, error) {
+func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool.Pool, cfg config.Config, logger *slog.Logger, metrics client.MetricsHandler) (*workerSet, error) {
 	set := &workerSet{fatal: make(chan error, 2)}
 	options := worker.Options{
 		// In-flight activities get this long to finish when the worker
@@ -91,6 +94,9 @@ func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool
 		logger.Info("Emails carry no action links: PORTAL_SECRET is empty")
 	}
 	notifier.Register(updates)
+	if set.dispatcher, err = activities.NewDispatcher(st, notifier, logger, metrics); err != nil {
+		return nil, err
+	}
 
 	// The store activities an admin waits for run on their own queue too.
 	adminOptions := options
@@ -148,6 +154,14 @@ func serve(ctx context.Context, set *workerSet, health *health, logger *slog.Log
 		logger.Info("Worker polling", "taskQueue", w.taskQueue)
 	}
 	health.polled(true)
+	dispatchCtx, stopDispatch := context.WithCancel(ctx)
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		set.dispatcher.Run(dispatchCtx, activities.DispatchLoops)
+	}()
+	defer func() { stopDispatch(); <-dispatched }()
+	logger.Info("Notice dispatcher running", "loops", activities.DispatchLoops)
 	select {
 	case <-ctx.Done():
 		logger.Info("Stopping: in-flight activities may finish, the rest will be retried")

@@ -363,6 +363,9 @@ type NoticeRecord struct {
 	// Error is set when the notice could not be delivered (no recipient,
 	// rejected by the mail provider); the lifecycle goes on regardless.
 	Error string `json:"error,omitempty"`
+	// Queued: on the lean lifecycle the notice was queued at At for the
+	// worker's dispatcher; its delivery is in Postgres (starter status).
+	Queued bool `json:"queued,omitempty"`
 }
 
 // StatusView is the Status query's answer and what Approve, Reschedule and

@@ -15,6 +15,7 @@ import (
 func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary, secondary time.Time) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              AdminTaskQueue, // never behind a rollout's bulk of notices
+		Summary:                "book slots",
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute, // an admin is waiting for the answer
 		// On cancellation, wait until the booking has really ended, so the
@@ -138,6 +139,7 @@ func (w *serviceUpdate) applyUpdate(ctx workflow.Context, role SlotRole, windowE
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              ExecutorTaskQueue,
+		Summary:                string(role) + " window",
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
 		HeartbeatTimeout:       HeartbeatTimeout(w.slotWindow(role)),
@@ -182,13 +184,11 @@ func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) 
 
 // startNotice starts SendNotice; finishNotice (record.go) waits for it.
 func (w *serviceUpdate) startNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) workflow.Future {
-	in := SendNoticeInput{
-		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		Kind:       kind, Offset: offset, SlotStart: slotStart, Sequence: w.noticeSequence(kind), Deadline: deadline, Update: w.view(ctx),
-	}
+	in := w.noticeInput(ctx, kind, offset, slotStart, deadline)
 	// The outbox makes retries safe; a notice still failing after a day is
 	// not worth holding the lifecycle for.
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:                string(kind) + " email",
 		StartToCloseTimeout:    time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{

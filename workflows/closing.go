@@ -24,9 +24,14 @@ const (
 // disconnected context: a late cancellation must not misreport it.
 func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	succeeded := change{action: actionSucceeded, notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())}
+	if w.lean {
+		succeeded.releaseSlots, succeeded.recordVersion = true, true
+		return w.closeAfter(dctx, nil, StatusSucceeded, succeeded)
+	}
 	released := w.giveBackAtClose(dctx)
 	w.recordVersion(dctx)
-	return w.closeAfter(dctx, released, StatusSucceeded, change{action: actionSucceeded, notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
+	return w.closeAfter(dctx, released, StatusSucceeded, succeeded)
 }
 
 // closeUpToDate closes an update whose instance the check at a slot's
@@ -35,17 +40,30 @@ func (w *serviceUpdate) succeed(ctx workflow.Context) (Result, error) {
 // notice, which says it was already up to date.
 func (w *serviceUpdate) closeUpToDate(ctx workflow.Context) (Result, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	released := w.startReleaseSlots(dctx)
-	return w.closeAfter(dctx, released, StatusSucceeded, change{action: actionUpToDate,
+	upToDate := change{action: actionUpToDate,
 		detail: "the instance already runs " + w.foundVersion + "; nothing was run",
-		notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot())})
+		notice: NoticeSucceeded, slotStart: w.slotStart(w.activeSlot()), releaseSlots: w.lean}
+	return w.closeAfter(dctx, w.startReleaseUnlessLean(dctx), StatusSucceeded, upToDate)
 }
 
 // close gives the reservations back, moves to the final status, records
 // it, counts it and returns the Result once every Update handler has
 // finished. As in run, an error means the workflow was cancelled.
 func (w *serviceUpdate) close(ctx workflow.Context, final Status, c change) (Result, error) {
+	if w.lean {
+		c.releaseSlots = true
+		return w.closeAfter(ctx, nil, final, c)
+	}
 	return w.closeAfter(ctx, w.giveBackAtClose(ctx), final, c)
+}
+
+// startReleaseUnlessLean starts giving the reservations back, except on
+// the lean lifecycle, where the commit of the change does (nil).
+func (w *serviceUpdate) startReleaseUnlessLean(ctx workflow.Context) workflow.Future {
+	if w.lean {
+		return nil
+	}
+	return w.startReleaseSlots(ctx)
 }
 
 // closeAfter is close with the release of the reservations already
@@ -90,10 +108,13 @@ func (w *serviceUpdate) cancel(ctx workflow.Context) (Result, error) {
 	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
 		return Result{}, err
 	}
-	if err := w.releaseSlots(dctx); err != nil {
-		w.logger.Error("Slots not released after cancellation", "error", err)
+	if !w.lean {
+		if err := w.releaseSlots(dctx); err != nil {
+			w.logger.Error("Slots not released after cancellation", "error", err)
+		}
 	}
-	if err := w.transition(dctx, from, StatusCancelled, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator, notice: NoticeCancelled, slotStart: w.slotStart(SlotPrimary)}); err != nil {
+	if err := w.transition(dctx, from, StatusCancelled, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator, notice: NoticeCancelled,
+		slotStart: w.slotStart(SlotPrimary), releaseSlots: w.lean}); err != nil {
 		w.logger.Error("Cancellation not recorded", "error", err)
 	}
 	if _, err := w.finish(dctx); err != nil {
@@ -130,7 +151,7 @@ func (w *serviceUpdate) finish(ctx workflow.Context) (Result, error) {
 // into Cancelled nor cuts off its notice and audit row. A workflow that
 // closed before changeDecidedOutcome closes on ctx, as release 1 did.
 func (w *serviceUpdate) decided(ctx workflow.Context) workflow.Context {
-	if !patched(ctx, changeDecidedOutcome) {
+	if !w.takes(ctx, changeDecidedOutcome) {
 		return ctx
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -144,7 +165,7 @@ func (w *serviceUpdate) decided(ctx workflow.Context) workflow.Context {
 func (w *serviceUpdate) awaitLateReschedule(ctx workflow.Context) (bool, error) {
 	rescheduled := func() bool { return w.status == StatusApproved }
 	if remaining := w.release.PeriodEnd.Sub(workflow.Now(ctx)); remaining > 0 {
-		if err := w.sleepUnlessWoken(ctx, remaining, func() bool {
+		if err := w.sleepUnlessWoken(ctx, remaining, "release period end", func() bool {
 			return rescheduled() || w.status == StatusSuperseded
 		}); err != nil {
 			return false, err
@@ -178,7 +199,7 @@ func (w *serviceUpdate) latestPrimaryStart() time.Time {
 // still be chosen in the release period, for a workflow since
 // changeRescheduleAfterFailure.
 func (w *serviceUpdate) offersNewAttempt(ctx workflow.Context) bool {
-	return w.latestPrimaryStart().After(workflow.Now(ctx)) && patched(ctx, changeRescheduleAfterFailure)
+	return w.latestPrimaryStart().After(workflow.Now(ctx)) && w.takes(ctx, changeRescheduleAfterFailure)
 }
 
 // offerNewAttempt records the failure (audit row, search attributes, the
@@ -195,12 +216,12 @@ func (w *serviceUpdate) offerNewAttempt(ctx workflow.Context) error {
 	if err := w.mu.Lock(ctx); err != nil {
 		return err
 	}
-	released := w.startReleaseSlots(ctx)
+	released := w.startReleaseUnlessLean(ctx)
 	from := w.status
-	w.status, w.startedAt, w.releasing = StatusFailed, time.Time{}, true
-	err := w.record(ctx, from, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart, deadline: w.latestPrimaryStart()})
+	w.status, w.startedAt, w.releasing = StatusFailed, time.Time{}, !w.lean
+	err := w.record(ctx, from, change{action: actionFailed, notice: NoticeFailed, slotStart: w.secondaryStart, deadline: w.latestPrimaryStart(), releaseSlots: w.lean})
 	w.mu.Unlock()
-	if err != nil {
+	if err != nil || released == nil {
 		return err
 	}
 	err = w.settleRelease(ctx, released)
@@ -223,8 +244,8 @@ func (w *serviceUpdate) cancelWait(ctx workflow.Context) (Result, error) {
 	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
 		return Result{}, err
 	}
-	return w.closeAfter(dctx, w.startReleaseSlots(dctx), StatusFailed, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator,
-		detail: "cancelled while the failed update waited for a new attempt; it stays Failed"})
+	return w.closeAfter(dctx, w.startReleaseUnlessLean(dctx), StatusFailed, change{action: actionCancelled, actor: ActorOperator, channel: ChannelOperator,
+		detail: "cancelled while the failed update waited for a new attempt; it stays Failed", releaseSlots: w.lean})
 }
 
 // closeAtPeriodEnd closes an update whose release period ended while it

@@ -87,7 +87,7 @@ func bootDevServer() error {
 // recorded paths can run side by side on one worker.
 func recordedExecutor(ctx context.Context, in ApplyUpdateInput) error {
 	switch {
-	case in.InstanceID == "inst-failed",
+	case in.InstanceID == "inst-failed", in.InstanceID == instanceViewsFailed,
 		in.InstanceID == "inst-fallback" && in.Attempt == SlotPrimary:
 		return temporal.NewNonRetryableApplicationError("migration step 3 failed", ErrTypeUpdateFailed, nil)
 	case in.InstanceID == "inst-window" && in.Attempt == SlotPrimary:

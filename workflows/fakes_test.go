@@ -25,6 +25,7 @@ type fakeActivities struct {
 	versions    []RecordVersionInput
 	checks      []CheckInstanceInput
 	abandons    []AbandonUpdateInput
+	commits     []CommitTransitionInput // the lean lifecycle's, in order
 	applies     []ApplyUpdateInput
 	applyQueues []string
 	// executing holds the instances whose ApplyUpdate is running;
@@ -62,6 +63,54 @@ func (f *fakeActivities) register(r activityRegistrar) {
 	r.RegisterActivityWithOptions(f.RecordInstanceVersion, activity.RegisterOptions{Name: ActivityRecordVersion})
 	r.RegisterActivityWithOptions(f.CheckInstance, activity.RegisterOptions{Name: ActivityCheckInstance})
 	r.RegisterActivityWithOptions(f.AbandonUpdate, activity.RegisterOptions{Name: ActivityAbandonUpdate})
+	r.RegisterActivityWithOptions(f.CommitTransition, activity.RegisterOptions{Name: ActivityCommitTransition})
+}
+
+// CommitTransition keeps the commit and files its parts where the old
+// path's activities file theirs (transitions, notices, releases,
+// versions), so one assertion reads both paths.
+func (f *fakeActivities) CommitTransition(_ context.Context, in CommitTransitionInput) (CommitTransitionResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityCommitTransition)
+	if f.recordTransition != nil {
+		if err := f.recordTransition(in.Transition); err != nil {
+			return CommitTransitionResult{}, err
+		}
+	}
+	f.commits = append(f.commits, in)
+	f.transitions = append(f.transitions, in.Transition)
+	f.notices = append(f.notices, in.Notices...)
+	res := CommitTransitionResult{AuditID: int64(len(f.transitions))}
+	snap := in.Transition.Snapshot
+	if in.ReleaseSlots {
+		f.releases = append(f.releases, ReleaseSlotsInput{InstanceID: snap.InstanceID, OfferedVersion: snap.OfferedVersion})
+		if f.executing[snap.InstanceID] {
+			f.releasedUnderExecutor = append(f.releasedUnderExecutor, snap.InstanceID)
+		}
+		res.Released = 2
+	}
+	if in.RecordVersion != "" {
+		f.versions = append(f.versions, RecordVersionInput{InstanceID: snap.InstanceID, Version: in.RecordVersion})
+	}
+	return res, nil
+}
+
+// queuedReminders lists the reminder kinds the last commit of instanceID
+// left queued.
+func (f *fakeActivities) queuedReminders(instanceID string) []NoticeKind {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.commits) - 1; i >= 0; i-- {
+		if f.commits[i].Transition.Snapshot.InstanceID == instanceID {
+			var kinds []NoticeKind
+			for _, r := range f.commits[i].Reminders {
+				kinds = append(kinds, r.Notice.Kind)
+			}
+			return kinds
+		}
+	}
+	return nil
 }
 
 // expect makes CheckInstance find in's instance as the rollout that

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ const historyDir = "testdata"
 // currentRelease is the folder the code in this tree records into: the
 // release it will ship as. Move it on once that release is out, so its
 // histories stay as they were recorded.
-const currentRelease = "release-2"
+const currentRelease = "release-3"
 
 // recordedPath is one lifecycle recorded into testdata/<release>/<name>.json.
 type recordedPath struct {
@@ -111,6 +112,9 @@ func TestRecordHistories(t *testing.T) {
 				events := runPath(t, c, p)
 				t.Logf("%s: %d events", p.name, len(events))
 				assert.Less(t, len(events), maxHistoryEvents, "history of %s", p.name)
+				if p.name == happyPath {
+					assert.LessOrEqual(t, len(events), maxHappyPathEvents, "the happy path on the lean lifecycle")
+				}
 				if *recordHistories {
 					writeHistory(t, historyPath(p.name), events)
 				}
@@ -123,6 +127,15 @@ func TestRecordHistories(t *testing.T) {
 // maxHistoryEvents bounds every recorded lifecycle, far below Temporal's
 // history limits.
 const maxHistoryEvents = 150
+
+// maxHappyPathEvents bounds the happy path (announce, approve, run in the
+// primary window, succeed) since the lean lifecycle (release 3), which
+// DESIGN.md ("Scale") asks of every update of a fleet.
+const (
+	maxHappyPathEvents = 60
+	happyPath          = "approved-succeeded"
+	leanSince          = "release-3"
+)
 
 func historyPath(name string) string {
 	return filepath.Join(historyDir, currentRelease, name+".json")
@@ -226,6 +239,9 @@ func TestRecordedHistorySizes(t *testing.T) {
 		events := hist.GetEvents()
 		t.Logf("%s: %d events", file, len(events))
 		assert.Less(t, len(events), maxHistoryEvents, file)
+		if release := filepath.Base(filepath.Dir(file)); release >= leanSince && strings.TrimSuffix(filepath.Base(file), ".json") == happyPath {
+			assert.LessOrEqual(t, len(events), maxHappyPathEvents, file)
+		}
 		last := events[len(events)-1].GetEventType()
 		assert.Contains(t, []enumspb.EventType{
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,

@@ -118,11 +118,29 @@ const changeAbandonInvalidInput = "abandon-claim-on-invalid-input"
 // histories from before it never meet the question.
 const changeWaveGate = "wave-gate"
 
+// changeLeanLifecycle: the lean lifecycle, asked once, in setup. Each
+// transition is one local activity (CommitTransition) writing the audit
+// row, the projection, the notices and the reminders still due (as
+// outbox rows with a due time) and a close's slot release and version in
+// one transaction; the worker's dispatcher delivers the emails. The
+// workflow then needs no timer, activity or coroutine per notice or
+// reminder, and sleeps on one timer until the slot's start. A workflow
+// on the lean lifecycle takes every change above without asking for it
+// (takes); one started before keeps the old path, asked change by change.
+const changeLeanLifecycle = "lean-lifecycle"
+
+// takes reports whether this workflow takes a change made before the
+// lean lifecycle: always on the lean lifecycle (no marker), otherwise as
+// patched says.
+func (w *serviceUpdate) takes(ctx workflow.Context, changeID string) bool {
+	return w.lean || patched(ctx, changeID)
+}
+
 // recheck is the decision of a handler that waited for the mutex: today's
 // state-only check, or release 1's (release1) where a history recorded by
 // release 1 is replayed. The version is asked only where they disagree.
-func recheck(ctx workflow.Context, stateOnly, release1 error) error {
-	if (stateOnly == nil) == (release1 == nil) || patched(ctx, changeStateOnlyRecheck) {
+func (w *serviceUpdate) recheck(ctx workflow.Context, stateOnly, release1 error) error {
+	if (stateOnly == nil) == (release1 == nil) || w.takes(ctx, changeStateOnlyRecheck) {
 		return stateOnly
 	}
 	return release1

@@ -36,6 +36,10 @@ type change struct {
 	notice    NoticeKind
 	slotStart time.Time
 	deadline  time.Time
+	// On the lean lifecycle, the commit also gives the reservations back
+	// and records the target as the instance's version.
+	releaseSlots  bool
+	recordVersion bool
 }
 
 // record publishes the current state after a transition from `from`:
@@ -61,6 +65,9 @@ func (w *serviceUpdate) startRecord(ctx workflow.Context, from Status, c change)
 		return nil, err
 	}
 	w.publish(ctx)
+	if w.lean {
+		return w.startCommit(ctx, from, c), nil
+	}
 	audit := w.startAudit(ctx, from, c)
 	if c.notice != "" {
 		w.sendNotice(ctx, c.notice, 0, c.slotStart, c.deadline)
@@ -120,23 +127,32 @@ func (w *serviceUpdate) recordAudit(ctx workflow.Context, from Status, c change)
 	if err := w.awaitEarlierAudits(ctx); err != nil {
 		return err
 	}
+	if w.lean {
+		return w.finishAudit(ctx, w.startCommit(ctx, from, c), c)
+	}
 	return w.finishAudit(ctx, w.startAudit(ctx, from, c), c)
 }
 
 // publish upserts every search attribute and the Web UI's current details.
 func (w *serviceUpdate) publish(ctx workflow.Context) {
 	scheduled := w.slotStart(w.activeSlot())
-	if err := workflow.UpsertTypedSearchAttributes(ctx,
+	// In the order of SearchAttributeKeys.
+	updates := []temporal.SearchAttributeUpdate{
 		SearchAttrUpdateStatus.ValueSet(string(w.status)),
 		SearchAttrInstanceID.ValueSet(w.in.Instance.ID),
 		SearchAttrTenantID.ValueSet(w.in.Instance.TenantID),
 		SearchAttrTargetVersion.ValueSet(w.targetVersion),
 		SearchAttrScheduledStart.ValueSet(scheduled),
 		SearchAttrMandatory.ValueSet(w.mandatory),
-	); err != nil {
-		w.logger.Error("Search attributes not updated", "error", err)
 	}
 	workflow.SetCurrentDetails(ctx, w.currentDetails())
+	if w.lean {
+		w.publishChanged(ctx, updates, scheduled)
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		w.logger.Error("Search attributes not updated", "error", err)
+	}
 }
 
 func (w *serviceUpdate) finishAudit(ctx workflow.Context, f workflow.Future, c change) error {

@@ -57,6 +57,9 @@ type scenario struct {
 	updates int
 }
 
+// newScenario runs the workflow on the path of workflows started before
+// the lean lifecycle (still run by the ones in flight); newLeanScenario
+// on the lean lifecycle every workflow started now takes.
 func newScenario(t *testing.T) *scenario {
 	return newScenarioTrusting(t, trustingTestKeys)
 }
@@ -64,6 +67,16 @@ func newScenario(t *testing.T) *scenario {
 // newScenarioTrusting is newScenario with a worker that trusts what
 // workflows trusts.
 func newScenarioTrusting(t *testing.T, workflows ServiceUpdates) *scenario {
+	s := newLeanScenarioTrusting(t, workflows)
+	s.env.OnGetVersion(changeLeanLifecycle, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	return s
+}
+
+func newLeanScenario(t *testing.T) *scenario {
+	return newLeanScenarioTrusting(t, trustingTestKeys)
+}
+
+func newLeanScenarioTrusting(t *testing.T, workflows ServiceUpdates) *scenario {
 	var ts testsuite.WorkflowTestSuite
 	metrics := tally.NewTestScope("", nil)
 	ts.SetMetricsHandler(sdktally.NewMetricsHandler(metrics))

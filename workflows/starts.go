@@ -21,7 +21,7 @@ import (
 // where configured, still guards the instance).
 // The error is a cancellation while held at the gate.
 func (w *serviceUpdate) checkInstance(ctx workflow.Context) (res CheckInstanceResult, checked bool, err error) {
-	if !patched(ctx, changeCheckInstance) {
+	if !w.takes(ctx, changeCheckInstance) {
 		return res, false, nil
 	}
 	if res, checked = w.readInstance(ctx); !checked {

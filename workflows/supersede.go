@@ -66,13 +66,15 @@ func (w *serviceUpdate) supersede(ctx workflow.Context, in SupersedeInput) (Stat
 	// The schedule is void: this wakes the main flow and drops a reminder
 	// that waits for the mutex.
 	w.scheduleVersion++
-	released := w.startReleaseSlots(ctx)
+	released := w.startReleaseUnlessLean(ctx)
 	if err := w.record(ctx, from, change{action: actionSuperseded, actor: in.RequestedBy, channel: ChannelOperator,
-		detail: "superseded by the update to " + in.TargetVersion, notice: NoticeSuperseded, slotStart: w.primaryStart}); err != nil {
+		detail: "superseded by the update to " + in.TargetVersion, notice: NoticeSuperseded, slotStart: w.primaryStart, releaseSlots: w.lean}); err != nil {
 		return StatusView{}, err
 	}
-	if err := w.settleRelease(ctx, released); err != nil {
-		return StatusView{}, err
+	if released != nil {
+		if err := w.settleRelease(ctx, released); err != nil {
+			return StatusView{}, err
+		}
 	}
 	return w.view(ctx), nil
 }

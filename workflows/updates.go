@@ -107,7 +107,7 @@ func (w *serviceUpdate) approve(ctx workflow.Context, in ApproveInput) (StatusVi
 	// The state may have moved while this handler waited for the mutex:
 	// check it again, but not the validator's rules, which may change
 	// from one release to the next (the SDK skips validators on replay).
-	if err := recheck(ctx, w.refuseApproval(), w.release1RecheckApprove(in)); err != nil {
+	if err := w.recheck(ctx, w.refuseApproval(), w.release1RecheckApprove(in)); err != nil {
 		return StatusView{}, err
 	}
 	from := w.status
@@ -185,12 +185,12 @@ func (w *serviceUpdate) reschedule(ctx workflow.Context, in RescheduleInput) (St
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if err := recheck(ctx, w.refuseReschedule(ctx, in), w.release1RecheckReschedule(ctx, in)); err != nil {
+	if err := w.recheck(ctx, w.refuseReschedule(ctx, in), w.release1RecheckReschedule(ctx, in)); err != nil {
 		return StatusView{}, err
 	}
 	// Release 1 resolved the target only now, after the wait.
 	if then, _, _ := FindRelease(w.in.Releases, cmp.Or(in.TargetVersion, w.targetVersion)); then.Version != release.Version &&
-		!patched(ctx, changeStateOnlyRecheck) {
+		!w.takes(ctx, changeStateOnlyRecheck) {
 		release = then
 	}
 	// Capacity lives in Postgres, so a full or withdrawn slot is only found
@@ -238,7 +238,7 @@ func (w *serviceUpdate) numberRescheduledNotice(ctx workflow.Context) {
 	}
 	w.rescheduledTo = append(w.rescheduledTo, w.primaryStart)
 	w.rescheduledSequence = 0
-	if repeats > 0 && patched(ctx, changeRescheduledSequence) {
+	if repeats > 0 && w.takes(ctx, changeRescheduledSequence) {
 		w.rescheduledSequence = repeats
 	}
 }
@@ -287,7 +287,7 @@ func (w *serviceUpdate) setAdmins(ctx workflow.Context, in SetAdminsInput) (Stat
 		return StatusView{}, err
 	}
 	defer w.mu.Unlock()
-	if err := recheck(ctx, w.refuseAdminChange(), w.release1RecheckSetAdmins(in)); err != nil {
+	if err := w.recheck(ctx, w.refuseAdminChange(), w.release1RecheckSetAdmins(in)); err != nil {
 		return StatusView{}, err
 	}
 	w.admins = slices.Clone(in.Admins)

@@ -44,7 +44,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		Approvals:      slices.Clone(w.approvals),
 		Attempts:       slices.Clone(w.attempts),
 		Notices:        slices.Clone(w.notices),
-		Upcoming:       w.upcoming(),
+		Upcoming:       w.upcoming(workflow.Now(ctx)),
 		// Set when the update closed so.
 		AlreadyUpToDate: w.foundVersion != "",
 		FoundVersion:    w.foundVersion,
@@ -81,13 +81,15 @@ func MaskEmail(address string) string {
 	return masked
 }
 
-// upcoming lists the notices still due, earliest first.
-func (w *serviceUpdate) upcoming() []NoticeRecord {
+// upcoming lists the notices still due at now, earliest first. On the
+// lean lifecycle reminders stay in w.reminders when they come due (the
+// dispatcher sends them), so those before now are left out.
+func (w *serviceUpdate) upcoming(now time.Time) []NoticeRecord {
 	upcoming := []NoticeRecord{}
 	switch w.status {
 	case StatusScheduled, StatusApproved:
 		for _, r := range w.reminders {
-			if r.Offset == 0 && !w.mayRun() {
+			if (r.Offset == 0 && !w.mayRun()) || (w.lean && r.At.Before(now)) {
 				continue
 			}
 			upcoming = append(upcoming, NoticeRecord{Kind: r.Kind, At: r.At})
@@ -123,20 +125,26 @@ func (w *serviceUpdate) currentDetails() string {
 	return line
 }
 
-// SummaryLine is the one line the Web UI shows for an update, e.g.
-// "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026 02:00 CET":
-// the starter sets it as the static summary, the workflow leads its current
-// details with it. The primary start is rendered in the instance's zone, or
-// in UTC if the zone is unknown.
+// SummaryLine is the one line the Web UI's current details lead with,
+// e.g. "contoso-prod: 9.1.0 → 9.2.0, mandatory, primary Tue 3 Mar 2026
+// 02:00 CET": Summary and the primary start in the instance's zone, or in
+// UTC if the zone is unknown.
 func SummaryLine(instance Instance, currentVersion, targetVersion string, mandatory bool, primaryStart time.Time) string {
-	policy := "needs approval"
-	if mandatory {
-		policy = "mandatory"
-	}
 	loc, err := time.LoadLocation(instance.TimeZone)
 	if err != nil {
 		loc = time.UTC
 	}
-	return fmt.Sprintf("%s: %s → %s, %s, primary %s",
-		instance.ID, currentVersion, targetVersion, policy, primaryStart.In(loc).Format(LocalTimeLayout))
+	return fmt.Sprintf("%s, primary %s", Summary(instance, currentVersion, targetVersion, mandatory), primaryStart.In(loc).Format(LocalTimeLayout))
+}
+
+// Summary is the static summary the starter gives an update, e.g.
+// "contoso-prod: 9.1.0 → 9.2.0, needs approval": no schedule, which a
+// Reschedule changes and a static summary could not follow (the current
+// details carry it).
+func Summary(instance Instance, currentVersion, targetVersion string, mandatory bool) string {
+	policy := "needs approval"
+	if mandatory {
+		policy = "mandatory"
+	}
+	return fmt.Sprintf("%s: %s → %s, %s", instance.ID, currentVersion, targetVersion, policy)
 }

@@ -32,6 +32,9 @@ func TestSummaryLine(t *testing.T) {
 			if got := SummaryLine(instance, "9.1.0", "9.2.0", tt.mandatory, start); got != tt.want {
 				t.Errorf("SummaryLine = %q, want %q", got, tt.want)
 			}
+			if got, want := Summary(instance, "9.1.0", "9.2.0", tt.mandatory), tt.want[:strings.Index(tt.want, ", primary ")]; got != want {
+				t.Errorf("Summary = %q, want %q: no schedule, which a Reschedule changes", got, want)
+			}
 		})
 	}
 }

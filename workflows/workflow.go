@@ -79,6 +79,8 @@ type serviceUpdate struct {
 	foundVersion string
 	// supersededBy is the target of the update that superseded this one.
 	supersededBy string
+	// lean: the workflow runs the lean lifecycle (changeLeanLifecycle).
+	lean bool
 }
 
 // setup validates the input and registers every handler before the first
@@ -111,6 +113,7 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 		secondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
 		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
 	}
+	w.lean = patched(ctx, changeLeanLifecycle)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
 		return w.queryView(ctx), nil
 	}); err != nil {
@@ -239,18 +242,19 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (step, Status, e
 		}
 		now := workflow.Now(ctx)
 		armed := w.scheduleVersion
-		if due, _, _ := DueReminder(w.reminders, now); due != nil {
+		// On the lean lifecycle the reminders wait in the notice queue.
+		if due, _, _ := DueReminder(w.reminders, now); due != nil && !w.lean {
 			if err := w.remind(ctx, armed); err != nil {
 				return stepRun, "", err
 			}
 			continue
 		}
-		next := w.primaryStart
-		if len(w.reminders) > 0 {
-			next = w.reminders[0].At
+		next, summary := w.primaryStart, "primary window"
+		if len(w.reminders) > 0 && !w.lean {
+			next, summary = w.reminders[0].At, string(w.reminders[0].Kind)
 		}
 		if next.After(now) {
-			if err := w.sleepUnlessWoken(ctx, next.Sub(now), func() bool {
+			if err := w.sleepUnlessWoken(ctx, next.Sub(now), summary, func() bool {
 				return w.scheduleVersion != armed
 			}); err != nil {
 				return stepRun, "", err
@@ -297,6 +301,13 @@ func (w *serviceUpdate) awaitPrimaryStart(ctx workflow.Context) (step, Status, e
 // Before changeReleaseWithoutMutex, release 1 held the mutex throughout.
 func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) error {
 	notApproved := change{action: actionNotApproved, notice: NoticeNotApproved, slotStart: w.primaryStart, deadline: w.latestPrimaryStart()}
+	if w.lean {
+		// One commit gives the slots back with the row: nothing to wait
+		// for without the mutex.
+		defer w.mu.Unlock()
+		notApproved.releaseSlots = true
+		return w.record(ctx, from, notApproved)
+	}
 	if !patched(ctx, changeReleaseWithoutMutex) {
 		defer w.mu.Unlock()
 		if err := w.releaseSlots(ctx); err != nil {
@@ -324,16 +335,17 @@ func (w *serviceUpdate) declineUnapproved(ctx workflow.Context, from Status) err
 // commands as AwaitWithTimeout, which release 1 waited with, so only the
 // cancellation is patched (changeCancelWokenTimers) and only a wait that
 // is cut short asks for the version. woken must be false on entry.
-func (w *serviceUpdate) sleepUnlessWoken(ctx workflow.Context, d time.Duration, woken func() bool) error {
+func (w *serviceUpdate) sleepUnlessWoken(ctx workflow.Context, d time.Duration, summary string, woken func() bool) error {
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	timer := workflow.NewTimer(timerCtx, d)
+	// The summary is metadata, not part of the command replay compares.
+	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: summary})
 	if err := workflow.Await(ctx, func() bool { return timer.IsReady() || woken() }); err != nil {
 		return err
 	}
 	if timer.IsReady() {
 		return timer.Get(ctx, nil)
 	}
-	if patched(ctx, changeCancelWokenTimers) {
+	if w.takes(ctx, changeCancelWokenTimers) {
 		cancelTimer()
 	}
 	return nil
@@ -379,7 +391,7 @@ func (w *serviceUpdate) execute(ctx workflow.Context, role SlotRole, from Status
 	slotStart := w.slotStart(role)
 	windowEnd := slotStart.Add(w.slotWindow(role))
 	started := change{action: actionStarted, detail: string(role) + " slot", notice: NoticeInProgress, slotStart: slotStart, deadline: windowEnd}
-	if patched(ctx, changeStartWithoutAudit) {
+	if w.takes(ctx, changeStartWithoutAudit) {
 		if err := w.announceStart(ctx, from, started); err != nil {
 			return false, err
 		}
@@ -436,7 +448,7 @@ func (w *serviceUpdate) fallBack(ctx workflow.Context) error {
 		return err
 	}
 	if wait := w.secondaryStart.Sub(workflow.Now(ctx)); wait > 0 {
-		return workflow.Sleep(ctx, wait)
+		return sleepLabelled(ctx, wait, "secondary window")
 	}
 	return nil
 }

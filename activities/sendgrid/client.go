@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	sendgridgo "github.com/sendgrid/sendgrid-go"
@@ -76,6 +77,39 @@ type Client struct {
 	host   string
 	from   *mail.Email
 	now    func() time.Time
+
+	mu sync.Mutex
+	// pausedUntil is when SendGrid takes requests again: the
+	// X-RateLimit-Reset of an answer that left no request (Remaining 0)
+	// or was a 429. Zero while requests remain.
+	pausedUntil time.Time
+}
+
+// PausedUntil is when SendGrid's rate limit, as its last answers said,
+// lets the next request through; zero or past when it does now. A sender
+// of many notices (the outbox dispatcher) waits until then rather than
+// spend requests on 429s.
+func (c *Client) PausedUntil() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pausedUntil
+}
+
+// notePause records the rate limit an answer reported.
+func (c *Client) notePause(headers http.Header, throttled bool) {
+	remaining, err := strconv.Atoi(strings.TrimSpace(headers.Get("X-RateLimit-Remaining")))
+	exhausted := throttled || (err == nil && remaining <= 0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !exhausted {
+		c.pausedUntil = time.Time{}
+		return
+	}
+	delay := c.retryDelay(headers)
+	if delay == 0 {
+		delay = time.Second // a 429 without a reset: back off a moment
+	}
+	c.pausedUntil = c.now().Add(delay)
 }
 
 // NewClient checks cfg and builds a client that reads the time, for
@@ -147,6 +181,7 @@ func (c *Client) Send(ctx context.Context, msg Message) (string, error) {
 	}
 	headers := http.Header(response.Headers)
 	status := response.StatusCode
+	c.notePause(headers, status == http.StatusTooManyRequests)
 	switch {
 	case status >= 200 && status < 300:
 		return headers.Get("X-Message-Id"), nil

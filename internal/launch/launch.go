@@ -267,7 +267,7 @@ func StartOptions(id, taskQueue string, in workflows.Input) client.StartWorkflow
 			workflows.SearchAttrScheduledStart.ValueSet(in.PrimaryStart),
 			workflows.SearchAttrMandatory.ValueSet(in.Mandatory),
 		),
-		StaticSummary: workflows.SummaryLine(in.Instance, in.CurrentVersion, in.TargetVersion, in.Mandatory, in.PrimaryStart),
+		StaticSummary: workflows.Summary(in.Instance, in.CurrentVersion, in.TargetVersion, in.Mandatory),
 	}
 }
 

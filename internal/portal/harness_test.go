@@ -113,6 +113,19 @@ func newHarness(t *testing.T) *harness {
 		}
 		t.Cleanup(w.Stop)
 	}
+	// Workflows on the lean lifecycle queue their emails; the worker's
+	// dispatcher sends them.
+	dispatcher, err := activities.NewDispatcher(st, notifier, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dispatchCtx, stopDispatch := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		dispatcher.Run(dispatchCtx, activities.DispatchLoops)
+	}()
+	t.Cleanup(func() { stopDispatch(); <-dispatched })
 
 	mailer, err := sendgrid.NewClient(h.mail.Config(), time.Now)
 	if err != nil {

@@ -38,12 +38,17 @@ SELECT prev.current_version, prev.new_ordinal IS NOT NULL, EXISTS (SELECT 1 FROM
 // retried activity) or an older one (a late success of an older update)
 // changes nothing and says so with Unchanged.
 func (s *Store) RecordInstanceVersion(ctx context.Context, in workflows.RecordVersionInput) (workflows.RecordVersionResult, error) {
+	return recordVersion(ctx, s.db, in)
+}
+
+// recordVersion is RecordInstanceVersion on db, a transaction or the pool.
+func recordVersion(ctx context.Context, db DBTX, in workflows.RecordVersionInput) (workflows.RecordVersionResult, error) {
 	var res workflows.RecordVersionResult
 	if in.InstanceID == "" || in.Version == "" {
 		return res, errorf(ErrInvalidRequest, "record instance version: instanceId and version required")
 	}
 	var known, moved bool
-	err := s.db.QueryRow(ctx, recordVersionSQL, in.InstanceID, in.Version).Scan(&res.PreviousVersion, &known, &moved)
+	err := db.QueryRow(ctx, recordVersionSQL, in.InstanceID, in.Version).Scan(&res.PreviousVersion, &known, &moved)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return res, errorf(ErrNotFound, "record instance version: instance %q does not exist", in.InstanceID)
@@ -87,6 +92,27 @@ ON CONFLICT (workflow_id) DO UPDATE SET
 // audit ID of the first.
 func (s *Store) RecordTransition(ctx context.Context, idempotencyKey string, in workflows.RecordTransitionInput) (workflows.RecordTransitionResult, error) {
 	var res workflows.RecordTransitionResult
+	row, err := transitionRow(idempotencyKey, in)
+	if err != nil {
+		return res, err
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		res.AuditID, _, err = row.write(ctx, tx)
+		return err
+	})
+	return res, s.heldOnConflict(ctx, err, in.Snapshot.InstanceID, in.Snapshot.WorkflowID)
+}
+
+// auditedTransition is a transition's audit row and projection, checked.
+type auditedTransition struct {
+	key          string
+	in           workflows.RecordTransitionInput
+	snapshotJSON []byte
+	lastError    string
+}
+
+// transitionRow checks what a transition's rows need.
+func transitionRow(idempotencyKey string, in workflows.RecordTransitionInput) (auditedTransition, error) {
 	snap := in.Snapshot
 	var missing []string
 	for _, f := range []struct{ name, value string }{
@@ -99,30 +125,35 @@ func (s *Store) RecordTransition(ctx context.Context, idempotencyKey string, in 
 		}
 	}
 	if len(missing) > 0 {
-		return res, errorf(ErrInvalidRequest, "record transition: %s required", strings.Join(missing, ", "))
+		return auditedTransition{}, errorf(ErrInvalidRequest, "record transition: %s required", strings.Join(missing, ", "))
 	}
 	snapshotJSON, err := json.Marshal(snap)
 	if err != nil {
-		return res, errorf(ErrInvalidRequest, "record transition: snapshot of %s cannot be encoded: %v", snap.WorkflowID, err)
+		return auditedTransition{}, errorf(ErrInvalidRequest, "record transition: snapshot of %s cannot be encoded: %v", snap.WorkflowID, err)
 	}
-	var lastError string
+	row := auditedTransition{key: idempotencyKey, in: in, snapshotJSON: snapshotJSON}
 	if n := len(snap.Attempts); n > 0 {
-		lastError = snap.Attempts[n-1].Error
+		row.lastError = snap.Attempts[n-1].Error
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, insertAuditSQL, snap.WorkflowID, snap.InstanceID, in.Actor, in.Channel, in.Action,
-			nullText(in.Detail), string(in.From), string(snap.Status), idempotencyKey, nullText(in.Operator)).Scan(&res.AuditID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			// Written by an earlier attempt, together with the projection.
-			return mapError(tx.QueryRow(ctx, auditIDSQL, idempotencyKey).Scan(&res.AuditID), "read audit row "+idempotencyKey)
-		}
-		if err != nil {
-			return mapError(err, "append the audit row of "+snap.WorkflowID)
-		}
-		_, err = tx.Exec(ctx, upsertUpdateSQL, snap.WorkflowID, snap.InstanceID, snap.OfferedVersion, snap.TargetVersion,
-			snap.CurrentVersion, snap.Mandatory, string(snap.Status), snap.Primary.Start, snap.Secondary.Start,
-			nullText(snap.ApprovedBy), nullTime(snap.ApprovedAt), len(snap.Attempts), nullText(lastError), snapshotJSON)
-		return mapError(err, fmt.Sprintf("update the projection of %s (instance %q)", snap.WorkflowID, snap.InstanceID))
-	})
-	return res, s.heldOnConflict(ctx, err, snap.InstanceID, snap.WorkflowID)
+	return row, nil
+}
+
+// write appends the audit row and refreshes the projection. written is
+// false when an earlier call with the same key wrote them: the audit ID
+// is then that call's, and nothing else is written.
+func (r auditedTransition) write(ctx context.Context, tx pgx.Tx) (auditID int64, written bool, err error) {
+	snap, in := r.in.Snapshot, r.in
+	err = tx.QueryRow(ctx, insertAuditSQL, snap.WorkflowID, snap.InstanceID, in.Actor, in.Channel, in.Action,
+		nullText(in.Detail), string(in.From), string(snap.Status), r.key, nullText(in.Operator)).Scan(&auditID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Written by an earlier attempt, together with the projection.
+		return auditID, false, mapError(tx.QueryRow(ctx, auditIDSQL, r.key).Scan(&auditID), "read audit row "+r.key)
+	}
+	if err != nil {
+		return 0, false, mapError(err, "append the audit row of "+snap.WorkflowID)
+	}
+	_, err = tx.Exec(ctx, upsertUpdateSQL, snap.WorkflowID, snap.InstanceID, snap.OfferedVersion, snap.TargetVersion,
+		snap.CurrentVersion, snap.Mandatory, string(snap.Status), snap.Primary.Start, snap.Secondary.Start,
+		nullText(snap.ApprovedBy), nullTime(snap.ApprovedAt), len(snap.Attempts), nullText(r.lastError), r.snapshotJSON)
+	return auditID, true, mapError(err, fmt.Sprintf("update the projection of %s (instance %q)", snap.WorkflowID, snap.InstanceID))
 }
