@@ -157,6 +157,9 @@ start() {
   wait_for "both history hosts owning shards" history_hosts_own_shards
   # The default namespace, as the dev server and compose have it.
   wait_for "namespace default" create_default_namespace
+  # setup binds the namespace to svcupdate's database (DATABASE_URL), so
+  # that database must exist first.
+  bin/starter migrate --create-database
   TEMPORAL_ADDRESS=$address bin/starter setup
   wait_for "the Web UI on :$ui_port" curl -fsS -o /dev/null "http://127.0.0.1:$ui_port/"
   for name in "${services[@]}"; do
@@ -178,7 +181,12 @@ stop() {
 }
 
 case ${1:-} in
-start) start ;;
+start)
+  # A start that fails halfway leaves no server processes behind.
+  trap 'code=$?; if ((code != 0)); then echo "the cluster did not start; stopping what did" >&2; stop; fi' EXIT
+  start
+  trap - EXIT
+  ;;
 stop) stop ;;
 status)
   for name in "${services[@]}"; do
