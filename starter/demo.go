@@ -67,14 +67,16 @@ func runDemo(ctx context.Context, e *env, runID string, printFailures bool) erro
 		only[run.InstanceID(m.Instance)] = true
 	}
 	summary, err := rollout(ctx, e, releasePlan{
-		Version:         demo.Version,
-		Concurrency:     4,
-		ReminderOffsets: demo.ReminderOffsets,
-		SecondaryMinGap: demo.SecondaryGap,
-		Instances:       only,
-		SlotsFrom:       run.Slot(0).Add(-time.Second),
-		// MinNotice and RescheduleMinNotice stay zero: on the demo's
-		// compressed clock the slots are minutes away.
+		Plan: launch.Plan{
+			Version:         demo.Version,
+			ReminderOffsets: demo.ReminderOffsets,
+			SecondaryMinGap: demo.SecondaryGap,
+			SlotsFrom:       run.Slot(0).Add(-time.Second),
+			// MinNotice and RescheduleMinNotice stay zero: on the demo's
+			// compressed clock the slots are minutes away.
+		},
+		Concurrency: 4,
+		Instances:   only,
 	})
 	if err != nil {
 		return err

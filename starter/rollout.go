@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -18,33 +17,17 @@ import (
 // releasePlan is what one rollout run by the starter itself does (the
 // demo's): the plan of every start, how many at once, which instances.
 type releasePlan struct {
-	Version     string
+	// Plan is what every start shares: the version, the schedule of every
+	// update (from the configuration or the demo), dry run, and SlotsFrom,
+	// which the demo sets to its own first slot so slots of an earlier,
+	// interrupted demo run are not taken.
+	launch.Plan
 	Concurrency int
-	DryRun      bool
-	// The schedule of every update started, from the configuration
-	// (REMINDER_OFFSETS, UPDATE_WINDOW, SECONDARY_MIN_GAP, MIN_NOTICE,
-	// RESCHEDULE_MIN_NOTICE) or the demo.
-	ReminderOffsets     []time.Duration
-	WindowLength        time.Duration
-	SecondaryMinGap     time.Duration
-	MinNotice           time.Duration // least time from now to a booked primary
-	RescheduleMinNotice time.Duration // carried in each update's input
 	// Output is how the summary is printed (zero: text).
 	Output outputFormat
 	// Instances limits the rollout to these instance IDs (the demo's own);
 	// nil means the whole fleet.
 	Instances map[string]bool
-	// SlotsFrom is the earliest slot start booked; zero means now. The demo
-	// sets it to its own first slot so slots of an earlier, interrupted
-	// demo run are not taken.
-	SlotsFrom time.Time
-}
-
-func (p releasePlan) launchPlan() launch.Plan {
-	return launch.Plan{
-		Version: p.Version, DryRun: p.DryRun, ReminderOffsets: p.ReminderOffsets, WindowLength: p.WindowLength,
-		SecondaryMinGap: p.SecondaryMinGap, MinNotice: p.MinNotice, RescheduleMinNotice: p.RescheduleMinNotice, SlotsFrom: p.SlotsFrom,
-	}
 }
 
 // outcomeSummary counts outcomes and keeps the reasons worth reading.
@@ -127,7 +110,7 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 
 	bar := progress.New(e.stderr, "rollout "+plan.Version, len(candidates))
 	summary := &outcomeSummary{}
-	starter := &launch.Starter{Store: st, Client: c, TaskQueue: e.cfg.TaskQueue, Plan: plan.launchPlan(),
+	starter := &launch.Starter{Store: st, Client: c, TaskQueue: e.cfg.TaskQueue, Plan: plan.Plan,
 		RequestedBy: "rollout of " + plan.Version + " by " + e.clientOptions().Identity}
 	// Sandboxes take the earliest slots: every sandbox is booked before the
 	// first production instance.

@@ -85,10 +85,10 @@ func newRolloutFixture(t *testing.T) rolloutFixture {
 func (f rolloutFixture) rollout(ctx context.Context, c client.Client, out *bytes.Buffer, concurrency int, instances ...string) (*outcomeSummary, error) {
 	// The env is not closed: the pool is the fixture's and c wraps the server's client.
 	e := &env{cfg: f.cfg, stdout: out, stderr: out, temporalClient: c, pool: f.pool}
-	plan := releasePlan{
-		Version: demo.Version, Concurrency: concurrency,
+	plan := releasePlan{Concurrency: concurrency, Plan: launch.Plan{
+		Version:         demo.Version,
 		ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow, SecondaryMinGap: demo.SecondaryGap,
-	}
+	}}
 	if instances != nil {
 		plan.Instances = map[string]bool{}
 		for _, id := range instances {
@@ -247,10 +247,10 @@ func TestRolloutReportsAnInstanceHeldByAnotherUpdate(t *testing.T) {
 	for _, dryRun := range []bool{true, false} {
 		var out bytes.Buffer
 		e.stdout, e.stderr = &out, &out
-		summary, err := rollout(ctx, e, releasePlan{
-			Version: demo.Version, Concurrency: 1, DryRun: dryRun, SecondaryMinGap: demo.SecondaryGap,
-			ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow, Instances: map[string]bool{instance: true},
-		})
+		summary, err := rollout(ctx, e, releasePlan{Concurrency: 1, Instances: map[string]bool{instance: true}, Plan: launch.Plan{
+			Version: demo.Version, DryRun: dryRun, SecondaryMinGap: demo.SecondaryGap,
+			ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow,
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,13 +283,12 @@ func TestRolloutHonoursTheMinimumNotice(t *testing.T) {
 		return f.server.ExecuteWorkflow(ctx, opts, workflow, args...)
 	}
 	e := &env{cfg: f.cfg, temporalClient: c, pool: f.pool}
-	plan := releasePlan{
-		Version: demo.Version, Concurrency: 1, SecondaryMinGap: demo.SecondaryGap,
+	plan := releasePlan{Concurrency: 1, Instances: map[string]bool{f.run.InstanceID("contoso-prod"): true}, Plan: launch.Plan{
+		Version: demo.Version, SecondaryMinGap: demo.SecondaryGap,
 		ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow,
 		// The demo's slots start 2, 3 and 4 minutes after the fixture's run.
 		MinNotice: time.Until(f.run.Slot(1)) - 10*time.Second, RescheduleMinNotice: 42 * time.Minute,
-		Instances: map[string]bool{f.run.InstanceID("contoso-prod"): true},
-	}
+	}}
 	var out bytes.Buffer
 	e.stdout, e.stderr = &out, &out
 	if _, err := rollout(ctx, e, plan); err != nil {

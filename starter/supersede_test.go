@@ -110,8 +110,8 @@ func TestRolloutSupersedesAnOlderOptionalUpdate(t *testing.T) {
 
 	var out bytes.Buffer
 	e := &env{cfg: f.cfg, stdout: &out, stderr: &out, temporalClient: f.server, pool: f.pool}
-	if _, err := rollout(ctx, e, releasePlan{Version: demo.Version, Concurrency: 1, DryRun: true, SecondaryMinGap: demo.SecondaryGap,
-		Instances: map[string]bool{optional: true}}); err != nil {
+	if _, err := rollout(ctx, e, releasePlan{Concurrency: 1, Instances: map[string]bool{optional: true},
+		Plan: launch.Plan{Version: demo.Version, DryRun: true, SecondaryMinGap: demo.SecondaryGap}}); err != nil {
 		t.Fatal(err)
 	}
 	if want := "; supersedes " + holderID + " (Scheduled) if it accepts\n"; !strings.Contains(out.String(), want) {
