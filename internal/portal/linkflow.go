@@ -100,7 +100,7 @@ func (s *Server) useLink(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.store.UseLink(r.Context(), usedLink(claims), func(ctx context.Context) error {
+	if !s.spendLink(w, r, claims, "use a link", func(ctx context.Context) error {
 		if claims.Action == links.ActionApprove {
 			_, err := s.act(ctx, claims.Recipient, actor.ChannelPortalLink, claims.WorkflowID, workflows.UpdateApprove, func(assertion string) any {
 				return workflows.ApproveInput{Admin: claims.Recipient, Note: "through an emailed link", Assertion: assertion}
@@ -114,17 +114,7 @@ func (s *Server) useLink(w http.ResponseWriter, r *http.Request) {
 			return &refusal{http.StatusForbidden, problemNotAdmin}
 		}
 		return err
-	})
-	var ref *refusal
-	switch {
-	case errors.Is(err, store.ErrLinkUsed):
-		s.problem(w, r, http.StatusGone, problemLinkUsed)
-		return
-	case errors.As(err, &ref):
-		s.problem(w, r, ref.status, ref.page)
-		return
-	case err != nil:
-		s.fail(w, r, "use a link", err)
+	}) {
 		return
 	}
 	if err := s.startSession(w, r, claims.Recipient, actor.ChannelPortalLink); err != nil {
@@ -152,6 +142,25 @@ func nothingToApprove(u updateView) string {
 		return "This update can no longer be approved, only moved to other slots."
 	}
 	return "This update is " + strings.ToLower(u.StatusText) + " and can no longer change."
+}
+
+// spendLink uses the link once, in one transaction with check, and
+// answers a used link or a refusal with its page; false when it answered.
+func (s *Server) spendLink(w http.ResponseWriter, r *http.Request, claims links.Claims, doing string, check func(context.Context) error) bool {
+	err := s.store.UseLink(r.Context(), usedLink(claims), check)
+	var ref *refusal
+	switch {
+	case errors.Is(err, store.ErrLinkUsed):
+		s.problem(w, r, http.StatusGone, problemLinkUsed)
+		return false
+	case errors.As(err, &ref):
+		s.problem(w, r, ref.status, ref.page)
+		return false
+	case err != nil:
+		s.fail(w, r, doing, err)
+		return false
+	}
+	return true
 }
 
 func usedLink(c links.Claims) store.UsedLink {

@@ -120,23 +120,13 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.store.UseLink(r.Context(), usedLink(claims), func(ctx context.Context) error {
+	if !s.spendLink(w, r, claims, "sign in", func(ctx context.Context) error {
 		admin, err := s.store.IsAdmin(ctx, claims.Recipient)
 		if err == nil && !admin {
 			return &refusal{http.StatusForbidden, problemNotAdmin}
 		}
 		return err
-	})
-	var ref *refusal
-	switch {
-	case errors.Is(err, store.ErrLinkUsed):
-		s.problem(w, r, http.StatusGone, problemLinkUsed)
-		return
-	case errors.As(err, &ref):
-		s.problem(w, r, ref.status, ref.page)
-		return
-	case err != nil:
-		s.fail(w, r, "sign in", err)
+	}) {
 		return
 	}
 	if err := s.startSession(w, r, claims.Recipient, actor.ChannelPortalSession); err != nil {
