@@ -188,7 +188,9 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 			return p, nil
 		case err != nil:
 			// Not answering yet (its first task is still queued): ask again.
-		case p.Rescans > before && p.ScanDone || p.Phase.Closed():
+		case p.Rescans > before && p.ScanDone || p.Phase.Closed() && (before < 0 || closedRun(ctx, c, id, runID)):
+			// A run signalled while finishing still reports the walk
+			// before ours until it takes the signal or closes.
 			bar.Add(p.Processed - shown)
 			return p, nil
 		default:
