@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/svcupdate/svcupdate/internal/fleet"
@@ -69,20 +68,22 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 		RescheduleMinNotice: in.Schedule.RescheduleMinNotice, SlotsFrom: in.SlotsFrom,
 	}}
 	var mu sync.Mutex
-	var g errgroup.Group
-	g.SetLimit(max(a.Concurrency, 1))
+	var members []string // started, recorded together once the batch ends
+	var wg sync.WaitGroup
+	inFlight := make(chan struct{}, max(a.Concurrency, 1))
 	for _, cand := range page {
 		if err := a.StartRate.Wait(ctx); err != nil {
 			break // cancelled: the retry reads the page again
 		}
-		g.Go(func() error {
+		inFlight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-inFlight }()
 			r := starter.Start(ctx, cand)
-			var recordErr error
-			if !in.DryRun && (r.Outcome == launch.Started || r.Outcome == launch.AlreadyRunning) {
-				recordErr = a.Store.AddRolloutMember(ctx, in.Version, cand.Instance.ID, in.Wave)
-			}
 			mu.Lock()
 			defer mu.Unlock()
+			if !in.DryRun && (r.Outcome == launch.Started || r.Outcome == launch.AlreadyRunning) {
+				members = append(members, cand.Instance.ID)
+			}
 			res.Outcomes[r.Outcome.String()]++
 			res.Processed++
 			if r.PrimaryStart.After(res.LastStart) {
@@ -92,10 +93,15 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 				res.Details = append(res.Details, fmt.Sprintf("%s %s: %s", r.InstanceID, r.Outcome, r.Detail))
 			}
 			activity.RecordHeartbeat(ctx, res.Processed)
-			return recordErr
 		})
 	}
-	if err := g.Wait(); err != nil {
+	wg.Wait()
+	// Recorded even when the batch was cancelled: these updates exist.
+	// Should this fail, the retry meets them again and counts them as
+	// already running.
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordMembersTimeout)
+	defer cancel()
+	if err := a.Store.AddRolloutMembers(recordCtx, in.Version, in.Wave, members); err != nil {
 		return res, activityError(err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -103,6 +109,9 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 	}
 	return res, nil
 }
+
+// recordMembersTimeout bounds recording a batch's started updates.
+const recordMembersTimeout = 30 * time.Second
 
 // WaveReport counts each wave's started updates by status.
 func (a *RolloutActivities) WaveReport(ctx context.Context, in workflows.WaveReportInput) (workflows.WaveReportResult, error) {

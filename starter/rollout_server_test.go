@@ -198,12 +198,7 @@ func TestRolloutReleasesSlotsOnlyWhenTheStartSurelyFailed(t *testing.T) {
 	unknown := f.run.InstanceID("fabrikam-prod")
 	out.Reset()
 	lookUpFails := &unreliableStartClient{Client: f.server, start: unavailable}
-	lookUps := 0
 	lookUpFails.describe = func(ctx context.Context, id string) (*client.WorkflowExecutionDescription, error) {
-		lookUps++
-		if lookUps == 1 {
-			return nil, serviceerror.NewNotFound("not started yet") // the check before booking
-		}
 		return nil, serviceerror.NewUnavailable("connection reset")
 	}
 	summary, err = f.rollout(context.Background(), lookUpFails, &out, 1, unknown)
@@ -312,5 +307,46 @@ func TestRolloutHonoursTheMinimumNotice(t *testing.T) {
 	if summary.count(launch.NoCapacity) != 1 || !strings.Contains(out.String(), "no free slot of 9.2.0 in amer starts after ") ||
 		!strings.Contains(out.String(), " UTC (MIN_NOTICE 1h)") {
 		t.Errorf("no slot an hour out:\n%s", out.String())
+	}
+}
+
+// TestRolloutMeetsAnUpdateNotRecordedYet starts an update that has not
+// recorded a transition (no worker runs it), so Postgres holds only the
+// rollout's claim: a second rollout is refused by Temporal and counts it
+// as already running, its slots kept; once it is terminated without
+// recording anything, a third gives its slots and its hold back.
+func TestRolloutMeetsAnUpdateNotRecordedYet(t *testing.T) {
+	f := newRolloutFixture(t)
+	ctx := context.Background()
+	instance := f.run.InstanceID("contoso-prod")
+	id := workflows.WorkflowID(instance, demo.Version)
+	var out bytes.Buffer
+	summary, err := f.rollout(ctx, f.server, &out, 1, instance)
+	if err != nil || summary.count(launch.Started) != 1 {
+		t.Fatalf("first rollout (%v):\n%s", err, out.String())
+	}
+
+	out.Reset()
+	summary, err = f.rollout(ctx, f.server, &out, 1, instance)
+	if err != nil || summary.count(launch.AlreadyRunning) != 1 || summary.count(launch.Started) != 0 {
+		t.Fatalf("rollout over the running update (%v):\n%s", err, out.String())
+	}
+	if n := f.bookings(t, instance); n != 2 {
+		t.Errorf("%s has %d bookings while its update runs, want its primary and secondary", instance, n)
+	}
+
+	if err := f.server.TerminateWorkflow(ctx, id, "", "closed before its first transition"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	summary, err = f.rollout(ctx, f.server, &out, 1, instance)
+	if err != nil || summary.count(launch.AlreadyRunning) != 1 || summary.count(launch.Started) != 0 {
+		t.Fatalf("rollout over the closed update (%v):\n%s", err, out.String())
+	}
+	if n := f.bookings(t, instance); n != 0 {
+		t.Errorf("%s keeps %d bookings for an update that closed, want none:\n%s", instance, n, out.String())
+	}
+	if h, found, err := store.New(f.pool).OpenUpdate(ctx, instance); err != nil || found {
+		t.Errorf("%s is still held by %+v (%v) although its update closed", instance, h, err)
 	}
 }

@@ -118,14 +118,11 @@ func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate)
 	id := workflows.WorkflowID(cand.Instance.ID, s.Plan.Version)
 	// An update that exists, running or closed, is never booked again: a
 	// closed one has released its slots and must not take new ones.
-	if _, err := s.Client.DescribeWorkflow(ctx, id, ""); err == nil {
+	// Postgres says which closed, so a rollout asks Temporal nothing per
+	// instance; an open one is booked again (its own slots, reused) and
+	// its start refused, which alreadyStarted settles.
+	if cand.Closed {
 		result.Outcome = AlreadyRunning
-		return result
-	} else if ctx.Err() != nil {
-		result.Outcome = NotAttempted // nothing booked, nothing started
-		return result
-	} else if !IsNotFound(err) {
-		result.Outcome, result.Detail = Failed, "look up "+id+": "+err.Error()
 		return result
 	}
 	if s.Plan.DryRun {
@@ -173,7 +170,7 @@ func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
-		result.Outcome = AlreadyRunning // a concurrent rollout started it
+		return s.alreadyStarted(ctx, cand, id, result)
 	case err != nil:
 		failed := s.afterFailedStart(ctx, cand, id, err)
 		failed.Superseded, failed.PrimaryStart = result.Superseded, result.PrimaryStart
@@ -201,6 +198,26 @@ func (s *Starter) plan(ctx context.Context, cand store.RolloutCandidate, id stri
 		cand.CurrentVersion, s.Plan.Version, cand.Eligibility)
 	if heldByOther {
 		result.Detail += "; supersedes " + h.String() + " if it accepts"
+	}
+	return result
+}
+
+// alreadyStarted settles a start that Temporal refused because the
+// update exists though Postgres holds it open: running, it keeps the
+// slots, which are its own; closed without recording it (terminated),
+// it must not hold them.
+func (s *Starter) alreadyStarted(ctx context.Context, cand store.RolloutCandidate, id string, result Result) Result {
+	result.Outcome = AlreadyRunning
+	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCheckTimeout)
+	defer cancel()
+	d, err := s.Client.DescribeWorkflow(checkCtx, id, "")
+	switch {
+	case err != nil:
+		result.Detail = fmt.Sprintf("exists, but its state is unknown (look-up: %v), so the slots just booked are kept: run rollout again to settle it", err)
+	case d.Status != enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		if _, err := s.Store.AbandonUpdate(checkCtx, cand.Instance.ID, s.Plan.Version); err != nil {
+			result.Outcome, result.Detail = Failed, "closed before it recorded anything, and releasing the slots just booked failed: "+err.Error()
+		}
 	}
 	return result
 }

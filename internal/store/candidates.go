@@ -20,6 +20,9 @@ type RolloutCandidate struct {
 	Instance       workflows.Instance
 	CurrentVersion string
 	Eligibility    workflows.EligibilityLevel
+	// Closed: the instance's update to the version has closed; it gave
+	// its slots back and is never booked again.
+	Closed bool
 }
 
 // rankedReleasesCTE numbers releases by order without gaps, the
@@ -29,12 +32,29 @@ WITH ranked AS (SELECT version, ordinal, row_number() OVER (ORDER BY ordinal)::i
 
 const releaseExistsSQL = `SELECT EXISTS (SELECT 1 FROM releases WHERE version = $1)`
 
-const rolloutCandidatesSQL = rankedReleasesCTE + `
-SELECT i.id, i.name, i.tenant_id, i.kind, i.region, i.time_zone, i.current_version, cur.position, tgt.position
+// candidateSelect reads what scanCandidate takes, for the release $1;
+// $2 is closedStatuses.
+const candidateSelect = rankedReleasesCTE + `
+SELECT i.id, i.name, i.tenant_id, i.kind, i.region, i.time_zone, i.current_version, cur.position, tgt.position,
+       EXISTS (SELECT 1 FROM updates u WHERE u.instance_id = i.id AND u.offered_version = $1 AND u.status = ANY($2::text[]))
 FROM instances i
 JOIN ranked cur ON cur.version = i.current_version
-JOIN ranked tgt ON tgt.version = $1
+JOIN ranked tgt ON tgt.version = $1`
+
+// candidateOrder takes sandboxes first, then production, each by ID.
+const candidateOrder = `
 ORDER BY i.kind = '` + fleet.KindProduction + `', i.id`
+
+const rolloutCandidatesSQL = candidateSelect + candidateOrder
+
+func scanCandidate(row pgx.CollectableRow) (RolloutCandidate, error) {
+	var c RolloutCandidate
+	var cur, tgt int
+	err := row.Scan(&c.Instance.ID, &c.Instance.Name, &c.Instance.TenantID, &c.Instance.Kind, &c.Instance.Region,
+		&c.Instance.TimeZone, &c.CurrentVersion, &cur, &tgt, &c.Closed)
+	c.Eligibility = workflows.Eligibility(cur, tgt)
+	return c, err
+}
 
 // RolloutCandidates lists every instance with its eligibility for
 // version: sandboxes first (they take a release before production does),
@@ -43,18 +63,11 @@ func (s *Store) RolloutCandidates(ctx context.Context, version string) ([]Rollou
 	if err := requireRelease(ctx, s.db, version); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, rolloutCandidatesSQL, version)
+	rows, err := s.db.Query(ctx, rolloutCandidatesSQL, version, closedStatuses)
 	if err != nil {
 		return nil, mapError(err, "list rollout candidates for "+version)
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RolloutCandidate, error) {
-		var c RolloutCandidate
-		var cur, tgt int
-		err := row.Scan(&c.Instance.ID, &c.Instance.Name, &c.Instance.TenantID, &c.Instance.Kind, &c.Instance.Region,
-			&c.Instance.TimeZone, &c.CurrentVersion, &cur, &tgt)
-		c.Eligibility = workflows.Eligibility(cur, tgt)
-		return c, err
-	})
+	list, err := pgx.CollectRows(rows, scanCandidate)
 	return list, mapError(err, "list rollout candidates for "+version)
 }
 

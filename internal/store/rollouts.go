@@ -71,46 +71,42 @@ func (s *Store) PlanWaves(ctx context.Context, version string, percents []int) (
 	return waves, nil
 }
 
-const rolloutPageSQL = rankedReleasesCTE + `
-SELECT i.id, i.name, i.tenant_id, i.kind, i.region, i.time_zone, i.current_version, cur.position, tgt.position
-FROM instances i
-JOIN ranked cur ON cur.version = i.current_version
-JOIN ranked tgt ON tgt.version = $1
-WHERE (i.kind = '` + fleet.KindProduction + `', i.id) > ($2::boolean, $3::text)
-  AND (i.kind = '` + fleet.KindProduction + `', i.id) <= ($4::boolean, $5::text)
-  AND NOT EXISTS (SELECT 1 FROM rollout_members m WHERE m.version = $1 AND m.instance_id = i.id)
-ORDER BY i.kind = '` + fleet.KindProduction + `', i.id
-LIMIT $6`
+const rolloutPageSQL = candidateSelect + `
+WHERE (i.kind = '` + fleet.KindProduction + `', i.id) > ($3::boolean, $4::text)
+  AND (i.kind = '` + fleet.KindProduction + `', i.id) <= ($5::boolean, $6::text)
+  AND NOT EXISTS (SELECT 1 FROM rollout_members m WHERE m.version = $1 AND m.instance_id = i.id)` + candidateOrder + `
+LIMIT $7`
 
 // RolloutPage lists up to limit candidates of a rollout of version after
 // the key after and up to through, leaving out the members: instances
 // whose update the rollout has started already. A re-run of a finished
 // rollout reads empty pages, and never asks Temporal about them.
 func (s *Store) RolloutPage(ctx context.Context, version string, after, through workflows.RolloutKey, limit int) ([]RolloutCandidate, error) {
-	rows, err := s.db.Query(ctx, rolloutPageSQL, version, after.Production, after.InstanceID, through.Production, through.InstanceID, limit)
+	rows, err := s.db.Query(ctx, rolloutPageSQL, version, closedStatuses, after.Production, after.InstanceID, through.Production, through.InstanceID, limit)
 	if err != nil {
 		return nil, mapError(err, "page the rollout candidates of "+version)
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RolloutCandidate, error) {
-		var c RolloutCandidate
-		var cur, tgt int
-		err := row.Scan(&c.Instance.ID, &c.Instance.Name, &c.Instance.TenantID, &c.Instance.Kind, &c.Instance.Region,
-			&c.Instance.TimeZone, &c.CurrentVersion, &cur, &tgt)
-		c.Eligibility = workflows.Eligibility(cur, tgt)
-		return c, err
-	})
+	list, err := pgx.CollectRows(rows, scanCandidate)
 	return list, mapError(err, "page the rollout candidates of "+version)
 }
 
-const addMemberSQL = `
-INSERT INTO rollout_members (version, instance_id, wave, workflow_id) VALUES ($1, $2, $3, $4)
+const addMembersSQL = `
+INSERT INTO rollout_members (version, instance_id, wave, workflow_id)
+SELECT $1, m.instance_id, $2, m.workflow_id FROM unnest($3::text[], $4::text[]) AS m (instance_id, workflow_id)
 ON CONFLICT (version, instance_id) DO NOTHING`
 
-// AddRolloutMember records that the update of instanceID in wave is
-// started; recording it again changes nothing.
-func (s *Store) AddRolloutMember(ctx context.Context, version, instanceID string, wave int) error {
-	_, err := s.db.Exec(ctx, addMemberSQL, version, instanceID, wave, workflows.WorkflowID(instanceID, version))
-	return mapError(err, fmt.Sprintf("record %q in wave %d of %s", instanceID, wave, version))
+// AddRolloutMembers records that the updates of instanceIDs in wave are
+// started, in one statement; recording one again changes nothing.
+func (s *Store) AddRolloutMembers(ctx context.Context, version string, wave int, instanceIDs []string) error {
+	if len(instanceIDs) == 0 {
+		return nil
+	}
+	workflowIDs := make([]string, len(instanceIDs))
+	for i, id := range instanceIDs {
+		workflowIDs[i] = workflows.WorkflowID(id, version)
+	}
+	_, err := s.db.Exec(ctx, addMembersSQL, version, wave, instanceIDs, workflowIDs)
+	return mapError(err, fmt.Sprintf("record %d started updates in wave %d of %s", len(instanceIDs), wave, version))
 }
 
 const setWaveStateSQL = `

@@ -51,14 +51,32 @@ func TestRolloutWavesPagesAndGates(t *testing.T) {
 		t.Errorf("wave 1, first page = %v", got)
 	}
 
+	// A closed update is marked so that it is never booked again; an
+	// open one is not (its start settles it).
+	if _, err := s.RecordTransition(ctx, "closed/1", transitionTo("inst-002", "9.2.0", workflows.StatusSucceeded)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordTransition(ctx, "open/1", transitionTo("inst-003", "9.2.0", workflows.StatusApproved)); err != nil {
+		t.Fatal(err)
+	}
+	closedPage, err := s.RolloutPage(ctx, "9.2.0", waves[0].Last, waves[1].Last, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range closedPage {
+		if c.Closed != (c.Instance.ID == "inst-002") {
+			t.Errorf("%s: closed = %t, want it only for the succeeded inst-002", c.Instance.ID, c.Closed)
+		}
+	}
+
 	if _, err := s.BookRolloutSlots(ctx, store.BookRolloutSlotsParams{InstanceID: "inst-000", Version: "9.2.0", Now: storetest.PeriodStart}); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []struct {
-		id   string
+		ids  []string
 		wave int
-	}{{"inst-000", 0}, {"inst-001", 1}, {"inst-001", 1}} { // recording twice changes nothing
-		if err := s.AddRolloutMember(ctx, "9.2.0", m.id, m.wave); err != nil {
+	}{{[]string{"inst-000"}, 0}, {[]string{"inst-001"}, 1}, {[]string{"inst-001"}, 1}, {nil, 1}} { // recording twice changes nothing
+		if err := s.AddRolloutMembers(ctx, "9.2.0", m.wave, m.ids); err != nil {
 			t.Fatal(err)
 		}
 	}
