@@ -43,10 +43,6 @@ type dispatcherContext struct {
 type dispatcherKey struct{}
 
 const (
-	// DispatchLoops is how many dispatch loops a worker runs: enough to
-	// keep SendGrid's latency from bounding the rate, few enough to leave
-	// the pool to the activities.
-	DispatchLoops = 4
 	dispatchBatch = 20
 	// dispatchLease hides a claimed batch from other dispatchers; it
 	// outlasts a batch of sends (30 s bound each, usually milliseconds).

@@ -36,6 +36,8 @@ type workerSet struct {
 	// dispatcher delivers the lean lifecycle's notice queue while the
 	// workers run.
 	dispatcher *activities.Dispatcher
+	// dispatchLoops is NOTICE_DISPATCH_LOOPS.
+	dispatchLoops int
 }
 
 // rolloutConcurrency is how many candidates of a rollout batch are booked
@@ -47,12 +49,16 @@ const rolloutConcurrency = 32
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the
 // executor on its own queue so a provider can run it elsewhere.
 func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool.Pool, cfg config.Config, logger *slog.Logger, metrics client.MetricsHandler) (*workerSet, error) {
-	set := &workerSet{fatal: make(chan error, 2)}
+	set := &workerSet{fatal: make(chan error, 2), dispatchLoops: cfg.NoticeDispatchLoops}
 	options := worker.Options{
 		// In-flight activities get this long to finish when the worker
 		// stops; what still runs then is cancelled, and Temporal retries
 		// it on another worker (or on this one once restarted).
 		WorkerStopTimeout: cfg.WorkerStopTimeout,
+		// Polls follow the backlog: two fixed pollers (the SDK's default)
+		// leave a rollout's thousands of first tasks waiting in matching.
+		WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+		ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
 		OnFatalError: func(err error) {
 			select {
 			case set.fatal <- err:
@@ -158,10 +164,10 @@ func serve(ctx context.Context, set *workerSet, health *health, logger *slog.Log
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
-		set.dispatcher.Run(dispatchCtx, activities.DispatchLoops)
+		set.dispatcher.Run(dispatchCtx, set.dispatchLoops)
 	}()
 	defer func() { stopDispatch(); <-dispatched }()
-	logger.Info("Notice dispatcher running", "loops", activities.DispatchLoops)
+	logger.Info("Notice dispatcher running", "loops", set.dispatchLoops)
 	select {
 	case <-ctx.Done():
 		logger.Info("Stopping: in-flight activities may finish, the rest will be retried")

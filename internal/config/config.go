@@ -64,7 +64,10 @@ type Config struct {
 
 	// RolloutStartRate paces the Rollout workflow's starts in this worker
 	// so a rollout never floods the Temporal server.
-	RolloutStartRate float64 `envconfig:"ROLLOUT_START_RATE" default:"100" desc:"most ServiceUpdates a worker's rollout batches start per second" accepted:"a positive number, such as 100 or 2.5"`
+	RolloutStartRate float64 `envconfig:"ROLLOUT_START_RATE" default:"200" desc:"most ServiceUpdates a worker's rollout batches start per second" accepted:"a positive number, such as 100 or 2.5"`
+	// NoticeDispatchLoops is how many notices a worker's dispatcher sends
+	// at once; each holds a pool connection while SendGrid answers.
+	NoticeDispatchLoops int `envconfig:"NOTICE_DISPATCH_LOOPS" default:"16" desc:"notices a worker's dispatcher sends at once from the notice queue" accepted:"a whole number from 1 to 64"`
 	// WorkflowCacheSize bounds the worker's sticky cache: updates sleep for
 	// weeks, so a cached one is memory held for nothing; an evicted one is
 	// replayed from its short history when its timer fires.
@@ -127,6 +130,10 @@ func defaults() Config {
 		UpdateWindow:    workflows.DefaultWindowLength,
 	}
 }
+
+// maxNoticeDispatchLoops keeps the dispatcher within the worker's pool
+// (32 connections unless DATABASE_URL says otherwise).
+const maxNoticeDispatchLoops = 64
 
 // ExecutorKind selects the ApplyUpdate implementation.
 type ExecutorKind string
@@ -317,6 +324,9 @@ func (c *Config) validate() error {
 	}
 	if !(c.RolloutStartRate > 0) {
 		return invalid("ROLLOUT_START_RATE", strconv.FormatFloat(c.RolloutStartRate, 'g', -1, 64), "")
+	}
+	if c.NoticeDispatchLoops < 1 || c.NoticeDispatchLoops > maxNoticeDispatchLoops {
+		return invalid("NOTICE_DISPATCH_LOOPS", strconv.Itoa(c.NoticeDispatchLoops), "")
 	}
 	if c.WorkflowCacheSize < 1 {
 		return invalid("WORKFLOW_CACHE_SIZE", strconv.Itoa(c.WorkflowCacheSize), "")

@@ -123,7 +123,7 @@ func newHarness(t *testing.T) *harness {
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
-		dispatcher.Run(dispatchCtx, activities.DispatchLoops)
+		dispatcher.Run(dispatchCtx, 4)
 	}()
 	t.Cleanup(func() { stopDispatch(); <-dispatched })
 
