@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"golang.org/x/time/rate"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/fleet"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
@@ -29,6 +30,10 @@ type RolloutActivities struct {
 	StartRate *rate.Limiter
 	// Concurrency is how many candidates of a batch are in flight at once.
 	Concurrency int
+	// Signer signs the Supersede a batch sends to an older update that
+	// holds a candidate (the worker's ACTION_SIGNING_KEY); nil reports
+	// such candidates held.
+	Signer *actor.Signer
 }
 
 // Register registers every rollout activity under its contract name.
@@ -62,7 +67,7 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 		last := page[len(page)-1].Instance
 		res.Next = workflows.RolloutKey{Production: last.Kind == fleet.KindProduction, InstanceID: last.ID}
 	}
-	starter := &launch.Starter{Store: a.Store, Client: a.Client, TaskQueue: a.TaskQueue, RequestedBy: in.RequestedBy, Plan: launch.Plan{
+	starter := &launch.Starter{Store: a.Store, Client: a.Client, TaskQueue: a.TaskQueue, RequestedBy: in.RequestedBy, Signer: a.Signer, Plan: launch.Plan{
 		Version: in.Version, DryRun: in.DryRun, ReminderOffsets: in.Schedule.ReminderOffsets, WindowLength: in.Schedule.WindowLength,
 		SecondaryMinGap: in.Schedule.SecondaryMinGap, MinNotice: in.Schedule.MinNotice,
 		RescheduleMinNotice: in.Schedule.RescheduleMinNotice, SlotsFrom: in.SlotsFrom,

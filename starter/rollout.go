@@ -111,7 +111,7 @@ func rollout(ctx context.Context, e *env, plan releasePlan) (*outcomeSummary, er
 	bar := progress.New(e.stderr, "rollout "+plan.Version, len(candidates))
 	summary := &outcomeSummary{}
 	starter := &launch.Starter{Store: st, Client: c, TaskQueue: e.cfg.TaskQueue, Plan: plan.Plan,
-		RequestedBy: "rollout of " + plan.Version + " by " + e.clientOptions().Identity}
+		RequestedBy: "rollout of " + plan.Version + " by " + e.clientOptions().Identity, Signer: e.cfg.ActionSigningKey.Signer}
 	// Sandboxes take the earliest slots: every sandbox is booked before the
 	// first production instance.
 	for _, wave := range kindWaves(candidates) {

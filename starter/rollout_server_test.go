@@ -65,6 +65,7 @@ func newRolloutFixture(t *testing.T) rolloutFixture {
 	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
+	devtest.SetActionKeys(t) // the rollout signs its Supersedes; the fixture's worker trusts them
 	run := demo.NewRun("ro", time.Now())
 	data, err := run.FleetFile()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/svcupdate/svcupdate/activities"
 	"github.com/svcupdate/svcupdate/activities/sendgrid"
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
@@ -118,8 +119,24 @@ func TestRolloutSupersedesAnOlderOptionalUpdate(t *testing.T) {
 		t.Errorf("dry run lacks %q:\n%s", want, out.String())
 	}
 
+	// Without a signing key nothing is superseded: the holder is reported.
 	out.Reset()
-	summary, err := f.rollout(ctx, f.server, &out, 2, optional, mandatory, started, silent)
+	unsigned := *e
+	unsigned.cfg.ActionSigningKey = actor.SigningKey{}
+	summary, err := rollout(ctx, &unsigned, releasePlan{Concurrency: 1, Instances: map[string]bool{optional: true},
+		Plan: launch.Plan{Version: demo.Version, SecondaryMinGap: demo.SecondaryGap, ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary.count(launch.Held) != 1 || !strings.Contains(out.String(), "not superseded: ACTION_SIGNING_KEY is not set, so the Supersede cannot be signed") {
+		t.Errorf("a rollout without a signing key:\n%s", out.String())
+	}
+	if h, found, err := st.OpenUpdate(ctx, optional); err != nil || !found || h.WorkflowID != holderID {
+		t.Fatalf("%s held by %+v, %t (%v) after an unsigned rollout; want %s still", optional, h, found, err, holderID)
+	}
+
+	out.Reset()
+	summary, err = f.rollout(ctx, f.server, &out, 2, optional, mandatory, started, silent)
 	t.Log(out.String())
 	if err != nil {
 		t.Fatal(err)

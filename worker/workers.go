@@ -74,12 +74,15 @@ func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool
 	if trusted.Trusted == nil {
 		logger.Warn("ACTION_TRUSTED_KEYS is empty: every Approve, Reschedule and SetAdmins is refused until it lists the keys of the starter and the portal")
 	}
+	if cfg.ActionSigningKey.Signer == nil {
+		logger.Warn("ACTION_SIGNING_KEY is empty: this worker's rollouts cannot sign a Supersede, so instances held by an older optional update are reported held instead of moved to the new release")
+	}
 	updates.RegisterWorkflowWithOptions(trusted.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	updates.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})
 	st := store.New(pool)
 	(&activities.StoreActivities{Store: st}).Register(updates)
 	(&activities.RolloutActivities{
-		Store: store.New(rolloutPool), Client: c, TaskQueue: cfg.TaskQueue, Concurrency: rolloutConcurrency,
+		Store: store.New(rolloutPool), Client: c, TaskQueue: cfg.TaskQueue, Concurrency: rolloutConcurrency, Signer: cfg.ActionSigningKey.Signer,
 		StartRate: rate.NewLimiter(rate.Limit(cfg.RolloutStartRate), max(1, int(cfg.RolloutStartRate))),
 	}).Register(updates)
 	notifier, err := activities.NewNotifier(st, sendgrid.Config{

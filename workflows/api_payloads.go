@@ -16,6 +16,9 @@ type SupersedeInput struct {
 	// RequestedBy names who asks (recorded in the audit log), such as
 	// "rollout of 9.3.0 by starter@host".
 	RequestedBy string `json:"requestedBy"`
+	// Assertion proves it: signed for RequestedBy, channel rollout or
+	// operator-cli, action supersede, with a key the worker trusts.
+	Assertion string `json:"assertion,omitempty"`
 }
 
 // CheckInstanceInput asks what the instance runs now and what the update

@@ -23,9 +23,9 @@ func newTestKeys(keyID string) (*actor.Signer, ServiceUpdates) {
 	return actor.NewSigner(keyID, private), ServiceUpdates{Trusted: actor.NewVerifier(map[string]ed25519.PublicKey{keyID: public})}
 }
 
-// signed gives an admin Update without an assertion the one the portal
-// (Approve, Reschedule: the admin through a session) or the operator CLI
-// (SetAdmins) would sign for workflowID at at. Other arguments are
+// signed gives an Update without an assertion the one the portal
+// (Approve, Reschedule: the admin through a session), the operator CLI
+// (SetAdmins) or a rollout (Supersede) would sign for workflowID at at. Other arguments are
 // returned as they are.
 func signed(t testing.TB, workflowID, name string, arg any, at time.Time) any {
 	claims := actor.Claims{Channel: actor.ChannelPortalSession, WorkflowID: workflowID, IssuedAt: at}
@@ -39,6 +39,12 @@ func signed(t testing.TB, workflowID, name string, arg any, at time.Time) any {
 	case RescheduleInput:
 		if in.Assertion == "" {
 			claims.Actor, claims.Action = in.Admin, actor.ActionReschedule
+			in.Assertion = mustSign(t, testSigner, claims)
+		}
+		return in
+	case SupersedeInput:
+		if in.Assertion == "" {
+			claims.Actor, claims.Channel, claims.Action = in.RequestedBy, actor.ChannelRollout, actor.ActionSupersede
 			in.Assertion = mustSign(t, testSigner, claims)
 		}
 		return in

@@ -7,6 +7,8 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 	"golang.org/x/mod/semver"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 // Supersede: a rollout of a newer release meets the instance held by this
@@ -18,12 +20,32 @@ func (w *serviceUpdate) validateSupersede(ctx workflow.Context, in SupersedeInpu
 	if strings.TrimSpace(in.RequestedBy) == "" {
 		return errors.New("requestedBy is empty: name who supersedes the update (such as the rollout and its operator)")
 	}
+	if err := w.authorizeSupersede(ctx, in); err != nil {
+		return err
+	}
 	if err := w.refuseSupersede(); err != nil {
 		return err
 	}
 	if !NewerVersion(w.in.Releases, in.TargetVersion, w.targetVersion) {
 		return fmt.Errorf("target version %q is not newer than this update's target %s; only an update to a later release supersedes it",
 			in.TargetVersion, w.targetVersion)
+	}
+	return nil
+}
+
+// authorizeSupersede checks who closes the update for a newer one: a
+// rollout, or an operator, whose assertion names the requester.
+func (w *serviceUpdate) authorizeSupersede(ctx workflow.Context, in SupersedeInput) error {
+	claims, err := w.authorize(ctx, in.Assertion, actor.ActionSupersede)
+	if err != nil {
+		return err
+	}
+	if claims.Channel != actor.ChannelRollout && claims.Channel != actor.ChannelOperatorCLI {
+		return fmt.Errorf("an update is superseded by a rollout or an operator (channel %s or %s), not through %s",
+			actor.ChannelRollout, actor.ChannelOperatorCLI, claims.Channel)
+	}
+	if strings.TrimSpace(in.RequestedBy) != strings.TrimSpace(claims.Actor) {
+		return fmt.Errorf("the request names %q but its assertion was signed for %q", in.RequestedBy, claims.Actor)
 	}
 	return nil
 }
@@ -46,6 +68,13 @@ func (w *serviceUpdate) refuseSupersede() error {
 // newer update) and the reservations are given back; the main flow,
 // woken, then finishes.
 func (w *serviceUpdate) supersede(ctx workflow.Context, in SupersedeInput) (StatusView, error) {
+	// Spends the assertion's nonce before the first blocking call; a
+	// Supersede accepted before assertions existed carries none.
+	if in.Assertion != "" {
+		if _, err := w.admit(in.Assertion, in.RequestedBy); err != nil {
+			return StatusView{}, err
+		}
+	}
 	// Waits for a release under way (an unapproved update's), which the
 	// not-approved row must precede.
 	if err := w.lockToBook(ctx); err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/svcupdate/svcupdate/internal/actor"
 )
 
 var rollout93 = SupersedeInput{TargetVersion: "9.3.0", RequestedBy: "rollout of 9.3.0 by starter@ops-1"}
@@ -83,15 +85,38 @@ func TestSupersedeEndsAWaitForALateReschedule(t *testing.T) {
 }
 
 // Supersede is refused, leaving no trace, for a mandatory update, once the
-// update started, for a target that is not newer, and without a name.
+// update started, for a target that is not newer, without a name, and
+// without an assertion of a rollout or an operator for that name that a
+// trusted key signed.
 func TestSupersedeRefusals(t *testing.T) {
+	rogue, _ := newTestKeys("rogue")
+	assertion := func(signer *actor.Signer, by string, channel actor.Channel) func(time.Time) string {
+		return func(at time.Time) string {
+			c := actor.Claims{Actor: by, Channel: channel, WorkflowID: scenarioWorkflowID, Action: actor.ActionSupersede, IssuedAt: at}
+			if channel == actor.ChannelOperatorCLI {
+				c.Operator = by
+			}
+			return mustSign(t, signer, c)
+		}
+	}
+	unsigned := func(time.Time) string { return "" }
 	tests := []struct {
 		name      string
 		mandatory bool
 		at        time.Time
 		in        SupersedeInput
-		want      string
+		// sign, when set, makes the assertion sent as it is.
+		sign func(at time.Time) string
+		want string
 	}{
+		{name: "unsigned", at: scenarioStart.Add(days(1)), in: rollout93, sign: unsigned,
+			want: "the request carries no signed assertion of who acts"},
+		{name: "signed for another", at: scenarioStart.Add(days(1)), in: rollout93, sign: assertion(testSigner, "mallory", actor.ChannelRollout),
+			want: `the request names "rollout of 9.3.0 by starter@ops-1" but its assertion was signed for "mallory"`},
+		{name: "through the portal", at: scenarioStart.Add(days(1)), in: rollout93, sign: assertion(testSigner, rollout93.RequestedBy, actor.ChannelPortalSession),
+			want: "an update is superseded by a rollout or an operator (channel rollout or operator-cli), not through portal-session"},
+		{name: "untrusted key", at: scenarioStart.Add(days(1)), in: rollout93, sign: assertion(rogue, rollout93.RequestedBy, actor.ChannelRollout),
+			want: `the assertion is signed with key "rogue", which this worker does not trust`},
 		{name: "mandatory", mandatory: true, at: scenarioStart.Add(days(1)), in: rollout93,
 			want: "the update to 9.2.0 is mandatory and is never superseded; roll the newer release out to instance inst-1 once it has closed"},
 		{name: "started", at: primaryStart.Add(time.Hour), in: SupersedeInput{TargetVersion: "9.3.0", RequestedBy: "ops"},
@@ -117,7 +142,15 @@ func TestSupersedeRefusals(t *testing.T) {
 				return nil
 			}
 			var supersede *updateOutcome
-			s.at(tt.at, func() { supersede = s.update(UpdateSupersede, tt.in) })
+			s.at(tt.at, func() {
+				if tt.sign == nil {
+					supersede = s.update(UpdateSupersede, tt.in)
+					return
+				}
+				in := tt.in
+				in.Assertion = tt.sign(s.env.Now())
+				supersede = s.updateAsIs(UpdateSupersede, in)
+			})
 
 			res, err := s.run()
 			require.NoError(t, err)

@@ -1,7 +1,7 @@
 // Package actor makes admin actions provable: whoever sends an Approve,
-// Reschedule or SetAdmins Update (the portal, the operator CLI) signs an
-// assertion of who acts, for whom, on which workflow, through which
-// channel and when; the ServiceUpdate workflow verifies it with the public
+// Reschedule, SetAdmins or Supersede Update (the portal, the operator
+// CLI, a rollout) signs an assertion of who acts, for whom, on which
+// workflow, through which channel and when; the ServiceUpdate workflow verifies it with the public
 // keys its worker trusts. The assertion is a JWT (RFC 7519) signed with
 // Ed25519 (EdDSA, RFC 8037) whose header names the signing key (kid), so
 // several keys can be trusted at once while one is rotated out.
@@ -24,10 +24,13 @@ const (
 	ChannelPortalSession Channel = "portal-session" // signed in to the portal by an emailed sign-in link
 	ChannelOIDC          Channel = "oidc"           // signed in to the portal through OpenID Connect
 	ChannelOperatorCLI   Channel = "operator-cli"   // an operator's starter command, acting for an admin
+	// ChannelRollout: a release's rollout, started by the operator it
+	// names, asks an older update to give way (Supersede).
+	ChannelRollout Channel = "rollout"
 )
 
 // Channels lists every channel, for messages naming what is accepted.
-var Channels = []Channel{ChannelPortalLink, ChannelPortalSession, ChannelOIDC, ChannelOperatorCLI}
+var Channels = []Channel{ChannelPortalLink, ChannelPortalSession, ChannelOIDC, ChannelOperatorCLI, ChannelRollout}
 
 func (c Channel) known() bool {
 	for _, known := range Channels {
@@ -38,16 +41,18 @@ func (c Channel) known() bool {
 	return false
 }
 
-// Actions an assertion may allow: one per admin Update. They are the
-// Update names in lower case so an assertion reads on its own.
+// Actions an assertion may allow: one per Update that changes who
+// decides or what happens. They are the Update names in lower case so an
+// assertion reads on its own.
 const (
 	ActionApprove    = "approve"
 	ActionReschedule = "reschedule"
 	ActionSetAdmins  = "set-admins"
+	ActionSupersede  = "supersede"
 )
 
 // Actions lists every action, for messages naming what is accepted.
-var Actions = []string{ActionApprove, ActionReschedule, ActionSetAdmins}
+var Actions = []string{ActionApprove, ActionReschedule, ActionSetAdmins, ActionSupersede}
 
 // Claims is what an assertion asserts.
 type Claims struct {

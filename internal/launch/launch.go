@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -93,6 +94,10 @@ type Starter struct {
 	// RequestedBy names the rollout in the audit row of an update it
 	// supersedes.
 	RequestedBy string
+	// Signer signs the Supersede sent to an older update that holds a
+	// candidate (ACTION_SIGNING_KEY); without one, such a candidate is
+	// reported held and nothing is superseded.
+	Signer *actor.Signer
 }
 
 // Start books and starts the update of one candidate; its detail names

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -71,12 +72,21 @@ const holderAnswerTimeout = 2 * time.Minute
 // its answer: accepted, h has closed as Superseded in Postgres and given
 // its slots back.
 func (s *Starter) supersede(ctx context.Context, h store.Holder) error {
+	if s.Signer == nil {
+		return errors.New("ACTION_SIGNING_KEY is not set, so the Supersede cannot be signed; set it (starter keys generate) and trust its key in the workers")
+	}
+	assertion, err := s.Signer.Sign(actor.Claims{
+		Actor: s.RequestedBy, Channel: actor.ChannelRollout, WorkflowID: h.WorkflowID, Action: actor.ActionSupersede, IssuedAt: time.Now(),
+	})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, holderAnswerTimeout)
 	defer cancel()
 	handle, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   h.WorkflowID,
 		UpdateName:   workflows.UpdateSupersede,
-		Args:         []any{workflows.SupersedeInput{TargetVersion: s.Plan.Version, RequestedBy: s.RequestedBy}},
+		Args:         []any{workflows.SupersedeInput{TargetVersion: s.Plan.Version, RequestedBy: s.RequestedBy, Assertion: assertion}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
