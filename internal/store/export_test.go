@@ -11,4 +11,5 @@ const (
 	PgDeadlockDetected     = pgDeadlockDetected
 	PgSerializationFailure = pgSerializationFailure
 	PgUniqueViolation      = pgUniqueViolation
+	WithdrawRemindersSQL   = withdrawRemindersSQL
 )
