@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/svcupdate/svcupdate/internal/actor"
@@ -74,15 +75,13 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 	}}
 	var mu sync.Mutex
 	var members []string // started, recorded together once the batch ends
-	var wg sync.WaitGroup
-	inFlight := make(chan struct{}, max(a.Concurrency, 1))
+	var g errgroup.Group
+	g.SetLimit(max(a.Concurrency, 1))
 	for _, cand := range page {
 		if err := a.StartRate.Wait(ctx); err != nil {
 			break // cancelled: the retry reads the page again
 		}
-		inFlight <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-inFlight }()
+		g.Go(func() error {
 			r := starter.Start(ctx, cand)
 			mu.Lock()
 			defer mu.Unlock()
@@ -98,9 +97,10 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 				res.Details = append(res.Details, fmt.Sprintf("%s %s: %s", r.InstanceID, r.Outcome, r.Detail))
 			}
 			activity.RecordHeartbeat(ctx, res.Processed)
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every candidate's outcome is in res
 	// Recorded even when the batch was cancelled: these updates exist.
 	// Should this fail, the retry meets them again and counts them as
 	// already running.
