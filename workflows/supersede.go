@@ -70,10 +70,8 @@ func (w *serviceUpdate) refuseSupersede() error {
 func (w *serviceUpdate) supersede(ctx workflow.Context, in SupersedeInput) (StatusView, error) {
 	// Spends the assertion's nonce before the first blocking call; a
 	// Supersede accepted before assertions existed carries none.
-	if in.Assertion != "" {
-		if _, err := w.admit(in.Assertion, in.RequestedBy); err != nil {
-			return StatusView{}, err
-		}
+	if _, err := w.admit(in.Assertion, in.RequestedBy); err != nil {
+		return StatusView{}, err
 	}
 	// Waits for a release under way (an unapproved update's), which the
 	// not-approved row must precede.

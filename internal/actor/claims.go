@@ -1,8 +1,8 @@
 // Package actor makes admin actions provable: whoever sends an Approve,
 // Reschedule, SetAdmins or Supersede Update (the portal, the operator
 // CLI, a rollout) signs an assertion of who acts, for whom, on which
-// workflow, through which channel and when; the ServiceUpdate workflow verifies it with the public
-// keys its worker trusts. The assertion is a JWT (RFC 7519) signed with
+// workflow, through which channel and when; the ServiceUpdate workflow
+// verifies it with the public keys its worker trusts. The assertion is a JWT (RFC 7519) signed with
 // Ed25519 (EdDSA, RFC 8037) whose header names the signing key (kid), so
 // several keys can be trusted at once while one is rotated out.
 //
