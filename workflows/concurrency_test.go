@@ -46,12 +46,7 @@ func TestRescheduleWhileInProgressRefused(t *testing.T) {
 }
 
 func TestCancellationInEveryPhase(t *testing.T) {
-	failPrimary := func(_ context.Context, in ApplyUpdateInput) error {
-		if in.Attempt == SlotPrimary {
-			return temporal.NewNonRetryableApplicationError("failed", ErrTypeUpdateFailed, nil)
-		}
-		return nil
-	}
+	failPrimary := primaryFails("failed")
 	tests := []struct {
 		name       string
 		mandatory  bool

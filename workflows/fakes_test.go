@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 )
 
 // fakeActivities stands in for the activities package: it records every
@@ -355,3 +356,14 @@ func blockUntilCancelled(ctx context.Context, _ ApplyUpdateInput) error {
 
 // days is a readable duration for schedules.
 func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
+
+// primaryFails is an executor whose primary attempt fails for good with
+// message and whose secondary attempt succeeds.
+func primaryFails(message string) func(context.Context, ApplyUpdateInput) error {
+	return func(_ context.Context, in ApplyUpdateInput) error {
+		if in.Attempt == SlotPrimary {
+			return temporal.NewNonRetryableApplicationError(message, ErrTypeUpdateFailed, nil)
+		}
+		return nil
+	}
+}

@@ -119,12 +119,7 @@ func TestLeanMandatoryRunsWithoutApproval(t *testing.T) {
 func TestLeanFallbackSucceeds(t *testing.T) {
 	s := newLeanScenario(t)
 	s.in.Mandatory = true
-	s.fakes.applyUpdate = func(_ context.Context, in ApplyUpdateInput) error {
-		if in.Attempt == SlotPrimary {
-			return temporal.NewNonRetryableApplicationError("schema migration failed", ErrTypeUpdateFailed, nil)
-		}
-		return nil
-	}
+	s.fakes.applyUpdate = primaryFails("schema migration failed")
 
 	res, err := s.run()
 	require.NoError(t, err)

@@ -1,13 +1,11 @@
 package workflows
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/temporal"
 )
 
 // Each slot has its own window length (the fleet file gives every slot
@@ -32,12 +30,7 @@ func TestSecondaryRunsForItsOwnWindow(t *testing.T) {
 	s := newScenario(t)
 	s.in.Mandatory = true
 	slotsWithOwnWindows(s)
-	s.fakes.applyUpdate = func(_ context.Context, in ApplyUpdateInput) error {
-		if in.Attempt == SlotPrimary {
-			return temporal.NewNonRetryableApplicationError("migration failed", ErrTypeUpdateFailed, nil)
-		}
-		return nil
-	}
+	s.fakes.applyUpdate = primaryFails("migration failed")
 
 	res, err := s.run()
 	require.NoError(t, err)

@@ -135,12 +135,7 @@ func TestSupersedeRefusals(t *testing.T) {
 			s.at(scenarioStart.Add(days(5)), func() { s.update(UpdateApprove, ApproveInput{Admin: adminTyped}) })
 			// The primary attempt fails, so the update waits for its
 			// secondary slot, started, when the Update comes.
-			s.fakes.applyUpdate = func(_ context.Context, in ApplyUpdateInput) error {
-				if in.Attempt == SlotPrimary {
-					return temporal.NewNonRetryableApplicationError("migration failed", ErrTypeUpdateFailed, nil)
-				}
-				return nil
-			}
+			s.fakes.applyUpdate = primaryFails("migration failed")
 			var supersede *updateOutcome
 			s.at(tt.at, func() {
 				if tt.sign == nil {

@@ -216,12 +216,7 @@ func TestApproveTwiceRefused(t *testing.T) {
 func TestChangesAfterStartRefused(t *testing.T) {
 	s := newScenario(t)
 	s.in.Mandatory = true
-	s.fakes.applyUpdate = func(_ context.Context, in ApplyUpdateInput) error {
-		if in.Attempt == SlotPrimary {
-			return temporal.NewNonRetryableApplicationError("migration step 3 failed", ErrTypeUpdateFailed, nil)
-		}
-		return nil
-	}
+	s.fakes.applyUpdate = primaryFails("migration step 3 failed")
 	var approve, reschedule *updateOutcome
 	checkAt := primaryStart.Add(days(1)) // fallback scheduled, waiting for the secondary slot
 	s.at(checkAt, func() {
@@ -316,12 +311,7 @@ func TestMandatoryRunsWithoutApproval(t *testing.T) {
 func TestPrimaryFailsFallbackSucceeds(t *testing.T) {
 	s := newScenario(t)
 	s.in.Mandatory = true
-	s.fakes.applyUpdate = func(_ context.Context, in ApplyUpdateInput) error {
-		if in.Attempt == SlotPrimary {
-			return temporal.NewNonRetryableApplicationError("schema migration failed", ErrTypeUpdateFailed, nil)
-		}
-		return nil
-	}
+	s.fakes.applyUpdate = primaryFails("schema migration failed")
 
 	res, err := s.run()
 	require.NoError(t, err)
