@@ -91,13 +91,14 @@ func TestCancellationInEveryPhase(t *testing.T) {
 			close(started)
 			return blockUntilCancelled(ctx, in)
 		}
-		// The executor and the in-progress notice run concurrently in real
-		// time; cancel once the executor has begun and the notice went out
-		// (a notice still pending at the cancellation is abandoned).
+		// The executor, the in-progress notice and the started row run
+		// concurrently in real time; cancel once the executor has begun and
+		// the notice and the row are written (one still pending at the
+		// cancellation is abandoned).
 		go func() {
 			<-started
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				if slices.Contains(s.fakes.noticeKinds(), NoticeInProgress) {
+				if slices.Contains(s.fakes.noticeKinds(), NoticeInProgress) && slices.Contains(s.fakes.actions(), actionStarted) {
 					break
 				}
 			}
