@@ -27,10 +27,10 @@ import (
 // instance gets the first slot as primary and the second as secondary; the
 // reminder comes 20 s before the primary start and the day-of notice at it.
 // The unapproved update closes at the period's end, which bounds the run.
+// The window's length (updateWindow) depends on the server the suite runs on.
 const (
 	targetVersion  = "9.2.0"
 	firstSlotLead  = 35 * time.Second // from the fleet file's writing to the first slot
-	updateWindow   = 20 * time.Second
 	secondaryGap   = 5 * time.Second
 	reminderOffset = 20 * time.Second
 	periodSlack    = 5 * time.Second // after the second window, before the period ends
@@ -112,6 +112,7 @@ func testFleet() []fleetInstance {
 // calendar is the compressed calendar of one run.
 type calendar struct {
 	periodStart, primary, secondary, periodEnd time.Time
+	window                                     time.Duration // of every slot
 }
 
 func newCalendar(now time.Time) calendar {
@@ -123,6 +124,7 @@ func newCalendar(now time.Time) calendar {
 		primary:     primary,
 		secondary:   secondary,
 		periodEnd:   secondary.Add(updateWindow + periodSlack),
+		window:      updateWindow,
 	}
 }
 
@@ -181,7 +183,7 @@ func (s calendar) fleetFileWithSlots(t *testing.T, instances []fleetInstance, sl
 			regions = append(regions, in.region)
 			primary, secondary := slotsIn(in.region)
 			for _, start := range []time.Time{primary, secondary} {
-				newest.Slots = append(newest.Slots, slot{Region: in.region, Start: start.Format(time.RFC3339), Window: updateWindow.String(), Capacity: 10})
+				newest.Slots = append(newest.Slots, slot{Region: in.region, Start: start.Format(time.RFC3339), Window: s.window.String(), Capacity: 10})
 			}
 		}
 		if !slices.ContainsFunc(tenants, func(t tenant) bool { return t.ID == in.tenant }) {

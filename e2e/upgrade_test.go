@@ -62,6 +62,7 @@ func newUpgradeCalendar(now time.Time) upgradeCalendar {
 			primary:     start.Add(latePrimaryLead),
 			secondary:   start.Add(lateSecondaryLead),
 			periodEnd:   start.Add(lateSecondaryLead + upgradeWindow + upgradeSlack),
+			window:      upgradeWindow,
 		},
 		earlyPrimary:   start.Add(earlyPrimaryLead),
 		earlySecondary: start.Add(earlySecondaryLead),
