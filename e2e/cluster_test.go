@@ -44,7 +44,9 @@ const failoverTimeout = 2 * time.Minute
 // reminder is due, SIGKILLs the history host that owns most of the updates'
 // shards. The other host takes its shards over, and every update still
 // sends each notice once and ends as it must. The killed host is restarted
-// when the test ends, for the tests after it.
+// when the test ends; make test-cluster runs this test after the rest of
+// the suite, whose timers are seconds apart, so that none of them runs
+// while the restarted host takes its shards back.
 func TestHistoryHostKilledMidLifecycle(t *testing.T) {
 	runEndToEnd(t, func(ctx context.Context, c client.Client, workflowIDs []string) {
 		namespace := os.Getenv("TEMPORAL_NAMESPACE") // set by devtest.StartForPrograms

@@ -11,6 +11,8 @@
 #   scripts/cluster.sh kill SERVICE     SIGKILL one process (a host crash)
 #   scripts/cluster.sh restart SERVICE  start one process again
 #   scripts/cluster.sh status           which processes run
+#   scripts/cluster.sh shards           when each history host acquired which
+#                                       shard (from the logs; for a failed test)
 #
 # SERVICE is one of: history1 history2 matching frontend worker ui.
 # State (pid files, logs) lives in .data/cluster/.
@@ -26,7 +28,7 @@ services=(history1 history2 matching frontend worker ui)
 start_timeout=${CLUSTER_START_TIMEOUT:-180}
 
 usage() {
-  echo "usage: scripts/cluster.sh start|stop|status|kill SERVICE|restart SERVICE (SERVICE: ${services[*]})" >&2
+  echo "usage: scripts/cluster.sh start|stop|status|shards|kill SERVICE|restart SERVICE (SERVICE: ${services[*]})" >&2
   exit 2
 }
 
@@ -172,6 +174,17 @@ start() {
   echo "cluster up in $((SECONDS - began))s: Temporal at $address, Web UI at http://127.0.0.1:$ui_port, logs in $state/"
 }
 
+# shards: every shard acquisition of the history hosts, oldest first, as
+# "TIME HOST shard N", so a test that failed on the cluster shows whether
+# shards moved while it ran.
+shards() {
+  local host
+  for host in history1 history2; do
+    [[ -f $state/$host.log ]] || continue
+    sed -n 's/.*"ts":"\([^"]*\)","msg":"Acquired shard","shard-id":\([0-9]*\).*/\1 '"$host"' shard \2/p' "$state/$host.log"
+  done | sort
+}
+
 stop() {
   local i
   # Reverse start order: the frontend stops taking calls first.
@@ -188,6 +201,7 @@ start)
   trap - EXIT
   ;;
 stop) stop ;;
+shards) shards ;;
 status)
   for name in "${services[@]}"; do
     if running "$name"; then echo "$name running (pid $(cat "$state/$name.pid"))"; else echo "$name stopped"; fi
