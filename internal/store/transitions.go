@@ -71,6 +71,13 @@ RETURNING id`
 
 const auditIDSQL = `SELECT id FROM audit_log WHERE idempotency_key = $1`
 
+// upsertUpdateSQL refreshes the projection, but never moves it out of a
+// final status ($15): an update that succeeded, was cancelled or was
+// superseded has ended, and a row that arrives after it (on the path of
+// releases 1 and 2, an attempt's start is recorded beside the executor and
+// can commit after a cancellation that followed at once) keeps its audit
+// row without reopening the update. Failed and NotApproved are closed but
+// not final: a Reschedule can give either a new attempt.
 const upsertUpdateSQL = `
 INSERT INTO updates (workflow_id, instance_id, offered_version, target_version, current_version, mandatory, status,
                      primary_start, secondary_start, approved_by, approved_at, attempts, last_error, snapshot)
@@ -81,7 +88,13 @@ ON CONFLICT (workflow_id) DO UPDATE SET
     primary_start = EXCLUDED.primary_start, secondary_start = EXCLUDED.secondary_start,
     approved_by = EXCLUDED.approved_by, approved_at = EXCLUDED.approved_at,
     attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
-    snapshot = EXCLUDED.snapshot, updated_at = now()`
+    snapshot = EXCLUDED.snapshot, updated_at = now()
+WHERE updates.status = EXCLUDED.status OR updates.status <> ALL($15::text[])`
+
+// finalStatuses are the statuses of an update that has ended for good.
+var finalStatuses = []string{
+	string(workflows.StatusSucceeded), string(workflows.StatusCancelled), string(workflows.StatusSuperseded),
+}
 
 // RecordTransition appends the audit row of one transition and refreshes
 // the updates projection from its snapshot, in one transaction. An open
@@ -154,6 +167,6 @@ func (r auditedTransition) write(ctx context.Context, tx pgx.Tx) (auditID int64,
 	}
 	_, err = tx.Exec(ctx, upsertUpdateSQL, snap.WorkflowID, snap.InstanceID, snap.OfferedVersion, snap.TargetVersion,
 		snap.CurrentVersion, snap.Mandatory, string(snap.Status), snap.Primary.Start, snap.Secondary.Start,
-		nullText(snap.ApprovedBy), nullTime(snap.ApprovedAt), len(snap.Attempts), nullText(r.lastError), r.snapshotJSON)
+		nullText(snap.ApprovedBy), nullTime(snap.ApprovedAt), len(snap.Attempts), nullText(r.lastError), r.snapshotJSON, finalStatuses)
 	return auditID, true, mapError(err, fmt.Sprintf("update the projection of %s (instance %q)", snap.WorkflowID, snap.InstanceID))
 }

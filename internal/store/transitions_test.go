@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -152,6 +153,61 @@ func TestRecordTransitionAuditAndProjection(t *testing.T) {
 	rows, err := s.ListUpdates(ctx, store.UpdateFilter{Version: "9.3.0"})
 	if err != nil || len(rows) != 1 || rows[0].InstanceID != "inst-001" {
 		t.Fatalf("ListUpdates(9.3.0) = %+v, %v", rows, err)
+	}
+}
+
+// A row that commits after the update ended (an attempt's start recorded
+// beside the executor, on the path of releases 1 and 2, behind a
+// cancellation) is audited but does not reopen the update; a Failed or
+// NotApproved update is closed but may still get a new attempt.
+func TestRecordTransitionKeepsAFinalStatus(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := setup(t, storetest.Fleet(4, 5))
+	statusOf := func(instance string) workflows.Status {
+		t.Helper()
+		rows, err := s.ListUpdates(ctx, store.UpdateFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.InstanceID == instance {
+				return r.Status
+			}
+		}
+		t.Fatalf("no updates row for %s", instance)
+		return ""
+	}
+	for i, tc := range []struct {
+		closedAs, late workflows.Status
+		want           workflows.Status
+	}{
+		{workflows.StatusCancelled, workflows.StatusInProgress, workflows.StatusCancelled},
+		{workflows.StatusSuperseded, workflows.StatusApproved, workflows.StatusSuperseded},
+		{workflows.StatusSucceeded, workflows.StatusInProgress, workflows.StatusSucceeded},
+		{workflows.StatusFailed, workflows.StatusApproved, workflows.StatusApproved},
+	} {
+		instance := fmt.Sprintf("inst-%03d", i)
+		steps := []workflows.RecordTransitionInput{
+			storetest.Transition(instance, workflows.StatusApproved, workflows.StatusInProgress),
+			storetest.Transition(instance, workflows.StatusInProgress, tc.closedAs),
+			storetest.Transition(instance, workflows.StatusApproved, tc.late),
+		}
+		for j, step := range steps {
+			if _, err := s.RecordTransition(ctx, fmt.Sprintf("run-%d/%d", i, j), step); err != nil {
+				t.Fatalf("%s, step %d: %v", instance, j, err)
+			}
+		}
+		if got := statusOf(instance); got != tc.want {
+			t.Errorf("%s closed as %s, then %s recorded: projection %s, want %s", instance, tc.closedAs, tc.late, got, tc.want)
+		}
+		log, err := s.AuditLog(ctx, workflows.WorkflowID(instance, "9.2.0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(log) != len(steps) || log[len(log)-1].StatusAfter != tc.late {
+			t.Errorf("%s: audit log %+v, want %d rows ending with the late %s", instance, log, len(steps), tc.late)
+		}
 	}
 }
 
