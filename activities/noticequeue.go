@@ -53,8 +53,9 @@ const (
 	dispatchGiveUp       = 24 * time.Hour
 	dispatchFirstBackoff = 5 * time.Second
 	dispatchMaxBackoff   = 10 * time.Minute
-	// settleTimeout bounds recording a send's outcome after the worker
-	// was told to stop: the send happened and must be recorded.
+	// settleTimeout bounds recording a send's outcome (in the outbox and
+	// the queue) after the worker was told to stop: the send happened and
+	// must be recorded.
 	settleTimeout = 10 * time.Second
 )
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -217,9 +218,17 @@ func TestDispatcherLoopsShareTheQueue(t *testing.T) {
 		defer close(done)
 		f.dispatcher.Run(ctx, benchDispatchLoops)
 	}()
-	testkit.WaitFor(t, time.Minute, "every notice sent", func() (bool, string) {
-		sent := len(server.Accepted())
-		return sent >= notices, fmt.Sprintf("%d of %d sent", sent, notices)
+	// Done is every notice recorded as sent, which comes after SendGrid's
+	// answer: stopping the loops at that answer could stop them before
+	// the record.
+	testkit.WaitFor(t, time.Minute, "every notice sent and recorded", func() (bool, string) {
+		sentRows := 0
+		for _, row := range f.outboxRows() {
+			if row.State == store.OutboxSent {
+				sentRows++
+			}
+		}
+		return sentRows >= notices, fmt.Sprintf("%d of %d outbox rows sent", sentRows, notices)
 	})
 	elapsed := time.Since(began)
 	cancel()
@@ -228,13 +237,37 @@ func TestDispatcherLoopsShareTheQueue(t *testing.T) {
 	if got := len(server.Accepted()); got != notices {
 		t.Fatalf("SendGrid accepted %d requests for %d notices", got, notices)
 	}
-	sentRows := 0
-	for _, row := range f.outboxRows() {
-		if row.State == store.OutboxSent {
-			sentRows++
-		}
+	if got := f.states(); len(got) != notices || slices.ContainsFunc(got, func(s string) bool { return s != "scheduled=sent/1" }) {
+		t.Fatalf("queue rows %v, want %d sent once", got, notices)
 	}
-	if sentRows != notices {
-		t.Fatalf("%d outbox rows sent, want %d", sentRows, notices)
+}
+
+// A worker told to stop the moment SendGrid accepted a notice still
+// records it as sent, in the outbox and in the queue: otherwise the
+// notice would be mailed again once its lease ran out.
+func TestDispatcherRecordsASendWhenStoppedAtOnce(t *testing.T) {
+	server := sendgridtest.NewServer(t)
+	f := newDispatchFixture(t, server)
+	f.commit("run/1")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	// The notifier reads the clock right after SendGrid's answer.
+	f.notifier.now = func() time.Time {
+		if len(server.Accepted()) > 0 {
+			stop()
+		}
+		return f.clock
+	}
+	if _, err := f.dispatcher.DispatchDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the worker was not stopped at the send; the test proves nothing")
+	}
+	if got, want := f.states(), []string{"scheduled=sent/1", "reminder-7d=queued/0"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("queue %v, want %v", got, want)
+	}
+	if got := f.outboxRows(); len(got) != 1 || got[0].State != store.OutboxSent || got[0].MessageID == "" {
+		t.Fatalf("outbox %+v, want the notice sent with its message ID", got)
 	}
 }

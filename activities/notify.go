@@ -225,8 +225,12 @@ func (n *Notifier) sendThroughOutbox(ctx context.Context, in workflows.SendNotic
 	})
 	if sendErr == nil {
 		sentAt := n.now()
-		// A failure here is the at-least-once window described on Notifier.
-		if err := claim.Finish(ctx, store.OutboxOutcome{State: store.OutboxSent, Attempted: 1, MessageID: messageID, SentAt: &sentAt}); err != nil {
+		// The mail is out: record it even when ctx ended meanwhile (the
+		// worker stopping), or it would be sent again. A failure here is
+		// the at-least-once window described on Notifier.
+		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		if err := claim.Finish(settle, store.OutboxOutcome{State: store.OutboxSent, Attempted: 1, MessageID: messageID, SentAt: &sentAt}); err != nil {
 			return result, err
 		}
 		activityLogger(ctx).Info("notice sent", "kind", in.Kind, "workflowId", in.WorkflowID, "recipients", len(recipients), "messageId", messageID)
