@@ -60,7 +60,8 @@ func bootDevServer() error {
 		return err
 	}
 	fakes := &fakeActivities{applyUpdate: recordedExecutor, bookSlots: recordedBooking,
-		instances: map[string]CheckInstanceResult{instanceUpToDate: {CurrentVersion: "9.2.0", UpToDate: true}}}
+		instances:  map[string]CheckInstanceResult{instanceUpToDate: {CurrentVersion: "9.2.0", UpToDate: true}},
+		heldChecks: map[string]int{instanceHeldAborted: -1, instanceHeldOpened: 1}}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
 	updates.RegisterWorkflowWithOptions(trustingTestKeys.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes.register(updates)
@@ -115,6 +116,14 @@ const instanceFullSlot = "inst-full-slot"
 
 // instanceUpToDate is found already on its target at the primary start.
 const instanceUpToDate = "inst-up-to-date"
+
+// instanceHeldAborted's rollout wave stays held until the rollout's
+// Abort cancels the update; instanceHeldOpened's wave opens at the first
+// recheck.
+const (
+	instanceHeldAborted = "inst-held-aborted"
+	instanceHeldOpened  = "inst-held-opened"
+)
 
 // instanceCancelledRunning is cancelled while its executor runs.
 const instanceCancelledRunning = "inst-cancelled-running"

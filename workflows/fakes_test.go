@@ -39,6 +39,9 @@ type fakeActivities struct {
 	// instances is what CheckInstance finds, per instance ID: what the
 	// rollout saw when the test did not say otherwise (expect).
 	instances map[string]CheckInstanceResult
+	// heldChecks is how many of an instance's next checks find its
+	// rollout wave held; a negative count holds it for good.
+	heldChecks map[string]int
 
 	// Outcome hooks; nil means success.
 	applyUpdate      func(ctx context.Context, in ApplyUpdateInput) error
@@ -212,7 +215,14 @@ func (f *fakeActivities) CheckInstance(_ context.Context, in CheckInstanceInput)
 	if f.checkInstance != nil {
 		return f.checkInstance(in)
 	}
-	return f.instances[in.InstanceID], nil
+	res := f.instances[in.InstanceID]
+	if n := f.heldChecks[in.InstanceID]; n != 0 {
+		res.Held = true
+		if n > 0 {
+			f.heldChecks[in.InstanceID] = n - 1
+		}
+	}
+	return res, nil
 }
 
 func (f *fakeActivities) AbandonUpdate(_ context.Context, in AbandonUpdateInput) (AbandonUpdateResult, error) {

@@ -32,9 +32,11 @@ import (
 // break a workflow started by any release still in the field fails here.
 
 // recordHistories makes TestRecordHistories write the histories of the
-// current release (go test ./workflows/ -run TestRecordHistories -record).
-// It is a flag like the golden files' -update, but it only ever adds files.
-var recordHistories = flag.Bool("record", false, "record every lifecycle path into testdata/"+currentRelease+"/ (never overwrites)")
+// current release that are missing from its folder (go test ./workflows/
+// -run TestRecordHistories -record -timeout 30m: the held path waits a
+// real heldRecheck). It is a flag like the golden files' -update, but it
+// only ever adds files.
+var recordHistories = flag.Bool("record", false, "record the lifecycle paths missing from testdata/"+currentRelease+"/ (never overwrites)")
 
 const historyDir = "testdata"
 
@@ -54,6 +56,10 @@ type recordedPath struct {
 	// since is the first release folder that holds the path; empty for
 	// the paths release 1 recorded.
 	since string
+	// prepare adjusts the compressed input before the start; runFor
+	// bounds the run (a minute when zero).
+	prepare func(in *Input)
+	runFor  time.Duration
 }
 
 var recordedPaths = []recordedPath{
@@ -89,6 +95,21 @@ var recordedPaths = []recordedPath{
 			_, err := sendUpdate(c, run, UpdateSupersede, SupersedeInput{TargetVersion: "9.3.0", RequestedBy: "rollout of 9.3.0"})
 			require.NoError(t, err)
 		}},
+	// At its slot's start the update finds its rollout wave held and
+	// waits; the rollout's Abort cancels it.
+	{name: "held-wave-aborted", instanceID: instanceHeldAborted, mandatory: true, wantStatus: StatusCancelled, since: "release-3",
+		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
+			awaitStatus(t, c, run, func(view StatusView) bool { return view.Held })
+			require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
+		}},
+	// The wave opens at the first recheck, a real heldRecheck after the
+	// slot's start, and the update runs in what is left of its window.
+	{name: "held-wave-opened", instanceID: instanceHeldOpened, mandatory: true, wantStatus: StatusSucceeded, since: "release-3",
+		prepare: func(in *Input) {
+			in.WindowLength = heldRecheck + 5*time.Minute
+			in.SecondaryStart = in.PrimaryStart.Add(in.WindowLength + in.SecondaryMinGap)
+		},
+		runFor: heldRecheck + 2*time.Minute},
 }
 
 // TestRecordHistories runs the lifecycle paths on the dev server on a
@@ -98,11 +119,13 @@ var recordedPaths = []recordedPath{
 func TestRecordHistories(t *testing.T) {
 	paths := recordedPaths[:1]
 	if *recordHistories {
-		paths = recordedPaths
-		for _, p := range paths {
-			_, err := os.Stat(historyPath(p.name))
-			require.ErrorIs(t, err, os.ErrNotExist, "%s exists: recorded histories are never overwritten; record a new release into a new folder (currentRelease)", historyPath(p.name))
+		paths = nil
+		for _, p := range recordedPaths {
+			if _, err := os.Stat(historyPath(p.name)); errors.Is(err, os.ErrNotExist) {
+				paths = append(paths, p)
+			}
 		}
+		require.NotEmpty(t, paths, "every path is recorded in testdata/%s already: recorded histories are never overwritten; record a new release into a new folder (currentRelease)", currentRelease)
 	}
 	c, _ := startDevServer(t)
 	var wg sync.WaitGroup
@@ -144,6 +167,9 @@ func historyPath(name string) string {
 func runPath(t *testing.T, c client.Client, p recordedPath) []*historypb.HistoryEvent {
 	in := compressedInput(p.instanceID, time.Now())
 	in.Mandatory = p.mandatory
+	if p.prepare != nil {
+		p.prepare(&in)
+	}
 	switch p.wantStatus {
 	case StatusNotApproved:
 		in.Releases[0].PeriodEnd = in.SecondaryStart.Add(2 * in.WindowLength)
@@ -156,7 +182,11 @@ func runPath(t *testing.T, c client.Client, p recordedPath) []*historypb.History
 	if p.drive != nil {
 		p.drive(t, c, run, in)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	runFor := p.runFor
+	if runFor == 0 {
+		runFor = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runFor)
 	defer cancel()
 	var res Result
 	err := run.Get(ctx, &res)
