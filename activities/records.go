@@ -22,6 +22,7 @@ type StoreActivities struct {
 func (a *StoreActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.RecordTransition, activity.RegisterOptions{Name: workflows.ActivityRecordTransition})
 	r.RegisterActivityWithOptions(a.BookSlots, activity.RegisterOptions{Name: workflows.ActivityBookSlots})
+	r.RegisterActivityWithOptions(a.BookSlotsFrom, activity.RegisterOptions{Name: workflows.ActivityBookSlotsFrom})
 	r.RegisterActivityWithOptions(a.ReleaseSlots, activity.RegisterOptions{Name: workflows.ActivityReleaseSlots})
 	r.RegisterActivityWithOptions(a.RecordInstanceVersion, activity.RegisterOptions{Name: workflows.ActivityRecordVersion})
 	r.RegisterActivityWithOptions(a.CheckInstance, activity.RegisterOptions{Name: workflows.ActivityCheckInstance})
@@ -43,6 +44,18 @@ func (a *StoreActivities) CommitTransition(ctx context.Context, in workflows.Com
 	}
 	activity.GetLogger(ctx).Info("Transition committed", "workflowId", in.Transition.Snapshot.WorkflowID, "action", in.Transition.Action,
 		"from", in.Transition.From, "to", in.Transition.Snapshot.Status, "notices", len(in.Notices), "reminders", len(in.Reminders), "auditId", res.AuditID)
+	return res, nil
+}
+
+// BookSlotsFrom moves an update's reservations to the earliest free pair
+// from a time (a rollout moving its held wave).
+func (a *StoreActivities) BookSlotsFrom(ctx context.Context, in workflows.BookSlotsFromInput) (workflows.BookSlotsFromResult, error) {
+	res, err := a.Store.BookSlotsFrom(ctx, in)
+	if err != nil {
+		return res, activityError(err)
+	}
+	activity.GetLogger(ctx).Info("Slots moved", "workflowId", in.WorkflowID, "instanceId", in.InstanceID,
+		"from", in.From, "primaryStart", res.PrimaryStart, "secondaryStart", res.SecondaryStart)
 	return res, nil
 }
 
@@ -131,6 +144,7 @@ func activityError(err error) error {
 		errType  string
 	}{
 		{store.ErrSlotFull, workflows.ErrTypeSlotFull},
+		{store.ErrNoCapacity, workflows.ErrTypeSlotFull},
 		{store.ErrSlotNotOffered, workflows.ErrTypeSlotNotOffered},
 		{store.ErrNotFound, workflows.ErrTypeNotFound},
 		{store.ErrInvalidRequest, workflows.ErrTypeInvalidInput},

@@ -38,6 +38,7 @@ const (
 	// load` sends it when an instance's admins change in the fleet file.
 	UpdateSetAdmins = "SetAdmins"
 	UpdateSupersede = "Supersede" // a rollout of a newer release closes an optional update not yet started
+	UpdateMove      = "Move"      // a rollout's Resume moves a held wave's update to later slots
 )
 
 // QueryStatus returns a StatusView.
@@ -54,6 +55,7 @@ const (
 	ActivityApplyUpdate      = "ApplyUpdate"
 	ActivityCheckInstance    = "CheckInstance" // a local activity, before each attempt
 	ActivityAbandonUpdate    = "AbandonUpdate" // gives back a rollout's claim on a refused input
+	ActivityBookSlotsFrom    = "BookSlotsFrom" // books the earliest free pair from a time (Move)
 )
 
 // Application error types returned by activities. The workflow matches on
@@ -142,6 +144,7 @@ const (
 	NoticeNotApproved NoticeKind = "not-approved"
 	NoticeCancelled   NoticeKind = "cancelled"
 	NoticeSuperseded  NoticeKind = "superseded"
+	NoticeMoved       NoticeKind = "moved" // a rollout moved the update to later slots
 )
 
 // reminderPrefix starts the kind of every reminder notice.

@@ -126,3 +126,43 @@ type ApplyUpdateResult struct {
 	// reported last; empty without a probe.
 	ProbedVersion string `json:"probedVersion,omitempty"`
 }
+
+// MoveInput is the Move Update's payload: a rollout whose wave was held
+// moves the wave's updates that still wait for their slot (Scheduled or
+// Approved) to the earliest free pair of slots starting at or after
+// From. An approval is kept; the admins are told the new slots.
+type MoveInput struct {
+	From time.Time `json:"from"`
+	// RequestedBy names who moves the update (recorded in the audit log),
+	// such as "rollout of 9.2.0, resumed by ops@provider".
+	RequestedBy string `json:"requestedBy"`
+	Reason      string `json:"reason,omitempty"`
+	// Assertion proves it: signed for RequestedBy, channel rollout or
+	// operator-cli, action move, with a key the worker trusts.
+	Assertion string `json:"assertion,omitempty"`
+}
+
+// BookSlotsFromInput books an update's earliest free primary and
+// secondary slot pair of TargetVersion in Region with the primary
+// starting at or after From, the secondary at least SecondaryMinGap after
+// the primary window and both windows ending by Until, giving back what
+// the update held. An update whose primary already starts at or after
+// From keeps its slots, so a retry books nothing twice.
+type BookSlotsFromInput struct {
+	WorkflowID      string        `json:"workflowId"`
+	InstanceID      string        `json:"instanceId"`
+	Region          string        `json:"region"`
+	OfferedVersion  string        `json:"offeredVersion"`
+	TargetVersion   string        `json:"targetVersion"`
+	From            time.Time     `json:"from"`
+	SecondaryMinGap time.Duration `json:"secondaryMinGap"`
+	Until           time.Time     `json:"until"`
+}
+
+// BookSlotsFromResult is the pair booked, each slot with its window.
+type BookSlotsFromResult struct {
+	PrimaryStart    time.Time     `json:"primaryStart"`
+	PrimaryWindow   time.Duration `json:"primaryWindow"`
+	SecondaryStart  time.Time     `json:"secondaryStart"`
+	SecondaryWindow time.Duration `json:"secondaryWindow"`
+}

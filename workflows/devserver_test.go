@@ -61,7 +61,7 @@ func bootDevServer() error {
 	}
 	fakes := &fakeActivities{applyUpdate: recordedExecutor, bookSlots: recordedBooking,
 		instances:  map[string]CheckInstanceResult{instanceUpToDate: {CurrentVersion: "9.2.0", UpToDate: true}},
-		heldChecks: map[string]int{instanceHeldAborted: -1, instanceHeldOpened: 1}}
+		heldChecks: map[string]int{instanceHeldAborted: -1, instanceHeldMoved: -1, instanceHeldOpened: 1}}
 	updates := worker.New(server.Client(), TaskQueue, worker.Options{})
 	updates.RegisterWorkflowWithOptions(trustingTestKeys.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
 	fakes.register(updates)
@@ -117,11 +117,12 @@ const instanceFullSlot = "inst-full-slot"
 // instanceUpToDate is found already on its target at the primary start.
 const instanceUpToDate = "inst-up-to-date"
 
-// instanceHeldAborted's rollout wave stays held until the rollout's
-// Abort cancels the update; instanceHeldOpened's wave opens at the first
-// recheck.
+// instanceHeldAborted's and instanceHeldMoved's rollout waves stay held
+// until the update is cancelled; instanceHeldOpened's wave opens at the
+// first recheck.
 const (
 	instanceHeldAborted = "inst-held-aborted"
+	instanceHeldMoved   = "inst-held-moved"
 	instanceHeldOpened  = "inst-held-opened"
 )
 

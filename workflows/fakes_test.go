@@ -21,6 +21,7 @@ type fakeActivities struct {
 	notices     []SendNoticeInput // in the order the workflow scheduled them
 	noticeSeqs  []int64           // the activity ID (schedule sequence) of each
 	bookings    []BookSlotsInput
+	moves       []BookSlotsFromInput
 	bookQueues  []string // the task queue of each booking
 	releases    []ReleaseSlotsInput
 	versions    []RecordVersionInput
@@ -47,6 +48,7 @@ type fakeActivities struct {
 	applyUpdate      func(ctx context.Context, in ApplyUpdateInput) error
 	sendNotice       func(in SendNoticeInput) error
 	bookSlots        func(in BookSlotsInput) error
+	bookSlotsFrom    func(in BookSlotsFromInput) (BookSlotsFromResult, error)
 	recordTransition func(in RecordTransitionInput) error
 	releaseSlots     func(in ReleaseSlotsInput) error
 	checkInstance    func(in CheckInstanceInput) (CheckInstanceResult, error)
@@ -63,6 +65,7 @@ func (f *fakeActivities) register(r activityRegistrar) {
 	r.RegisterActivityWithOptions(f.RecordTransition, activity.RegisterOptions{Name: ActivityRecordTransition})
 	r.RegisterActivityWithOptions(f.SendNotice, activity.RegisterOptions{Name: ActivitySendNotice})
 	r.RegisterActivityWithOptions(f.BookSlots, activity.RegisterOptions{Name: ActivityBookSlots})
+	r.RegisterActivityWithOptions(f.BookSlotsFrom, activity.RegisterOptions{Name: ActivityBookSlotsFrom})
 	r.RegisterActivityWithOptions(f.ReleaseSlots, activity.RegisterOptions{Name: ActivityReleaseSlots})
 	r.RegisterActivityWithOptions(f.RecordInstanceVersion, activity.RegisterOptions{Name: ActivityRecordVersion})
 	r.RegisterActivityWithOptions(f.CheckInstance, activity.RegisterOptions{Name: ActivityCheckInstance})
@@ -181,6 +184,19 @@ func (f *fakeActivities) BookSlots(ctx context.Context, in BookSlotsInput) (Book
 		}
 	}
 	return BookSlotsResult{PrimarySlotID: 1, SecondarySlotID: 2}, nil
+}
+
+// BookSlotsFrom books, unless the test says otherwise, a primary at From
+// and a secondary a week later, both of 12 hours.
+func (f *fakeActivities) BookSlotsFrom(_ context.Context, in BookSlotsFromInput) (BookSlotsFromResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, ActivityBookSlotsFrom)
+	f.moves = append(f.moves, in)
+	if f.bookSlotsFrom != nil {
+		return f.bookSlotsFrom(in)
+	}
+	return BookSlotsFromResult{PrimaryStart: in.From, PrimaryWindow: 12 * time.Hour, SecondaryStart: in.From.Add(7 * 24 * time.Hour), SecondaryWindow: 12 * time.Hour}, nil
 }
 
 func (f *fakeActivities) ReleaseSlots(_ context.Context, in ReleaseSlotsInput) (ReleaseSlotsResult, error) {

@@ -102,6 +102,17 @@ var recordedPaths = []recordedPath{
 			awaitStatus(t, c, run, func(view StatusView) bool { return view.Held })
 			require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
 		}},
+	// Held at its slot's start, the update is moved by its rollout's
+	// Resume (a Move, from ten seconds on) and then cancelled, still held.
+	{name: "held-wave-moved", instanceID: instanceHeldMoved, mandatory: true, wantStatus: StatusCancelled, since: "release-3",
+		drive: func(t *testing.T, c client.Client, run client.WorkflowRun, _ Input) {
+			awaitStatus(t, c, run, func(view StatusView) bool { return view.Held })
+			from := time.Now().Add(10 * time.Second).Truncate(time.Second).UTC()
+			view, err := sendUpdate(c, run, UpdateMove, MoveInput{From: from, RequestedBy: "rollout of 9.2.0, resumed by ops@provider.example", Reason: "wave 1 held"})
+			require.NoError(t, err)
+			require.Equal(t, from, view.Primary.Start.UTC())
+			require.NoError(t, c.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()))
+		}},
 	// The wave opens at the first recheck, a real heldRecheck after the
 	// slot's start, and the update runs in what is left of its window.
 	{name: "held-wave-opened", instanceID: instanceHeldOpened, mandatory: true, wantStatus: StatusSucceeded, since: "release-3",

@@ -107,6 +107,14 @@ const changeRescheduleAfterFailure = "reschedule-after-failure"
 // A later change to what it does can switch on it.
 const changeSupersede = "supersede"
 
+// changeMove marks a history in which a Move was accepted (a new Update,
+// like changeSupersede: no older history holds one).
+const changeMove = "move"
+
+// changeRolloutMove marks a Rollout history in which a Resume moved the
+// held waves (MoveWaves); no older history holds one.
+const changeRolloutMove = "rollout-move"
+
 // changeAbandonInvalidInput: a workflow that refuses its input gives the
 // rollout's reservations and claim on the instance back before it fails.
 // Asked only on that path.

@@ -21,6 +21,7 @@ const (
 	actionSucceeded     = "succeeded"
 	actionUpToDate      = "already-up-to-date"
 	actionSuperseded    = "superseded"
+	actionMoved         = "moved"
 	actionFailed        = "failed"
 	actionCancelled     = "cancelled"
 )

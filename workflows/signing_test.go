@@ -48,6 +48,12 @@ func signed(t testing.TB, workflowID, name string, arg any, at time.Time) any {
 			in.Assertion = mustSign(t, testSigner, claims)
 		}
 		return in
+	case MoveInput:
+		if in.Assertion == "" {
+			claims.Actor, claims.Channel, claims.Action = in.RequestedBy, actor.ChannelRollout, actor.ActionMove
+			in.Assertion = mustSign(t, testSigner, claims)
+		}
+		return in
 	case SetAdminsInput:
 		if in.Assertion == "" {
 			claims.Actor, claims.Operator, claims.Channel, claims.Action = testOperator, testOperator, actor.ChannelOperatorCLI, actor.ActionSetAdmins

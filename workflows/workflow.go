@@ -127,6 +127,7 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 		{UpdateReschedule, w.reschedule, w.validateReschedule},
 		{UpdateSetAdmins, w.setAdmins, w.validateSetAdmins},
 		{UpdateSupersede, w.supersede, w.validateSupersede},
+		{UpdateMove, w.move, w.validateMove},
 	}
 	for _, u := range updates {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler,

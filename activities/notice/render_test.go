@@ -27,7 +27,7 @@ func emailKinds() []workflows.NoticeKind {
 		kinds = append(kinds, workflows.ReminderKind(offset))
 	}
 	return append(kinds, workflows.NoticeConfirmed, workflows.NoticeRescheduled, workflows.NoticeSucceeded,
-		workflows.NoticeFallback, workflows.NoticeFailed, workflows.NoticeNotApproved, workflows.NoticeCancelled, workflows.NoticeSuperseded)
+		workflows.NoticeFallback, workflows.NoticeFailed, workflows.NoticeNotApproved, workflows.NoticeCancelled, workflows.NoticeSuperseded, workflows.NoticeMoved)
 }
 
 func checkGolden(t *testing.T, name, got string) {
@@ -163,6 +163,7 @@ func TestRenderBannerCategories(t *testing.T) {
 		workflows.NoticeNotApproved:                 bannerFailure,
 		workflows.NoticeCancelled:                   bannerFailure,
 		workflows.NoticeSuperseded:                  bannerScheduling,
+		workflows.NoticeMoved:                       bannerScheduling,
 	}
 	for kind, banner := range want {
 		spec, err := For(kind)

@@ -119,6 +119,9 @@ var specs = map[workflows.NoticeKind]Spec{
 	// A newer update replaces this one and is announced next: scheduling
 	// news, not a failure.
 	workflows.NoticeSuperseded: {Template: "superseded", Audience: adminsExtra, Email: true, Alert: alertNever, Banner: bannerScheduling, Invite: InviteCancel},
+	// The provider moved the slots: the admins may approve or move it
+	// again, and get an in-product alert as for a new schedule.
+	workflows.NoticeMoved: {Template: "moved", Audience: adminsExtra, Email: true, Alert: alertAlways, Banner: bannerScheduling, Actions: true, Invite: InviteRequest},
 }
 
 // For looks up the row for kind.

@@ -31,6 +31,7 @@ func TestSpecsMatchTheCommunicationsTable(t *testing.T) {
 		{workflows.NoticeNotApproved, adminsExtra, true, alertNever},
 		{workflows.NoticeCancelled, adminsExtra, true, alertNever},
 		{workflows.NoticeSuperseded, adminsExtra, true, alertNever},
+		{workflows.NoticeMoved, adminsExtra, true, alertAlways},
 	}
 	for _, tc := range cases {
 		spec, err := For(tc.kind)
@@ -89,7 +90,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	for kind, spec := range specs {
 		in := workflows.SendNoticeInput{Kind: kind, Update: workflows.StatusView{ApprovedBy: "ada@contoso.example"}}
-		want := kind == workflows.NoticeScheduled || kind == workflows.NoticeInProgress
+		want := kind == workflows.NoticeScheduled || kind == workflows.NoticeInProgress || kind == workflows.NoticeMoved
 		if got := spec.Alert.Applies(in); got != want {
 			t.Errorf("%s: alert %t, want %t", kind, got, want)
 		}

@@ -49,10 +49,11 @@ const (
 	ActionReschedule = "reschedule"
 	ActionSetAdmins  = "set-admins"
 	ActionSupersede  = "supersede"
+	ActionMove       = "move"
 )
 
 // Actions lists every action, for messages naming what is accepted.
-var Actions = []string{ActionApprove, ActionReschedule, ActionSetAdmins, ActionSupersede}
+var Actions = []string{ActionApprove, ActionReschedule, ActionSetAdmins, ActionSupersede, ActionMove}
 
 // Claims is what an assertion asserts.
 type Claims struct {

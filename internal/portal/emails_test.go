@@ -17,7 +17,7 @@ import (
 func TestEveryEmailKindInABrowser(t *testing.T) {
 	kinds := []workflows.NoticeKind{workflows.NoticeScheduled, workflows.ReminderKind(30 * 24 * time.Hour), workflows.NoticeDayOf,
 		workflows.NoticeConfirmed, workflows.NoticeRescheduled, workflows.NoticeSucceeded, workflows.NoticeFallback,
-		workflows.NoticeFailed, workflows.NoticeNotApproved, workflows.NoticeCancelled, workflows.NoticeSuperseded}
+		workflows.NoticeFailed, workflows.NoticeNotApproved, workflows.NoticeCancelled, workflows.NoticeSuperseded, workflows.NoticeMoved}
 	free := []notice.FreeSlot{
 		{Version: "9.2.0", Start: time.Date(2027, 3, 20, 22, 0, 0, 0, time.UTC), Window: 12 * time.Hour},
 		{Version: "9.2.0", Start: time.Date(2027, 3, 27, 22, 0, 0, 0, time.UTC), Window: 12 * time.Hour},

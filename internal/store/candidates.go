@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -181,6 +182,11 @@ type BookRolloutSlotsParams struct {
 	// MinNotice (MIN_NOTICE) is the least time from Now to the start of
 	// the primary slot, so admins get their reminders before it.
 	MinNotice time.Duration
+	// TargetVersion is the release whose slots are booked: Version when
+	// empty, a later release when an admin chose one (BookSlotsFrom).
+	TargetVersion string
+	// Until, when set, is when both windows must have ended by.
+	Until time.Time
 }
 
 // BookRolloutSlots prepares the update of an instance to a version: in one
@@ -339,7 +345,7 @@ func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, 
 	}
 	heldPrimary, okP := held[string(workflows.SlotPrimary)]
 	heldSecondary, okS := held[string(workflows.SlotSecondary)]
-	if okP && okS && heldPrimary.Start.After(earliest) {
+	if okP && okS && heldPrimary.Start.After(earliest) && (p.Until.IsZero() || !heldSecondary.end().After(p.Until)) {
 		return heldPrimary, heldSecondary, nil
 	}
 	// A lone reservation cannot come from BookSlots (it books both roles
@@ -351,14 +357,16 @@ func bookPair(ctx context.Context, tx pgx.Tx, p BookRolloutSlotsParams, region, 
 		}
 	}
 
-	rows, err = tx.Query(ctx, freeSlotsSQL, p.Version, region, earliest)
+	rows, err = tx.Query(ctx, freeSlotsSQL, cmp.Or(p.TargetVersion, p.Version), region, earliest)
 	if err != nil {
 		return primary, secondary, mapError(err, "list free slots of "+p.Version)
 	}
 	var free []timedSlot
 	_, err = pgx.ForEachRow(rows, []any{&slot.ID, &slot.Start, &window}, func() error {
 		slot.Window = duration(window)
-		free = append(free, slot)
+		if p.Until.IsZero() || !slot.end().After(p.Until) {
+			free = append(free, slot)
+		}
 		return nil
 	})
 	if err != nil {
