@@ -45,6 +45,7 @@ func (a *RolloutActivities) Register(r worker.ActivityRegistry) {
 	r.RegisterActivityWithOptions(a.SetWaveState, activity.RegisterOptions{Name: workflows.ActivitySetWaveState})
 	r.RegisterActivityWithOptions(a.AlertOperators, activity.RegisterOptions{Name: workflows.ActivityAlertOperators})
 	r.RegisterActivityWithOptions(a.CancelWaves, activity.RegisterOptions{Name: workflows.ActivityCancelWaves})
+	r.RegisterActivityWithOptions(a.MoveWaves, activity.RegisterOptions{Name: workflows.ActivityMoveWaves})
 }
 
 // PlanWaves cuts the fleet into the rollout's waves.
@@ -166,4 +167,66 @@ func (a *RolloutActivities) CancelWaves(ctx context.Context, in workflows.Cancel
 		activity.RecordHeartbeat(ctx, res.Cancelled)
 	}
 	return res, nil
+}
+
+// MoveWaves sends each waiting update of the given waves a signed Move to
+// the earliest free slots from in.From, wave after wave: a wave's from
+// the last primary of the wave before, so the waves keep their order.
+// Updates already at or after that time stay; a retry finds the moved
+// ones there and moves only the rest.
+func (a *RolloutActivities) MoveWaves(ctx context.Context, in workflows.MoveWavesInput) (workflows.MoveWavesResult, error) {
+	var res workflows.MoveWavesResult
+	from := in.From
+	for _, wave := range in.Waves {
+		members, err := a.Store.WaitingMembers(ctx, in.Version, wave)
+		if err != nil {
+			return res, activityError(err)
+		}
+		last := from
+		var mu sync.Mutex
+		var g errgroup.Group
+		g.SetLimit(max(a.Concurrency, 1))
+		for _, m := range members {
+			if !m.PrimaryStart.Before(from) {
+				res.Kept++
+				last = latest(last, m.PrimaryStart)
+				continue
+			}
+			if err := a.StartRate.Wait(ctx); err != nil {
+				break // cancelled: the retry moves what is left
+			}
+			g.Go(func() error {
+				view, err := launch.Move(ctx, a.Client, a.Signer, m.WorkflowID, workflows.MoveInput{From: from, RequestedBy: in.RequestedBy, Reason: in.Reason})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					res.NotMoved++
+					if len(res.Details) < 20 {
+						res.Details = append(res.Details, fmt.Sprintf("%s: not moved: %v", m.WorkflowID, err))
+					}
+				} else {
+					res.Moved++
+					last = latest(last, view.Primary.Start)
+				}
+				activity.RecordHeartbeat(ctx, res.Moved+res.NotMoved)
+				return nil
+			})
+		}
+		_ = g.Wait() // every update's outcome is in res
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		res.LastStart = latest(res.LastStart, last)
+		from = last.Add(time.Second)
+	}
+	activity.GetLogger(ctx).Info("Waves moved", "version", in.Version, "waves", in.Waves, "from", in.From,
+		"moved", res.Moved, "kept", res.Kept, "notMoved", res.NotMoved, "lastStart", res.LastStart)
+	return res, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -172,6 +172,7 @@ var flagSamples = map[string]string{
 	"max-failure":              "5%",
 	"pause":                    "true",
 	"resume":                   "true",
+	"move-to":                  "2027-03-20 02:00",
 	"abort":                    "true",
 }
 

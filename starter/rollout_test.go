@@ -124,3 +124,40 @@ func TestStartOptions(t *testing.T) {
 		t.Errorf("ScheduledStart at start = %v", got)
 	}
 }
+
+func TestParseMoveTo(t *testing.T) {
+	now := time.Date(2027, 3, 1, 10, 17, 42, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2027-03-20T02:00:00+01:00": time.Date(2027, 3, 20, 1, 0, 0, 0, time.UTC),
+		"2027-03-20 02:00":          time.Date(2027, 3, 20, 2, 0, 0, 0, time.UTC),
+		"7d":                        time.Date(2027, 3, 8, 10, 17, 0, 0, time.UTC),
+		"36h":                       time.Date(2027, 3, 2, 22, 17, 0, 0, time.UTC),
+	} {
+		got, err := parseMoveTo(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseMoveTo(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"next week", "-7d", "0d", "2027-13-01 02:00"} {
+		if _, err := parseMoveTo(in, now); err == nil || !strings.Contains(err.Error(), "accepted: RFC 3339") {
+			t.Errorf("parseMoveTo(%q): %v, want a refusal naming what is accepted", in, err)
+		}
+	}
+}
+
+// --move-to belongs to --resume, and a time it cannot read is refused
+// before anything is asked of Temporal.
+func TestRolloutMoveToRefusals(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollout", "--version", "9.2.0", "--move-to", "7d"}, "rollout: --move-to moves a held wave as it is resumed; give it with --resume"},
+		{[]string{"rollout", "--version", "9.2.0", "--resume", "--move-to", "soon"}, `rollout: --move-to "soon": not a time (accepted: RFC 3339`},
+	} {
+		_, _, err := runStarter(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("starter %s: %v, want %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}

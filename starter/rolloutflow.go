@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/svcupdate/svcupdate/internal/cli"
+	"github.com/svcupdate/svcupdate/internal/duration"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/starter/internal/progress"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -33,7 +34,7 @@ const rolloutBatchSize = 500
 
 func newRolloutCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rollout --version V [--waves 5%,25%,100%] [--max-failure 5%] [--dry-run] | --version V --pause|--resume|--abort [--reason R]",
+		Use:   "rollout --version V [--waves 5%,25%,100%] [--max-failure 5%] [--dry-run] | --version V --pause|--resume [--move-to T]|--abort [--reason R]",
 		Short: "start (or attach to) the release's Rollout workflow, which books and starts an update for every eligible instance in waves; or steer it",
 		Args:  maxArgs(0),
 	}
@@ -45,6 +46,7 @@ func newRolloutCmd(e *env) *cobra.Command {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan; book nothing, start nothing")
 	fs.BoolVar(&f.pause, "pause", false, "pause the running rollout: no more starts, no wave opened")
 	fs.BoolVar(&f.resume, "resume", false, "resume the paused rollout: open the held wave")
+	fs.StringVar(&f.moveTo, "move-to", "", `with --resume: first move the held wave's waiting updates, and the later waves', to the earliest free slots from this time (RFC 3339, "2027-03-06 02:00" in UTC, or a time from now such as 7d), wave after wave`)
 	fs.BoolVar(&f.abort, "abort", false, "abort the rollout: cancel the updates of every wave not yet open")
 	fs.StringVar(&f.reason, "reason", "", "why (with --pause or --abort), recorded in the rollout")
 	format := outputFlag(cmd)
@@ -60,9 +62,9 @@ func newRolloutCmd(e *env) *cobra.Command {
 
 // rolloutFlags are the rollout command's flags.
 type rolloutFlags struct {
-	version, waves, maxFailure, reason string
-	dryRun, pause, resume, abort       bool
-	format                             outputFormat
+	version, waves, maxFailure, reason, moveTo string
+	dryRun, pause, resume, abort               bool
+	format                                     outputFormat
 }
 
 func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
@@ -77,6 +79,15 @@ func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
 	if btoi(f.pause)+btoi(f.resume)+btoi(f.abort) > 1 {
 		return cli.Usagef("rollout: give one of --pause, --resume, --abort")
 	}
+	var moveTo time.Time
+	if f.moveTo != "" {
+		if !f.resume {
+			return cli.Usagef("rollout: --move-to moves a held wave as it is resumed; give it with --resume")
+		}
+		if moveTo, err = parseMoveTo(f.moveTo, time.Now()); err != nil {
+			return cli.Usagef("rollout: --move-to %q: %v", f.moveTo, err)
+		}
+	}
 	c, err := e.temporal(ctx)
 	if err != nil {
 		return err
@@ -85,6 +96,8 @@ func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
 	switch {
 	case f.pause:
 		return steerRollout(ctx, e, c, f.version, workflows.UpdatePause, workflows.PauseInput{By: by, Reason: f.reason})
+	case f.resume && !moveTo.IsZero():
+		return resumeMoving(ctx, e, c, f.version, workflows.ResumeInput{By: by, MoveTo: moveTo})
 	case f.resume:
 		return steerRollout(ctx, e, c, f.version, workflows.UpdateResume, workflows.ResumeInput{By: by})
 	case f.abort:
@@ -223,6 +236,63 @@ func queryProgress(ctx context.Context, c client.Client, id, runID string) (work
 		err = v.Get(&p)
 	}
 	return p, err
+}
+
+// parseMoveTo reads --move-to: an RFC 3339 time, a UTC time such as
+// "2027-03-06 02:00", or a time from now such as 7d or 36h.
+func parseMoveTo(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	for _, layout := range localLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	if d, err := duration.Parse(s); err == nil && d > 0 {
+		return now.Add(d).UTC().Truncate(time.Minute), nil
+	}
+	return time.Time{}, errors.New(`not a time (accepted: RFC 3339 such as 2027-03-06T02:00:00Z, a UTC time such as "2027-03-06 02:00", or a time from now such as 7d)`)
+}
+
+// moveProgressInterval is how often resumeMoving looks at the move.
+const moveProgressInterval = 2 * time.Second
+
+// resumeMoving resumes the rollout with a move of its held waves and
+// follows the move until it ends, then prints where the rollout stands:
+// the wave open at its new slots, or paused again, naming what stayed.
+// Ctrl-C only stops following.
+func resumeMoving(ctx context.Context, e *env, c client.Client, version string, in workflows.ResumeInput) error {
+	id := workflows.RolloutID(version)
+	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: workflows.UpdateResume, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = handle.Get(ctx, nil)
+	}
+	if err != nil {
+		return updateError(id, workflows.UpdateResume, err)
+	}
+	fmt.Fprintf(e.stderr, "moving the held waves' waiting updates to slots from %s...\n", in.MoveTo.Format(time.RFC3339))
+	ticker := time.NewTicker(moveProgressInterval)
+	defer ticker.Stop()
+	for {
+		p, err := queryProgress(ctx, c, id, "")
+		switch {
+		case ctx.Err() != nil:
+			fmt.Fprintf(e.stderr, "\ndetached: the move goes on in the workers; see where it stands with: temporal workflow query --workflow-id %s --type %s\n", id, workflows.QueryProgress)
+			return nil
+		case err != nil:
+			return fmt.Errorf("query the progress of %s: %w", id, err)
+		case p.MovingTo.IsZero():
+			printRollout(e.stdout, p)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-ticker.C:
+		}
+	}
 }
 
 // steerRollout sends an operator's command to the running rollout and

@@ -75,7 +75,7 @@ func newWorkers(ctx context.Context, c client.Client, pool, rolloutPool *pgxpool
 		logger.Warn("ACTION_TRUSTED_KEYS is empty: every Approve, Reschedule and SetAdmins is refused until it lists the keys of the starter and the portal")
 	}
 	if cfg.ActionSigningKey.Signer == nil {
-		logger.Warn("ACTION_SIGNING_KEY is empty: this worker's rollouts cannot sign a Supersede, so instances held by an older optional update are reported held instead of moved to the new release")
+		logger.Warn("ACTION_SIGNING_KEY is empty: this worker's rollouts cannot sign a Supersede or a Move, so instances held by an older optional update are reported held instead of moved to the new release, and a Resume cannot move a held wave")
 	}
 	updates.RegisterWorkflowWithOptions(trusted.ServiceUpdate, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	updates.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: workflows.RolloutWorkflowType})

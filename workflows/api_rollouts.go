@@ -39,6 +39,7 @@ const (
 	ActivitySetWaveState   = "SetWaveState"
 	ActivityAlertOperators = "AlertOperators"
 	ActivityCancelWaves    = "CancelWaves"
+	ActivityMoveWaves      = "MoveWaves"
 )
 
 // SearchAttrRolloutPhase is the phase of a Rollout (RolloutPhase values),
@@ -143,12 +144,15 @@ type RolloutState struct {
 	WaveLastStart time.Time `json:"waveLastStart"`
 	// Outcomes counts what the walk in progress (or the last) did; the
 	// members an earlier walk started are skipped and not counted.
-	Outcomes  map[string]int `json:"outcomes"`
-	Details   []string       `json:"details,omitempty"` // the latest failures, holds and plans
-	Paused    string         `json:"paused,omitempty"`  // why, when paused
-	Aborted   bool           `json:"aborted,omitempty"`
-	Reports   []WaveReport   `json:"reports,omitempty"`
-	StartedAt time.Time      `json:"startedAt"`
+	Outcomes map[string]int `json:"outcomes"`
+	Details  []string       `json:"details,omitempty"` // the latest failures, holds and plans
+	Paused   string         `json:"paused,omitempty"`  // why, when paused
+	// MoveTo and ResumedBy: a Resume asked the held waves moved (ResumeInput).
+	MoveTo    time.Time    `json:"moveTo,omitzero"`
+	ResumedBy string       `json:"resumedBy,omitempty"`
+	Aborted   bool         `json:"aborted,omitempty"`
+	Reports   []WaveReport `json:"reports,omitempty"`
+	StartedAt time.Time    `json:"startedAt"`
 	// ScanStartedAt and ScanProcessed time the walk in progress, for the ETA.
 	ScanStartedAt time.Time `json:"scanStartedAt"`
 	ScanProcessed int       `json:"scanProcessed"`
@@ -185,6 +189,9 @@ type RolloutProgress struct {
 	Waves       []WaveReport   `json:"waves"`
 	Paused      string         `json:"paused,omitempty"`
 	Details     []string       `json:"details,omitempty"`
+	// MovingTo: a Resume's move of the held waves to slots from this time
+	// is under way.
+	MovingTo time.Time `json:"movingTo,omitzero"`
 	// ETA: when the walk ends while starting; when the last wave's first
 	// slot comes once every candidate is started.
 	ETA time.Time `json:"eta,omitzero"`
@@ -199,6 +206,11 @@ type PauseInput struct {
 // ResumeInput opens the held wave (its updates run) and goes on.
 type ResumeInput struct {
 	By string `json:"by"`
+	// MoveTo, when set, first moves the updates of the held wave and of
+	// every later wave not yet open that still wait for their slots to the
+	// earliest free slots from it, wave after wave; the held wave then
+	// opens and runs at its new slots.
+	MoveTo time.Time `json:"moveTo,omitzero"`
 }
 
 // AbortInput cancels the updates of every wave not yet open and ends
@@ -282,4 +294,26 @@ type CancelWavesInput struct {
 // CancelWavesResult counts the updates asked to cancel.
 type CancelWavesResult struct {
 	Cancelled int `json:"cancelled"`
+}
+
+// MoveWavesInput moves the updates of waves that still wait for their
+// slots (Scheduled or Approved) to the earliest free slots from From:
+// each wave's after the last primary of the wave before, so waves keep
+// their order. An update already starting at or after that time stays.
+type MoveWavesInput struct {
+	Version     string    `json:"version"`
+	Waves       []int     `json:"waves"`
+	From        time.Time `json:"from"`
+	RequestedBy string    `json:"requestedBy"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// MoveWavesResult counts what the move did.
+type MoveWavesResult struct {
+	Moved    int `json:"moved"`
+	Kept     int `json:"kept"`     // already at or after the time
+	NotMoved int `json:"notMoved"` // refused or unanswered: see Details
+	// LastStart is the latest primary start of the moved waves.
+	LastStart time.Time `json:"lastStart,omitzero"`
+	Details   []string  `json:"details,omitempty"`
 }

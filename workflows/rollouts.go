@@ -77,6 +77,7 @@ func newRollout(ctx workflow.Context, in RolloutInput) (*rollout, error) {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context, in ResumeInput) (RolloutProgress, error) {
 		r.st.Paused = ""
+		r.st.MoveTo, r.st.ResumedBy = in.MoveTo.UTC(), in.By
 		return r.progress(ctx), nil
 	}, workflow.UpdateHandlerOptions{Validator: func(in ResumeInput) error {
 		if err := r.refuseWhenClosed(in.By); err != nil {
@@ -85,7 +86,7 @@ func newRollout(ctx workflow.Context, in RolloutInput) (*rollout, error) {
 		if r.st.Paused == "" {
 			return errors.New("the rollout is not paused; nothing to resume")
 		}
-		return nil
+		return r.refuseMove(ctx, in.MoveTo)
 	}}); err != nil {
 		return nil, err
 	}
@@ -219,149 +220,6 @@ func (r *rollout) restartWalk(ctx workflow.Context) {
 	r.st.ScanStartedAt = workflow.Now(ctx)
 }
 
-// gateWaves decides the gate of each production wave at its first slot,
-// in order. done: every wave is open, or the rollout aborted.
-func (r *rollout) gateWaves(ctx workflow.Context) (done bool, err error) {
-	for {
-		if err := r.report(ctx); err != nil {
-			return false, err
-		}
-		next, ok := r.nextGate()
-		if !ok {
-			return true, nil
-		}
-		// Wait for the wave's gate time, a rescan, a pause or an abort,
-		// refreshing the counts at least every reportInterval.
-		wait := next.FirstStart.Add(-gateLead).Sub(workflow.Now(ctx))
-		if wait > 0 {
-			if _, err := workflow.AwaitWithTimeout(ctx, min(wait, reportInterval), r.interrupted); err != nil {
-				return false, err
-			}
-		}
-		switch {
-		case r.rescan.Len() > 0:
-			r.drainRescans(ctx)
-			r.upsertPhase(ctx)
-			return false, nil
-		case r.st.Aborted:
-			return true, r.abort(ctx)
-		case r.st.Paused != "" && wait > 0:
-			// Paused before the gate: the wave stays pending, so its
-			// updates wait too, until a Resume, an Abort or a rescan.
-			r.upsertPhase(ctx)
-			if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted || r.rescan.Len() > 0 }); err != nil {
-				return false, err
-			}
-			r.upsertPhase(ctx)
-			continue
-		case wait > reportInterval:
-			if err := r.continueAsNewIfLong(ctx); err != nil {
-				return false, err
-			}
-			continue
-		}
-		if err := r.decide(ctx, next); err != nil {
-			return false, err
-		}
-	}
-}
-
-// interrupted: an operator or a re-run asks the waiting rollout for
-// something.
-func (r *rollout) interrupted() bool {
-	return r.rescan.Len() > 0 || r.st.Aborted || r.st.Paused != ""
-}
-
-// nextGate is the first wave whose gate is still pending and which has
-// started updates.
-func (r *rollout) nextGate() (WaveReport, bool) {
-	for _, w := range r.st.Reports {
-		if w.Wave > 0 && w.State != WaveOpen && w.State != WaveAborted && w.Members > 0 {
-			return w, true
-		}
-	}
-	return WaveReport{}, false
-}
-
-// decide opens the wave when the waves before it failed less than the
-// budget and no operator paused the rollout; otherwise it holds the wave,
-// alerts the operators and waits for Resume (open it) or Abort.
-func (r *rollout) decide(ctx workflow.Context, wave WaveReport) error {
-	failed, members := 0, 0
-	for _, w := range r.st.Reports {
-		if w.Wave < wave.Wave {
-			failed, members = failed+w.Failed(), members+w.Members
-		}
-	}
-	if members > 0 && float64(failed) >= r.in.MaxFailure*float64(members) && r.st.Paused == "" {
-		r.st.Paused = fmt.Sprintf("wave %d held: %d of %d updates of the waves before it failed (budget %.1f%%)",
-			wave.Wave, failed, members, r.in.MaxFailure*100)
-	}
-	if r.st.Paused != "" {
-		if err := r.setGate(ctx, []int{wave.Wave}, WaveHeld); err != nil {
-			return err
-		}
-		r.upsertPhase(ctx)
-		r.logger.Warn("Rollout paused", "wave", wave.Wave, "reason", r.st.Paused)
-		if err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivityAlertOperators, AlertOperatorsInput{
-			Version: r.in.Version, Wave: wave.Wave, At: wave.FirstStart, Message: "rollout of " + r.in.Version + " " + r.st.Paused +
-				"; resume or abort it: starter rollout --version " + r.in.Version + " --resume | --abort",
-		}).Get(ctx, nil); err != nil {
-			return err
-		}
-		if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
-			return err
-		}
-		if r.st.Aborted {
-			return r.abort(ctx)
-		}
-		r.upsertPhase(ctx)
-	}
-	r.logger.Info("Wave open", "wave", wave.Wave, "failedBefore", failed, "startedBefore", members)
-	return r.setGate(ctx, []int{wave.Wave}, WaveOpen)
-}
-
-// abort cancels the updates of every wave not yet open.
-func (r *rollout) abort(ctx workflow.Context) error {
-	r.st.Aborted = true
-	var waves []int
-	for _, w := range r.st.Waves {
-		open := false
-		for _, rep := range r.st.Reports {
-			open = open || rep.Wave == w.Wave && rep.State == WaveOpen
-		}
-		if !open && w.Wave > 0 {
-			waves = append(waves, w.Wave)
-		}
-	}
-	if err := r.setGate(ctx, waves, WaveAborted); err != nil {
-		return err
-	}
-	r.upsertPhase(ctx)
-	err := workflow.ExecuteActivity(r.batchOptions(ctx), ActivityCancelWaves, CancelWavesInput{
-		Version: r.in.Version, Waves: waves, Reason: r.st.Paused,
-	}).Get(ctx, nil)
-	if err != nil {
-		return err
-	}
-	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-}
-
-func (r *rollout) setGate(ctx workflow.Context, waves []int, state string) error {
-	err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivitySetWaveState, SetWaveStateInput{Version: r.in.Version, Waves: waves, State: state}).Get(ctx, nil)
-	if err != nil {
-		return err
-	}
-	for i := range r.st.Reports {
-		for _, w := range waves {
-			if r.st.Reports[i].Wave == w {
-				r.st.Reports[i].State = state
-			}
-		}
-	}
-	return nil
-}
-
 func (r *rollout) report(ctx workflow.Context) error {
 	var res WaveReportResult
 	if err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivityWaveReport, WaveReportInput{Version: r.in.Version}).Get(ctx, &res); err != nil {
@@ -419,7 +277,7 @@ func (r *rollout) progress(ctx workflow.Context) RolloutProgress {
 	p := RolloutProgress{
 		Version: r.in.Version, Phase: r.phase(), DryRun: r.in.DryRun, Processed: r.st.ScanProcessed,
 		ScanDone: r.st.Scanned >= r.st.Rescans, Rescans: r.st.Rescans, Outcomes: maps.Clone(r.st.Outcomes),
-		ByStatus: map[Status]int{}, Waves: r.st.Reports, Paused: r.st.Paused, Details: r.st.Details,
+		ByStatus: map[Status]int{}, Waves: r.st.Reports, Paused: r.st.Paused, Details: r.st.Details, MovingTo: r.st.MoveTo,
 	}
 	for _, w := range r.st.Waves {
 		p.Candidates += w.Size

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,10 @@ type fakeRollout struct {
 	alerts  []AlertOperatorsInput
 	cancels []CancelWavesInput
 	states  []SetWaveStateInput
+	moves   []MoveWavesInput
+	// notMoved is how many updates each MoveWaves in turn leaves where
+	// they are; past its end, none.
+	notMoved []int
 }
 
 func newFakeRollout(start time.Time, failedInWave0, failedInWave1 int) *fakeRollout {
@@ -41,6 +46,7 @@ func (f *fakeRollout) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(f.SetWaveState, activity.RegisterOptions{Name: ActivitySetWaveState})
 	env.RegisterActivityWithOptions(f.AlertOperators, activity.RegisterOptions{Name: ActivityAlertOperators})
 	env.RegisterActivityWithOptions(f.CancelWaves, activity.RegisterOptions{Name: ActivityCancelWaves})
+	env.RegisterActivityWithOptions(f.MoveWaves, activity.RegisterOptions{Name: ActivityMoveWaves})
 }
 
 func (f *fakeRollout) PlanWaves(_ context.Context, _ PlanWavesInput) (PlanWavesResult, error) {
@@ -90,6 +96,28 @@ func (f *fakeRollout) CancelWaves(_ context.Context, in CancelWavesInput) (Cance
 	defer f.mu.Unlock()
 	f.cancels = append(f.cancels, in)
 	return CancelWavesResult{Cancelled: 30}, nil
+}
+
+// MoveWaves moves each wave a day after the one before, from in.From.
+func (f *fakeRollout) MoveWaves(_ context.Context, in MoveWavesInput) (MoveWavesResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := MoveWavesResult{LastStart: in.From}
+	if n := len(f.moves); n < len(f.notMoved) {
+		res.NotMoved = f.notMoved[n]
+		res.Details = []string{"service-update:p01:9.2.0: not moved: no free primary and secondary slot pair"}
+	}
+	f.moves = append(f.moves, in)
+	for i, w := range f.reports {
+		if slices.Contains(in.Waves, w.Wave) {
+			f.reports[i].FirstStart = res.LastStart
+			f.reports[i].LastStart = res.LastStart
+			res.Moved += w.Members
+			res.LastStart = res.LastStart.Add(24 * time.Hour)
+		}
+	}
+	res.Moved -= res.NotMoved
+	return res, nil
 }
 
 func rolloutEnv(t *testing.T, fake *fakeRollout, start time.Time) *testsuite.TestWorkflowEnvironment {
@@ -219,5 +247,103 @@ func TestRolloutPauseHoldsTheNextWave(t *testing.T) {
 	}
 	if p := progressOf(t, env); p.Phase != PhaseDone {
 		t.Errorf("phase %s after the Resume, want Done", p.Phase)
+	}
+}
+
+// TestRolloutResumeMovesTheHeldWave: wave 1 is held (a sandbox failed);
+// the operator resumes it with a later time. The first move leaves an
+// update where it was, so the wave stays held and the operators are told
+// again; the second Resume moves the rest and the wave opens, its updates
+// to run at their new slots. Wave 2 moved after it, so its gate comes
+// after wave 1's new slots.
+func TestRolloutResumeMovesTheHeldWave(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 1, 0)
+	fake.notMoved = []int{1}
+	env := rolloutEnv(t, fake, start)
+	moveTo := start.Add(10 * 24 * time.Hour)
+	resume := ResumeInput{By: "ops@provider.example", MoveTo: moveTo}
+	steer(t, env, 50*time.Hour, UpdateResume, resume)
+	var afterFirst RolloutProgress
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryProgress)
+		if err == nil {
+			err = v.Get(&afterFirst)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, 51*time.Hour)
+	steer(t, env, 52*time.Hour, UpdateResume, resume)
+	// Wave 2's gate, now at its moved first slot, holds it (1 of 12
+	// failed); abort it there.
+	steer(t, env, 12*24*time.Hour, UpdateAbort, AbortInput{By: "ops@provider.example", Reason: "still failing"})
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+
+	if afterFirst.Phase != PhasePaused || !strings.Contains(afterFirst.Paused, "wave 1 held: 1 of its updates and the later waves' could not be moved from 2027-01-14T08:00:00Z") {
+		t.Errorf("after the first move: phase %s, %q; want paused, naming what stayed", afterFirst.Phase, afterFirst.Paused)
+	}
+	if !slices.Contains(afterFirst.Details, "service-update:p01:9.2.0: not moved: no free primary and secondary slot pair") {
+		t.Errorf("details = %q, want the update not moved named", afterFirst.Details)
+	}
+	if len(fake.moves) != 2 {
+		t.Fatalf("moves = %+v, want two", fake.moves)
+	}
+	for _, m := range fake.moves {
+		if !slices.Equal(m.Waves, []int{1, 2}) || !m.From.Equal(moveTo) || m.RequestedBy != "rollout of 9.2.0, resumed by ops@provider.example" {
+			t.Errorf("move %+v: want waves 1 and 2 from %s, by the rollout for its operator", m, moveTo)
+		}
+	}
+	if len(fake.alerts) != 3 || fake.alerts[1].Wave != 1 || fake.alerts[2].Wave != 2 {
+		t.Errorf("alerts = %+v, want wave 1 twice (held, then not all moved) and wave 2", fake.alerts)
+	}
+	if got := fake.reports[1].State; got != WaveOpen {
+		t.Errorf("wave 1 is %s after the move, want open", got)
+	}
+	if got := fake.reports[2]; got.State != WaveAborted || !got.FirstStart.Equal(moveTo.Add(24*time.Hour)) {
+		t.Errorf("wave 2 = %+v, want aborted at its moved gate, a day after wave 1's", got)
+	}
+}
+
+// A Resume may move only a held wave, and only to a later time.
+func TestRolloutRefusesAMoveItCannotMake(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		pause bool
+		at    time.Duration
+		in    ResumeInput
+		want  string
+	}{
+		{"paused by an operator, no wave held", true, 2 * time.Hour, ResumeInput{By: "ops", MoveTo: start.Add(240 * time.Hour)}, "no wave is held"},
+		{"a time passed", false, 50 * time.Hour, ResumeInput{By: "ops", MoveTo: start}, "move to 2027-01-04T08:00:00Z is not in the future (now 2027-01-06T10:00:00Z)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := newFakeRollout(start, 1, 0)
+			env := rolloutEnv(t, fake, start)
+			if tt.pause {
+				steer(t, env, time.Hour, UpdatePause, PauseInput{By: "ops", Reason: "freeze"})
+			}
+			var refused error
+			env.RegisterDelayedCallback(func() {
+				env.UpdateWorkflow(UpdateResume, "", &testsuite.TestUpdateCallback{
+					OnAccept: func() {}, OnReject: func(err error) { refused = err }, OnComplete: func(any, error) {},
+				}, tt.in)
+			}, tt.at)
+			steer(t, env, 100*time.Hour, UpdateAbort, AbortInput{By: "ops"})
+			env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+			if refused == nil || !strings.Contains(refused.Error(), tt.want) {
+				t.Errorf("refusal %v, want %q", refused, tt.want)
+			}
+			if len(fake.moves) != 0 {
+				t.Errorf("moves = %+v, want none", fake.moves)
+			}
+		})
 	}
 }

@@ -48,7 +48,7 @@ type Config struct {
 
 	// Admin actions are signed (package actor): the starter signs with its
 	// key, the worker's workflows accept what its trusted keys verify.
-	ActionSigningKey  actor.SigningKey  `envconfig:"ACTION_SIGNING_KEY" secret:"true" desc:"the private key the starter signs admin actions with (approve, reschedule, sync-admins), and the worker the Supersede its rollouts send to older updates; never logged" accepted:"key-id:key as starter keys generate prints it"`
+	ActionSigningKey  actor.SigningKey  `envconfig:"ACTION_SIGNING_KEY" secret:"true" desc:"the private key the starter signs admin actions with (approve, reschedule, sync-admins), and the worker the Supersede and Move its rollouts send to updates; never logged" accepted:"key-id:key as starter keys generate prints it"`
 	ActionTrustedKeys actor.TrustedKeys `envconfig:"ACTION_TRUSTED_KEYS" desc:"public keys whose signed admin actions the worker's workflows accept; list the old and the new key while rotating; empty refuses every admin action" accepted:"comma-separated key-id:public-key as starter keys generate prints them, each optionally followed by :channel+channel to limit it, such as portal-1:KEY:portal-link+portal-session+oidc"`
 	ActionOperator    string            `envconfig:"ACTION_OPERATOR" desc:"who the starter's signed admin actions name as the operator acting for the admin (default: user@host)" accepted:"a name or e-mail address, such as olga@provider.example"`
 

@@ -64,42 +64,65 @@ func supersedable(h store.Holder) bool {
 	return !h.Mandatory && (h.Status == workflows.StatusScheduled || h.Status == workflows.StatusApproved)
 }
 
-// holderAnswerTimeout bounds the wait for a Supersede's answer, which comes
-// once the update has recorded its new status.
+// holderAnswerTimeout bounds the wait for the answer of a signed Update
+// (Supersede, Move), which comes once the update has recorded its new
+// status.
 const holderAnswerTimeout = 2 * time.Minute
 
 // supersede sends the Supersede Update to the open update h and waits for
 // its answer: accepted, h has closed as Superseded in Postgres and given
 // its slots back.
 func (s *Starter) supersede(ctx context.Context, h store.Holder) error {
-	if s.Signer == nil {
-		return errors.New("ACTION_SIGNING_KEY is not set, so the Supersede cannot be signed; set it (starter keys generate) and trust its key in the workers")
+	return signedUpdate(ctx, s.Client, s.Signer, h.WorkflowID, workflows.UpdateSupersede, actor.ActionSupersede, s.RequestedBy,
+		func(assertion string) any {
+			return workflows.SupersedeInput{TargetVersion: s.Plan.Version, RequestedBy: s.RequestedBy, Assertion: assertion}
+		}, nil)
+}
+
+// Move sends the Move Update to the update workflowID, signed for
+// in.RequestedBy on the rollout's channel, and returns its answer: the
+// update with its new slots.
+func Move(ctx context.Context, c client.Client, signer *actor.Signer, workflowID string, in workflows.MoveInput) (workflows.StatusView, error) {
+	var view workflows.StatusView
+	err := signedUpdate(ctx, c, signer, workflowID, workflows.UpdateMove, actor.ActionMove, in.RequestedBy,
+		func(assertion string) any { in.Assertion = assertion; return in }, &view)
+	return view, err
+}
+
+// signedUpdate sends the Update name to workflowID with the argument
+// build makes around an assertion signed for by (action, rollout
+// channel), waits up to holderAnswerTimeout for its answer and reads it
+// into result (nil: not read). A refusal comes back as the workflow's
+// own message.
+func signedUpdate(ctx context.Context, c client.Client, signer *actor.Signer, workflowID, name, action, by string, build func(assertion string) any, result any) error {
+	if signer == nil {
+		return fmt.Errorf("ACTION_SIGNING_KEY is not set, so the %s cannot be signed; set it (starter keys generate) and trust its key in the workers", name)
 	}
-	assertion, err := s.Signer.Sign(actor.Claims{
-		Actor: s.RequestedBy, Channel: actor.ChannelRollout, WorkflowID: h.WorkflowID, Action: actor.ActionSupersede, IssuedAt: time.Now(),
+	assertion, err := signer.Sign(actor.Claims{
+		Actor: by, Channel: actor.ChannelRollout, WorkflowID: workflowID, Action: action, IssuedAt: time.Now(),
 	})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, holderAnswerTimeout)
 	defer cancel()
-	handle, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   h.WorkflowID,
-		UpdateName:   workflows.UpdateSupersede,
-		Args:         []any{workflows.SupersedeInput{TargetVersion: s.Plan.Version, RequestedBy: s.RequestedBy, Assertion: assertion}},
+	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflowID,
+		UpdateName:   name,
+		Args:         []any{build(assertion)},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
-		err = handle.Get(ctx, nil)
+		err = handle.Get(ctx, result)
 	}
 	var appErr *temporal.ApplicationError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &appErr):
-		return fmt.Errorf("%s refused by %s: %s", workflows.UpdateSupersede, h.WorkflowID, appErr.Message())
+		return fmt.Errorf("%s refused by %s: %s", name, workflowID, appErr.Message())
 	case IsNotFound(err):
-		return fmt.Errorf("%s: no such workflow, or it has closed", h.WorkflowID)
+		return fmt.Errorf("%s: no such workflow, or it has closed", workflowID)
 	}
-	return fmt.Errorf("%s on %s: %w", workflows.UpdateSupersede, h.WorkflowID, err)
+	return fmt.Errorf("%s on %s: %w", name, workflowID, err)
 }

@@ -190,3 +190,34 @@ func (s *Store) WaveMembers(ctx context.Context, version string, waves []int) ([
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return ids, mapError(err, "list the members of waves of "+version)
 }
+
+const waitingMembersSQL = `
+SELECT m.workflow_id, u.primary_start FROM rollout_members m
+JOIN updates u ON u.workflow_id = m.workflow_id
+WHERE m.version = $1 AND m.wave = $2 AND u.status = ANY($3::text[])
+ORDER BY u.primary_start, m.workflow_id`
+
+// WaitingMember is an update of a rollout's wave still waiting for its
+// slot, with its primary start.
+type WaitingMember struct {
+	WorkflowID   string
+	PrimaryStart time.Time
+}
+
+// WaitingMembers lists the updates of a wave of version's rollout that
+// still wait for their slots (Scheduled or Approved), earliest first:
+// those a move of the wave takes to later slots.
+func (s *Store) WaitingMembers(ctx context.Context, version string, wave int) ([]WaitingMember, error) {
+	waiting := []string{string(workflows.StatusScheduled), string(workflows.StatusApproved)}
+	rows, err := s.db.Query(ctx, waitingMembersSQL, version, wave, waiting)
+	if err != nil {
+		return nil, mapError(err, fmt.Sprintf("list the waiting updates of wave %d of %s", wave, version))
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (WaitingMember, error) {
+		var m WaitingMember
+		err := row.Scan(&m.WorkflowID, &m.PrimaryStart)
+		m.PrimaryStart = m.PrimaryStart.UTC()
+		return m, err
+	})
+	return list, mapError(err, fmt.Sprintf("list the waiting updates of wave %d of %s", wave, version))
+}
