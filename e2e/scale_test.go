@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,7 +44,7 @@ func TestScale(t *testing.T) {
 	}
 	testkit.ClearConfigEnv(t)
 	report := func(format string, args ...any) { fmt.Printf("bench-scale: "+format+"\n", args...) }
-	report("instances %d", n)
+	report("instances %d; dev servers' database: %s (%s)", n, cmp.Or(os.Getenv(devtest.DatabaseFileVariable), "memory"), devtest.DatabaseFileVariable)
 
 	temporalClient, _ := devtest.StartForPrograms(t)
 	mail := sendgridtest.NewServer(t)

@@ -7,6 +7,7 @@ package devtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +60,12 @@ func CLIPath() (string, error) {
 // running Temporal cluster (`make test-cluster`) instead of a dev server of
 // their own; each Start then gets a fresh namespace on that cluster.
 const ExternalAddressVariable = "SVCUPDATE_TEST_TEMPORAL_ADDRESS"
+
+// DatabaseFileVariable, set to "file", gives each dev server a database
+// file of its own (--db-filename in a fresh directory), as `make
+// dev-server` runs it, instead of the in-memory one: `make bench-scale`
+// measures both.
+const DatabaseFileVariable = "SVCUPDATE_TEST_DEV_SERVER_DB"
 
 // Server is the Temporal server of a test: a dev server started for it, or
 // a namespace of its own on the cluster ExternalAddressVariable names.
@@ -145,6 +152,19 @@ func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*Server, erro
 	for _, key := range searchAttributes {
 		args = append(args, "--search-attribute", key.GetName()+"="+cliAttributeType(key.GetValueType()))
 	}
+	removeDatabase := func() error { return nil }
+	switch db := os.Getenv(DatabaseFileVariable); db {
+	case "", "memory":
+	case "file":
+		dir, err := os.MkdirTemp("", "devtest-temporal-")
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--db-filename", filepath.Join(dir, "temporal.db"))
+		removeDatabase = func() error { return os.RemoveAll(dir) }
+	default:
+		return nil, fmt.Errorf("%s=%q: accepted: memory (the default) or file", DatabaseFileVariable, db)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	const namespace = "default"
@@ -157,9 +177,10 @@ func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*Server, erro
 		Stderr:        io.Discard,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start the Temporal dev server from %s: %w", path, err)
+		return nil, errors.Join(fmt.Errorf("start the Temporal dev server from %s: %w", path, err), removeDatabase())
 	}
-	return &Server{client: server.Client(), address: server.FrontendHostPort(), namespace: namespace, stop: server.Stop}, nil
+	stop := func() error { return errors.Join(server.Stop(), removeDatabase()) }
+	return &Server{client: server.Client(), address: server.FrontendHostPort(), namespace: namespace, stop: stop}, nil
 }
 
 func quietLogger() log.Logger {
