@@ -141,8 +141,12 @@ const alertPaused = "rollout-paused"
 // wave; writing it again changes nothing.
 func (a *RolloutActivities) AlertOperators(ctx context.Context, in workflows.AlertOperatorsInput) error {
 	activity.GetLogger(ctx).Warn("Rollout paused", "version", in.Version, "wave", in.Wave, "message", in.Message)
+	kind := fmt.Sprintf("%s-wave-%d", alertPaused, in.Wave)
+	if in.Move > 0 {
+		kind += fmt.Sprintf("-move-%d", in.Move)
+	}
 	return activityError(a.Store.AddAlert(ctx, store.Alert{
-		WorkflowID: workflows.RolloutID(in.Version), Kind: fmt.Sprintf("%s-wave-%d", alertPaused, in.Wave), SlotStart: in.At,
+		WorkflowID: workflows.RolloutID(in.Version), Kind: kind, SlotStart: in.At,
 		Audience: operatorsAudience, Message: in.Message, CreatedAt: time.Now(),
 	}))
 }
@@ -186,14 +190,26 @@ func (a *RolloutActivities) MoveWaves(ctx context.Context, in workflows.MoveWave
 		var mu sync.Mutex
 		var g errgroup.Group
 		g.SetLimit(max(a.Concurrency, 1))
-		for _, m := range members {
+		for i, m := range members {
 			if !m.PrimaryStart.Before(from) {
 				res.Kept++
 				last = latest(last, m.PrimaryStart)
 				continue
 			}
 			if err := a.StartRate.Wait(ctx); err != nil {
-				break // cancelled: the retry moves what is left
+				// Cancelled, or the wait would outlast the activity: the
+				// rest stay where they are, and say so.
+				mu.Lock()
+				untried := 0
+				for _, rest := range members[i:] {
+					if rest.PrimaryStart.Before(from) {
+						untried++
+					}
+				}
+				res.NotMoved += untried
+				res.Details = append(res.Details, fmt.Sprintf("%d updates of wave %d not tried: %v", untried, wave, err))
+				mu.Unlock()
+				break
 			}
 			g.Go(func() error {
 				view, err := launch.Move(ctx, a.Client, a.Signer, m.WorkflowID, workflows.MoveInput{From: from, RequestedBy: in.RequestedBy, Reason: in.Reason})

@@ -63,12 +63,36 @@ func TestResumeMovesTheHeldWave(t *testing.T) {
 		t.Fatalf("paused: %q, want wave 1 held", p.Paused)
 	}
 
+	// From the last slot no secondary fits in the release: nothing moves,
+	// the wave stays held, the command says so and fails, and the
+	// operators get a second alert.
+	out, _, err := runStarter(t, "rollout", "--version", "9.2.0", "--resume", "--move-to", later[1].Format(time.RFC3339))
+	if err == nil || !strings.Contains(err.Error(), "the rollout of 9.2.0 is still paused: wave 1 held: 2 updates of waves [1] could not be moved") ||
+		!strings.Contains(out, "service-update:acme-p1:9.2.0: not moved: Move refused by service-update:acme-p1:9.2.0: from "+later[1].Format(time.RFC3339)+" leaves no room in the release period of 9.2.0") {
+		t.Fatalf("a move with no room: %v\n%s", err, out)
+	}
+	pool := openTestPool(t, dbURL)
+	var alerts []string
+	rows, err := pool.Query(context.Background(), `SELECT kind FROM in_product_alerts WHERE workflow_id = $1 ORDER BY id`, workflows.RolloutID("9.2.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var kind string
+		if err := rows.Scan(&kind); err != nil {
+			t.Fatal(err)
+		}
+		alerts = append(alerts, kind)
+	}
+	if strings.Join(alerts, " ") != "rollout-paused-wave-1 rollout-paused-wave-1-move-1" {
+		t.Errorf("operators' alerts %q, want the hold's and the failed move's", alerts)
+	}
+
 	moveTo := later[0].Format(time.RFC3339)
-	out := mustRun(t, "rollout", "--version", "9.2.0", "--resume", "--move-to", moveTo)
+	out = mustRun(t, "rollout", "--version", "9.2.0", "--resume", "--move-to", moveTo)
 	if !strings.Contains(out, "wave 1: open, 2 updates from "+moveTo) || !strings.Contains(out, "moved 2 waiting updates of waves [1] to slots from "+moveTo) {
 		t.Errorf("resume --move-to printed:\n%s\nwant wave 1 open from %s", out, moveTo)
 	}
-	pool := openTestPool(t, dbURL)
 	st := store.New(pool)
 	ctx := context.Background()
 	for _, id := range []string{"acme-p1", "acme-p2"} {

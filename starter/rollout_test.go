@@ -130,8 +130,9 @@ func TestParseMoveTo(t *testing.T) {
 	for in, want := range map[string]time.Time{
 		"2027-03-20T02:00:00+01:00": time.Date(2027, 3, 20, 1, 0, 0, 0, time.UTC),
 		"2027-03-20 02:00":          time.Date(2027, 3, 20, 2, 0, 0, 0, time.UTC),
-		"7d":                        time.Date(2027, 3, 8, 10, 17, 0, 0, time.UTC),
-		"36h":                       time.Date(2027, 3, 2, 22, 17, 0, 0, time.UTC),
+		"7d":                        time.Date(2027, 3, 8, 10, 18, 0, 0, time.UTC),
+		"36h":                       time.Date(2027, 3, 2, 22, 18, 0, 0, time.UTC),
+		"30s":                       time.Date(2027, 3, 1, 10, 19, 0, 0, time.UTC),
 	} {
 		got, err := parseMoveTo(in, now)
 		if err != nil || !got.Equal(want) {

@@ -250,7 +250,12 @@ func parseMoveTo(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	if d, err := duration.Parse(s); err == nil && d > 0 {
-		return now.Add(d).UTC().Truncate(time.Minute), nil
+		// To the next whole minute, which reads better and stays ahead.
+		t := now.Add(d).UTC()
+		if whole := t.Truncate(time.Minute); whole.Before(t) {
+			t = whole.Add(time.Minute)
+		}
+		return t, nil
 	}
 	return time.Time{}, errors.New(`not a time (accepted: RFC 3339 such as 2027-03-06T02:00:00Z, a UTC time such as "2027-03-06 02:00", or a time from now such as 7d)`)
 }
@@ -286,6 +291,9 @@ func resumeMoving(ctx context.Context, e *env, c client.Client, version string, 
 			return fmt.Errorf("query the progress of %s: %w", id, err)
 		case p.MovingTo.IsZero():
 			printRollout(e.stdout, p)
+			if p.Phase == workflows.PhasePaused {
+				return fmt.Errorf("the rollout of %s is still paused: %s", version, p.Paused)
+			}
 			return nil
 		}
 		select {

@@ -147,9 +147,13 @@ type RolloutState struct {
 	Outcomes map[string]int `json:"outcomes"`
 	Details  []string       `json:"details,omitempty"` // the latest failures, holds and plans
 	Paused   string         `json:"paused,omitempty"`  // why, when paused
-	// MoveTo and ResumedBy: a Resume asked the held waves moved (ResumeInput).
+	// MoveTo and ResumedBy: a Resume asked the held waves moved
+	// (ResumeInput); Moving is the time of the move under way, Moves
+	// counts the moves made.
 	MoveTo    time.Time    `json:"moveTo,omitzero"`
 	ResumedBy string       `json:"resumedBy,omitempty"`
+	Moving    time.Time    `json:"moving,omitzero"`
+	Moves     int          `json:"moves,omitempty"`
 	Aborted   bool         `json:"aborted,omitempty"`
 	Reports   []WaveReport `json:"reports,omitempty"`
 	StartedAt time.Time    `json:"startedAt"`
@@ -282,6 +286,9 @@ type AlertOperatorsInput struct {
 	Wave    int       `json:"wave"`
 	At      time.Time `json:"at"`
 	Message string    `json:"message"`
+	// Move numbers the alert of a move that left updates where they were;
+	// 0 for the wave's hold.
+	Move int `json:"move,omitempty"`
 }
 
 // CancelWavesInput cancels the updates of the given waves.

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/svcupdate/svcupdate/internal/actor"
+	"github.com/svcupdate/svcupdate/internal/duration"
 )
 
 // Move: the rollout of this update's release held its wave (too many
@@ -37,9 +38,14 @@ func (w *serviceUpdate) validateMove(ctx workflow.Context, in MoveInput) error {
 	if err := w.refuseMove(); err != nil {
 		return err
 	}
-	if now := workflow.Now(ctx); !in.From.After(now) {
-		return fmt.Errorf("from %s is not in the future (now %s); move the update to a later time",
-			in.From.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+	if now := workflow.Now(ctx); in.From.Before(now.Add(w.in.RescheduleMinNotice)) || !in.From.After(now) {
+		return fmt.Errorf("from %s leaves the admins less notice than %s (now %s); move the update to %s or later",
+			in.From.UTC().Format(timeLayout), duration.FormatDays(w.in.RescheduleMinNotice), now.UTC().Format(timeLayout),
+			now.Add(max(w.in.RescheduleMinNotice, time.Minute)).UTC().Format(timeLayout))
+	}
+	if !w.primaryStart.Before(in.From) {
+		return fmt.Errorf("the primary slot already starts at %s, at or after from %s: nothing to move",
+			w.primaryStart.UTC().Format(timeLayout), in.From.UTC().Format(timeLayout))
 	}
 	if latest := w.latestPrimaryStart(); in.From.After(latest) {
 		return fmt.Errorf("from %s leaves no room in the release period of %s: the last primary start that fits both windows before it ends at %s is %s",
@@ -74,6 +80,10 @@ func (w *serviceUpdate) move(ctx workflow.Context, in MoveInput) (StatusView, er
 	defer w.mu.Unlock()
 	if err := w.refuseMove(); err != nil {
 		return StatusView{}, err
+	}
+	if now := workflow.Now(ctx); !in.From.After(now) {
+		return StatusView{}, fmt.Errorf("from %s passed while the move waited its turn (now %s); move the update to a later time",
+			in.From.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
 	}
 	// No older history holds a Move: the marker dates this path for a
 	// later change of it.

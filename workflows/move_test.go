@@ -87,7 +87,12 @@ func TestMoveRefusals(t *testing.T) {
 			in := movedByRollout
 			in.From = at.Add(-time.Hour)
 			return in
-		}, "from 2026-01-15T00:00:00Z is not in the future (now 2026-01-15T01:00:00Z); move the update to a later time"},
+		}, "from 2026-01-15T00:00:00Z leaves the admins less notice than 0d (now 2026-01-15T01:00:00Z); move the update to 2026-01-15T01:01:00Z or later"},
+		{"from before the current primary", func(*scenario) any {
+			in := movedByRollout
+			in.From = primaryStart.Add(-days(2))
+			return in
+		}, "the primary slot already starts at 2026-04-15T01:00:00Z, at or after from 2026-04-13T01:00:00Z: nothing to move"},
 		{"from after the release period", func(*scenario) any {
 			in := movedByRollout
 			in.From = release92.PeriodEnd.Add(-days(1))

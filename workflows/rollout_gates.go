@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/svcupdate/svcupdate/internal/duration"
 )
 
 // A rollout's gates: at each production wave's first slot (gateLead
@@ -95,31 +97,11 @@ func (r *rollout) decide(ctx workflow.Context, wave WaveReport) error {
 			return err
 		}
 		r.upsertPhase(ctx)
-		if err := r.alert(ctx, wave); err != nil {
+		if err := r.alert(ctx, wave, 0); err != nil {
 			return err
 		}
-		if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
+		if err := r.awaitResume(ctx, wave); err != nil || r.st.Aborted {
 			return err
-		}
-		for !r.st.Aborted && !r.st.MoveTo.IsZero() {
-			moved, err := r.moveWaves(ctx, wave)
-			if err != nil || moved {
-				if err != nil {
-					return err
-				}
-				break
-			}
-			// Some updates stayed: the wave stays held until the next
-			// Resume or an Abort.
-			if err := r.alert(ctx, wave); err != nil {
-				return err
-			}
-			if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
-				return err
-			}
-		}
-		if r.st.Aborted {
-			return r.abort(ctx)
 		}
 		r.upsertPhase(ctx)
 	}
@@ -127,24 +109,63 @@ func (r *rollout) decide(ctx workflow.Context, wave WaveReport) error {
 	return r.setGate(ctx, []int{wave.Wave}, WaveOpen)
 }
 
-// alert tells the operators why the rollout paused at wave.
-func (r *rollout) alert(ctx workflow.Context, wave WaveReport) error {
+// awaitResume waits, the wave held, until a Resume lets it run (at its
+// slots, or first moved to later ones) or an Abort cancels it (then the
+// waves not yet open are aborted). A move that leaves updates where they
+// were keeps the wave held and alerts again; a Pause that came during a
+// move keeps it held too.
+func (r *rollout) awaitResume(ctx workflow.Context, wave WaveReport) error {
+	for {
+		if err := workflow.Await(ctx, func() bool { return r.st.Paused == "" || r.st.Aborted }); err != nil {
+			return err
+		}
+		if r.st.Aborted {
+			return r.abort(ctx)
+		}
+		if r.st.MoveTo.IsZero() {
+			return nil
+		}
+		left, err := r.moveWaves(ctx, wave)
+		switch {
+		case err != nil:
+			return err
+		case r.st.Aborted:
+			return r.abort(ctx)
+		case r.st.Paused != "":
+			continue // an operator paused while the updates moved
+		case left == "":
+			return nil
+		}
+		r.st.Paused = left
+		if err := r.alert(ctx, wave, r.st.Moves); err != nil {
+			return err
+		}
+	}
+}
+
+// alert tells the operators why the rollout paused at wave; move numbers
+// the alert of a move that left updates behind (0: the wave was held), so
+// each is written once.
+func (r *rollout) alert(ctx workflow.Context, wave WaveReport, move int) error {
 	r.logger.Warn("Rollout paused", "wave", wave.Wave, "reason", r.st.Paused)
 	return workflow.ExecuteActivity(r.shortOptions(ctx), ActivityAlertOperators, AlertOperatorsInput{
-		Version: r.in.Version, Wave: wave.Wave, At: wave.FirstStart, Message: "rollout of " + r.in.Version + " " + r.st.Paused +
+		Version: r.in.Version, Wave: wave.Wave, At: wave.FirstStart, Move: move, Message: "rollout of " + r.in.Version + " " + r.st.Paused +
 			"; resume, run or move, or abort it: starter rollout --version " + r.in.Version + " --resume [--move-to TIME] | --abort",
 	}).Get(ctx, nil)
 }
 
 // moveWaves moves the updates of the held wave and of every later wave
-// not yet open to slots from the time a Resume asked. moved: every update
-// that waited is moved (or was at or after that time already); otherwise
-// the rollout pauses again, saying how many stayed and why.
-func (r *rollout) moveWaves(ctx workflow.Context, held WaveReport) (moved bool, err error) {
+// not yet open to slots from the time a Resume asked. left is empty when
+// every update that waited moved (or was at or after that time already);
+// otherwise it says how many stayed, for the rollout to pause again.
+func (r *rollout) moveWaves(ctx workflow.Context, held WaveReport) (left string, err error) {
 	// No older history holds a move: the marker dates this path.
 	workflow.GetVersion(ctx, changeRolloutMove, 1, 1)
 	from := r.st.MoveTo
-	defer func() { r.st.MoveTo = time.Time{} }()
+	// Taken now: a Resume that comes during the move asks for a new one.
+	r.st.MoveTo, r.st.Moving = time.Time{}, from
+	defer func() { r.st.Moving = time.Time{} }()
+	r.st.Moves++
 	var waves []int
 	for _, w := range r.st.Reports {
 		if w.Wave >= held.Wave && w.State != WaveOpen && w.State != WaveAborted {
@@ -158,7 +179,7 @@ func (r *rollout) moveWaves(ctx workflow.Context, held WaveReport) (moved bool, 
 		Reason:      fmt.Sprintf("wave %d held", held.Wave),
 	}).Get(ctx, &res)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	r.st.Details = append(r.st.Details, res.Details...)
 	r.st.Details = append(r.st.Details, fmt.Sprintf("moved %d waiting updates of waves %v to slots from %s (last primary %s); %d already later, %d not moved",
@@ -168,14 +189,13 @@ func (r *rollout) moveWaves(ctx workflow.Context, held WaveReport) (moved bool, 
 	}
 	r.logger.Info("Waves moved", "waves", waves, "from", from, "moved", res.Moved, "kept", res.Kept, "notMoved", res.NotMoved, "lastStart", res.LastStart)
 	if err := r.report(ctx); err != nil {
-		return false, err
+		return "", err
 	}
 	if res.NotMoved == 0 {
-		return true, nil
+		return "", nil
 	}
-	r.st.Paused = fmt.Sprintf("wave %d held: %d of its updates and the later waves' could not be moved from %s (%d moved, %d already later); see the details",
-		held.Wave, res.NotMoved, from.Format(timeLayout), res.Moved, res.Kept)
-	return false, nil
+	return fmt.Sprintf("wave %d held: %d updates of waves %v could not be moved to slots from %s (%d moved, %d already later; see the details); resume again with the same --move-to to move only what is left, or without it to run them where they are",
+		held.Wave, res.NotMoved, waves, from.Format(timeLayout), res.Moved, res.Kept), nil
 }
 
 // abort cancels the updates of every wave not yet open.
@@ -228,8 +248,9 @@ func (r *rollout) refuseMove(ctx workflow.Context, moveTo time.Time) error {
 	if _, held := r.heldWave(); !held {
 		return errors.New("no wave is held: a move takes a held wave's updates to later slots; resume without it")
 	}
-	if now := workflow.Now(ctx); !moveTo.After(now) {
-		return fmt.Errorf("move to %s is not in the future (now %s)", moveTo.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+	if now, notice := workflow.Now(ctx), r.in.Schedule.MinNotice; !moveTo.After(now) || moveTo.Before(now.Add(notice)) {
+		return fmt.Errorf("move to %s leaves the admins less notice than MIN_NOTICE (%s) from now (%s): move to %s or later",
+			moveTo.UTC().Format(timeLayout), duration.FormatDays(notice), now.UTC().Format(timeLayout), now.Add(max(notice, time.Minute)).UTC().Format(timeLayout))
 	}
 	return nil
 }

@@ -24,8 +24,9 @@ type fakeRollout struct {
 	states  []SetWaveStateInput
 	moves   []MoveWavesInput
 	// notMoved is how many updates each MoveWaves in turn leaves where
-	// they are; past its end, none.
-	notMoved []int
+	// they are; past its end, none. duringMove runs inside each MoveWaves.
+	notMoved   []int
+	duringMove func()
 }
 
 func newFakeRollout(start time.Time, failedInWave0, failedInWave1 int) *fakeRollout {
@@ -100,6 +101,9 @@ func (f *fakeRollout) CancelWaves(_ context.Context, in CancelWavesInput) (Cance
 
 // MoveWaves moves each wave a day after the one before, from in.From.
 func (f *fakeRollout) MoveWaves(_ context.Context, in MoveWavesInput) (MoveWavesResult, error) {
+	if f.duringMove != nil {
+		f.duringMove()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	res := MoveWavesResult{LastStart: in.From}
@@ -283,7 +287,7 @@ func TestRolloutResumeMovesTheHeldWave(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if afterFirst.Phase != PhasePaused || !strings.Contains(afterFirst.Paused, "wave 1 held: 1 of its updates and the later waves' could not be moved from 2027-01-14T08:00:00Z") {
+	if afterFirst.Phase != PhasePaused || !strings.Contains(afterFirst.Paused, "wave 1 held: 1 updates of waves [1 2] could not be moved to slots from 2027-01-14T08:00:00Z (39 moved, 0 already later") {
 		t.Errorf("after the first move: phase %s, %q; want paused, naming what stayed", afterFirst.Phase, afterFirst.Paused)
 	}
 	if !slices.Contains(afterFirst.Details, "service-update:p01:9.2.0: not moved: no free primary and secondary slot pair") {
@@ -297,8 +301,8 @@ func TestRolloutResumeMovesTheHeldWave(t *testing.T) {
 			t.Errorf("move %+v: want waves 1 and 2 from %s, by the rollout for its operator", m, moveTo)
 		}
 	}
-	if len(fake.alerts) != 3 || fake.alerts[1].Wave != 1 || fake.alerts[2].Wave != 2 {
-		t.Errorf("alerts = %+v, want wave 1 twice (held, then not all moved) and wave 2", fake.alerts)
+	if len(fake.alerts) != 3 || fake.alerts[1].Wave != 1 || fake.alerts[1].Move != 1 || fake.alerts[2].Wave != 2 || fake.alerts[2].Move != 0 {
+		t.Errorf("alerts = %+v, want wave 1 twice (held, then after move 1) and wave 2", fake.alerts)
 	}
 	if got := fake.reports[1].State; got != WaveOpen {
 		t.Errorf("wave 1 is %s after the move, want open", got)
@@ -319,7 +323,7 @@ func TestRolloutRefusesAMoveItCannotMake(t *testing.T) {
 		want  string
 	}{
 		{"paused by an operator, no wave held", true, 2 * time.Hour, ResumeInput{By: "ops", MoveTo: start.Add(240 * time.Hour)}, "no wave is held"},
-		{"a time passed", false, 50 * time.Hour, ResumeInput{By: "ops", MoveTo: start}, "move to 2027-01-04T08:00:00Z is not in the future (now 2027-01-06T10:00:00Z)"},
+		{"a time passed", false, 50 * time.Hour, ResumeInput{By: "ops", MoveTo: start}, "move to 2027-01-04T08:00:00Z leaves the admins less notice than MIN_NOTICE (0d) from now (2027-01-06T10:00:00Z): move to 2027-01-06T10:01:00Z or later"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := newFakeRollout(start, 1, 0)
@@ -345,5 +349,41 @@ func TestRolloutRefusesAMoveItCannotMake(t *testing.T) {
 				t.Errorf("moves = %+v, want none", fake.moves)
 			}
 		})
+	}
+}
+
+// An operator who pauses while the held wave's updates move keeps the
+// wave held after the move, until the next Resume.
+func TestRolloutPauseDuringAMoveKeepsTheWaveHeld(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 1, 0)
+	env := rolloutEnv(t, fake, start)
+	fake.duringMove = func() {
+		fake.duringMove = nil
+		env.UpdateWorkflow(UpdatePause, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("Pause refused: %v", err) }, OnComplete: func(any, error) {},
+		}, PauseInput{By: "ops@provider.example", Reason: "incident"})
+	}
+	steer(t, env, 50*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example", MoveTo: start.Add(10 * 24 * time.Hour)})
+	var afterMove string
+	env.RegisterDelayedCallback(func() {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		afterMove = fake.reports[1].State
+	}, 60*time.Hour)
+	steer(t, env, 70*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example"})
+	steer(t, env, 12*24*time.Hour, UpdateAbort, AbortInput{By: "ops@provider.example", Reason: "still failing"})
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if afterMove != WaveHeld {
+		t.Errorf("wave 1 is %q after a move during which an operator paused, want held", afterMove)
+	}
+	if got := fake.reports[1].State; got != WaveOpen {
+		t.Errorf("wave 1 is %s after the next Resume, want open", got)
+	}
+	if len(fake.moves) != 1 {
+		t.Errorf("moves = %+v, want one", fake.moves)
 	}
 }
