@@ -13,19 +13,7 @@ import (
 // bookSlots reserves both slots of the chosen release for this update. A
 // full, withdrawn or unknown slot comes back as an error for the admin.
 func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary, secondary time.Time) error {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              AdminTaskQueue, // never behind a rollout's bulk of notices
-		Summary:                "book slots",
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 2 * time.Minute, // an admin is waiting for the answer
-		// On cancellation, wait until the booking has really ended, so the
-		// release that follows cannot be overtaken by it.
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-			NonRetryableErrorTypes: []string{ErrTypeSlotFull, ErrTypeSlotNotOffered, ErrTypeNotFound, ErrTypeInvalidInput},
-		},
-	})
+	ctx = bookingOptions(ctx, "book slots", ErrTypeSlotFull, ErrTypeSlotNotOffered, ErrTypeNotFound, ErrTypeInvalidInput)
 	var res BookSlotsResult
 	err := workflow.ExecuteActivity(ctx, ActivityBookSlots, BookSlotsInput{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
@@ -45,6 +33,25 @@ func (w *serviceUpdate) bookSlots(ctx workflow.Context, version string, primary,
 		}
 	}
 	return fmt.Errorf("the slots could not be booked, try again later: %w", err)
+}
+
+// bookingOptions are the options of a booking that someone (an admin, a
+// rollout's operator) waits for, retried on all but the nonRetryable
+// error types.
+func bookingOptions(ctx workflow.Context, summary string, nonRetryable ...string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              AdminTaskQueue, // never behind a rollout's bulk of notices
+		Summary:                summary,
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 2 * time.Minute,
+		// On cancellation, wait until the booking has really ended, so the
+		// release that follows cannot be overtaken by it.
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	})
 }
 
 // releaseSlots gives both reservations back to the pool.

@@ -114,17 +114,7 @@ func (w *serviceUpdate) move(ctx workflow.Context, in MoveInput) (StatusView, er
 // bookSlotsFrom books the earliest free pair of the target release's
 // slots from `from` in which both windows end within the release period.
 func (w *serviceUpdate) bookSlotsFrom(ctx workflow.Context, from time.Time) (BookSlotsFromResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              AdminTaskQueue,
-		Summary:                "book slots from " + from.UTC().Format(timeLayout),
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 2 * time.Minute, // the rollout is waiting for the answer
-		WaitForCancellation:    true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-			NonRetryableErrorTypes: []string{ErrTypeSlotFull, ErrTypeInstanceHeld, ErrTypeNotFound, ErrTypeInvalidInput},
-		},
-	})
+	ctx = bookingOptions(ctx, "book slots from "+from.UTC().Format(timeLayout), ErrTypeSlotFull, ErrTypeInstanceHeld, ErrTypeNotFound, ErrTypeInvalidInput)
 	var res BookSlotsFromResult
 	err := workflow.ExecuteActivity(ctx, ActivityBookSlotsFrom, BookSlotsFromInput{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
