@@ -258,6 +258,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	replayer := worker.NewWorkflowReplayer()
 	// Validators do not run on replay: a replaying worker needs no keys.
 	replayer.RegisterWorkflowWithOptions(ServiceUpdates{}.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	replayer.RegisterWorkflowWithOptions(Rollout, workflow.RegisterOptions{Name: RolloutWorkflowType})
 	for _, file := range recordedHistories(t) {
 		name, err := filepath.Rel(historyDir, file)
 		require.NoError(t, err)

@@ -93,6 +93,10 @@ func (r *rollout) decide(ctx workflow.Context, wave WaveReport) error {
 			wave.Wave, failed, members, r.in.MaxFailure*100)
 	}
 	if r.st.Paused != "" {
+		// From here a Resume may move the wave, even while its gate is
+		// still being written.
+		r.holding = true
+		defer func() { r.holding = false }()
 		if err := r.setGate(ctx, []int{wave.Wave}, WaveHeld); err != nil {
 			return err
 		}
@@ -245,7 +249,7 @@ func (r *rollout) refuseMove(ctx workflow.Context, moveTo time.Time) error {
 	if moveTo.IsZero() {
 		return nil
 	}
-	if _, held := r.heldWave(); !held {
+	if _, held := r.heldWave(); !held && !r.holding {
 		return errors.New("no wave is held: a move takes a held wave's updates to later slots; resume without it")
 	}
 	if now, notice := workflow.Now(ctx), r.in.Schedule.MinNotice; !moveTo.After(now) || moveTo.Before(now.Add(notice)) {

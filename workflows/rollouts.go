@@ -46,6 +46,8 @@ type rollout struct {
 	st     RolloutState
 	logger log.Logger
 	rescan workflow.ReceiveChannel
+	// holding: decide is holding a wave (its gate may not be written yet).
+	holding bool
 }
 
 func newRollout(ctx workflow.Context, in RolloutInput) (*rollout, error) {
