@@ -269,14 +269,8 @@ const moveProgressInterval = 2 * time.Second
 // Ctrl-C only stops following.
 func resumeMoving(ctx context.Context, e *env, c client.Client, version string, in workflows.ResumeInput) error {
 	id := workflows.RolloutID(version)
-	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: workflows.UpdateResume, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = handle.Get(ctx, nil)
-	}
-	if err != nil {
-		return updateError(id, workflows.UpdateResume, err)
+	if _, err := sendRolloutUpdate(ctx, c, version, workflows.UpdateResume, in); err != nil {
+		return err
 	}
 	fmt.Fprintf(e.stderr, "moving the held waves' waiting updates to slots from %s...\n", in.MoveTo.Format(time.RFC3339))
 	ticker := time.NewTicker(moveProgressInterval)
@@ -306,6 +300,17 @@ func resumeMoving(ctx context.Context, e *env, c client.Client, version string, 
 // steerRollout sends an operator's command to the running rollout and
 // prints where it stands after it.
 func steerRollout(ctx context.Context, e *env, c client.Client, version, update string, input any) error {
+	p, err := sendRolloutUpdate(ctx, c, version, update, input)
+	if err != nil {
+		return err
+	}
+	printRollout(e.stdout, p)
+	return nil
+}
+
+// sendRolloutUpdate sends an operator's command to the running rollout
+// of version and returns its answer.
+func sendRolloutUpdate(ctx context.Context, c client.Client, version, update string, input any) (workflows.RolloutProgress, error) {
 	id := workflows.RolloutID(version)
 	handle, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: id, UpdateName: update, Args: []any{input}, WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -315,10 +320,9 @@ func steerRollout(ctx context.Context, e *env, c client.Client, version, update 
 		err = handle.Get(ctx, &p)
 	}
 	if err != nil {
-		return updateError(id, update, err)
+		return p, updateError(id, update, err)
 	}
-	printRollout(e.stdout, p)
-	return nil
+	return p, nil
 }
 
 // printRollout prints the details worth reading, the outcome counts in

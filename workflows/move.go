@@ -24,16 +24,8 @@ func (w *serviceUpdate) validateMove(ctx workflow.Context, in MoveInput) error {
 	if strings.TrimSpace(in.RequestedBy) == "" {
 		return errors.New("requestedBy is empty: name who moves the update (such as the rollout and its operator)")
 	}
-	claims, err := w.authorize(ctx, in.Assertion, actor.ActionMove)
-	if err != nil {
+	if err := w.authorizeProvider(ctx, in.Assertion, actor.ActionMove, in.RequestedBy, "moved"); err != nil {
 		return err
-	}
-	if claims.Channel != actor.ChannelRollout && claims.Channel != actor.ChannelOperatorCLI {
-		return fmt.Errorf("an update is moved by a rollout or an operator (channel %s or %s), not through %s",
-			actor.ChannelRollout, actor.ChannelOperatorCLI, claims.Channel)
-	}
-	if strings.TrimSpace(in.RequestedBy) != strings.TrimSpace(claims.Actor) {
-		return fmt.Errorf("the request names %q but its assertion was signed for %q", in.RequestedBy, claims.Actor)
 	}
 	if err := w.refuseMove(); err != nil {
 		return err

@@ -33,19 +33,25 @@ func (w *serviceUpdate) validateSupersede(ctx workflow.Context, in SupersedeInpu
 	return nil
 }
 
-// authorizeSupersede checks who closes the update for a newer one: a
-// rollout, or an operator, whose assertion names the requester.
+// authorizeSupersede checks who closes the update for a newer one.
 func (w *serviceUpdate) authorizeSupersede(ctx workflow.Context, in SupersedeInput) error {
-	claims, err := w.authorize(ctx, in.Assertion, actor.ActionSupersede)
+	return w.authorizeProvider(ctx, in.Assertion, actor.ActionSupersede, in.RequestedBy, "superseded")
+}
+
+// authorizeProvider is authorize for what the provider does to an update
+// (Supersede, Move): a rollout or an operator, whose assertion names the
+// requester. done completes "an update is ... by a rollout".
+func (w *serviceUpdate) authorizeProvider(ctx workflow.Context, assertion, action, requestedBy, done string) error {
+	claims, err := w.authorize(ctx, assertion, action)
 	if err != nil {
 		return err
 	}
 	if claims.Channel != actor.ChannelRollout && claims.Channel != actor.ChannelOperatorCLI {
-		return fmt.Errorf("an update is superseded by a rollout or an operator (channel %s or %s), not through %s",
-			actor.ChannelRollout, actor.ChannelOperatorCLI, claims.Channel)
+		return fmt.Errorf("an update is %s by a rollout or an operator (channel %s or %s), not through %s",
+			done, actor.ChannelRollout, actor.ChannelOperatorCLI, claims.Channel)
 	}
-	if strings.TrimSpace(in.RequestedBy) != strings.TrimSpace(claims.Actor) {
-		return fmt.Errorf("the request names %q but its assertion was signed for %q", in.RequestedBy, claims.Actor)
+	if strings.TrimSpace(requestedBy) != strings.TrimSpace(claims.Actor) {
+		return fmt.Errorf("the request names %q but its assertion was signed for %q", requestedBy, claims.Actor)
 	}
 	return nil
 }
