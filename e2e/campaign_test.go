@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
@@ -19,6 +22,9 @@ import (
 // faultCampaign is the state of TestFaultCampaign's fault injector.
 type faultCampaign struct {
 	t         *testing.T
+	ctx       context.Context
+	temporal  client.Client
+	updates   map[string]string // instance by update workflow ID
 	dir       string
 	env       []string
 	executors []*workerProcess // the executor workers running now
@@ -90,12 +96,39 @@ func (c *faultCampaign) killable(pid int) bool {
 	if c.executor(pid) < 0 {
 		return false
 	}
-	for _, r := range c.runs {
-		if r.worker == pid && !r.over && c.losses[r.instance] >= maxLosses {
+	for instance := range c.held(pid) {
+		if c.losses[instance] >= maxLosses {
 			return false
 		}
 	}
 	return true
+}
+
+// held returns the instances whose update attempt worker pid holds: those
+// whose run it logged and that are not over, and those whose ApplyUpdate
+// Temporal says it started. The runs log alone misses an attempt that has
+// not reached its probe yet, or has passed its last probe but not reported
+// its completion; a kill loses those too.
+func (c *faultCampaign) held(pid int) map[string]bool {
+	held := map[string]bool{}
+	for _, r := range c.runs {
+		if r.worker == pid && !r.over {
+			held[r.instance] = true
+		}
+	}
+	identity := strconv.Itoa(pid) + "@"
+	for id, instance := range c.updates {
+		desc, err := c.temporal.DescribeWorkflow(c.ctx, id, "")
+		if err != nil {
+			c.t.Fatalf("describe %s: %v", id, err)
+		}
+		for _, a := range desc.RawResponse.GetPendingActivities() {
+			if a.GetState() == enums.PENDING_ACTIVITY_STATE_STARTED && strings.HasPrefix(a.GetLastWorkerIdentity(), identity) {
+				held[instance] = true
+			}
+		}
+	}
+	return held
 }
 
 func (c *faultCampaign) executor(pid int) int {
@@ -111,12 +144,15 @@ func (c *faultCampaign) executor(pid int) int {
 // starts a new worker in its place.
 func (c *faultCampaign) kill(pid int, when string) {
 	i := c.executor(pid)
+	held := c.held(pid)
 	c.executors[i].kill(c.t)
 	c.kills[when]++
+	for instance := range held {
+		c.losses[instance]++
+	}
 	for _, r := range c.runs {
-		if r.worker == pid && !r.over {
+		if r.worker == pid {
 			r.over = true
-			c.losses[r.instance]++
 		}
 	}
 	c.executors[i] = startWorker(c.t, c.env)
@@ -154,8 +190,8 @@ func TestFaultCampaign(t *testing.T) {
 	dir := t.TempDir()
 	baseEnv, executorEnv := faultEnv(t, window, dir, sendgrid)
 	executorEnv = append(executorEnv, "TASK_QUEUE="+faultIdleQueue)
-	campaign := &faultCampaign{t: t, dir: dir, env: executorEnv, runs: map[int64]*faultRun{}, losses: map[string]int{},
-		rng: 0x5eed8, kills: map[string]int{}}
+	campaign := &faultCampaign{t: t, temporal: temporalClient, updates: map[string]string{}, dir: dir, env: executorEnv,
+		runs: map[int64]*faultRun{}, losses: map[string]int{}, rng: 0x5eed8, kills: map[string]int{}}
 	for range 2 {
 		w := startWorker(t, executorEnv)
 		campaign.executors = append(campaign.executors, w)
@@ -173,6 +209,7 @@ func TestFaultCampaign(t *testing.T) {
 			in.version, in.approve = "9.1.0", true
 		}
 		instances = append(instances, in)
+		campaign.updates[workflows.WorkflowID(in.id, targetVersion)] = in.id
 	}
 	start := time.Now().UTC().Truncate(time.Second)
 	primaries := map[string]time.Time{}
@@ -215,6 +252,7 @@ func TestFaultCampaign(t *testing.T) {
 	// Inject the faults until every update has closed.
 	ctx, cancel := context.WithDeadline(context.Background(), lastWindowEnd.Add(30*time.Second))
 	defer cancel()
+	campaign.ctx = ctx
 	runs := &runLog{path: filepath.Join(dir, "runs.log")}
 	conn := connectDB(t, dbURL)
 	closed := []string{string(workflows.StatusSucceeded), string(workflows.StatusFailed), string(workflows.StatusNotApproved), string(workflows.StatusCancelled)}
@@ -286,11 +324,15 @@ func TestFaultCampaign(t *testing.T) {
 			alreadyCurrent++
 		}
 	}
-	t.Logf("fault campaign: %d instances in %d regions, windows of %s; %d worker kills (%d mid-run, %d at completion); "+
-		"%d command runs (%d finished), %d updates found done by the probe after a lost worker, %d duplicate runs; "+
+	mostLost := 0
+	for _, n := range campaign.losses {
+		mostLost = max(mostLost, n)
+	}
+	t.Logf("fault campaign: %d instances in %d regions, windows of %s; %d worker kills (%d mid-run, %d at completion), "+
+		"at most %d attempts of one update lost; %d command runs (%d finished), %d updates found done by the probe after a lost worker, %d duplicate runs; "+
 		"%d dead workers' leases cleared, %d waits for a lease; outcomes %v; wall time %s",
 		len(instances), regions, window, campaign.kills["mid-run"]+campaign.kills["at completion"], campaign.kills["mid-run"], campaign.kills["at completion"],
-		runs.count("start", ""), runs.count("done", ""), alreadyCurrent, duplicates,
+		mostLost, runs.count("start", ""), runs.count("done", ""), alreadyCurrent, duplicates,
 		campaign.logLines("Cleared the executor lease of a dead worker"), campaign.logLines("Waiting for the executor lease"),
 		outcomes, time.Since(began).Round(time.Second))
 }
