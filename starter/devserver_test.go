@@ -10,6 +10,7 @@ import (
 
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/devtest"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -125,10 +127,10 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 	}
 
 	// Visibility is eventually consistent: wait for the five starts.
-	deadline := time.Now().Add(30 * time.Second)
-	for countWorkflows(t, c) < 5 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 30*time.Second, "the five starts to be listed", func() (bool, string) {
+		n := countWorkflows(t, c)
+		return n >= 5, fmt.Sprintf("%d listed", n)
+	})
 	out = mustRun(t, "list", "--version", demo.Version, "--status", "scheduled")
 	if !strings.Contains(out, "5 updates: Scheduled 5") {
 		t.Errorf("list:\n%s", out)

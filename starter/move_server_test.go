@@ -18,6 +18,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/devtest"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
@@ -157,17 +158,15 @@ func startUpdatesWorker(t *testing.T, c client.Client, dbURL string) {
 // awaitRollout polls the rollout of 9.2.0 until done says so.
 func awaitRollout(t *testing.T, c client.Client, what string, done func(workflows.RolloutProgress) bool) workflows.RolloutProgress {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		p, err := queryProgress(context.Background(), c, workflows.RolloutID("9.2.0"), "")
-		if err == nil && done(p) {
-			return p
+	var p workflows.RolloutProgress
+	testkit.WaitFor(t, time.Minute, what, func() (bool, string) {
+		var err error
+		if p, err = queryProgress(context.Background(), c, workflows.RolloutID("9.2.0"), ""); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: progress %+v, %v", what, p, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return done(p), fmt.Sprintf("progress %+v", p)
+	})
+	return p
 }
 
 func queryStatus(t *testing.T, c client.Client, workflowID string) workflows.StatusView {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/svcupdate/svcupdate/internal/actor"
 	"github.com/svcupdate/svcupdate/internal/launch"
 	"github.com/svcupdate/svcupdate/internal/store"
+	"github.com/svcupdate/svcupdate/internal/testkit"
 	"github.com/svcupdate/svcupdate/starter/internal/demo"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -91,16 +93,13 @@ func TestRolloutSupersedesAnOlderOptionalUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if h, found, err := st.OpenUpdate(ctx, optional); err == nil && found && h.WorkflowID == holderID {
-			break
+	testkit.WaitFor(t, 30*time.Second, "the 9.1.0 update of "+optional+" to record its hold", func() (bool, string) {
+		h, found, err := st.OpenUpdate(ctx, optional)
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the 9.1.0 update of %s never recorded its hold", optional)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return found && h.WorkflowID == holderID, fmt.Sprintf("held by %q (found %t)", h.WorkflowID, found)
+	})
 
 	mandatory := f.run.InstanceID("contoso-prod")
 	mandatoryID := f.holdWith(t, mandatory, workflows.StatusScheduled, true)
