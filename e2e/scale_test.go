@@ -92,16 +92,17 @@ func TestScale(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	one, err := temporalClient.DescribeWorkflowExecution(ctx, workflows.WorkflowID(scaleInstanceID(0), targetVersion), "")
+	one, err := temporalClient.DescribeWorkflow(ctx, workflows.WorkflowID(scaleInstanceID(0), targetVersion), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := temporalClient.DescribeWorkflowExecution(ctx, workflows.RolloutID(targetVersion), "")
+	ro, err := temporalClient.DescribeWorkflow(ctx, workflows.RolloutID(targetVersion), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	report("history: one update %d events, %d bytes so far (announced, waiting for its slot); the rollout's current run %d events",
-		one.WorkflowExecutionInfo.HistoryLength, one.WorkflowExecutionInfo.HistorySizeBytes, ro.WorkflowExecutionInfo.HistoryLength)
+		one.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength(), one.RawResponse.GetWorkflowExecutionInfo().GetHistorySizeBytes(),
+		ro.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength())
 	if os.Getenv("BENCH_SHOW_HISTORY") != "" {
 		events := temporalClient.GetWorkflowHistory(ctx, workflows.WorkflowID(scaleInstanceID(0), targetVersion), "", false, 0)
 		for events.HasNext() {
@@ -199,17 +200,26 @@ func oneTimerRates(t *testing.T, n int, options worker.Options) (started, proces
 	firstTasks.Store(0)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var failed sync.Once
+	var firstErr error
 	began := time.Now()
 	for range 32 {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
 				if _, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: fmt.Sprintf("one-timer-%d", i), TaskQueue: queue}, oneTimer); err != nil {
-					t.Error(err)
+					// A refused start would make the rate a rate of refusals:
+					// the baseline stops at the first.
+					failed.Do(func() { firstErr = fmt.Errorf("start one-timer %d: %w", i, err) })
+					next.Store(int64(n))
+					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+	if firstErr != nil {
+		t.Fatalf("the baseline stopped: %v", firstErr)
+	}
 	started = float64(n) / time.Since(began).Seconds()
 	testkit.WaitFor(t, time.Duration(n)*100*time.Millisecond+time.Minute, "every one-timer through its first task", func() (bool, string) {
 		got := firstTasks.Load()

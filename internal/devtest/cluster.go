@@ -24,7 +24,7 @@ const (
 	// namespaceRetention keeps a test's histories for a day after it,
 	// the shortest retention a server accepts.
 	namespaceRetention = 24 * time.Hour
-	// servedProbes is how many workflow IDs newNamespace asks about: spread
+	// servedProbes is how many workflow IDs served asks about: spread
 	// over the shards, they reach every history host of a small cluster.
 	servedProbes = 16
 	pollInterval = 200 * time.Millisecond

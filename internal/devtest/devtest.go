@@ -180,6 +180,12 @@ func StartServer(searchAttributes ...temporal.SearchAttributeKey) (*Server, erro
 		return nil, errors.Join(fmt.Errorf("start the Temporal dev server from %s: %w", path, err), removeDatabase())
 	}
 	stop := func() error { return errors.Join(server.Stop(), removeDatabase()) }
+	// A server with a database file creates its namespace at start and its
+	// history service learns of it on a cache refresh: until then, starts
+	// fail with NamespaceNotFound.
+	if err := waitUntil(ctx, "namespace "+namespace+" served", func() error { return served(ctx, server.Client()) }); err != nil {
+		return nil, errors.Join(err, stop())
+	}
 	return &Server{client: server.Client(), address: server.FrontendHostPort(), namespace: namespace, stop: stop}, nil
 }
 
