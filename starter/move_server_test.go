@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -73,17 +74,13 @@ func TestResumeMovesTheHeldWave(t *testing.T) {
 		t.Fatalf("a move with no room: %v\n%s", err, out)
 	}
 	pool := openTestPool(t, dbURL)
-	var alerts []string
 	rows, err := pool.Query(context.Background(), `SELECT kind FROM in_product_alerts WHERE workflow_id = $1 ORDER BY id`, workflows.RolloutID("9.2.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var kind string
-		if err := rows.Scan(&kind); err != nil {
-			t.Fatal(err)
-		}
-		alerts = append(alerts, kind)
+	alerts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
 	}
 	if strings.Join(alerts, " ") != "rollout-paused-wave-1 rollout-paused-wave-1-move-1" {
 		t.Errorf("operators' alerts %q, want the hold's and the failed move's", alerts)

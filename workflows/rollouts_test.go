@@ -140,12 +140,27 @@ func testRolloutInput() RolloutInput {
 
 // steer sends an operator's command at the given time.
 func steer(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration, update string, input any) {
+	env.RegisterDelayedCallback(func() { sendSteer(t, env, update, input) }, at)
+}
+
+// sendSteer sends an operator's Update now; a refusal fails the test.
+func sendSteer(t *testing.T, env *testsuite.TestWorkflowEnvironment, update string, input any) {
+	env.UpdateWorkflow(update, "", &testsuite.TestUpdateCallback{
+		OnAccept: func() {}, OnReject: func(err error) { t.Errorf("%s refused: %v", update, err) },
+		OnComplete: func(any, error) {},
+	}, input)
+}
+
+// waveStateAt returns where the rollout will have reported wave's state
+// at the given offset into the test.
+func waveStateAt(env *testsuite.TestWorkflowEnvironment, fake *fakeRollout, wave int, at time.Duration) *string {
+	var state string
 	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(update, "", &testsuite.TestUpdateCallback{
-			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("%s refused: %v", update, err) },
-			OnComplete: func(any, error) {},
-		}, input)
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		state = fake.reports[wave].State
 	}, at)
+	return &state
 }
 
 func progressOf(t *testing.T, env *testsuite.TestWorkflowEnvironment) RolloutProgress {
@@ -235,18 +250,13 @@ func TestRolloutPauseHoldsTheNextWave(t *testing.T) {
 	fake := newFakeRollout(start, 0, 0)
 	env := rolloutEnv(t, fake, start)
 	steer(t, env, time.Hour, UpdatePause, PauseInput{By: "ops@provider.example", Reason: "change freeze"})
-	var atSlot string
-	env.RegisterDelayedCallback(func() {
-		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		atSlot = fake.reports[1].State
-	}, 49*time.Hour)
+	atSlot := waveStateAt(env, fake, 1, 49*time.Hour)
 	steer(t, env, 100*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example"})
 	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if atSlot == WaveOpen {
+	if *atSlot == WaveOpen {
 		t.Error("wave 1 opened at its first slot while the rollout was paused")
 	}
 	if p := progressOf(t, env); p.Phase != PhaseDone {
@@ -360,25 +370,18 @@ func TestRolloutPauseDuringAMoveKeepsTheWaveHeld(t *testing.T) {
 	env := rolloutEnv(t, fake, start)
 	fake.duringMove = func() {
 		fake.duringMove = nil
-		env.UpdateWorkflow(UpdatePause, "", &testsuite.TestUpdateCallback{
-			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("Pause refused: %v", err) }, OnComplete: func(any, error) {},
-		}, PauseInput{By: "ops@provider.example", Reason: "incident"})
+		sendSteer(t, env, UpdatePause, PauseInput{By: "ops@provider.example", Reason: "incident"})
 	}
 	steer(t, env, 50*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example", MoveTo: start.Add(10 * 24 * time.Hour)})
-	var afterMove string
-	env.RegisterDelayedCallback(func() {
-		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		afterMove = fake.reports[1].State
-	}, 60*time.Hour)
+	afterMove := waveStateAt(env, fake, 1, 60*time.Hour)
 	steer(t, env, 70*time.Hour, UpdateResume, ResumeInput{By: "ops@provider.example"})
 	steer(t, env, 12*24*time.Hour, UpdateAbort, AbortInput{By: "ops@provider.example", Reason: "still failing"})
 	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if afterMove != WaveHeld {
-		t.Errorf("wave 1 is %q after a move during which an operator paused, want held", afterMove)
+	if *afterMove != WaveHeld {
+		t.Errorf("wave 1 is %q after a move during which an operator paused, want held", *afterMove)
 	}
 	if got := fake.reports[1].State; got != WaveOpen {
 		t.Errorf("wave 1 is %s after the next Resume, want open", got)
