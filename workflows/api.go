@@ -268,6 +268,11 @@ type Input struct {
 	// primary slot's start (RESCHEDULE_MIN_NOTICE when the rollout started
 	// the update; zero in updates started before it existed).
 	RescheduleMinNotice time.Duration `json:"rescheduleMinNotice,omitempty"`
+	// LeanLifecycle starts the workflow on the lean lifecycle without
+	// asking workflow.GetVersion, which would cost every update a marker,
+	// a TemporalChangeVersion upsert and a visibility write in its first
+	// task. WithDefaults sets it; inputs from before it ask GetVersion.
+	LeanLifecycle bool `json:"leanLifecycle,omitempty"`
 }
 
 // OfferedSlot is one update window a release offers in a region.
@@ -277,7 +282,8 @@ type OfferedSlot struct {
 	WindowLength time.Duration `json:"windowLength"`
 }
 
-// WithDefaults fills the fields in left empty with the current defaults.
+// WithDefaults fills the fields in left empty with the current defaults
+// and puts the update on the lean lifecycle.
 // The starter calls it on every Input it starts a workflow with, so the
 // workflow never applies a default of its own: a deploy that changes a
 // default changes new workflows only.
@@ -291,6 +297,7 @@ func (in Input) WithDefaults() Input {
 	if in.SecondaryWindowLength == 0 {
 		in.SecondaryWindowLength = in.WindowLength
 	}
+	in.LeanLifecycle = true
 	return in
 }
 

@@ -152,6 +152,7 @@ func compressedInput(instanceID string, now time.Time) Input {
 		ReminderOffsets: []time.Duration{6 * time.Second, 4 * time.Second, 2 * time.Second, time.Second, 0},
 		WindowLength:    3 * time.Second,
 		SecondaryMinGap: time.Second,
+		LeanLifecycle:   true, // as WithDefaults sets it
 		Releases: []ReleaseOption{
 			{Version: "9.2.0", PeriodStart: now.Add(-time.Hour).UTC(), PeriodEnd: now.Add(time.Hour).UTC()},
 			{Version: "9.3.0", PeriodStart: now.Add(-time.Hour).UTC(), PeriodEnd: now.Add(2 * time.Hour).UTC()},

@@ -2,12 +2,14 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +45,7 @@ const historyDir = "testdata"
 // currentRelease is the folder the code in this tree records into: the
 // release it will ship as. Move it on once that release is out, so its
 // histories stay as they were recorded.
-const currentRelease = "release-3"
+const currentRelease = "release-4"
 
 // recordedPath is one lifecycle recorded into testdata/<release>/<name>.json.
 type recordedPath struct {
@@ -148,6 +150,7 @@ func TestRecordHistories(t *testing.T) {
 				assert.Less(t, len(events), maxHistoryEvents, "history of %s", p.name)
 				if p.name == happyPath {
 					assert.LessOrEqual(t, len(events), maxHappyPathEvents, "the happy path on the lean lifecycle")
+					assert.Empty(t, versionMarkers(events), "an update started as WithDefaults says asks no GetVersion")
 				}
 				if *recordHistories {
 					writeHistory(t, historyPath(p.name), events)
@@ -289,4 +292,57 @@ func TestRecordedHistorySizes(t *testing.T) {
 			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
 		}, last, "%s must hold a closed run", file)
 	}
+}
+
+// versionMarkers names the changes a history asked workflow.GetVersion.
+func versionMarkers(events []*historypb.HistoryEvent) []string {
+	var changes []string
+	for _, e := range events {
+		if marker := e.GetMarkerRecordedEventAttributes(); marker.GetMarkerName() == "Version" {
+			var change string
+			if json.Unmarshal(marker.GetDetails()["change-id"].GetPayloads()[0].GetData(), &change) != nil {
+				change = "undecodable change-id"
+			}
+			changes = append(changes, change)
+		}
+	}
+	return changes
+}
+
+// TestReplayLeanInputOverAMarker replays, under the code in this tree, the
+// histories of release 3 (each asked lean-lifecycle in its first task) as
+// if their input had said LeanLifecycle: what a rolling deploy records when
+// a new starter's update runs its first task on a worker of release 3. The
+// workflow then asks nothing, and replay must skip the marker.
+func TestReplayLeanInputOverAMarker(t *testing.T) {
+	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflowWithOptions(ServiceUpdates{}.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	files, err := filepath.Glob(filepath.Join(historyDir, leanSince, "*.json"))
+	require.NoError(t, err)
+	replayed := 0
+	for _, file := range files {
+		f, err := os.Open(file)
+		require.NoError(t, err)
+		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+		require.NoError(t, errors.Join(err, f.Close()))
+		started := hist.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
+		// Release 3 recorded a few paths on the older lifecycle; a worker
+		// of release 3 puts every update it starts on the lean one.
+		if started.GetWorkflowType().GetName() != WorkflowType || !slices.Contains(versionMarkers(hist.GetEvents()), changeLeanLifecycle) {
+			continue
+		}
+		payload := started.GetInput().GetPayloads()[0]
+		var in map[string]any
+		require.NoError(t, json.Unmarshal(payload.GetData(), &in), file)
+		require.NotContains(t, in, "leanLifecycle", file)
+		in["leanLifecycle"] = true
+		payload.Data, err = json.Marshal(in)
+		require.NoError(t, err)
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			require.NoError(t, replayer.ReplayWorkflowHistory(quiet, hist))
+		})
+		replayed++
+	}
+	require.NotZero(t, replayed, "no ServiceUpdate history of %s to replay", leanSince)
 }

@@ -126,7 +126,9 @@ const changeAbandonInvalidInput = "abandon-claim-on-invalid-input"
 // histories from before it never meet the question.
 const changeWaveGate = "wave-gate"
 
-// changeLeanLifecycle: the lean lifecycle, asked once, in setup. Each
+// changeLeanLifecycle: the lean lifecycle, asked once, in setup, by a
+// workflow whose input does not say LeanLifecycle (started before the
+// starters set it). Each
 // transition is one local activity (CommitTransition) writing the audit
 // row, the projection, the notices and the reminders still due (as
 // outbox rows with a due time) and a close's slot release and version in
@@ -135,6 +137,9 @@ const changeWaveGate = "wave-gate"
 // reminder, and sleeps on one timer until the slot's start. A workflow
 // on the lean lifecycle takes every change above without asking for it
 // (takes); one started before keeps the old path, asked change by change.
+// A workflow whose input says LeanLifecycle but whose first task a worker
+// of release 3 ran (a rolling deploy) carries the marker anyway; replay
+// takes it, as the SDK skips version markers no call asks for.
 const changeLeanLifecycle = "lean-lifecycle"
 
 // takes reports whether this workflow takes a change made before the

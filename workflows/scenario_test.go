@@ -68,6 +68,7 @@ func newScenario(t *testing.T) *scenario {
 // workflows trusts.
 func newScenarioTrusting(t *testing.T, workflows ServiceUpdates) *scenario {
 	s := newLeanScenarioTrusting(t, workflows)
+	s.in.LeanLifecycle = false // an input from before the starters set it
 	s.env.OnGetVersion(changeLeanLifecycle, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	return s
 }

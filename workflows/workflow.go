@@ -113,7 +113,7 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 		secondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
 		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
 	}
-	w.lean = patched(ctx, changeLeanLifecycle)
+	w.lean = in.LeanLifecycle || patched(ctx, changeLeanLifecycle)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
 		return w.queryView(ctx), nil
 	}); err != nil {
