@@ -21,8 +21,10 @@ run: $(TEMPORAL) build ## the whole system and a demo rollout on a compressed cl
 test: lint $(TEMPORAL) ## the lint gate, then every test with -race
 	$(GO) test -race -count=1 ./...
 
+# The bench's dev servers write a database file, as make dev-server runs one
+# (SVCUPDATE_TEST_DEV_SERVER_DB=memory measures in-memory servers instead).
 bench-scale: $(TEMPORAL) ## BENCH_INSTANCES (default 10000) through a rollout on a fresh dev server, with the raw start rate beside it (not part of make test)
-	$(GO) test -tags benchscale -run '^TestScale$$' -count=1 -timeout 2h -v ./e2e/
+	SVCUPDATE_TEST_DEV_SERVER_DB=$${SVCUPDATE_TEST_DEV_SERVER_DB:-file} $(GO) test -tags benchscale -run '^TestScale$$' -count=1 -timeout 2h -v ./e2e/
 
 lint: fmt-check tidy-check vet staticcheck workflowcheck ## gofmt, go mod tidy, vet, staticcheck and workflowcheck must all be clean
 

@@ -63,8 +63,8 @@ const ExternalAddressVariable = "SVCUPDATE_TEST_TEMPORAL_ADDRESS"
 
 // DatabaseFileVariable, set to "file", gives each dev server a database
 // file of its own (--db-filename in a fresh directory), as `make
-// dev-server` runs it, instead of the in-memory one: `make bench-scale`
-// measures both.
+// dev-server` runs it, instead of the in-memory one. `make bench-scale`
+// sets it unless told "memory".
 const DatabaseFileVariable = "SVCUPDATE_TEST_DEV_SERVER_DB"
 
 // Server is the Temporal server of a test: a dev server started for it, or
