@@ -44,7 +44,11 @@ func TestScale(t *testing.T) {
 	}
 	testkit.ClearConfigEnv(t)
 	report := func(format string, args ...any) { fmt.Printf("bench-scale: "+format+"\n", args...) }
-	report("instances %d; dev servers' database: %s (%s)", n, cmp.Or(os.Getenv(devtest.DatabaseFileVariable), "memory"), devtest.DatabaseFileVariable)
+	if address := os.Getenv(devtest.ExternalAddressVariable); address != "" {
+		report("instances %d; Temporal at %s, a fresh namespace per server (%s)", n, address, devtest.ExternalAddressVariable)
+	} else {
+		report("instances %d; dev servers' database: %s (%s)", n, cmp.Or(os.Getenv(devtest.DatabaseFileVariable), "memory"), devtest.DatabaseFileVariable)
+	}
 
 	temporalClient, _ := devtest.StartForPrograms(t)
 	mail := sendgridtest.NewServer(t)
