@@ -257,11 +257,7 @@ func recordedHistories(t *testing.T) []string {
 // replays every history recorded by every release: a change that would
 // break running workflows fails here (and needs workflow.GetVersion).
 func TestReplayRecordedHistories(t *testing.T) {
-	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	replayer := worker.NewWorkflowReplayer()
-	// Validators do not run on replay: a replaying worker needs no keys.
-	replayer.RegisterWorkflowWithOptions(ServiceUpdates{}.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
-	replayer.RegisterWorkflowWithOptions(Rollout, workflow.RegisterOptions{Name: RolloutWorkflowType})
+	replayer, quiet := newReplayer()
 	for _, file := range recordedHistories(t) {
 		name, err := filepath.Rel(historyDir, file)
 		require.NoError(t, err)
@@ -271,17 +267,32 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 }
 
+// newReplayer replays both workflows with the code in this tree, and
+// the logger that keeps its replay quiet.
+func newReplayer() (worker.WorkflowReplayer, log.Logger) {
+	replayer := worker.NewWorkflowReplayer()
+	// Validators do not run on replay: a replaying worker needs no keys.
+	replayer.RegisterWorkflowWithOptions(ServiceUpdates{}.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	replayer.RegisterWorkflowWithOptions(Rollout, workflow.RegisterOptions{Name: RolloutWorkflowType})
+	return replayer, log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// readHistory reads a recorded history file.
+func readHistory(t *testing.T, file string) *historypb.History {
+	t.Helper()
+	f, err := os.Open(file)
+	require.NoError(t, err)
+	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	require.NoError(t, errors.Join(err, f.Close()), file)
+	return hist
+}
+
 // TestRecordedHistorySizes keeps every recorded lifecycle far from
 // Temporal's history limits: each file, the full happy path included,
 // stays under maxHistoryEvents events.
 func TestRecordedHistorySizes(t *testing.T) {
 	for _, file := range recordedHistories(t) {
-		f, err := os.Open(file)
-		require.NoError(t, err)
-		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-		require.NoError(t, f.Close())
-		require.NoError(t, err)
-		events := hist.GetEvents()
+		events := readHistory(t, file).GetEvents()
 		t.Logf("%s: %d events", file, len(events))
 		assert.Less(t, len(events), maxHistoryEvents, file)
 		if release := filepath.Base(filepath.Dir(file)); release >= leanSince && strings.TrimSuffix(filepath.Base(file), ".json") == happyPath {
@@ -315,17 +326,12 @@ func versionMarkers(events []*historypb.HistoryEvent) []string {
 // a new starter's update runs its first task on a worker of release 3. The
 // workflow then asks nothing, and replay must skip the marker.
 func TestReplayLeanInputOverAMarker(t *testing.T) {
-	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	replayer := worker.NewWorkflowReplayer()
-	replayer.RegisterWorkflowWithOptions(ServiceUpdates{}.ServiceUpdate, workflow.RegisterOptions{Name: WorkflowType})
+	replayer, quiet := newReplayer()
 	files, err := filepath.Glob(filepath.Join(historyDir, leanSince, "*.json"))
 	require.NoError(t, err)
 	replayed := 0
 	for _, file := range files {
-		f, err := os.Open(file)
-		require.NoError(t, err)
-		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-		require.NoError(t, errors.Join(err, f.Close()))
+		hist := readHistory(t, file)
 		started := hist.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
 		// Release 3 recorded a few paths on the older lifecycle; a worker
 		// of release 3 puts every update it starts on the lean one.

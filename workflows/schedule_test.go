@@ -260,6 +260,7 @@ func TestWithDefaults(t *testing.T) {
 	in := Input{}.WithDefaults()
 	assert.Equal(t, DefaultReminderOffsets, in.ReminderOffsets)
 	assert.Equal(t, DefaultWindowLength, in.WindowLength)
+	assert.True(t, in.LeanLifecycle, "every update the starter starts takes the lean lifecycle without asking GetVersion")
 	in.ReminderOffsets[0] = time.Hour
 	assert.Equal(t, 90*24*time.Hour, DefaultReminderOffsets[0], "defaults are copied, not shared")
 
