@@ -95,7 +95,7 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 				res.LastStart = r.PrimaryStart
 			}
 			if r.Detail != "" && len(res.Details) < 20 {
-				res.Details = append(res.Details, fmt.Sprintf("%s %s: %s", r.InstanceID, r.Outcome, r.Detail))
+				res.Details = append(res.Details, r.Line())
 			}
 			activity.RecordHeartbeat(ctx, res.Processed)
 			return nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,8 +43,8 @@ func newRolloutCmd(e *env) *cobra.Command {
 	fs := cmd.Flags()
 	var f rolloutFlags
 	fs.StringVar(&f.version, "version", "", "the release to roll out (required)")
-	fs.StringVar(&f.waves, "waves", "100%", "production waves after the sandboxes, cumulative percentages of production, such as 5%,25%,100%")
-	fs.StringVar(&f.maxFailure, "max-failure", "5%", "a wave runs only if the updates of the waves before it failed less than this")
+	fs.StringVar(&f.waves, "waves", defaultWaves, "production waves after the sandboxes, cumulative percentages of production, such as 5%,25%,100%")
+	fs.StringVar(&f.maxFailure, "max-failure", defaultMaxFailure, "a wave runs only if the updates of the waves before it failed less than this (0%: only if none failed)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan; book nothing, start nothing")
 	fs.BoolVar(&f.pause, "pause", false, "pause the running rollout: no more starts, no wave opened")
 	fs.BoolVar(&f.resume, "resume", false, "resume the paused rollout: open the held wave")
@@ -55,6 +57,7 @@ func newRolloutCmd(e *env) *cobra.Command {
 			return err
 		}
 		f.format = *format
+		f.wavesSet, f.maxFailureSet = cmd.Flags().Changed("waves"), cmd.Flags().Changed("max-failure")
 		return runRollout(cmd.Context(), e, f)
 	}
 	return cmd
@@ -65,6 +68,9 @@ type rolloutFlags struct {
 	version, waves, maxFailure, reason, moveTo string
 	dryRun, pause, resume, abort               bool
 	format                                     outputFormat
+	// Given on the command line, not left at their defaults: a running
+	// rollout keeps its own, so they must match it.
+	wavesSet, maxFailureSet bool
 }
 
 func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
@@ -78,6 +84,9 @@ func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
 	}
 	if btoi(f.pause)+btoi(f.resume)+btoi(f.abort) > 1 {
 		return cli.Usagef("rollout: give one of --pause, --resume, --abort")
+	}
+	if err := refuseStartFlags(f); err != nil {
+		return err
 	}
 	var moveTo time.Time
 	if f.moveTo != "" {
@@ -111,7 +120,30 @@ func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
 			MinNotice: e.cfg.MinNotice, RescheduleMinNotice: e.cfg.RescheduleMinNotice,
 		},
 	}
-	return startAndFollow(ctx, e, c, in, f.format)
+	return startAndFollow(ctx, e, c, in, f)
+}
+
+// refuseStartFlags refuses the flags of a new rollout beside a command
+// that steers the running one, which would ignore them: --abort --dry-run
+// must not abort the real rollout.
+func refuseStartFlags(f rolloutFlags) error {
+	command := map[bool]string{f.pause: "--pause", f.resume: "--resume", f.abort: "--abort"}[true]
+	if command == "" {
+		return nil
+	}
+	var ignored []string
+	for flag, given := range map[string]bool{"--dry-run": f.dryRun, "--waves": f.wavesSet, "--max-failure": f.maxFailureSet,
+		"-o json": f.format == jsonOutput, "--reason": f.resume && f.reason != ""} {
+		if given {
+			ignored = append(ignored, flag)
+		}
+	}
+	if len(ignored) == 0 {
+		return nil
+	}
+	sort.Strings(ignored)
+	return cli.Usagef("rollout: %s steers the running rollout and takes no %s (accepted with it: --version%s)",
+		command, strings.Join(ignored, ", "), map[string]string{"--pause": ", --reason", "--resume": ", --move-to", "--abort": ", --reason"}[command])
 }
 
 // rolloutWorkflowID: a dry run has an ID of its own, so it never disturbs
@@ -125,12 +157,15 @@ func rolloutWorkflowID(in workflows.RolloutInput) string {
 
 // startAndFollow starts the rollout, or signals the running one to walk
 // the fleet again, and follows it until that walk is done.
-func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.RolloutInput, format outputFormat) error {
+func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.RolloutInput, f rolloutFlags) error {
 	id := rolloutWorkflowID(in)
 	// A running rollout's walks so far: the one asked now comes after.
 	before := -1
 	if !closedRun(ctx, c, id, "") {
 		if p, err := queryProgress(ctx, c, id, ""); err == nil {
+			if err := refuseOtherPlan(p, in, f); err != nil {
+				return err
+			}
 			before = p.Rescans
 		}
 	}
@@ -150,25 +185,48 @@ func startAndFollow(ctx context.Context, e *env, c client.Client, in workflows.R
 	}
 	p, err := follow(ctx, e, c, id, before, run)
 	if ctx.Err() != nil {
-		fmt.Fprintf(e.stderr, "\ndetached: the rollout goes on in the workers; reattach with: starter rollout --version %s%s\n", in.Version, dryRunFlag(in.DryRun))
+		fmt.Fprintf(e.stderr, "\ndetached: the rollout goes on in the workers; reattach with: %s\n", reattachCommand(in))
 		return nil
+	}
+	if errors.Is(err, errRolloutPaused) {
+		printRollout(e.stdout, p)
+		return fmt.Errorf("the rollout of %s is paused and starts nothing until it is resumed: %s\n"+
+			"  resume it:  starter rollout --version %s --resume [--move-to T]\n  or abort it: starter rollout --version %s --abort --reason R",
+			in.Version, p.Paused, in.Version, in.Version)
 	}
 	if err != nil {
 		return err
 	}
-	if format == jsonOutput {
+	if f.format == jsonOutput {
 		if err := writeJSON(e.stdout, rolloutSummary(p).document(p.Version, p.DryRun)); err != nil {
 			return err
 		}
 	} else {
 		printRollout(e.stdout, p)
 	}
-	fmt.Fprintf(e.stderr, "follow the waves: starter rollout --version %s (attaches), the Web UI (workflow %s), or\n  bin/temporal workflow query --workflow-id %s --type %s\n",
-		in.Version, id, id, workflows.QueryProgress)
+	fmt.Fprintf(e.stderr, "follow the waves: %s (attaches), the Web UI (workflow %s), or\n  bin/temporal workflow query --workflow-id %s --type %s\n",
+		reattachCommand(in), id, id, workflows.QueryProgress)
 	if n := p.Outcomes[launch.Failed.String()]; n > 0 {
 		return fmt.Errorf("rollout of %s: %d instance(s) failed (listed above); run it again to retry them", in.Version, n)
 	}
 	return nil
+}
+
+// refuseOtherPlan refuses --waves or --max-failure given to attach to a
+// running rollout that runs with others: it keeps its own, and the
+// operator would believe the new ones in force.
+func refuseOtherPlan(running workflows.RolloutProgress, in workflows.RolloutInput, f rolloutFlags) error {
+	wavesDiffer := f.wavesSet && !slices.Equal(running.WavePercents, in.Waves)
+	budgetDiffers := f.maxFailureSet && (running.WavePercents == nil || running.MaxFailure != in.MaxFailure)
+	if !wavesDiffer && !budgetDiffers {
+		return nil
+	}
+	runs := "waves and failure budget its workers do not report"
+	if running.WavePercents != nil {
+		runs = fmt.Sprintf("--waves %s --max-failure %s", formatWaves(running.WavePercents), formatPercent(running.MaxFailure))
+	}
+	return cli.Usagef("rollout: the rollout of %s is running with %s, which it keeps; attach without --waves and --max-failure (or with its own), or abort it first",
+		in.Version, runs)
 }
 
 // follow polls the rollout's progress until the walk after `before` is
@@ -190,9 +248,19 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 			// latest run, which it continues as new into.
 			runID = ""
 		}
+		var rejected *runRejectedError
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return p, ctx.Err()
+		case errors.As(err, &rejected) && rejected.status == enums.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+			runID = "" // the run started went on as new before it answered
+		case errors.As(err, &rejected):
+			// Failed, terminated, cancelled or timed out: its last progress
+			// would read as a walk still going, forever.
+			if runErr := run.Get(ctx, &p); runErr != nil {
+				return p, fmt.Errorf("rollout %s: %w", id, runErr)
+			}
+			return p, fmt.Errorf("rollout %s closed as %s before its walk was done", id, rejected.status)
 		case err != nil && closedRun(ctx, c, id, runID):
 			// A closed run answers too; no answer at all means it failed.
 			if runErr := run.Get(ctx, &p); runErr != nil {
@@ -206,6 +274,10 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 			// before ours until it takes the signal or closes.
 			bar.Add(p.Processed - shown)
 			return p, nil
+		case p.Phase == workflows.PhasePaused:
+			// A paused rollout takes up the walk asked only once resumed.
+			bar.Add(p.Processed - shown)
+			return p, errRolloutPaused
 		default:
 			if bar == nil && p.Candidates > 0 {
 				bar = progress.New(e.stderr, id, p.Candidates)
@@ -228,14 +300,32 @@ func closedRun(ctx context.Context, c client.Client, id, runID string) bool {
 	return launch.IsNotFound(err) || err == nil && d.Status != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
+// errRolloutPaused ends following a rollout that waits for an operator.
+var errRolloutPaused = errors.New("the rollout is paused")
+
+// runRejectedError is a progress query refused because the run closed
+// otherwise than by completing: failed, terminated, cancelled, timed out
+// or continued as new.
+type runRejectedError struct{ status enums.WorkflowExecutionStatus }
+
+func (e *runRejectedError) Error() string { return "the rollout's run closed as " + e.status.String() }
+
 // queryProgress asks a rollout's run (empty: the latest) for its progress.
+// A run that completed answers; one that closed otherwise is refused with
+// a *runRejectedError, as its progress would read as unfinished.
 func queryProgress(ctx context.Context, c client.Client, id, runID string) (workflows.RolloutProgress, error) {
 	var p workflows.RolloutProgress
-	v, err := c.QueryWorkflow(ctx, id, runID, workflows.QueryProgress)
-	if err == nil {
-		err = v.Get(&p)
+	res, err := c.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+		WorkflowID: id, RunID: runID, QueryType: workflows.QueryProgress,
+		QueryRejectCondition: enums.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY,
+	})
+	switch {
+	case err != nil:
+		return p, err
+	case res.QueryRejected != nil:
+		return p, &runRejectedError{status: res.QueryRejected.GetStatus()}
 	}
-	return p, err
+	return p, res.QueryResult.Get(&p)
 }
 
 // parseMoveTo reads --move-to: an RFC 3339 time, a UTC time such as
@@ -330,7 +420,9 @@ func sendRolloutUpdate(ctx context.Context, c client.Client, version, update str
 func printRollout(w io.Writer, p workflows.RolloutProgress) {
 	summary := rolloutSummary(p)
 	for _, d := range p.Details {
-		fmt.Fprintf(w, "  %s\n", d)
+		if _, ok := launch.ParseLine(d); !ok {
+			fmt.Fprintf(w, "  %s\n", d) // the summary lists those it reads
+		}
 	}
 	summary.write(w, p.Version, p.DryRun)
 	if skipped := p.Candidates - p.Processed; p.ScanDone && !p.DryRun && skipped > 0 {
@@ -347,11 +439,18 @@ func printRollout(w io.Writer, p workflows.RolloutProgress) {
 	}
 }
 
-// rolloutSummary is the walk's outcome counts as the summary counts them.
+// rolloutSummary is the walk's outcome counts as the summary counts them,
+// with the details the rollout kept (the last ones: it keeps a bounded
+// number).
 func rolloutSummary(p workflows.RolloutProgress) *outcomeSummary {
 	summary := &outcomeSummary{}
 	for o := range launch.OutcomeCount {
 		summary.counts[o] = p.Outcomes[o.String()]
+	}
+	for _, line := range p.Details {
+		if r, ok := launch.ParseLine(line); ok {
+			summary.details = append(summary.details, r)
+		}
 	}
 	return summary
 }
@@ -393,9 +492,39 @@ func btoi(b bool) int {
 	return 0
 }
 
-func dryRunFlag(dryRun bool) string {
-	if dryRun {
-		return " --dry-run"
+// reattachCommand attaches to the rollout in: with its waves and budget
+// spelled out when they are not the defaults, which a rollout closed
+// meanwhile would otherwise be started again with.
+func reattachCommand(in workflows.RolloutInput) string {
+	command := "starter rollout --version " + in.Version
+	if waves := formatWaves(in.Waves); waves != defaultWaves {
+		command += " --waves " + waves
 	}
-	return ""
+	if budget := formatPercent(in.MaxFailure); budget != defaultMaxFailure {
+		command += " --max-failure " + budget
+	}
+	if in.DryRun {
+		command += " --dry-run"
+	}
+	return command
+}
+
+// The rollout flags' defaults, as the flags read them.
+const (
+	defaultWaves      = "100%"
+	defaultMaxFailure = "5%"
+)
+
+// formatWaves writes waves as --waves reads them: 5%,25%,100%.
+func formatWaves(waves []int) string {
+	parts := make([]string, len(waves))
+	for i, w := range waves {
+		parts[i] = strconv.Itoa(w) + "%"
+	}
+	return strings.Join(parts, ",")
+}
+
+// formatPercent writes a share as --max-failure reads it: 0.05 as 5%.
+func formatPercent(share float64) string {
+	return strconv.FormatFloat(math.Round(share*100*1e6)/1e6, 'f', -1, 64) + "%"
 }

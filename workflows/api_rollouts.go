@@ -199,6 +199,10 @@ type RolloutProgress struct {
 	// ETA: when the walk ends while starting; when the last wave's first
 	// slot comes once every candidate is started.
 	ETA time.Time `json:"eta,omitzero"`
+	// The rollout's own --waves and --max-failure, which it keeps for
+	// life; nil from workers of release 3.
+	WavePercents []int   `json:"wavePercents,omitempty"`
+	MaxFailure   float64 `json:"maxFailure"`
 }
 
 // PauseInput holds a rollout: no more starts, no more waves opened.

@@ -281,6 +281,7 @@ func (r *rollout) progress(ctx workflow.Context) RolloutProgress {
 		Version: r.in.Version, Phase: r.phase(), DryRun: r.in.DryRun, Processed: r.st.ScanProcessed,
 		ScanDone: r.st.Scanned >= r.st.Rescans, Rescans: r.st.Rescans, Outcomes: maps.Clone(r.st.Outcomes),
 		ByStatus: map[Status]int{}, Waves: r.st.Reports, Paused: r.st.Paused, Details: r.st.Details, MovingTo: cmp.Or(r.st.Moving, r.st.MoveTo),
+		WavePercents: r.in.Waves, MaxFailure: r.in.MaxFailure,
 	}
 	for _, w := range r.st.Waves {
 		p.Candidates += w.Size

@@ -84,6 +84,24 @@ type Result struct {
 	PrimaryStart time.Time
 }
 
+// Line is the result as a rollout keeps it among its details:
+// "<instance> <outcome>: <detail>".
+func (r Result) Line() string { return fmt.Sprintf("%s %s: %s", r.InstanceID, r.Outcome, r.Detail) }
+
+// ParseLine reads a Line back; ok is false for a line of another shape.
+func ParseLine(line string) (r Result, ok bool) {
+	id, rest, found := strings.Cut(line, " ")
+	if !found {
+		return r, false
+	}
+	for o := range OutcomeCount {
+		if detail, found := strings.CutPrefix(rest, o.String()+": "); found {
+			return Result{InstanceID: id, Outcome: o, Detail: detail}, true
+		}
+	}
+	return r, false
+}
+
 // Starter starts the update of one candidate at a time; it is safe for
 // concurrent use.
 type Starter struct {
