@@ -78,9 +78,18 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 	var members []string // started, recorded together once the batch ends
 	var g errgroup.Group
 	g.SetLimit(max(a.Concurrency, 1))
-	for _, cand := range page {
+	for i, cand := range page {
 		if err := a.StartRate.Wait(ctx); err != nil {
-			break // cancelled: the retry reads the page again
+			// Cancelled (the retry reads the page again), or the rate
+			// leaves no room for more before the activity's deadline:
+			// the next batch takes up from the last candidate tried.
+			res.Exhausted = false
+			res.Next = in.After
+			if i > 0 {
+				last := page[i-1].Instance
+				res.Next = workflows.RolloutKey{Production: last.Kind == fleet.KindProduction, InstanceID: last.ID}
+			}
+			break
 		}
 		g.Go(func() error {
 			r := starter.Start(ctx, cand)

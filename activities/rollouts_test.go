@@ -66,3 +66,40 @@ func TestMoveWavesCountsUpdatesNotTried(t *testing.T) {
 		t.Errorf("with the rate limit refusing: %+v, want 3 not moved and why", untried)
 	}
 }
+
+// A batch whose start rate leaves no room for all its page before the
+// activity's deadline ends early and says where it got to, so the next
+// batch takes up the rest rather than passing over them.
+func TestStartBatchEndsWhereTheRateStoppedIt(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Load(t, pgtest.NewPool(t), storetest.Fleet(4, 5))
+	if _, err := s.PlanWaves(ctx, "9.2.0", []int{100}); err != nil {
+		t.Fatal(err)
+	}
+	// Two starts at once, then one an hour: past the activity's deadline.
+	acts := &RolloutActivities{Store: s, StartRate: rate.NewLimiter(rate.Every(time.Hour), 2), Concurrency: 4}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.SetTestTimeout(time.Minute)
+	acts.Register(env)
+	through := workflows.RolloutKey{Production: true, InstanceID: "~"}
+	v, err := env.ExecuteActivity(workflows.ActivityStartBatch, workflows.StartBatchInput{
+		Version: "9.2.0", Wave: 1, Through: through, Limit: 4, DryRun: true, RequestedBy: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.StartBatchResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.RolloutPage(ctx, "9.2.0", workflows.RolloutKey{}, through, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := page[1].Instance
+	want := workflows.RolloutKey{Production: second.Kind == "production", InstanceID: second.ID}
+	if res.Processed != 2 || res.Exhausted || res.Next != want {
+		t.Errorf("batch stopped by the rate: processed %d, exhausted %v, next %+v; want 2 processed, not exhausted, next %+v",
+			res.Processed, res.Exhausted, res.Next, want)
+	}
+}
