@@ -25,6 +25,9 @@ SELECT id FROM instances WHERE kind = '` + fleet.KindProduction + `' ORDER BY id
 const lastSandboxSQL = `
 SELECT coalesce(max(id), '') FROM instances WHERE kind <> '` + fleet.KindProduction + `'`
 
+const abortedWavesSQL = `
+SELECT coalesce(array_agg(wave ORDER BY wave), '{}') FROM rollout_waves WHERE version = $1 AND state = '` + workflows.WaveAborted + `'`
+
 const addWaveSQL = `
 INSERT INTO rollout_waves (version, wave, state) VALUES ($1, $2, $3) ON CONFLICT (version, wave) DO NOTHING`
 
@@ -36,6 +39,16 @@ INSERT INTO rollout_waves (version, wave, state) VALUES ($1, $2, $3) ON CONFLICT
 func (s *Store) PlanWaves(ctx context.Context, version string, percents []int) ([]workflows.RolloutWave, error) {
 	if err := requireRelease(ctx, s.db, version); err != nil {
 		return nil, err
+	}
+	var aborted []int
+	if err := s.db.QueryRow(ctx, abortedWavesSQL, version).Scan(&aborted); err != nil {
+		return nil, mapError(err, "read the aborted waves of "+version)
+	}
+	if len(aborted) > 0 {
+		// Their gates stay closed: updates started into them would wait
+		// at their slots for good.
+		return nil, errorf(ErrInvalidRequest, "the rollout of %s was aborted (waves %v cancelled), and an aborted rollout is not started again: roll out a newer release",
+			version, aborted)
 	}
 	var sandboxes, production int
 	if err := s.db.QueryRow(ctx, countKindsSQL).Scan(&sandboxes, &production); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/svcupdate/svcupdate/internal/store"
@@ -125,5 +126,15 @@ func TestRolloutWavesPagesAndGates(t *testing.T) {
 	ids, err := s.WaveMembers(ctx, "9.2.0", []int{1, 2})
 	if err != nil || !reflect.DeepEqual(ids, []string{workflows.WorkflowID("inst-001", "9.2.0")}) {
 		t.Errorf("members of waves 1 and 2 = %v, %v", ids, err)
+	}
+
+	// An aborted rollout's gates stay closed: a new rollout of the release
+	// is refused rather than starting updates that would never run.
+	if err := s.SetWaveState(ctx, "9.2.0", []int{2}, workflows.WaveAborted); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.PlanWaves(ctx, "9.2.0", []int{25, 100})
+	if !errors.Is(err, store.ErrInvalidRequest) || !strings.Contains(err.Error(), "the rollout of 9.2.0 was aborted (waves [2] cancelled)") {
+		t.Errorf("planning an aborted rollout again: %v, want ErrInvalidRequest naming the aborted waves", err)
 	}
 }
