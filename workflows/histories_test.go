@@ -45,7 +45,7 @@ const historyDir = "testdata"
 // currentRelease is the folder the code in this tree records into: the
 // release it will ship as. Move it on once that release is out, so its
 // histories stay as they were recorded.
-const currentRelease = "release-4"
+const currentRelease = "release-5"
 
 // recordedPath is one lifecycle recorded into testdata/<release>/<name>.json.
 type recordedPath struct {

@@ -115,6 +115,16 @@ const changeMove = "move"
 // held waves (MoveWaves); no older history holds one.
 const changeRolloutMove = "rollout-move"
 
+// changeRolloutDonePhase: a Rollout whose every wave opened sets its
+// RolloutPhase search attribute to Done as it completes (it was left at
+// Waiting). Asked only there.
+const changeRolloutDonePhase = "rollout-done-phase"
+
+// changeZeroBudgetOpens: a Rollout with a failure budget of 0 opens a wave
+// when no update before it failed (it held every wave, as no share is
+// below 0 %). Asked only when the two differ: a zero budget, no failure.
+const changeZeroBudgetOpens = "rollout-zero-budget-opens"
+
 // changeAbandonInvalidInput: a workflow that refuses its input gives the
 // rollout's reservations and claim on the instance back before it fails.
 // Asked only on that path.

@@ -88,7 +88,11 @@ func (r *rollout) decide(ctx workflow.Context, wave WaveReport) error {
 			failed, members = failed+w.Failed(), members+w.Members
 		}
 	}
-	if members > 0 && float64(failed) >= r.in.MaxFailure*float64(members) && r.st.Paused == "" {
+	over := members > 0 && float64(failed) >= r.in.MaxFailure*float64(members)
+	if over && failed == 0 && patched(ctx, changeZeroBudgetOpens) {
+		over = false // a zero budget holds a wave only when an update before it failed
+	}
+	if over && r.st.Paused == "" {
 		r.st.Paused = fmt.Sprintf("wave %d held: %d of %d updates of the waves before it failed (budget %.1f%%)",
 			wave.Wave, failed, members, r.in.MaxFailure*100)
 	}

@@ -133,6 +133,9 @@ func (r *rollout) run(ctx workflow.Context) (RolloutProgress, error) {
 		}
 		done, err := r.gateWaves(ctx)
 		if err != nil || done && (r.st.Aborted || r.rescan.Len() == 0) {
+			if err == nil && !r.st.Aborted && patched(ctx, changeRolloutDonePhase) {
+				r.upsertPhase(ctx) // Done, for the Web UI's search
+			}
 			return r.progress(ctx), err
 		}
 		// A re-run's Rescan came as the last wave opened: walk again.
@@ -228,7 +231,11 @@ func (r *rollout) report(ctx workflow.Context) error {
 	if err := workflow.ExecuteActivity(r.shortOptions(ctx), ActivityWaveReport, WaveReportInput{Version: r.in.Version}).Get(ctx, &res); err != nil {
 		return err
 	}
+	// Empty, not nil, when no wave has members: nil means not reported yet.
 	r.st.Reports = res.Waves
+	if r.st.Reports == nil {
+		r.st.Reports = []WaveReport{}
+	}
 	return nil
 }
 

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 )
@@ -178,7 +180,17 @@ func TestRolloutOpensWavesWithinTheBudget(t *testing.T) {
 	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
 	fake := newFakeRollout(start, 0, 0)
 	env := rolloutEnv(t, fake, start)
+	var phases []string
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		if phase, ok := args.Get(0).(temporal.SearchAttributes).GetKeyword(SearchAttrRolloutPhase); ok {
+			phases = append(phases, phase)
+		}
+	}).Return(nil)
 	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	// The Web UI finds a finished rollout by its phase.
+	if len(phases) == 0 || phases[len(phases)-1] != string(PhaseDone) {
+		t.Errorf("RolloutPhase set to %v, want Done last", phases)
+	}
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +208,36 @@ func TestRolloutOpensWavesWithinTheBudget(t *testing.T) {
 		if w.State != WaveOpen {
 			t.Errorf("wave %d is %s, want open", w.Wave, w.State)
 		}
+	}
+}
+
+// TestRolloutZeroBudgetHoldsOnAnyFailure: with --max-failure 0% a wave
+// opens when no update before it failed, and is held by the first failure.
+func TestRolloutZeroBudgetHoldsOnAnyFailure(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	in := testRolloutInput()
+	in.MaxFailure = 0
+
+	clean := newFakeRollout(start, 0, 0)
+	env := rolloutEnv(t, clean, start)
+	env.ExecuteWorkflow(RolloutWorkflowType, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if p := progressOf(t, env); p.Phase != PhaseDone || len(clean.alerts) != 0 {
+		t.Errorf("no failure, zero budget: phase %s, alerts %v; want Done, none", p.Phase, clean.alerts)
+	}
+
+	failed := newFakeRollout(start, 0, 1)
+	env = rolloutEnv(t, failed, start)
+	wave2 := waveStateAt(env, failed, 2, 80*time.Hour)
+	steer(t, env, 90*time.Hour, UpdateAbort, AbortInput{By: "ops@provider.example", Reason: "one failed"})
+	env.ExecuteWorkflow(RolloutWorkflowType, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if *wave2 != WaveHeld || len(failed.alerts) != 1 || failed.alerts[0].Wave != 2 {
+		t.Errorf("one failure in wave 1, zero budget: wave 2 %s, alerts %+v; want wave 2 held and one alert for it", *wave2, failed.alerts)
 	}
 }
 
