@@ -100,6 +100,11 @@ func TestOperatorCommandsAgainstServers(t *testing.T) {
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
 	t.Setenv("MIN_NOTICE", "0s")
 	startRolloutWorker(t, c, dbURL)
+	// A release not loaded fails the Rollout's run: the command ends with
+	// the run's error instead of following a walk that never comes.
+	if _, _, err := runStarter(t, "rollout", "--version", "9.9.9"); err == nil || !strings.Contains(err.Error(), `release "9.9.9" does not exist`) {
+		t.Errorf("rollout of a release not loaded: %v, want the run's error naming it", err)
+	}
 	out = mustRun(t, "rollout", "--version", demo.Version, "--dry-run")
 	if !strings.Contains(out, "would start 5") || !strings.Contains(out, "not eligible 1") {
 		t.Errorf("dry run:\n%s", out)
