@@ -120,6 +120,13 @@ const changeRolloutMove = "rollout-move"
 // Waiting). Asked only there.
 const changeRolloutDonePhase = "rollout-done-phase"
 
+// changeRescanSlotsFloor: a Rollout's rescan books a wave's new members
+// after the last primary of every earlier wave's members, as reported from
+// Postgres; it took only what the rescan itself had started, so one new
+// production instance could be booked before the sandboxes' slots, pulling
+// its wave's gate ahead of them. Asked only when the report is the later.
+const changeRescanSlotsFloor = "rollout-rescan-slots-floor"
+
 // changeZeroBudgetOpens: a Rollout with a failure budget of 0 opens a wave
 // when no update before it failed (it held every wave, as no share is
 // below 0 %). Asked only when the two differ: a zero budget, no failure.

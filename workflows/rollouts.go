@@ -177,8 +177,14 @@ func (r *rollout) walk(ctx workflow.Context) error {
 		if res.Exhausted {
 			// The next wave's slots start after this wave's last primary.
 			r.st.WaveIndex, r.st.Cursor = r.st.WaveIndex+1, wave.Last
-			if r.st.WaveLastStart.After(r.st.SlotsFrom) {
-				r.st.SlotsFrom = r.st.WaveLastStart.Add(time.Second)
+			last := r.st.WaveLastStart
+			if reported := r.reportedLastStart(wave.Wave); reported.After(last) && patched(ctx, changeRescanSlotsFloor) {
+				// A rescan started few or none of the wave: its members
+				// from earlier walks set the floor.
+				last = reported
+			}
+			if last.After(r.st.SlotsFrom) {
+				r.st.SlotsFrom = last.Add(time.Second)
 			}
 		}
 		r.drainRescans(ctx)
@@ -188,6 +194,17 @@ func (r *rollout) walk(ctx workflow.Context) error {
 	}
 	r.upsertPhase(ctx)
 	return nil
+}
+
+// reportedLastStart is the latest primary of wave's members at the last
+// report from Postgres; zero before the first.
+func (r *rollout) reportedLastStart(wave int) time.Time {
+	for _, w := range r.st.Reports {
+		if w.Wave == wave {
+			return w.LastStart
+		}
+	}
+	return time.Time{}
 }
 
 // take adds a batch's outcomes and keeps the wave's latest primary.

@@ -29,6 +29,9 @@ type fakeRollout struct {
 	// they are; past its end, none. duringMove runs inside each MoveWaves.
 	notMoved   []int
 	duringMove func()
+	// rescanFinds: a walk after the first finds this many new candidates
+	// in each production wave, and none among the sandboxes.
+	rescanFinds int
 }
 
 func newFakeRollout(start time.Time, failedInWave0, failedInWave1 int) *fakeRollout {
@@ -65,6 +68,14 @@ func (f *fakeRollout) StartBatch(_ context.Context, in StartBatchInput) (StartBa
 	defer f.mu.Unlock()
 	f.batches = append(f.batches, in)
 	size := []int{2, 10, 30}[in.Wave]
+	if len(f.batches) > 3 && f.rescanFinds > 0 {
+		if in.Wave == 0 {
+			return StartBatchResult{Outcomes: map[string]int{}, Next: in.Through, Exhausted: true}, nil
+		}
+		// Booked from the floor the walk gives.
+		return StartBatchResult{Outcomes: map[string]int{"started": f.rescanFinds}, Next: in.Through, Exhausted: true,
+			Processed: f.rescanFinds, LastStart: in.SlotsFrom.Add(time.Hour)}, nil
+	}
 	return StartBatchResult{Outcomes: map[string]int{"started": size}, Next: in.Through, Exhausted: true, Processed: size,
 		LastStart: f.reports[in.Wave].LastStart}, nil
 }
@@ -208,6 +219,28 @@ func TestRolloutOpensWavesWithinTheBudget(t *testing.T) {
 		if w.State != WaveOpen {
 			t.Errorf("wave %d is %s, want open", w.Wave, w.State)
 		}
+	}
+}
+
+// TestRolloutRescanBooksAfterEarlierWaves: a rescan that finds a new
+// production instance books it after the sandboxes' slots, though it
+// starts no sandbox itself, so the wave's gate stays behind them.
+func TestRolloutRescanBooksAfterEarlierWaves(t *testing.T) {
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 0, 0)
+	fake.rescanFinds = 1
+	env := rolloutEnv(t, fake, start)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRescan, nil) }, time.Hour)
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.batches) != 6 {
+		t.Fatalf("batches %+v, want two walks of three", fake.batches)
+	}
+	sandboxesLast := start.Add(24 * time.Hour)
+	if rescanWave1 := fake.batches[4]; rescanWave1.Wave != 1 || !rescanWave1.SlotsFrom.After(sandboxesLast) {
+		t.Errorf("the rescan booked wave 1 from %s, want after the sandboxes' last slot %s", rescanWave1.SlotsFrom, sandboxesLast)
 	}
 }
 
