@@ -127,8 +127,17 @@ func runRollout(ctx context.Context, e *env, f rolloutFlags) error {
 // that steers the running one, which would ignore them: --abort --dry-run
 // must not abort the real rollout.
 func refuseStartFlags(f rolloutFlags) error {
-	command := map[bool]string{f.pause: "--pause", f.resume: "--resume", f.abort: "--abort"}[true]
-	if command == "" {
+	var command, accepted string
+	switch {
+	case f.pause:
+		command, accepted = "--pause", ", --reason"
+	case f.resume:
+		command, accepted = "--resume", ", --move-to"
+	case f.abort:
+		command, accepted = "--abort", ", --reason"
+	case f.reason != "":
+		return cli.Usagef("rollout: --reason says why a rollout is paused or aborted; give it with --pause or --abort")
+	default:
 		return nil
 	}
 	var ignored []string
@@ -143,7 +152,7 @@ func refuseStartFlags(f rolloutFlags) error {
 	}
 	sort.Strings(ignored)
 	return cli.Usagef("rollout: %s steers the running rollout and takes no %s (accepted with it: --version%s)",
-		command, strings.Join(ignored, ", "), map[string]string{"--pause": ", --reason", "--resume": ", --move-to", "--abort": ", --reason"}[command])
+		command, strings.Join(ignored, ", "), accepted)
 }
 
 // rolloutWorkflowID: a dry run has an ID of its own, so it never disturbs

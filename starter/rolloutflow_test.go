@@ -160,6 +160,7 @@ func TestSteeringRefusesStartFlags(t *testing.T) {
 		{"pause with waves", rolloutFlags{pause: true, wavesSet: true, maxFailureSet: true}, "takes no --max-failure, --waves"},
 		{"resume with a reason", rolloutFlags{resume: true, reason: "fixed"}, "--resume steers the running rollout and takes no --reason (accepted with it: --version, --move-to)"},
 		{"abort as JSON", rolloutFlags{abort: true, format: jsonOutput}, "takes no -o json"},
+		{"a start with a reason", rolloutFlags{reason: "why not"}, "give it with --pause or --abort"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.flags.version, tc.flags.waves, tc.flags.maxFailure = "9.2.0", defaultWaves, defaultMaxFailure
