@@ -23,7 +23,7 @@ import (
 	"github.com/svcupdate/svcupdate/workflows"
 )
 
-// TestResumeMovesTheHeldWave: a failure budget of 0% holds the production
+// TestResumeMovesTheHeldWave: a failed sandbox update holds the production
 // wave at its gate; `rollout --resume --move-to` then has the rollout's
 // worker sign a Move for each waiting update of the wave. Each books the
 // earliest free slots from that time in Postgres, records who moved it and
@@ -48,18 +48,35 @@ func TestResumeMovesTheHeldWave(t *testing.T) {
 			{"version": "9.2.0", "name": "Spring", "order": 2, "periodStart": %q, "periodEnd": %q,
 			 "slots": [%s, %s, %s, %s]}],
 		"tenants": [{"id": "acme", "name": "Acme"}],
-		"instances": [%s, %s, %s]}`,
+		"instances": [%s, %s, %s, %s]}`,
 		now.Add(-time.Hour).Format(time.RFC3339), now.Add(30*24*time.Hour).Format(time.RFC3339),
 		slot(early[0], "1m"), slot(early[1], "1m"), slot(later[0], "1h"), slot(later[1], "1h"),
-		instance("acme-sbx", "sandbox"), instance("acme-p1", "production"), instance("acme-p2", "production")))
+		instance("acme-sbx", "sandbox"), instance("acme-sbx-failed", "sandbox"), instance("acme-p1", "production"), instance("acme-p2", "production")))
 	mustRun(t, "load", fleetFile)
+	// The sandbox wave holds an update that failed (a rollout's earlier
+	// walk started it): 1 of the wave's 2 fails, over the 5% budget.
+	pool := openTestPool(t, dbURL)
+	failedID := workflows.WorkflowID("acme-sbx-failed", "9.2.0")
+	for _, stmt := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO rollout_waves (version, wave, state) VALUES ('9.2.0', 0, 'open')`, nil},
+		{`INSERT INTO updates (workflow_id, instance_id, offered_version, target_version, current_version, mandatory, status, primary_start, secondary_start, snapshot)
+		  VALUES ($1, 'acme-sbx-failed', '9.2.0', '9.2.0', '9.1.0', false, 'Failed', $2, $3, '{}')`, []any{failedID, early[0], early[1]}},
+		{`INSERT INTO rollout_members (version, instance_id, wave, workflow_id) VALUES ('9.2.0', 'acme-sbx-failed', 0, $1)`, []any{failedID}},
+	} {
+		if _, err := pool.Exec(context.Background(), stmt.sql, stmt.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Setenv("MIN_NOTICE", "0s")
 	t.Setenv("SECONDARY_MIN_GAP", "0s")
 	startUpdatesWorker(t, c, dbURL)
 
 	// The sandbox takes the first early slot; the production wave the
 	// second, within the gate's lead: its gate is decided at once.
-	mustRun(t, "rollout", "--version", "9.2.0", "--max-failure", "0%")
+	mustRun(t, "rollout", "--version", "9.2.0")
 	p := awaitRollout(t, c, "the production wave held", func(p workflows.RolloutProgress) bool { return p.Phase == workflows.PhasePaused })
 	if !strings.Contains(p.Paused, "wave 1 held") {
 		t.Fatalf("paused: %q, want wave 1 held", p.Paused)
@@ -73,7 +90,6 @@ func TestResumeMovesTheHeldWave(t *testing.T) {
 		!strings.Contains(out, "service-update:acme-p1:9.2.0: not moved: Move refused by service-update:acme-p1:9.2.0: from "+later[1].Format(time.RFC3339)+" leaves no room in the release period of 9.2.0") {
 		t.Fatalf("a move with no room: %v\n%s", err, out)
 	}
-	pool := openTestPool(t, dbURL)
 	rows, err := pool.Query(context.Background(), `SELECT kind FROM in_product_alerts WHERE workflow_id = $1 ORDER BY id`, workflows.RolloutID("9.2.0"))
 	if err != nil {
 		t.Fatal(err)
