@@ -262,15 +262,10 @@ func follow(ctx context.Context, e *env, c client.Client, id string, before int,
 			return p, ctx.Err()
 		case errors.As(err, &rejected) && rejected.status == enums.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
 			runID = "" // the run started went on as new before it answered
-		case errors.As(err, &rejected):
-			// Failed, terminated, cancelled or timed out: its last progress
-			// would read as a walk still going, forever.
-			if runErr := run.Get(ctx, &p); runErr != nil {
-				return p, fmt.Errorf("rollout %s: %w", id, runErr)
-			}
-			return p, fmt.Errorf("rollout %s closed as %s before its walk was done", id, rejected.status)
-		case err != nil && closedRun(ctx, c, id, runID):
-			// A closed run answers too; no answer at all means it failed.
+		case errors.As(err, &rejected) || err != nil && closedRun(ctx, c, id, runID):
+			// Closed otherwise than by completing (its last progress would
+			// read as a walk still going, forever), or closed and not
+			// answering: its result says how it ended.
 			if runErr := run.Get(ctx, &p); runErr != nil {
 				return p, fmt.Errorf("rollout %s: %w", id, runErr)
 			}

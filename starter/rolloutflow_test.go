@@ -100,10 +100,7 @@ type stuckRollout struct {
 }
 
 func (s stuckRollout) QueryWorkflowWithOptions(_ context.Context, req *client.QueryWorkflowWithOptionsRequest) (*client.QueryWorkflowWithOptionsResponse, error) {
-	if s.status != enums.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED {
-		if req.QueryRejectCondition != enums.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY {
-			return &client.QueryWorkflowWithOptionsResponse{QueryResult: progressValue{s.progress}}, nil
-		}
+	if s.status != enums.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED && req.QueryRejectCondition == enums.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY {
 		return &client.QueryWorkflowWithOptionsResponse{QueryRejected: &query.QueryRejected{Status: s.status}}, nil
 	}
 	return &client.QueryWorkflowWithOptionsResponse{QueryResult: progressValue{s.progress}}, nil
