@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 
@@ -34,10 +35,12 @@ func (a *StoreActivities) Register(r worker.ActivityRegistry) {
 // transaction (store.CommitTransition). The workflow runs it as a local
 // activity: the row is keyed by the run and the local activity's ID,
 // which a replay of the workflow gives it again, so a commit retried or
-// repeated after a lost workflow task writes once.
+// repeated after a lost workflow task writes once. The announcement
+// carries its own key (workflows.AnnouncementKey), which the starter
+// used to write it first.
 func (a *StoreActivities) CommitTransition(ctx context.Context, in workflows.CommitTransitionInput) (workflows.CommitTransitionResult, error) {
 	info := activity.GetInfo(ctx)
-	key := info.WorkflowExecution.RunID + "/local/" + info.ActivityID
+	key := cmp.Or(in.IdempotencyKey, info.WorkflowExecution.RunID+"/local/"+info.ActivityID)
 	res, err := a.Store.CommitTransition(ctx, key, in)
 	if err != nil {
 		return res, activityError(err)

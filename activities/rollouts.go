@@ -72,7 +72,7 @@ func (a *RolloutActivities) StartBatch(ctx context.Context, in workflows.StartBa
 	starter := &launch.Starter{Store: a.Store, Client: a.Client, TaskQueue: a.TaskQueue, RequestedBy: in.RequestedBy, Signer: a.Signer, Plan: launch.Plan{
 		Version: in.Version, DryRun: in.DryRun, ReminderOffsets: in.Schedule.ReminderOffsets, WindowLength: in.Schedule.WindowLength,
 		SecondaryMinGap: in.Schedule.SecondaryMinGap, MinNotice: in.Schedule.MinNotice,
-		RescheduleMinNotice: in.Schedule.RescheduleMinNotice, SlotsFrom: in.SlotsFrom,
+		RescheduleMinNotice: in.Schedule.RescheduleMinNotice, SlotsFrom: in.SlotsFrom, FirstTasksAt: in.FirstTasksAt,
 	}}
 	var mu sync.Mutex
 	var members []string // started, recorded together once the batch ends

@@ -84,9 +84,12 @@ func TestScale(t *testing.T) {
 	announced := time.Since(began)
 	announceRate := float64(n) / announced.Seconds()
 	report("announced: every scheduled email accepted %.1f s after the rollout started: %.1f instances/s", announced.Seconds(), announceRate)
+	waitFirstTasks(t, temporalClient, n)
+	processed := time.Since(began)
+	report("first tasks: all %d run %.1f s after the rollout started (deferred until its starts were done)", n, processed.Seconds())
 	cpu := processCPU(t, w.cmd.Process.Pid) - cpuBefore
-	report("worker: RSS %d MB after %d open workflows; CPU %.1f s over %.1f s (%.0f%% of one core)",
-		processRSS(t, w.cmd.Process.Pid)>>20, n, cpu.Seconds(), announced.Seconds(), 100*cpu.Seconds()/announced.Seconds())
+	report("worker: RSS %d MB after it processed %d open workflows; CPU %.1f s over %.1f s (%.0f%% of one core)",
+		processRSS(t, w.cmd.Process.Pid)>>20, n, cpu.Seconds(), processed.Seconds(), 100*cpu.Seconds()/processed.Seconds())
 
 	began = time.Now()
 	out = mustRun(t, "rollout", "--version", targetVersion)
@@ -133,6 +136,45 @@ func TestScale(t *testing.T) {
 }
 
 func scaleInstanceID(i int) string { return fmt.Sprintf("scale-%06d", i) }
+
+// waitFirstTasks waits until each of the n updates has run its first task
+// (its history holds more than its start), describing those still waiting
+// on every pass, 32 at a time.
+func waitFirstTasks(t *testing.T, c client.Client, n int) {
+	waiting := make([]string, n)
+	for i := range n {
+		waiting[i] = workflows.WorkflowID(scaleInstanceID(i), targetVersion)
+	}
+	testkit.WaitFor(t, time.Duration(n)*100*time.Millisecond+10*time.Minute, "every update through its first task", func() (bool, string) {
+		var mu sync.Mutex
+		var still []string
+		var lastErr error
+		var wg sync.WaitGroup
+		ids := make(chan string)
+		for range 32 {
+			wg.Go(func() {
+				for id := range ids {
+					d, err := c.DescribeWorkflow(context.Background(), id, "")
+					mu.Lock()
+					if err != nil {
+						lastErr = err
+					}
+					if err != nil || d.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength() <= 1 {
+						still = append(still, id)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		for _, id := range waiting {
+			ids <- id
+		}
+		close(ids)
+		wg.Wait()
+		waiting = still
+		return len(waiting) == 0, fmt.Sprintf("%d of %d still waiting (last error: %v)", len(waiting), n, lastErr)
+	})
+}
 
 // scaleFleet is n instances (one in a hundred a sandbox) one release
 // behind, in one region whose daily slots, weeks away, each hold them all.

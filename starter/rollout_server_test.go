@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -60,13 +61,20 @@ type rolloutFixture struct {
 
 func newRolloutFixture(t *testing.T) rolloutFixture {
 	t.Helper()
+	return newRolloutFixtureAt(t, time.Now())
+}
+
+// newRolloutFixtureAt is newRolloutFixture with the demo's calendar
+// starting at start: its slots a few minutes after it.
+func newRolloutFixtureAt(t *testing.T, start time.Time) rolloutFixture {
+	t.Helper()
 	server := devtest.Start(t, workflows.SearchAttributeKeys...)
 	dbURL := pgtest.NewDatabase(t)
 	server.SetProgramEnv(t)
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("SECONDARY_MIN_GAP", demo.SecondaryGap.String())
 	devtest.SetActionKeys(t) // the rollout signs its Supersedes; the fixture's worker trusts them
-	run := demo.NewRun("ro", time.Now())
+	run := demo.NewRun("ro", start)
 	data, err := run.FleetFile()
 	if err != nil {
 		t.Fatal(err)
@@ -312,8 +320,8 @@ func TestRolloutHonoursTheMinimumNotice(t *testing.T) {
 }
 
 // TestRolloutMeetsAnUpdateNotRecordedYet starts an update that has not
-// recorded a transition (no worker runs it), so Postgres holds only the
-// rollout's claim: a second rollout is refused by Temporal and counts it
+// run (no worker runs it), so Postgres holds only the rollout's claim and
+// the announcement it queued: a second rollout is refused by Temporal and counts it
 // as already running, its slots kept; once it is terminated without
 // recording anything, a third gives its slots and its hold back.
 func TestRolloutMeetsAnUpdateNotRecordedYet(t *testing.T) {
@@ -349,5 +357,69 @@ func TestRolloutMeetsAnUpdateNotRecordedYet(t *testing.T) {
 	}
 	if h, found, err := store.New(f.pool).OpenUpdate(ctx, instance); err != nil || found {
 		t.Errorf("%s is still held by %+v (%v) although its update closed", instance, h, err)
+	}
+	var queued int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM notice_queue WHERE workflow_id = $1 AND state = 'queued'`, id).Scan(&queued); err != nil {
+		t.Fatal(err)
+	}
+	if queued != 0 {
+		t.Errorf("%d notices of the closed update are still queued, want every one withdrawn", queued)
+	}
+}
+
+// TestRolloutDefersTheFirstTaskAndAnnounces starts an update whose first
+// task a rollout defers: its history holds only its start, yet its
+// announcement and reminders are queued, and status shows the state
+// Postgres recorded for it.
+func TestRolloutDefersTheFirstTaskAndAnnounces(t *testing.T) {
+	f := newRolloutFixtureAt(t, time.Now().Add(3*time.Hour))
+	ctx := context.Background()
+	instance := f.run.InstanceID("contoso-prod")
+	id := workflows.WorkflowID(instance, demo.Version)
+	var out bytes.Buffer
+	e := &env{cfg: f.cfg, stdout: &out, stderr: &out, temporalClient: f.server, pool: f.pool}
+	firstTasksAt := time.Now().Add(2 * time.Hour)
+	summary, err := rollout(ctx, e, releasePlan{Concurrency: 1, Instances: map[string]bool{instance: true}, Plan: launch.Plan{
+		Version: demo.Version, ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow,
+		SecondaryMinGap: demo.SecondaryGap, FirstTasksAt: firstTasksAt,
+	}})
+	if err != nil || summary.count(launch.Started) != 1 {
+		t.Fatalf("rollout (%v):\n%s", err, out.String())
+	}
+
+	d, err := f.server.DescribeWorkflow(ctx, id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := d.RawResponse.GetWorkflowExecutionInfo()
+	if info.GetHistoryLength() != 1 {
+		t.Errorf("history of %d events, want only the start while the first task waits", info.GetHistoryLength())
+	}
+	if runs := info.GetExecutionTime().AsTime(); runs.Before(firstTasksAt.Add(-time.Minute)) || runs.After(firstTasksAt.Add(time.Minute)) {
+		t.Errorf("first task due %v, want about %v", runs, firstTasksAt)
+	}
+	rows, err := f.pool.Query(ctx, `SELECT kind FROM notice_queue WHERE workflow_id = $1 AND state = 'queued' ORDER BY due_at`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kinds) == 0 || kinds[0] != string(workflows.NoticeScheduled) {
+		t.Errorf("queued %v, want the scheduled notice first", kinds)
+	}
+	if audit, err := store.New(f.pool).AuditLog(ctx, id); err != nil || len(audit) != 1 || audit[0].Action != "scheduled" {
+		t.Errorf("audit log %+v (%v), want the scheduled row", audit, err)
+	}
+
+	out.Reset()
+	if err := runStatus(ctx, e, instance, demo.Version, textOutput); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"As recorded in Postgres", string(workflows.StatusScheduled), "scheduled"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status does not say %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/svcupdate/svcupdate/internal/launch"
@@ -50,6 +52,9 @@ func newStatusCmd(e *env) *cobra.Command {
 type viewJSON struct {
 	workflows.StatusView
 	Execution string `json:"execution"`
+	// Recorded: the state as Postgres recorded it, as the workflow has
+	// not run its first task yet.
+	Recorded bool `json:"recorded,omitempty"`
 }
 
 func runStatus(ctx context.Context, e *env, instance, version string, format outputFormat) error {
@@ -61,28 +66,25 @@ func runStatus(ctx context.Context, e *env, instance, version string, format out
 	if err != nil {
 		return err
 	}
-	answer, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
-	if err != nil {
-		return fmt.Errorf("query %s: %w", id, err)
-	}
-	var view workflows.StatusView
-	if err := answer.Get(&view); err != nil {
-		return fmt.Errorf("decode the status of %s: %w", id, err)
-	}
-	// The query names no admin (anyone who may query reads it); operators
-	// read the admins from Postgres, which holds them.
 	pool, err := e.postgres(ctx)
 	if err != nil {
 		return err
 	}
-	recipients, err := store.New(pool).Recipients(ctx, view.InstanceID)
+	db := store.New(pool)
+	view, recorded, err := updateView(ctx, c, db, id)
+	if err != nil {
+		return err
+	}
+	// The query names no admin (anyone who may query reads it); operators
+	// read the admins from Postgres, which holds them.
+	recipients, err := db.Recipients(ctx, view.InstanceID)
 	if err != nil {
 		return fmt.Errorf("read the admins of %s: %w", view.InstanceID, err)
 	}
 	view.Admins = recipients.Admins
 	view = withDeliveries(ctx, e, view)
 	if format == jsonOutput {
-		return writeJSON(e.stdout, viewJSON{StatusView: view, Execution: executionName(execution)})
+		return writeJSON(e.stdout, viewJSON{StatusView: view, Execution: executionName(execution), Recorded: recorded})
 	}
 	if version == "" {
 		state := "running"
@@ -91,7 +93,32 @@ func runStatus(ctx context.Context, e *env, instance, version string, format out
 		}
 		fmt.Fprintf(e.stdout, "Latest update of %s: %s, %s\n\n", instance, id, state)
 	}
+	if recorded {
+		fmt.Fprintf(e.stdout, "As recorded in Postgres: the workflow has not run its first task yet (a rollout defers it until its starts are done).\n\n")
+	}
 	return renderStatus(e.stdout, view)
+}
+
+// updateView is the live state of update id, from its Status query; for
+// a workflow that has not run its first task yet (a rollout defers it),
+// which cannot answer, the state its announcement recorded (recorded).
+func updateView(ctx context.Context, c client.Client, s *store.Store, id string) (view workflows.StatusView, recorded bool, err error) {
+	answer, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	var notReady *serviceerror.WorkflowNotReady
+	switch {
+	case errors.As(err, &notReady):
+		view, err = s.RecordedView(ctx, id)
+		if err != nil {
+			return view, false, fmt.Errorf("%s has not run its first task yet, and its recorded state cannot be read: %w", id, err)
+		}
+		return view, true, nil
+	case err != nil:
+		return view, false, fmt.Errorf("query %s: %w", id, err)
+	}
+	if err := answer.Get(&view); err != nil {
+		return view, false, fmt.Errorf("decode the status of %s: %w", id, err)
+	}
+	return view, false, nil
 }
 
 // latestUpdate names the update of instance that status shows: the one of

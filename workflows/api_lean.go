@@ -30,6 +30,10 @@ type CommitTransitionInput struct {
 	ReleaseSlots bool `json:"releaseSlots,omitempty"`
 	// RecordVersion records the target as the version the instance runs.
 	RecordVersion string `json:"recordVersion,omitempty"`
+	// IdempotencyKey, when set, keys the commit; otherwise the run and the
+	// local activity's ID do. The announcement has one (AnnouncementKey),
+	// as both the starter and the workflow write it.
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 }
 
 // QueuedReminder is a reminder the dispatcher sends at DueAt.

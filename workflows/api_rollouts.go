@@ -251,6 +251,10 @@ type StartBatchInput struct {
 	Schedule    RolloutSchedule `json:"schedule"`
 	DryRun      bool            `json:"dryRun,omitempty"`
 	RequestedBy string          `json:"requestedBy"`
+	// FirstTasksAt defers the first task of each update started until
+	// then, and no later than an hour before its primary start; zero runs
+	// it at once.
+	FirstTasksAt time.Time `json:"firstTasksAt,omitzero"`
 }
 
 // StartBatchResult is what a batch did.

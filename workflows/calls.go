@@ -191,7 +191,7 @@ func (w *serviceUpdate) startAudit(ctx workflow.Context, from Status, c change) 
 
 // startNotice starts SendNotice; finishNotice (record.go) waits for it.
 func (w *serviceUpdate) startNotice(ctx workflow.Context, kind NoticeKind, offset time.Duration, slotStart, deadline time.Time) workflow.Future {
-	in := w.noticeInput(ctx, kind, offset, slotStart, deadline)
+	in := w.noticeInput(workflow.GetInfo(ctx).WorkflowExecution.ID, workflow.Now(ctx), kind, offset, slotStart, deadline)
 	// The outbox makes retries safe; a notice still failing after a day is
 	// not worth holding the lifecycle for.
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -289,11 +289,7 @@ func (f *fakeActivities) lastCall(activity string) int {
 func (f *fakeActivities) noticeKinds() []NoticeKind {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	kinds := make([]NoticeKind, len(f.notices))
-	for i, n := range f.notices {
-		kinds[i] = n.Kind
-	}
-	return kinds
+	return kindsOf(f.notices)
 }
 
 // actions lists the audit actions recorded, in order.

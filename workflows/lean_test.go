@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -266,4 +268,44 @@ func TestLeanFailedThenRescheduledSucceeds(t *testing.T) {
 		actionRescheduled, actionStarted, actionSucceeded}, s.fakes.actions())
 	assert.Equal(t, kinds(NoticeScheduled, NoticeInProgress, NoticeFallback, NoticeInProgress, NoticeFailed,
 		NoticeRescheduled, NoticeInProgress, NoticeSucceeded), s.fakes.noticeKinds())
+}
+
+// The starter writes the announcement before the workflow's first task
+// (launch.Starter.announce): what it writes is what that task commits,
+// under the same key, so whichever comes second writes nothing.
+func TestAnnouncementCommitIsTheFirstCommit(t *testing.T) {
+	s := newLeanScenario(t)
+	s.at(scenarioStart.Add(days(1)), func() { s.env.CancelWorkflow() })
+	_, _ = s.run()
+	require.NotEmpty(t, s.fakes.commits)
+	first := s.fakes.commits[0]
+	const testRunID = "default-test-run-id" // the test environment's
+	assert.Equal(t, AnnouncementKey(testRunID), first.IdempotencyKey)
+
+	want, err := AnnouncementCommit(s.in, scenarioWorkflowID, testRunID, scenarioStart)
+	require.NoError(t, err)
+	// Compared as the local activity receives it: encoded.
+	wantJSON, err := json.Marshal(want)
+	require.NoError(t, err)
+	gotJSON, err := json.Marshal(first)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(wantJSON), string(gotJSON))
+	assert.Equal(t, []NoticeKind{NoticeScheduled}, kindsOf(want.Notices))
+	assert.Equal(t, reminders(90, 30, 15, 7), reminderKinds(want.Reminders))
+}
+
+func TestAnnouncementCommitRefusesWhatTheWorkflowRefuses(t *testing.T) {
+	in := scenarioInput()
+	in.PrimaryStart = time.Time{}
+	_, err := AnnouncementCommit(in, scenarioWorkflowID, "run", scenarioStart)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid ServiceUpdate input")
+}
+
+func kindsOf(notices []SendNoticeInput) []NoticeKind {
+	kinds := make([]NoticeKind, len(notices))
+	for i, n := range notices {
+		kinds[i] = n.Kind
+	}
+	return kinds
 }

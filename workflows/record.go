@@ -41,6 +41,9 @@ type change struct {
 	// and records the target as the instance's version.
 	releaseSlots  bool
 	recordVersion bool
+	// idempotencyKey, when set, keys the lean commit instead of the run
+	// and the local activity's ID (the announcement's, AnnouncementKey).
+	idempotencyKey string
 }
 
 // record publishes the current state after a transition from `from`:

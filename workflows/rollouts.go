@@ -169,6 +169,7 @@ func (r *rollout) walk(ctx workflow.Context) error {
 		err := workflow.ExecuteActivity(r.batchOptions(ctx), ActivityStartBatch, StartBatchInput{
 			Version: r.in.Version, Wave: wave.Wave, After: r.st.Cursor, Through: wave.Last, Limit: r.in.BatchSize,
 			SlotsFrom: r.st.SlotsFrom, Schedule: r.in.Schedule, DryRun: r.in.DryRun, RequestedBy: r.in.RequestedBy,
+			FirstTasksAt: r.firstTasksAt(workflow.Now(ctx)),
 		}).Get(ctx, &res)
 		if err != nil {
 			return err
@@ -321,12 +322,44 @@ func (r *rollout) progress(ctx workflow.Context) RolloutProgress {
 	} else if r.st.WaveIndex < len(r.st.Waves) {
 		p.CurrentWave = r.st.Waves[r.st.WaveIndex].Wave
 	}
-	if !p.ScanDone && p.Processed > 0 {
-		elapsed := workflow.Now(ctx).Sub(r.st.ScanStartedAt)
-		left := max(p.Candidates-p.Processed, 0)
-		p.ETA = workflow.Now(ctx).Add(time.Duration(float64(elapsed) * float64(left) / float64(p.Processed)))
+	if left, ok := r.walkLeft(workflow.Now(ctx)); ok && !p.ScanDone {
+		p.ETA = workflow.Now(ctx).Add(left)
 	}
 	return p
+}
+
+// walkLeft is how long the walk in progress should still take at the
+// rate it has gone so far; ok is false before its first batch.
+func (r *rollout) walkLeft(now time.Time) (left time.Duration, ok bool) {
+	if r.st.ScanProcessed == 0 {
+		return 0, false
+	}
+	candidates := 0
+	for _, w := range r.st.Waves {
+		candidates += w.Size
+	}
+	elapsed := now.Sub(r.st.ScanStartedAt)
+	return time.Duration(float64(elapsed) * float64(max(candidates-r.st.ScanProcessed, 0)) / float64(r.st.ScanProcessed)), true
+}
+
+// Bounds of the deferral of the first tasks of the updates a batch starts.
+const (
+	minFirstTaskDeferral = time.Minute
+	maxFirstTaskDeferral = 24 * time.Hour
+)
+
+// firstTasksAt is when the updates the next batch starts run their first
+// task: once the walk should be over (the time it has left, a quarter
+// more), at least minFirstTaskDeferral and at most maxFirstTaskDeferral
+// from now. The cluster then spends the walk on starts, and each
+// announcement goes out as its update starts (launch.Starter.announce);
+// the first tasks, which only arm the slots' timers, follow the walk.
+func (r *rollout) firstTasksAt(now time.Time) time.Time {
+	deferral := minFirstTaskDeferral
+	if left, ok := r.walkLeft(now); ok {
+		deferral = max(deferral, left+left/4)
+	}
+	return now.Add(min(deferral, maxFirstTaskDeferral))
 }
 
 func (r *rollout) shortOptions(ctx workflow.Context) workflow.Context {

@@ -465,3 +465,34 @@ func TestRolloutPauseDuringAMoveKeepsTheWaveHeld(t *testing.T) {
 		t.Errorf("moves = %+v, want one", fake.moves)
 	}
 }
+
+// The updates a batch starts run their first task once the walk should be
+// over (a quarter more than its rate so far says), within bounds.
+func TestRolloutDefersFirstTasksPastTheWalk(t *testing.T) {
+	t0 := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	r := &rollout{st: RolloutState{Waves: []RolloutWave{{Size: 100}, {Size: 1000}}, ScanStartedAt: t0}}
+	if got, want := r.firstTasksAt(t0), t0.Add(minFirstTaskDeferral); !got.Equal(want) {
+		t.Errorf("before the first batch: %v, want %v", got, want)
+	}
+	r.st.ScanProcessed = 100 // in 10 s: 1,000 left take 100 s
+	if got, want := r.firstTasksAt(t0.Add(10*time.Second)), t0.Add(10*time.Second+125*time.Second); !got.Equal(want) {
+		t.Errorf("after 100 of 1,100 in 10 s: %v, want %v", got, want)
+	}
+	r.st.ScanProcessed = 1 // in 10 minutes: the rest would take days
+	if got, want := r.firstTasksAt(t0.Add(10*time.Minute)), t0.Add(10*time.Minute+maxFirstTaskDeferral); !got.Equal(want) {
+		t.Errorf("a slow walk: %v, want at most %v", got, want)
+	}
+
+	start := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
+	fake := newFakeRollout(start, 0, 0)
+	env := rolloutEnv(t, fake, start)
+	env.ExecuteWorkflow(RolloutWorkflowType, testRolloutInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range fake.batches {
+		if b.FirstTasksAt.Before(start.Add(minFirstTaskDeferral)) {
+			t.Errorf("batch %d defers its first tasks until %v, want at least %v", i, b.FirstTasksAt, start.Add(minFirstTaskDeferral))
+		}
+	}
+}

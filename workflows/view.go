@@ -23,8 +23,14 @@ func (w *serviceUpdate) window(role SlotRole) Window {
 }
 
 func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
+	return w.viewAt(workflow.GetInfo(ctx).WorkflowExecution.ID, workflow.Now(ctx))
+}
+
+// viewAt is the view of workflow workflowID at now; the starter renders
+// the announcement with it before the workflow runs (AnnouncementCommit).
+func (w *serviceUpdate) viewAt(workflowID string, now time.Time) StatusView {
 	return StatusView{
-		WorkflowID:     workflow.GetInfo(ctx).WorkflowExecution.ID,
+		WorkflowID:     workflowID,
 		InstanceID:     w.in.Instance.ID,
 		InstanceName:   w.in.Instance.Name,
 		TenantID:       w.in.Instance.TenantID,
@@ -44,7 +50,7 @@ func (w *serviceUpdate) view(ctx workflow.Context) StatusView {
 		Approvals:      slices.Clone(w.approvals),
 		Attempts:       slices.Clone(w.attempts),
 		Notices:        slices.Clone(w.notices),
-		Upcoming:       w.upcoming(workflow.Now(ctx)),
+		Upcoming:       w.upcoming(now),
 		// Set when the update closed so.
 		AlreadyUpToDate: w.foundVersion != "",
 		FoundVersion:    w.foundVersion,

@@ -93,26 +93,9 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 		abandonClaim(ctx, in)
 		return nil, temporal.NewNonRetryableApplicationError("invalid ServiceUpdate input: "+err.Error(), ErrTypeInvalidInput, err)
 	}
-	release, _, _ := FindRelease(in.Releases, in.TargetVersion)
-	w := &serviceUpdate{
-		in: in,
-		logger: log.With(workflow.GetLogger(ctx),
-			"instanceId", in.Instance.ID, "tenantId", in.Instance.TenantID, "targetVersion", in.TargetVersion),
-		mu:             workflow.NewMutex(ctx),
-		trusted:        trusted,
-		nonces:         map[string]struct{}{},
-		status:         StatusScheduled,
-		admins:         slices.Clone(in.Admins),
-		mandatory:      in.Mandatory,
-		targetVersion:  in.TargetVersion,
-		release:        release,
-		primaryStart:   in.PrimaryStart.UTC(),
-		secondaryStart: in.SecondaryStart.UTC(),
-		primaryWindow:  in.WindowLength,
-		// Zero in inputs of release 1, which gave both slots one length.
-		secondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
-		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, workflow.Now(ctx)),
-	}
+	w := newServiceUpdate(in, workflow.Now(ctx))
+	w.logger = log.With(workflow.GetLogger(ctx), "instanceId", in.Instance.ID, "tenantId", in.Instance.TenantID, "targetVersion", in.TargetVersion)
+	w.mu, w.trusted = workflow.NewMutex(ctx), trusted
 	w.lean = in.LeanLifecycle || patched(ctx, changeLeanLifecycle)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
 		return w.queryView(ctx), nil
@@ -138,6 +121,27 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 	return w, nil
 }
 
+// newServiceUpdate is the state of a ServiceUpdate with input in (valid,
+// its defaults resolved) before its first transition, at now.
+func newServiceUpdate(in Input, now time.Time) *serviceUpdate {
+	release, _, _ := FindRelease(in.Releases, in.TargetVersion)
+	return &serviceUpdate{
+		in:             in,
+		nonces:         map[string]struct{}{},
+		status:         StatusScheduled,
+		admins:         slices.Clone(in.Admins),
+		mandatory:      in.Mandatory,
+		targetVersion:  in.TargetVersion,
+		release:        release,
+		primaryStart:   in.PrimaryStart.UTC(),
+		secondaryStart: in.SecondaryStart.UTC(),
+		primaryWindow:  in.WindowLength,
+		// Zero in inputs of release 1, which gave both slots one length.
+		secondaryWindow: cmp.Or(in.SecondaryWindowLength, in.WindowLength),
+		reminders:       ReminderSchedule(in.PrimaryStart, in.ReminderOffsets, now),
+	}
+}
+
 // run is the lifecycle of DESIGN.md: announce, remind until the primary
 // start, run (or decline) the update, fall back once, report; an update
 // that was not approved or failed waits for a late Reschedule, which
@@ -146,7 +150,7 @@ func setup(ctx workflow.Context, in Input, trusted *actor.Verifier) (*serviceUpd
 // path ends in cancel.
 func (w *serviceUpdate) run(ctx workflow.Context) (Result, error) {
 	// 1. The provider prescheduled (and booked) both slots: announce them.
-	if err := w.transition(ctx, w.status, StatusScheduled, change{action: actionScheduled, notice: NoticeScheduled, slotStart: w.primaryStart, deadline: w.primaryStart}); err != nil {
+	if err := w.transition(ctx, w.status, StatusScheduled, w.announcement(workflow.GetInfo(ctx).WorkflowExecution.RunID)); err != nil {
 		return w.cancel(ctx)
 	}
 	w.announced = true

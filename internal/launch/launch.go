@@ -36,6 +36,11 @@ type Plan struct {
 	// wave's slots start after the wave before it; the demo's after an
 	// earlier, interrupted demo run.
 	SlotsFrom time.Time
+	// FirstTasksAt, when set, defers each update's first workflow task
+	// until then (a start delay; firstTaskDelay), so a rollout's starts
+	// do not wait behind first tasks that only arm the slot's timer.
+	// Zero runs the first task at once.
+	FirstTasksAt time.Time
 }
 
 // Outcome is what happened to one candidate.
@@ -189,7 +194,12 @@ func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate)
 	// Defaults are resolved here, once: the workflow carries them for life.
 	input = input.WithDefaults()
 	result.PrimaryStart = input.PrimaryStart
-	_, err = s.Client.ExecuteWorkflow(ctx, StartOptions(id, s.TaskQueue, input), workflows.WorkflowType, input)
+	options := StartOptions(id, s.TaskQueue, input)
+	if delay := firstTaskDelay(s.Plan.FirstTasksAt, input.PrimaryStart, time.Now()); delay > 0 {
+		// Deferred, the first task cannot run eagerly in this worker.
+		options.StartDelay, options.EnableEagerStart = delay, false
+	}
+	run, err := s.Client.ExecuteWorkflow(ctx, options, workflows.WorkflowType, input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
@@ -198,10 +208,52 @@ func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate)
 		failed := s.afterFailedStart(ctx, cand, id, err)
 		failed.Superseded, failed.PrimaryStart = result.Superseded, result.PrimaryStart
 		return failed
-	default:
-		result.Outcome = Started
+	}
+	result.Outcome = Started
+	if err := s.announce(ctx, input, id, run.GetRunID()); err != nil {
+		result.Detail = fmt.Sprintf("started, but its announcement is not queued yet (%v): the update queues it itself as its first task runs", err)
+		if options.StartDelay > 0 {
+			result.Detail = fmt.Sprintf("started, but its announcement is not queued yet (%v): the update queues it itself as its first task runs, at %s",
+				err, time.Now().Add(options.StartDelay).UTC().Format(time.RFC3339))
+		}
 	}
 	return result
+}
+
+// announce queues the update's announcement, its first transition, as
+// the workflow's first task would (workflows.AnnouncementCommit), so its
+// admins are told as the rollout goes, whenever that task runs. The
+// workflow's own commit of it is keyed alike and writes nothing after
+// this; should this fail, it is the one that writes it. An interrupted
+// rollout still announces what it started.
+func (s *Starter) announce(ctx context.Context, in workflows.Input, id, runID string) error {
+	commit, err := workflows.AnnouncementCommit(in, id, runID, time.Now())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCheckTimeout)
+	defer cancel()
+	_, err = s.Store.CommitTransition(ctx, workflows.AnnouncementKey(runID), commit)
+	return err
+}
+
+// firstTaskLead is how long before its primary start a deferred first
+// task runs at the latest, so the workflow is awake well before its slot.
+const firstTaskLead = time.Hour
+
+// firstTaskDelay is the start delay of an update whose primary starts at
+// primaryStart, started at now, when first tasks are deferred until
+// firstTasksAt (zero: not deferred): never past firstTaskLead before the
+// primary start, and zero when that is already behind.
+func firstTaskDelay(firstTasksAt, primaryStart, now time.Time) time.Duration {
+	if firstTasksAt.IsZero() {
+		return 0
+	}
+	until := firstTasksAt
+	if latest := primaryStart.Add(-firstTaskLead); latest.Before(until) {
+		until = latest
+	}
+	return max(until.Sub(now), 0)
 }
 
 // plan is a dry run's answer for a candidate with no update yet.

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
+
 	"github.com/svcupdate/svcupdate/internal/store"
 	"github.com/svcupdate/svcupdate/workflows"
 )
@@ -216,9 +218,15 @@ func (s *Server) adminUpdate(w http.ResponseWriter, r *http.Request, email, work
 		return updateView{}, false
 	}
 	v := rec.View
-	if live, err := s.status(r, workflowID); err == nil {
+	live, err := s.status(r, workflowID)
+	var notReady *serviceerror.WorkflowNotReady
+	switch {
+	case err == nil:
 		v = live
-	} else {
+	case errors.As(err, &notReady):
+		// Its first task is deferred while a rollout starts updates: the
+		// recorded state is the announcement's, and current.
+	default:
 		s.logger.Warn("status query failed; showing the last recorded state", "workflowId", workflowID, "error", err)
 	}
 	return newUpdateView(v, rec.Region, rec.TimeZone), true

@@ -171,14 +171,23 @@ func (s *Store) AbandonUpdate(ctx context.Context, instanceID, version string) (
 	return released, err
 }
 
-// abandon releases an update's reservations and drops its claimed row;
-// the caller holds the update's lock.
+// abandon releases an update's reservations, drops its claimed row and
+// withdraws the notices still queued for it (the announcement the
+// starter wrote, its reminders); the caller holds the update's lock.
 func abandon(ctx context.Context, tx pgx.Tx, instanceID, version string) (int, error) {
 	released, err := releaseBookings(ctx, tx, instanceID, version)
 	if err != nil {
 		return 0, err
 	}
 	workflowID := workflows.WorkflowID(instanceID, version)
-	_, err = tx.Exec(ctx, dropClaimSQL, workflowID, string(workflows.StatusScheduled))
-	return released, mapError(err, "drop the claim of "+workflowID)
+	if _, err := tx.Exec(ctx, dropClaimSQL, workflowID, string(workflows.StatusScheduled)); err != nil {
+		return 0, mapError(err, "drop the claim of "+workflowID)
+	}
+	_, err = tx.Exec(ctx, withdrawQueuedSQL, workflowID)
+	return released, mapError(err, "withdraw the queued notices of "+workflowID)
 }
+
+// withdrawQueuedSQL withdraws every notice still queued for a workflow.
+const withdrawQueuedSQL = `
+UPDATE notice_queue SET state = 'withdrawn', finished_at = now()
+WHERE workflow_id = $1 AND state = 'queued'`

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,6 +81,25 @@ func (s *Store) ListUpdates(ctx context.Context, f UpdateFilter) ([]UpdateRow, e
 		return u, err
 	})
 	return list, mapError(err, "list updates")
+}
+
+// RecordedView is the state of update workflowID as its last commit (or
+// the announcement the starter wrote) recorded it; ErrNotFound when the
+// projection has no such update.
+func (s *Store) RecordedView(ctx context.Context, workflowID string) (workflows.StatusView, error) {
+	var v workflows.StatusView
+	var snapshot []byte
+	err := s.db.QueryRow(ctx, `SELECT snapshot FROM updates WHERE workflow_id = $1`, workflowID).Scan(&snapshot)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, errorf(ErrNotFound, "no update %s is recorded", workflowID)
+	}
+	if err != nil {
+		return v, mapError(err, "read the recorded state of "+workflowID)
+	}
+	if err := json.Unmarshal(snapshot, &v); err != nil {
+		return v, fmt.Errorf("read the recorded state of %s: %w", workflowID, err)
+	}
+	return v, nil
 }
 
 // AuditEntry is one row of the audit log.
