@@ -138,8 +138,8 @@ func TestScale(t *testing.T) {
 func scaleInstanceID(i int) string { return fmt.Sprintf("scale-%06d", i) }
 
 // waitFirstTasks waits until each of the n updates has run its first task
-// (its history holds more than its start), describing those still waiting
-// on every pass, 32 at a time.
+// (its history holds more than its start, and no workflow task is
+// pending), describing those still waiting on every pass, 32 at a time.
 func waitFirstTasks(t *testing.T, c client.Client, n int) {
 	waiting := make([]string, n)
 	for i := range n {
@@ -159,7 +159,7 @@ func waitFirstTasks(t *testing.T, c client.Client, n int) {
 					if err != nil {
 						lastErr = err
 					}
-					if err != nil || d.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength() <= 1 {
+					if err != nil || d.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength() <= 1 || d.RawResponse.GetPendingWorkflowTask() != nil {
 						still = append(still, id)
 					}
 					mu.Unlock()

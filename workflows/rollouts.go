@@ -306,10 +306,7 @@ func (r *rollout) progress(ctx workflow.Context) RolloutProgress {
 		Version: r.in.Version, Phase: r.phase(), DryRun: r.in.DryRun, Processed: r.st.ScanProcessed,
 		ScanDone: r.st.Scanned >= r.st.Rescans, Rescans: r.st.Rescans, Outcomes: maps.Clone(r.st.Outcomes),
 		ByStatus: map[Status]int{}, Waves: r.st.Reports, Paused: r.st.Paused, Details: r.st.Details, MovingTo: cmp.Or(r.st.Moving, r.st.MoveTo),
-		WavePercents: r.in.Waves, MaxFailure: r.in.MaxFailure,
-	}
-	for _, w := range r.st.Waves {
-		p.Candidates += w.Size
+		WavePercents: r.in.Waves, MaxFailure: r.in.MaxFailure, Candidates: r.candidates(),
 	}
 	for _, w := range r.st.Reports {
 		//workflowcheck:ignore sums, in any order the same
@@ -334,12 +331,16 @@ func (r *rollout) walkLeft(now time.Time) (left time.Duration, ok bool) {
 	if r.st.ScanProcessed == 0 {
 		return 0, false
 	}
-	candidates := 0
-	for _, w := range r.st.Waves {
-		candidates += w.Size
-	}
 	elapsed := now.Sub(r.st.ScanStartedAt)
-	return time.Duration(float64(elapsed) * float64(max(candidates-r.st.ScanProcessed, 0)) / float64(r.st.ScanProcessed)), true
+	return time.Duration(float64(elapsed) * float64(max(r.candidates()-r.st.ScanProcessed, 0)) / float64(r.st.ScanProcessed)), true
+}
+
+func (r *rollout) candidates() int {
+	n := 0
+	for _, w := range r.st.Waves {
+		n += w.Size
+	}
+	return n
 }
 
 // Bounds of the deferral of the first tasks of the updates a batch starts.
@@ -349,15 +350,17 @@ const (
 )
 
 // firstTasksAt is when the updates the next batch starts run their first
-// task: once the walk should be over (the time it has left, a quarter
-// more), at least minFirstTaskDeferral and at most maxFirstTaskDeferral
-// from now. The cluster then spends the walk on starts, and each
-// announcement goes out as its update starts (launch.Starter.announce);
-// the first tasks, which only arm the slots' timers, follow the walk.
+// task: as long after their start as the whole walk should take (at its
+// rate so far, a quarter more), at least minFirstTaskDeferral and at most
+// maxFirstTaskDeferral. The cluster then spends the walk on starts, each
+// update announced as it starts (launch.Starter.announce), and the first
+// tasks, which only arm the slots' timers, follow the walk at the pace of
+// its starts rather than all at once.
 func (r *rollout) firstTasksAt(now time.Time) time.Time {
 	deferral := minFirstTaskDeferral
 	if left, ok := r.walkLeft(now); ok {
-		deferral = max(deferral, left+left/4)
+		walk := now.Sub(r.st.ScanStartedAt) + left
+		deferral = max(deferral, walk+walk/4)
 	}
 	return now.Add(min(deferral, maxFirstTaskDeferral))
 }

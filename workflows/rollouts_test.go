@@ -466,19 +466,19 @@ func TestRolloutPauseDuringAMoveKeepsTheWaveHeld(t *testing.T) {
 	}
 }
 
-// The updates a batch starts run their first task once the walk should be
-// over (a quarter more than its rate so far says), within bounds.
+// The updates a batch starts run their first task as long after their
+// start as the whole walk should take (a quarter more), within bounds.
 func TestRolloutDefersFirstTasksPastTheWalk(t *testing.T) {
 	t0 := time.Date(2027, 1, 4, 8, 0, 0, 0, time.UTC)
 	r := &rollout{st: RolloutState{Waves: []RolloutWave{{Size: 100}, {Size: 1000}}, ScanStartedAt: t0}}
 	if got, want := r.firstTasksAt(t0), t0.Add(minFirstTaskDeferral); !got.Equal(want) {
 		t.Errorf("before the first batch: %v, want %v", got, want)
 	}
-	r.st.ScanProcessed = 100 // in 10 s: 1,000 left take 100 s
-	if got, want := r.firstTasksAt(t0.Add(10*time.Second)), t0.Add(10*time.Second+125*time.Second); !got.Equal(want) {
+	r.st.ScanProcessed = 100 // in 10 s: the walk of 1,100 takes 110 s
+	if got, want := r.firstTasksAt(t0.Add(10*time.Second)), t0.Add(10*time.Second+137500*time.Millisecond); !got.Equal(want) {
 		t.Errorf("after 100 of 1,100 in 10 s: %v, want %v", got, want)
 	}
-	r.st.ScanProcessed = 1 // in 10 minutes: the rest would take days
+	r.st.ScanProcessed = 1 // in 10 minutes: the walk would take days
 	if got, want := r.firstTasksAt(t0.Add(10*time.Minute)), t0.Add(10*time.Minute+maxFirstTaskDeferral); !got.Equal(want) {
 		t.Errorf("a slow walk: %v, want at most %v", got, want)
 	}

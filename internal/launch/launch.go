@@ -351,10 +351,9 @@ func StartOptions(id, taskQueue string, in workflows.Input) client.StartWorkflow
 		TaskQueue:                                taskQueue,
 		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		// Started from a worker (the Rollout's batches), the first task,
-		// which announces the update, runs right there instead of
-		// queueing behind every other start; elsewhere it is dispatched
-		// as usual.
+		// A first task that is not deferred (the demo's, a slot within
+		// the hour) runs right in a starting worker instead of queueing
+		// behind every other start; elsewhere it is dispatched as usual.
 		EnableEagerStart: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchAttrUpdateStatus.ValueSet(string(workflows.StatusScheduled)),
