@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -139,40 +140,49 @@ func scaleInstanceID(i int) string { return fmt.Sprintf("scale-%06d", i) }
 
 // waitFirstTasks waits until each of the n updates has run its first task
 // (its history holds more than its start, and no workflow task is
-// pending), describing those still waiting on every pass, 32 at a time.
+// pending). The updates are described in the order the rollout started
+// them (sandboxes, then production), 32 at a time, and a pass stops at
+// the first still waiting: the first tasks follow the starts' order, so
+// each update is described about once.
 func waitFirstTasks(t *testing.T, c client.Client, n int) {
-	waiting := make([]string, n)
-	for i := range n {
-		waiting[i] = workflows.WorkflowID(scaleInstanceID(i), targetVersion)
+	var waiting []string
+	for _, sandboxes := range []bool{true, false} {
+		for i := range n {
+			if (i%100 == 0) == sandboxes { // scaleFleet's sandboxes
+				waiting = append(waiting, workflows.WorkflowID(scaleInstanceID(i), targetVersion))
+			}
+		}
+	}
+	done := func(id string) (bool, error) {
+		d, err := c.DescribeWorkflow(context.Background(), id, "")
+		if err != nil {
+			return false, err
+		}
+		return d.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength() > 1 && d.RawResponse.GetPendingWorkflowTask() == nil, nil
 	}
 	testkit.WaitFor(t, time.Duration(n)*100*time.Millisecond+10*time.Minute, "every update through its first task", func() (bool, string) {
-		var mu sync.Mutex
-		var still []string
-		var lastErr error
-		var wg sync.WaitGroup
-		ids := make(chan string)
-		for range 32 {
-			wg.Go(func() {
-				for id := range ids {
-					d, err := c.DescribeWorkflow(context.Background(), id, "")
-					mu.Lock()
-					if err != nil {
-						lastErr = err
-					}
-					if err != nil || d.RawResponse.GetWorkflowExecutionInfo().GetHistoryLength() <= 1 || d.RawResponse.GetPendingWorkflowTask() != nil {
-						still = append(still, id)
-					}
-					mu.Unlock()
+		for len(waiting) > 0 {
+			chunk := waiting[:min(32, len(waiting))]
+			finished := make([]bool, len(chunk))
+			errs := make([]error, len(chunk))
+			var wg sync.WaitGroup
+			for i, id := range chunk {
+				wg.Go(func() { finished[i], errs[i] = done(id) })
+			}
+			wg.Wait()
+			var still []string
+			for i, id := range chunk {
+				if !finished[i] {
+					still = append(still, id)
 				}
-			})
+			}
+			if len(still) > 0 {
+				waiting = append(still, waiting[len(chunk):]...)
+				return false, fmt.Sprintf("%d of %d still waiting, %s first (%v)", len(waiting), n, waiting[0], errors.Join(errs...))
+			}
+			waiting = waiting[len(chunk):]
 		}
-		for _, id := range waiting {
-			ids <- id
-		}
-		close(ids)
-		wg.Wait()
-		waiting = still
-		return len(waiting) == 0, fmt.Sprintf("%d of %d still waiting (last error: %v)", len(waiting), n, lastErr)
+		return true, ""
 	})
 }
 
