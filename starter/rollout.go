@@ -34,7 +34,7 @@ type releasePlan struct {
 type outcomeSummary struct {
 	mu      sync.Mutex
 	counts  [launch.OutcomeCount]int
-	details []launch.Result // failures, held, no capacity, dry-run plans
+	details []launch.Result // failures, held, no capacity, dry-run plans, starts left unsettled
 }
 
 func (s *outcomeSummary) add(r launch.Result) {
@@ -43,7 +43,9 @@ func (s *outcomeSummary) add(r launch.Result) {
 	s.counts[r.Outcome]++
 	switch {
 	case r.Outcome == launch.Failed, r.Outcome == launch.Held, r.Outcome == launch.NoCapacity, r.Outcome == launch.Planned,
-		r.Superseded.WorkflowID != "":
+		r.Superseded.WorkflowID != "",
+		// Started or running, with something left to settle.
+		(r.Outcome == launch.Started || r.Outcome == launch.AlreadyRunning) && r.Detail != "":
 		s.details = append(s.details, r)
 	}
 }

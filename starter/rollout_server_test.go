@@ -423,3 +423,33 @@ func TestRolloutDefersTheFirstTaskAndAnnounces(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutReportsAnAnnouncementNotQueued: when Postgres refuses the
+// announcement after the update started, the update counts as started
+// and its line says that its first task will queue the announcement.
+func TestRolloutReportsAnAnnouncementNotQueued(t *testing.T) {
+	f := newRolloutFixtureAt(t, time.Now().Add(3*time.Hour))
+	ctx := context.Background()
+	instance := f.run.InstanceID("contoso-prod")
+	if _, err := f.pool.Exec(ctx, `ALTER TABLE notice_queue RENAME TO notice_queue_away`); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := f.pool.Exec(ctx, `ALTER TABLE notice_queue_away RENAME TO notice_queue`); err != nil {
+			t.Error(err)
+		}
+	}()
+	var out bytes.Buffer
+	e := &env{cfg: f.cfg, stdout: &out, stderr: &out, temporalClient: f.server, pool: f.pool}
+	summary, err := rollout(ctx, e, releasePlan{Concurrency: 1, Instances: map[string]bool{instance: true}, Plan: launch.Plan{
+		Version: demo.Version, ReminderOffsets: f.cfg.ReminderOffsets, WindowLength: f.cfg.UpdateWindow,
+		SecondaryMinGap: demo.SecondaryGap, FirstTasksAt: time.Now().Add(time.Hour),
+	}})
+	if err != nil || summary.count(launch.Started) != 1 {
+		t.Fatalf("rollout (%v):\n%s", err, out.String())
+	}
+	if want := "started, but its announcement is not queued yet"; !strings.Contains(out.String(), want) ||
+		!strings.Contains(out.String(), "the update queues it itself when its first task runs, at ") {
+		t.Errorf("the rollout does not say %q and when the update queues it:\n%s", want, out.String())
+	}
+}

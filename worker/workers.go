@@ -42,8 +42,11 @@ type workerSet struct {
 
 // rolloutConcurrency is how many candidates of a rollout batch are booked
 // and started at once: enough to keep ROLLOUT_START_RATE busy over the
-// round trips to Postgres and Temporal.
-const rolloutConcurrency = 32
+// round trips to Postgres and Temporal. Each candidate spends part of its
+// turn in Postgres (booking, announcement), so it takes twice the 32
+// starts in flight that keep a server busy (32 left the bench's dev
+// server a fifth idle).
+const rolloutConcurrency = 64
 
 // newWorkers builds the workers: the workflow with the store and
 // notification activities on cfg.TaskQueue, and, unless EXECUTOR=none, the

@@ -210,30 +210,31 @@ func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate)
 		return failed
 	}
 	result.Outcome = Started
-	if err := s.announce(ctx, input, id, run.GetRunID()); err != nil {
-		result.Detail = fmt.Sprintf("started, but its announcement is not queued yet (%v): the update queues it itself as its first task runs", err)
-		if options.StartDelay > 0 {
-			result.Detail = fmt.Sprintf("started, but its announcement is not queued yet (%v): the update queues it itself as its first task runs, at %s",
-				err, time.Now().Add(options.StartDelay).UTC().Format(time.RFC3339))
-		}
+	firstTask := "when its first task runs"
+	if options.StartDelay > 0 {
+		firstTask += ", at " + time.Now().Add(options.StartDelay).UTC().Format(time.RFC3339)
+	}
+	commit, err := workflows.AnnouncementCommit(input, id, run.GetRunID(), time.Now())
+	if err != nil {
+		result.Detail = fmt.Sprintf("started, but its workflow refuses its input (%v): it gives its slots back and fails %s", err, firstTask)
+		return result
+	}
+	if err := s.announce(ctx, run.GetRunID(), commit); err != nil {
+		result.Detail = fmt.Sprintf("started, but its announcement is not queued yet (%v): the update queues it itself %s", err, firstTask)
 	}
 	return result
 }
 
-// announce queues the update's announcement, its first transition, as
-// the workflow's first task would (workflows.AnnouncementCommit), so its
-// admins are told as the rollout goes, whenever that task runs. The
-// workflow's own commit of it is keyed alike and writes nothing after
-// this; should this fail, it is the one that writes it. An interrupted
-// rollout still announces what it started.
-func (s *Starter) announce(ctx context.Context, in workflows.Input, id, runID string) error {
-	commit, err := workflows.AnnouncementCommit(in, id, runID, time.Now())
-	if err != nil {
-		return err
-	}
+// announce queues the announcement of run runID, its first transition,
+// as the workflow's first task would, so its admins are told as the
+// rollout goes, whenever that task runs. The workflow's own commit of it
+// is keyed alike and writes nothing after this; should this fail, it is
+// the one that writes it. An interrupted rollout still announces what it
+// started.
+func (s *Starter) announce(ctx context.Context, runID string, commit workflows.CommitTransitionInput) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCheckTimeout)
 	defer cancel()
-	_, err = s.Store.CommitTransition(ctx, workflows.AnnouncementKey(runID), commit)
+	_, err := s.Store.CommitTransition(ctx, workflows.AnnouncementKey(runID), commit)
 	return err
 }
 
