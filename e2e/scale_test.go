@@ -138,6 +138,10 @@ func TestScale(t *testing.T) {
 
 func scaleInstanceID(i int) string { return fmt.Sprintf("scale-%06d", i) }
 
+// isScaleSandbox says which of scaleFleet's instances are sandboxes: one
+// in a hundred.
+func isScaleSandbox(i int) bool { return i%100 == 0 }
+
 // waitFirstTasks waits until each of the n updates has run its first task
 // (its history holds more than its start, and no workflow task is
 // pending). The updates are described in the order the rollout started
@@ -148,7 +152,7 @@ func waitFirstTasks(t *testing.T, c client.Client, n int) {
 	var waiting []string
 	for _, sandboxes := range []bool{true, false} {
 		for i := range n {
-			if (i%100 == 0) == sandboxes { // scaleFleet's sandboxes
+			if isScaleSandbox(i) == sandboxes {
 				waiting = append(waiting, workflows.WorkflowID(scaleInstanceID(i), targetVersion))
 			}
 		}
@@ -198,7 +202,7 @@ func scaleFleet(t *testing.T, n int) []byte {
 	instances := make([]map[string]any, n)
 	for i := range n {
 		kind := "production"
-		if i%100 == 0 {
+		if isScaleSandbox(i) {
 			kind = "sandbox"
 		}
 		id := scaleInstanceID(i)

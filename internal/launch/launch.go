@@ -219,22 +219,22 @@ func (s *Starter) bookAndStart(ctx context.Context, cand store.RolloutCandidate)
 		result.Detail = fmt.Sprintf("started, but its workflow refuses its input (%v): it gives its slots back and fails %s", err, firstTask)
 		return result
 	}
-	if err := s.announce(ctx, run.GetRunID(), commit); err != nil {
+	if err := s.announce(ctx, commit); err != nil {
 		result.Detail = fmt.Sprintf("started, but its announcement is not queued yet (%v): the update queues it itself %s", err, firstTask)
 	}
 	return result
 }
 
-// announce queues the announcement of run runID, its first transition,
-// as the workflow's first task would, so its admins are told as the
-// rollout goes, whenever that task runs. The workflow's own commit of it
-// is keyed alike and writes nothing after this; should this fail, it is
-// the one that writes it. An interrupted rollout still announces what it
-// started.
-func (s *Starter) announce(ctx context.Context, runID string, commit workflows.CommitTransitionInput) error {
+// announce queues an update's announcement, its first transition, as
+// the workflow's first task would, so its admins are told as the rollout
+// goes, whenever that task runs. The commit carries the run's key, which
+// the workflow's own commit of it uses too, so that one writes nothing
+// after this; should this fail, it is the one that writes it. An
+// interrupted rollout still announces what it started.
+func (s *Starter) announce(ctx context.Context, commit workflows.CommitTransitionInput) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startCheckTimeout)
 	defer cancel()
-	_, err := s.Store.CommitTransition(ctx, workflows.AnnouncementKey(runID), commit)
+	_, err := s.Store.CommitTransition(ctx, commit.IdempotencyKey, commit)
 	return err
 }
 
